@@ -1,0 +1,215 @@
+//! The application's handle on one Engine.IO session.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderMap, Method, Uri};
+use switchyard_engineio_proto::{
+    CloseReason, Event, Frame, SendError, Session, SessionConfig, TransportKind,
+};
+use tokio::sync::Notify;
+
+/// What the engine keeps of the request that opened a session.
+#[derive(Debug, Clone)]
+pub struct RequestInfo {
+    /// The request method.
+    pub method: Method,
+    /// The request URI, query included.
+    pub uri: Uri,
+    /// The request headers.
+    pub headers: HeaderMap,
+    /// The peer's address, when the server knows it.
+    pub remote_addr: Option<SocketAddr>,
+    /// When the request arrived.
+    pub time: SystemTime,
+}
+
+impl RequestInfo {
+    /// The value of query parameter `name`, percent-decoded.
+    pub fn query_param(&self, name: &str) -> Option<String> {
+        self.uri.query()?.split('&').find_map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            (key == name).then(|| percent_decode(value))
+        })
+    }
+}
+
+fn percent_decode(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let byte = bytes[index];
+        let hex = |b: u8| (b as char).to_digit(16);
+        match byte {
+            b'%' => {
+                match (
+                    bytes.get(index + 1).and_then(|b| hex(*b)),
+                    bytes.get(index + 2).and_then(|b| hex(*b)),
+                ) {
+                    (Some(high), Some(low)) => {
+                        out.push((high * 16 + low) as u8);
+                        index += 3;
+                        continue;
+                    }
+                    _ => out.push(byte),
+                }
+            }
+            b'+' => out.push(b' '),
+            _ => out.push(byte),
+        }
+        index += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// One Engine.IO session, as the application sees it: send frames, close, inspect.
+///
+/// Cloning the `Arc` is cheap; every method may be called from any task.
+#[derive(Debug)]
+pub struct Socket {
+    sid: Arc<str>,
+    core: Mutex<Session>,
+    /// Wakes the task that drives the session (timers, WebSocket writes).
+    pub(crate) wake_driver: Notify,
+    /// Wakes the GET waiting on a polling session.
+    pub(crate) wake_poll: Notify,
+    request: RequestInfo,
+}
+
+impl Socket {
+    pub(crate) fn new(
+        sid: Arc<str>,
+        config: SessionConfig,
+        transport: TransportKind,
+        request: RequestInfo,
+    ) -> Socket {
+        Socket {
+            sid,
+            core: Mutex::new(Session::new(Instant::now(), config, transport)),
+            wake_driver: Notify::new(),
+            wake_poll: Notify::new(),
+            request,
+        }
+    }
+
+    /// The session id.
+    pub fn sid(&self) -> &str {
+        &self.sid
+    }
+
+    /// The request that opened the session.
+    pub fn request(&self) -> &RequestInfo {
+        &self.request
+    }
+
+    /// The transport in use now.
+    pub fn transport(&self) -> TransportKind {
+        self.lock().transport()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        self.lock().is_closed()
+    }
+
+    /// Bytes queued for this client and not yet written.
+    pub fn buffered_bytes(&self) -> usize {
+        self.lock().buffered_bytes()
+    }
+
+    /// Queues one frame for the client.
+    pub fn send(&self, frame: Frame) -> Result<(), SendError> {
+        let result = self.lock().send(frame);
+        if result.is_ok() {
+            self.wake_writers();
+        }
+        result
+    }
+
+    /// Queues frames that must travel together (a packet and its attachments): all or none.
+    pub fn send_all(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), SendError> {
+        let result = self.lock().send_all(frames);
+        if result.is_ok() {
+            self.wake_writers();
+        }
+        result
+    }
+
+    /// Closes the session from the server side: queued frames go out first, then a close
+    /// packet. The handler's close callback runs with [`CloseReason::ForcedClose`].
+    pub fn close(&self) {
+        self.close_with(CloseReason::ForcedClose);
+    }
+
+    pub(crate) fn close_with(&self, reason: CloseReason) {
+        self.lock().start_close(Instant::now(), reason);
+        self.wake_writers();
+    }
+
+    fn wake_writers(&self) {
+        self.wake_poll.notify_one();
+        self.wake_driver.notify_one();
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Session> {
+        // A panic while holding this lock leaves a consistent-enough session: the protocol core
+        // never panics midway through an update, so take the data back.
+        self.core
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Runs `update` on the session core, then collects its events and wakes whoever must act.
+    pub(crate) fn update<R>(
+        &self,
+        update: impl FnOnce(&mut Session, Instant) -> R,
+    ) -> (R, Vec<Event>) {
+        let now = Instant::now();
+        let mut core = self.lock();
+        let deadline_before = core.poll_timeout();
+        let result = update(&mut core, now);
+        let mut events = Vec::new();
+        while let Some(event) = core.poll_event() {
+            events.push(event);
+        }
+        let poll_ready = core.polling_ready();
+        let deadline_after = core.poll_timeout();
+        drop(core);
+        if poll_ready {
+            self.wake_poll.notify_one();
+        }
+        let earlier = match (deadline_before, deadline_after) {
+            (Some(before), Some(after)) => after < before,
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if earlier || !events.is_empty() {
+            self.wake_driver.notify_one();
+        }
+        (result, events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_are_percent_decoded() {
+        let info = RequestInfo {
+            method: Method::GET,
+            uri: "/socket.io/?EIO=4&token=a%20b%2Bc&x=1+2&bad=%zz"
+                .parse()
+                .unwrap(),
+            headers: HeaderMap::new(),
+            remote_addr: None,
+            time: SystemTime::now(),
+        };
+        assert_eq!(info.query_param("token").as_deref(), Some("a b+c"));
+        assert_eq!(info.query_param("x").as_deref(), Some("1 2"));
+        assert_eq!(info.query_param("bad").as_deref(), Some("%zz"));
+        assert_eq!(info.query_param("missing"), None);
+    }
+}

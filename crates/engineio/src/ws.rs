@@ -1,0 +1,284 @@
+//! The WebSocket transport: direct sessions and upgrades from polling.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
+use switchyard_engineio_proto::{
+    CloseReason, Frame, Message, Packet, TransportKind, WebSocketRole,
+};
+use tokio::time::{sleep_until, timeout};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
+use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
+use tokio_tungstenite::WebSocketStream;
+use tracing::{debug, warn};
+
+use crate::engine::{plain, EngineHandler, EngineInner, Entry};
+use crate::socket::RequestInfo;
+
+type Stream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Whether the request asks for a WebSocket upgrade.
+pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// Checks the WebSocket handshake headers and builds the 101 answer.
+fn switching_protocols(headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+    let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
+    let version_ok = headers
+        .get(header::SEC_WEBSOCKET_VERSION)
+        .is_some_and(|v| v.as_bytes() == b"13");
+    if !version_ok {
+        return None;
+    }
+    let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
+    let mut response = Response::new(Full::new(Bytes::new()));
+    *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+    let headers = response.headers_mut();
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+    headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    Some(response)
+}
+
+fn bad_upgrade() -> Response<Full<Bytes>> {
+    plain(StatusCode::BAD_REQUEST, "Bad request", "text/plain")
+}
+
+fn take_upgrade<B>(request: &mut Request<B>) -> Option<OnUpgrade> {
+    request.extensions_mut().remove::<OnUpgrade>()
+}
+
+/// A WebSocket handshake without a sid: opens a session on the WebSocket.
+pub(crate) fn handshake<H: EngineHandler, B>(
+    inner: Arc<EngineInner<H>>,
+    info: RequestInfo,
+    request: &mut Request<B>,
+) -> Response<Full<Bytes>> {
+    let Some(response) = switching_protocols(request.headers()) else {
+        return bad_upgrade();
+    };
+    let Some(on_upgrade) = take_upgrade(request) else {
+        warn!("websocket request without hyper upgrade support");
+        return bad_upgrade();
+    };
+    let (entry, open) = inner.open_session(TransportKind::WebSocket, info);
+    tokio::spawn(async move {
+        let open = Frame::Text(
+            switchyard_engineio_proto::Text::from_utf8(open).unwrap_or_else(|_| "0".into()),
+        );
+        run(inner, entry, on_upgrade, Some(open)).await;
+    });
+    response
+}
+
+/// A WebSocket with the sid of a polling session: probes an upgrade.
+pub(crate) fn upgrade_session<H: EngineHandler, B>(
+    inner: Arc<EngineInner<H>>,
+    entry: Arc<Entry<H::Connection>>,
+    request: &mut Request<B>,
+) -> Response<Full<Bytes>> {
+    let Some(response) = switching_protocols(request.headers()) else {
+        return bad_upgrade();
+    };
+    let Some(on_upgrade) = take_upgrade(request) else {
+        return bad_upgrade();
+    };
+    let (started, events) = entry.socket.update(|core, now| core.upgrade_start(now));
+    inner.dispatch(&entry, events);
+    let refused = started.is_err();
+    tokio::spawn(async move {
+        if refused {
+            // The reference server completes the handshake, then closes a WebSocket that
+            // tries to upgrade a session already upgraded or upgrading.
+            debug!(
+                sid = entry.socket.sid(),
+                "refusing second websocket for session"
+            );
+            if let Ok(upgraded) = on_upgrade.await {
+                let mut stream = stream(&inner, upgraded).await;
+                let _ = stream.close(None).await;
+            }
+            return;
+        }
+        run(inner, entry, on_upgrade, None).await;
+    });
+    response
+}
+
+async fn stream<H: EngineHandler>(
+    inner: &EngineInner<H>,
+    upgraded: hyper::upgrade::Upgraded,
+) -> Stream {
+    let max = inner.config.session.max_payload;
+    let config = WebSocketConfig::default()
+        .read_buffer_size(inner.config.websocket_read_buffer)
+        .write_buffer_size(0)
+        .max_message_size(Some(max))
+        .max_frame_size(Some(max));
+    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await
+}
+
+fn to_ws_message(frame: Frame) -> tungstenite::Message {
+    match frame {
+        // SAFETY: `Text` is only ever built from `&str`, `String` or bytes validated as UTF-8,
+        // so its bytes are valid UTF-8; skipping the check avoids validating a broadcast's
+        // shared bytes once per recipient.
+        Frame::Text(text) => tungstenite::Message::Text(unsafe {
+            Utf8Bytes::from_bytes_unchecked(text.into_bytes())
+        }),
+        Frame::Binary(data) => tungstenite::Message::Binary(data),
+    }
+}
+
+/// Runs one WebSocket: reads frames into the session, writes what it queues, drives its timers.
+async fn run<H: EngineHandler>(
+    inner: Arc<EngineInner<H>>,
+    entry: Arc<Entry<H::Connection>>,
+    on_upgrade: OnUpgrade,
+    open: Option<Frame>,
+) {
+    let upgraded = match on_upgrade.await {
+        Ok(upgraded) => upgraded,
+        Err(error) => {
+            debug!(sid = entry.socket.sid(), %error, "websocket upgrade failed");
+            let ((), events) = entry
+                .socket
+                .update(|core, _| core.websocket_closed(CloseReason::TransportError));
+            inner.dispatch(&entry, events);
+            return;
+        }
+    };
+    let mut ws = stream(&inner, upgraded).await;
+    let session = &inner.config.session;
+    let write_limit = session.ping_interval + session.ping_timeout;
+    let mut outgoing: Vec<Frame> = open.into_iter().collect();
+    let end = loop {
+        let (role, events) = entry.socket.update(|core, _| {
+            core.drain_websocket_frames(&mut outgoing);
+            core.websocket_role()
+        });
+        inner.dispatch(&entry, events);
+        if !outgoing.is_empty() {
+            if let Err(reason) = write_all(&mut ws, &mut outgoing, write_limit).await {
+                break Some(reason);
+            }
+        }
+        if role == WebSocketRole::Detached {
+            break None;
+        }
+        let deadline = entry.socket.lock().poll_timeout();
+        let woken = entry.socket.wake_driver.notified();
+        let sleep = async move {
+            match deadline {
+                Some(deadline) => sleep_until(deadline.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            received = ws.next() => {
+                if let Some(reason) = receive(&inner, &entry, &mut ws, received).await {
+                    break Some(reason);
+                }
+            }
+            _ = woken => {}
+            _ = sleep => {
+                let ((), events) = entry.socket.update(|core, now| core.handle_timeout(now));
+                inner.dispatch(&entry, events);
+            }
+        }
+    };
+    if let Some(reason) = end {
+        let ((), events) = entry.socket.update(|core, _| core.websocket_closed(reason));
+        inner.dispatch(&entry, events);
+    }
+    let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+}
+
+async fn write_all(
+    ws: &mut Stream,
+    outgoing: &mut Vec<Frame>,
+    limit: Duration,
+) -> Result<(), CloseReason> {
+    let write = async {
+        for frame in outgoing.drain(..) {
+            ws.feed(to_ws_message(frame)).await?;
+        }
+        ws.flush().await
+    };
+    match timeout(limit, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => {
+            debug!(%error, "websocket write failed");
+            Err(CloseReason::TransportError)
+        }
+        Err(_) => {
+            warn!("websocket write timed out: slow or stalled reader");
+            Err(CloseReason::TransportError)
+        }
+    }
+}
+
+/// Handles one read result; returns why the WebSocket ends, if it does.
+async fn receive<H: EngineHandler>(
+    inner: &EngineInner<H>,
+    entry: &Entry<H::Connection>,
+    ws: &mut Stream,
+    received: Option<Result<tungstenite::Message, tungstenite::Error>>,
+) -> Option<CloseReason> {
+    let packet = match received {
+        Some(Ok(tungstenite::Message::Text(text))) => match Packet::decode_text(text.as_str()) {
+            Ok(packet) => packet,
+            Err(error) => {
+                warn!(sid = entry.socket.sid(), %error, "invalid websocket packet");
+                let ((), events) = entry.socket.update(|core, _| match core.websocket_role() {
+                    WebSocketRole::Active => core.close(CloseReason::ParseError),
+                    _ => core.websocket_closed(CloseReason::TransportError),
+                });
+                inner.dispatch(entry, events);
+                return None;
+            }
+        },
+        // Copy the payload out, so a kept message never pins the connection's read buffer.
+        Some(Ok(tungstenite::Message::Binary(data))) => {
+            Packet::Message(Message::Binary(Bytes::copy_from_slice(&data)))
+        }
+        Some(Ok(tungstenite::Message::Ping(_))) => {
+            // tungstenite queued the pong; send it now.
+            return ws.flush().await.err().map(|_| CloseReason::TransportError);
+        }
+        Some(Ok(tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_))) => return None,
+        Some(Ok(tungstenite::Message::Close(_))) | None => {
+            return Some(CloseReason::TransportClose)
+        }
+        Some(Err(tungstenite::Error::Capacity(error))) => {
+            warn!(sid = entry.socket.sid(), %error, "websocket message over max payload");
+            let frame = CloseFrame {
+                code: CloseCode::Size,
+                reason: "message too big".into(),
+            };
+            let _ = ws.close(Some(frame)).await;
+            return Some(CloseReason::TransportError);
+        }
+        Some(Err(error)) => {
+            debug!(sid = entry.socket.sid(), %error, "websocket read failed");
+            return Some(CloseReason::TransportError);
+        }
+    };
+    let ((), events) = entry
+        .socket
+        .update(|core, now| core.handle_packet(now, TransportKind::WebSocket, packet));
+    inner.dispatch(entry, events);
+    None
+}

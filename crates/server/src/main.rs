@@ -1,0 +1,5 @@
+//! The Switchyard server.
+
+fn main() {
+    println!("switchyard: not yet");
+}
