@@ -13,6 +13,7 @@ use switchyard_engineio_proto::{
     CloseReason, Frame, Message, Packet, TransportKind, WebSocketRole,
 };
 use tokio::time::{sleep_until, timeout};
+use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
@@ -270,6 +271,18 @@ async fn receive<H: EngineHandler>(
             };
             let _ = ws.close(Some(frame)).await;
             return Some(CloseReason::TransportError);
+        }
+        // The peer went away without a closing handshake, or the connection broke: the
+        // reference server reports every end of its WebSocket as "transport close"; only a
+        // protocol violation is a "transport error".
+        Some(Err(
+            error @ (tungstenite::Error::ConnectionClosed
+            | tungstenite::Error::AlreadyClosed
+            | tungstenite::Error::Io(_)
+            | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
+        )) => {
+            debug!(sid = entry.socket.sid(), %error, "websocket ended without a close frame");
+            return Some(CloseReason::TransportClose);
         }
         Some(Err(error)) => {
             debug!(sid = entry.socket.sid(), %error, "websocket read failed");

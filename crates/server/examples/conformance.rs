@@ -4,11 +4,20 @@
 //! `/engine.io/` that echoes every message (text as text, binary as binary), on 127.0.0.1 and
 //! port `$PORT` (default 3000), with pingInterval 300 ms, pingTimeout 200 ms, maxPayload
 //! 1,000,000 and CORS open to any origin.
+//!
+//! `cargo run --release --example conformance -- socketio [--parser msgpack]` serves a
+//! Socket.IO v5 server at `/socket.io/` with the same timings, connectTimeout 1000 ms and no
+//! state recovery. On `/` it emits `auth` with the handshake's auth object, answers `message`
+//! with `message-back` (same arguments) and acks `message-with-ack` with its arguments;
+//! `/custom` emits `auth` on connection; other namespaces are refused as invalid.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::convert::Infallible;
+
 use anyhow::{bail, Context};
+use switchyard::{Args, ParserKind, Socket as SioSocket, SocketIo, SocketIoConfig};
 use switchyard_engineio::{
     serve, CloseReason, CorsConfig, Engine, EngineConfig, EngineHandler, Frame, Message, Socket,
 };
@@ -45,6 +54,39 @@ fn engine_config() -> EngineConfig {
         .cors(CorsConfig::any())
 }
 
+fn socketio_server(parser: ParserKind) -> SocketIo {
+    let config = SocketIoConfig {
+        engine: engine_config().path("/socket.io/"),
+        connect_timeout: Duration::from_millis(1000),
+        parser,
+        ..SocketIoConfig::default()
+    };
+    let io = SocketIo::new(config);
+    io.of("/").on_connection(|socket: SioSocket| async move {
+        emit_auth(&socket);
+        socket.on("message", |socket: SioSocket, args: Args| async move {
+            if let Err(error) = socket.emit("message-back", args) {
+                tracing::warn!(%error, "message-back dropped");
+            }
+        });
+        socket.on("message-with-ack", |_: SioSocket, args: Args| async move {
+            Ok::<_, Infallible>(args)
+        });
+    });
+    io.of("/custom")
+        .on_connection(|socket: SioSocket| async move {
+            emit_auth(&socket);
+        });
+    io
+}
+
+fn emit_auth(socket: &SioSocket) {
+    let auth = socket.handshake().auth.clone();
+    if let Err(error) = socket.emit("auth", auth) {
+        tracing::warn!(%error, "auth emit dropped");
+    }
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -65,6 +107,16 @@ async fn main() -> anyhow::Result<()> {
         "engineio" => {
             eprintln!("conformance engineio listening on http://127.0.0.1:{port}/engine.io/");
             serve(listener, Engine::new(engine_config(), Echo)).await?;
+        }
+        "socketio" => {
+            let parser = match std::env::args().skip(2).collect::<Vec<_>>().as_slice() {
+                [] => ParserKind::Json,
+                [flag, value] if flag == "--parser" && value == "msgpack" => ParserKind::MsgPack,
+                [flag, value] if flag == "--parser" && value == "json" => ParserKind::Json,
+                other => bail!("unexpected arguments {other:?}: expected `--parser msgpack|json`"),
+            };
+            eprintln!("conformance socketio listening on http://127.0.0.1:{port}/socket.io/");
+            socketio_server(parser).serve(listener).await?;
         }
         other => bail!("unknown mode {other:?}: expected `engineio` or `socketio`"),
     }

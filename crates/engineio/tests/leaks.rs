@@ -1,0 +1,253 @@
+//! Misuse and abandonment: after each, no session is left behind and the handler saw exactly
+//! one close, with the expected reason.
+
+mod common;
+
+use std::time::Instant;
+
+use common::*;
+use switchyard_engineio::{CloseReason, TransportKind};
+use tokio::io::AsyncWriteExt;
+use tokio::time::sleep;
+
+#[tokio::test]
+async fn get_aborted_by_the_client_is_a_transport_error() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let waiting = send_request(server.addr, "GET", &poll_path(&sid), &[], b"").await;
+    sleep(ms(50)).await;
+    assert_eq!(server.engine.session_count(), 1);
+    drop(waiting);
+    server
+        .assert_all_closed(&[CloseReason::TransportError])
+        .await;
+}
+
+#[tokio::test]
+async fn second_concurrent_get_is_refused_and_the_first_gets_close() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let first = spawn_get(server.addr, &sid);
+    sleep(ms(50)).await;
+    let second = get(server.addr, &sid).await;
+    assert_error(&second, 400, 3, "Bad request");
+    let first = within("first get", first).await.unwrap();
+    assert_eq!(first.status, 200);
+    assert_eq!(first.text(), "1");
+    server
+        .assert_all_closed(&[CloseReason::TransportError])
+        .await;
+}
+
+#[tokio::test]
+async fn second_concurrent_post_is_refused_and_closes_the_session() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    // The first POST sends its head and half its body, then stalls.
+    let mut first = within("connect", tokio::net::TcpStream::connect(server.addr))
+        .await
+        .unwrap();
+    first
+        .write_all(&request_head("POST", &poll_path(&sid), &[], Some(7)))
+        .await
+        .unwrap();
+    first.write_all(b"4hel").await.unwrap();
+    sleep(ms(50)).await;
+    let second = post(server.addr, &sid, b"4x").await;
+    assert_error(&second, 400, 3, "Bad request");
+    first.write_all(b"lo!").await.unwrap();
+    // The first POST still completes, as on the reference server; its packets go nowhere.
+    assert_ok(&read_response(first).await);
+    server
+        .assert_all_closed(&[CloseReason::TransportError])
+        .await;
+    assert_eq!(server.recorder.messages(), vec![]);
+}
+
+#[tokio::test]
+async fn post_body_that_does_not_parse_is_a_parse_error() {
+    let server = Server::start().await;
+    let bodies: [&[u8]; 4] = [
+        b"9oops",     // unknown packet type
+        b"4ok\x1e",   // empty packet after the separator
+        b"b%%%",      // invalid base64
+        b"4\xff\xfe", // not UTF-8
+    ];
+    for body in bodies {
+        let sid = handshake(server.addr).await;
+        let response = post(server.addr, &sid, body).await;
+        assert_error(&response, 400, 3, "Bad request");
+    }
+    server
+        .assert_all_closed(&[CloseReason::ParseError; 4])
+        .await;
+    assert_eq!(server.recorder.messages(), vec![]);
+}
+
+#[tokio::test]
+async fn polling_client_that_never_answers_pings_times_out() {
+    let server = Server::start().await;
+    let polled = handshake(server.addr).await;
+    let idle = handshake(server.addr).await;
+    let start = Instant::now();
+    // One client collects the ping and does not answer; the other never polls at all.
+    let ping = get(server.addr, &polled).await;
+    assert_eq!(ping.status, 200);
+    assert_eq!(ping.text(), "2");
+    // A request 500 ms after the handshake already finds both sessions closed.
+    tokio::time::sleep_until((start + ms(PING_INTERVAL_MS + PING_TIMEOUT_MS)).into()).await;
+    for sid in [&polled, &idle] {
+        assert_error(&get(server.addr, sid).await, 400, 1, "Session ID unknown");
+    }
+    server
+        .assert_all_closed(&[CloseReason::PingTimeout, CloseReason::PingTimeout])
+        .await;
+}
+
+#[tokio::test]
+async fn websocket_client_that_never_answers_pings_times_out() {
+    let server = Server::start().await;
+    let (mut ws, _) = ws_handshake(server.addr).await;
+    let start = Instant::now();
+    assert_eq!(ws_recv_text(&mut ws).await, "2");
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed < ms(PING_INTERVAL_MS + PING_TIMEOUT_MS + 150),
+        "{elapsed:?}"
+    );
+    server.assert_all_closed(&[CloseReason::PingTimeout]).await;
+}
+
+#[tokio::test]
+async fn websocket_dropped_without_close_frame_closes_the_session() {
+    let server = Server::start().await;
+    let (ws, _) = ws_handshake(server.addr).await;
+    drop(ws);
+    // The reference server reports the end of a WebSocket, clean or not, as "transport close".
+    server
+        .assert_all_closed(&[CloseReason::TransportClose])
+        .await;
+}
+
+#[tokio::test]
+async fn upgrade_without_probe_is_dropped_and_the_heartbeat_reclaims_the_session() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let first_get = spawn_get(server.addr, &sid);
+    let mut ws = ws_connect(server.addr, &format!("&sid={sid}")).await;
+    let opened = Instant::now();
+    // The session stays on polling and answers its heartbeat there.
+    let ping = within("first get", first_get).await.unwrap();
+    assert_eq!(ping.text(), "2");
+    assert_ok(&post(server.addr, &sid, b"3").await);
+    // No probe within upgradeTimeout: the server closes the WebSocket.
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    let elapsed = opened.elapsed();
+    assert!(
+        elapsed >= ms(UPGRADE_TIMEOUT_MS - 20) && elapsed < ms(UPGRADE_TIMEOUT_MS + 250),
+        "{elapsed:?}"
+    );
+    assert_eq!(server.engine.session_count(), 1);
+    assert_eq!(server.only_socket().transport(), TransportKind::Polling);
+    assert_eq!(server.recorder.closes(), vec![]);
+    // Polling still works; once the client stops answering, the heartbeat ends the session.
+    let ping = get(server.addr, &sid).await;
+    assert_eq!(ping.text(), "2");
+    server.assert_all_closed(&[CloseReason::PingTimeout]).await;
+}
+
+#[tokio::test]
+async fn upgrade_probed_but_never_completed_is_dropped() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let waiting = spawn_get(server.addr, &sid);
+    sleep(ms(30)).await;
+    let opened = Instant::now();
+    let mut ws = ws_probe(server.addr, &sid).await;
+    let noop = within("waiting get", waiting).await.unwrap();
+    assert_eq!(noop.text(), "6");
+    // The client never sends `5`, but answers the ping that polling still carries.
+    let ping = get_skipping_noops(server.addr, &sid).await;
+    assert_eq!(ping.status, 200);
+    assert_eq!(ping.text(), "2");
+    assert_ok(&post(server.addr, &sid, b"3").await);
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    let elapsed = opened.elapsed();
+    assert!(
+        elapsed >= ms(UPGRADE_TIMEOUT_MS - 20) && elapsed < ms(UPGRADE_TIMEOUT_MS + 250),
+        "{elapsed:?}"
+    );
+    assert_eq!(server.engine.session_count(), 1);
+    assert_eq!(server.only_socket().transport(), TransportKind::Polling);
+    assert_eq!(server.recorder.closes(), vec![]);
+    // Back to plain polling: a GET waits for the next ping, which nobody answers.
+    let ping = get(server.addr, &sid).await;
+    assert_eq!(ping.text(), "2");
+    server.assert_all_closed(&[CloseReason::PingTimeout]).await;
+}
+
+#[tokio::test]
+async fn session_closed_during_an_upgrade_closes_the_probing_websocket() {
+    let server = Server::start().await;
+    for probe in [false, true] {
+        let sid = handshake(server.addr).await;
+        let mut ws = if probe {
+            ws_probe(server.addr, &sid).await
+        } else {
+            ws_connect(server.addr, &format!("&sid={sid}")).await
+        };
+        sleep(ms(30)).await;
+        let start = Instant::now();
+        assert_ok(&post(server.addr, &sid, b"1").await);
+        // Closed at once, not left to the client or the upgrade timer.
+        assert_eq!(ws_expect_close(&mut ws).await, None);
+        let elapsed = start.elapsed();
+        assert!(elapsed < ms(150), "probe {probe}: {elapsed:?}");
+    }
+    server
+        .assert_all_closed(&[CloseReason::TransportClose, CloseReason::TransportClose])
+        .await;
+}
+
+#[tokio::test]
+async fn client_close_over_polling_answers_the_waiting_get_with_noop() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let waiting = spawn_get(server.addr, &sid);
+    sleep(ms(30)).await;
+    assert_ok(&post(server.addr, &sid, b"1").await);
+    let noop = within("waiting get", waiting).await.unwrap();
+    assert_eq!(noop.status, 200);
+    assert_eq!(noop.text(), "6");
+    server
+        .assert_all_closed(&[CloseReason::TransportClose])
+        .await;
+    assert_error(&get(server.addr, &sid).await, 400, 1, "Session ID unknown");
+}
+
+#[tokio::test]
+async fn client_close_over_websocket() {
+    let server = Server::start().await;
+    let (mut ws, _) = ws_handshake(server.addr).await;
+    ws_send_text(&mut ws, "1").await;
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    server
+        .assert_all_closed(&[CloseReason::TransportClose])
+        .await;
+}
+
+#[tokio::test]
+async fn client_close_over_an_upgraded_websocket() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let waiting = spawn_get(server.addr, &sid);
+    let mut ws = ws_probe(server.addr, &sid).await;
+    assert_eq!(within("waiting get", waiting).await.unwrap().text(), "6");
+    ws_send_text(&mut ws, "5").await;
+    ws_send_text(&mut ws, "1").await;
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    server
+        .assert_all_closed(&[CloseReason::TransportClose])
+        .await;
+}

@@ -1,0 +1,34 @@
+//! Server options, with the reference server's defaults.
+
+use std::time::Duration;
+
+use switchyard_engineio::EngineConfig;
+
+use crate::encode::ParserKind;
+
+/// Options of a Socket.IO server.
+#[derive(Debug, Clone)]
+pub struct SocketIoConfig {
+    /// The Engine.IO options; the path defaults to `/socket.io/`.
+    pub engine: EngineConfig,
+    /// Time a new connection has to join a namespace before it is closed (default 45 s).
+    pub connect_timeout: Duration,
+    /// The packet parser (default JSON).
+    pub parser: ParserKind,
+    /// Time `emit_with_ack` waits for the client's answer unless told otherwise (default 5 s).
+    pub ack_timeout: Duration,
+    /// Most binary attachments one packet may carry (default 10).
+    pub max_attachments: usize,
+}
+
+impl Default for SocketIoConfig {
+    fn default() -> Self {
+        SocketIoConfig {
+            engine: EngineConfig::default().path("/socket.io/"),
+            connect_timeout: Duration::from_secs(45),
+            parser: ParserKind::Json,
+            ack_timeout: Duration::from_secs(5),
+            max_attachments: 10,
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! The Socket.IO server: namespaces over one Engine.IO engine.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::sync::{Arc, RwLock};
+
+use switchyard_engineio::{
+    serve_service, CloseReason, Engine, EngineHandler, EngineLayer, EngineService, Message,
+    Socket as EngineSocket,
+};
+use tokio::net::TcpListener;
+
+use crate::adapter::{AdapterFactory, InMemoryAdapter};
+use crate::client::Client;
+use crate::config::SocketIoConfig;
+use crate::handler::ConnectError;
+use crate::namespace::{
+    add_middleware, set_connection, Namespace, NamespaceHandlers, NamespaceInner,
+};
+use crate::socket::Socket;
+
+type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+struct DynamicEntry {
+    matcher: Matcher,
+    handlers: Arc<NamespaceHandlers>,
+}
+
+pub(crate) struct ServerInner {
+    pub(crate) config: Arc<SocketIoConfig>,
+    namespaces: RwLock<HashMap<Arc<str>, Namespace>>,
+    dynamic: RwLock<Vec<DynamicEntry>>,
+    adapter_factory: AdapterFactory,
+}
+
+impl ServerInner {
+    fn create(&self, name: &str, handlers: Arc<NamespaceHandlers>) -> Namespace {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = namespaces.get(name) {
+            return existing.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        let namespace = Namespace(Arc::new(NamespaceInner::new(
+            name.clone(),
+            self.config.clone(),
+            handlers,
+            (self.adapter_factory)(&name),
+        )));
+        namespaces.insert(name, namespace.clone());
+        namespace
+    }
+
+    /// The namespace a client asks for: a known one, or a new child of a matching dynamic one.
+    pub(crate) fn resolve(&self, name: &str) -> Option<Namespace> {
+        if let Some(namespace) = self
+            .namespaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return Some(namespace.clone());
+        }
+        let handlers = self
+            .dynamic
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|entry| (entry.matcher)(name))
+            .map(|entry| entry.handlers.clone())?;
+        Some(self.create(name, handlers))
+    }
+}
+
+/// The Engine.IO handler of a Socket.IO server; obtained from [`SocketIo::engine`].
+pub struct SocketIoHandler(Arc<ServerInner>);
+
+/// The Socket.IO state of one Engine.IO connection (opaque).
+pub struct SocketIoConnection(Arc<Client>);
+
+impl EngineHandler for SocketIoHandler {
+    type Connection = SocketIoConnection;
+
+    fn on_open(&self, socket: Arc<EngineSocket>) -> SocketIoConnection {
+        SocketIoConnection(Client::new(self.0.clone(), socket))
+    }
+
+    fn on_message(&self, connection: &SocketIoConnection, message: Message) {
+        connection.0.on_message(message);
+    }
+
+    fn on_close(&self, connection: &SocketIoConnection, reason: CloseReason) {
+        connection.0.on_close(reason);
+    }
+}
+
+/// A Socket.IO v5 server. Cheap to clone.
+///
+/// ```no_run
+/// use switchyard::{SocketIo, SocketIoConfig, Socket};
+///
+/// # async fn run() -> std::io::Result<()> {
+/// let io = SocketIo::new(SocketIoConfig::default());
+/// io.of("/chat").on_connection(|socket: Socket| async move {
+///     socket.on("message", |socket: Socket, text: String| async move {
+///         let room = socket.rooms().into_iter().last();
+///         if let Some(room) = room {
+///             let _ = socket.to(room).emit("message", &text);
+///         }
+///     });
+/// });
+/// io.serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?).await
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct SocketIo {
+    inner: Arc<ServerInner>,
+    engine: Engine<SocketIoHandler>,
+}
+
+impl SocketIo {
+    /// A server with `config` and the in-memory adapter.
+    pub fn new(config: SocketIoConfig) -> SocketIo {
+        SocketIo::with_adapter(config, InMemoryAdapter::factory())
+    }
+
+    /// A server whose namespaces get their adapters from `factory`.
+    pub fn with_adapter(config: SocketIoConfig, factory: AdapterFactory) -> SocketIo {
+        let engine_config = config.engine.clone();
+        let inner = Arc::new(ServerInner {
+            config: Arc::new(config),
+            namespaces: RwLock::default(),
+            dynamic: RwLock::default(),
+            adapter_factory: factory,
+        });
+        // The main namespace always exists, as on the reference server.
+        inner.create("/", Arc::default());
+        let engine = Engine::new(engine_config, SocketIoHandler(inner.clone()));
+        SocketIo { inner, engine }
+    }
+
+    /// The server's options.
+    pub fn config(&self) -> &SocketIoConfig {
+        &self.inner.config
+    }
+
+    /// The namespace `name`, created if needed (`/` is the main namespace).
+    pub fn of(&self, name: &str) -> Namespace {
+        let name = if name.starts_with('/') {
+            name.to_owned()
+        } else {
+            format!("/{name}")
+        };
+        self.inner
+            .resolve(&name)
+            .unwrap_or_else(|| self.inner.create(&name, Arc::default()))
+    }
+
+    /// Namespaces created on demand: every name `matcher` accepts becomes a namespace with
+    /// the handlers registered on the returned [`DynamicNamespace`] (like `io.of(/regex/)`).
+    pub fn of_dynamic(
+        &self,
+        matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
+    ) -> DynamicNamespace {
+        let handlers: Arc<NamespaceHandlers> = Arc::default();
+        self.inner
+            .dynamic
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(DynamicEntry {
+                matcher: Arc::new(matcher),
+                handlers: handlers.clone(),
+            });
+        DynamicNamespace { handlers }
+    }
+
+    /// The namespaces that exist now.
+    pub fn namespaces(&self) -> Vec<Namespace> {
+        self.inner
+            .namespaces
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// The underlying Engine.IO engine.
+    pub fn engine(&self) -> &Engine<SocketIoHandler> {
+        &self.engine
+    }
+
+    /// A tower service answering under the server's path, 404 elsewhere.
+    pub fn service(&self) -> EngineService<SocketIoHandler> {
+        EngineService::new(self.engine.clone())
+    }
+
+    /// A tower layer putting the server in front of another service (an axum `Router`, say).
+    pub fn layer(&self) -> EngineLayer<SocketIoHandler> {
+        EngineLayer::new(self.engine.clone())
+    }
+
+    /// Serves on `listener` forever.
+    pub async fn serve(self, listener: TcpListener) -> io::Result<()> {
+        self.serve_with_shutdown(listener, std::future::pending())
+            .await
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then closes gracefully.
+    pub async fn serve_with_shutdown(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> io::Result<()> {
+        serve_service(listener, self.service(), shutdown).await;
+        self.close();
+        Ok(())
+    }
+
+    /// Disconnects every socket with the reason `server shutting down` and closes every
+    /// connection (queued packets go out first).
+    pub fn close(&self) {
+        self.engine.close_all();
+    }
+}
+
+/// Handlers of a dynamic namespace, shared by every namespace it creates.
+#[derive(Clone)]
+pub struct DynamicNamespace {
+    handlers: Arc<NamespaceHandlers>,
+}
+
+impl DynamicNamespace {
+    /// Sets the connection handler of every matching namespace.
+    pub fn on_connection<F, Fut>(&self, handler: F) -> &Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        set_connection(&self.handlers, handler);
+        self
+    }
+
+    /// Adds a connect middleware to every matching namespace.
+    pub fn use_middleware<F, Fut>(&self, middleware: F) -> &Self
+    where
+        F: Fn(Socket) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
+    {
+        add_middleware(&self.handlers, middleware);
+        self
+    }
+}

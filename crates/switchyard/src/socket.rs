@@ -1,0 +1,549 @@
+//! A client's connection to one namespace.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime};
+
+use http::HeaderMap;
+use serde_json::Value;
+use switchyard_engineio::{SendError, Socket as EngineSocket, TransportKind};
+use switchyard_socketio_proto::Packet;
+use tokio::sync::oneshot;
+use tracing::{debug, warn};
+
+use crate::broadcast::BroadcastOperator;
+use crate::client::Client;
+use crate::encode::Encoded;
+use crate::handler::{
+    run_inline, BoxFuture, ErasedDisconnectHandler, ErasedEventHandler, EventHandler,
+};
+use crate::namespace::NamespaceInner;
+use crate::payload::{Args, ArgsError, IntoArgs};
+use crate::{Namespace, Room};
+
+/// A socket id: unique per namespace connection, never the Engine.IO session id.
+pub type Sid = Arc<str>;
+
+/// Why a socket disconnected, with the reference server's wording.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DisconnectReason {
+    /// The client's transport closed.
+    TransportClose,
+    /// The client's transport failed.
+    TransportError,
+    /// The client stopped answering pings.
+    PingTimeout,
+    /// The client sent a packet that does not parse.
+    ParseError,
+    /// The Engine.IO session was closed by the server.
+    ForcedClose,
+    /// The server is shutting down.
+    ServerShuttingDown,
+    /// The server disconnected the socket and closed the whole connection.
+    ForcedServerClose,
+    /// The client left the namespace.
+    ClientNamespaceDisconnect,
+    /// The server disconnected the socket from the namespace.
+    ServerNamespaceDisconnect,
+}
+
+impl DisconnectReason {
+    /// The reason as the reference server spells it.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DisconnectReason::TransportClose => "transport close",
+            DisconnectReason::TransportError => "transport error",
+            DisconnectReason::PingTimeout => "ping timeout",
+            DisconnectReason::ParseError => "parse error",
+            DisconnectReason::ForcedClose => "forced close",
+            DisconnectReason::ServerShuttingDown => "server shutting down",
+            DisconnectReason::ForcedServerClose => "forced server close",
+            DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
+            DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
+        }
+    }
+}
+
+impl fmt::Display for DisconnectReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an emit failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// The data could not be serialized.
+    #[error(transparent)]
+    Args(#[from] ArgsError),
+    /// The socket is disconnected.
+    #[error("socket disconnected")]
+    Disconnected,
+    /// The client's outgoing buffer is full: it reads too slowly.
+    #[error("client buffer full")]
+    BufferFull,
+}
+
+impl From<SendError> for EmitError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::Closed => EmitError::Disconnected,
+            SendError::BufferFull => EmitError::BufferFull,
+        }
+    }
+}
+
+/// Why an acknowledgement did not come.
+#[derive(Debug, thiserror::Error)]
+pub enum AckError {
+    /// The packet could not be sent.
+    #[error(transparent)]
+    Emit(#[from] EmitError),
+    /// No answer within the timeout.
+    #[error("ack timed out")]
+    Timeout,
+    /// The socket disconnected before answering.
+    #[error("socket disconnected before the ack")]
+    Disconnected,
+}
+
+/// What a client sent when it connected, and the request that opened its connection.
+#[derive(Debug, Clone)]
+pub struct Handshake {
+    /// The CONNECT packet's payload (`auth` on socket.io-client); `{}` when none was sent.
+    pub auth: Value,
+    /// When the socket connected.
+    pub time: SystemTime,
+    engine: Arc<EngineSocket>,
+}
+
+impl Handshake {
+    /// The HTTP headers of the request that opened the connection.
+    pub fn headers(&self) -> &HeaderMap {
+        &self.engine.request().headers
+    }
+
+    /// The query parameter `name` of that request, percent-decoded.
+    pub fn query(&self, name: &str) -> Option<String> {
+        self.engine.request().query_param(name)
+    }
+
+    /// The request URL (path and query).
+    pub fn url(&self) -> String {
+        self.engine.request().uri.to_string()
+    }
+
+    /// The client's address, when known.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.engine.request().remote_addr
+    }
+}
+
+#[derive(Default)]
+struct ConnectState {
+    connected: bool,
+    disconnected: bool,
+    /// Packets emitted before the CONNECT reply went out; sent right after it.
+    early: Vec<Encoded>,
+}
+
+type AnyHandler = Arc<dyn Fn(Socket, String, Args) -> BoxFuture<()> + Send + Sync>;
+
+pub(crate) struct SocketInner {
+    pub(crate) id: Sid,
+    pub(crate) ns: Arc<NamespaceInner>,
+    pub(crate) client: Arc<Client>,
+    handshake: Handshake,
+    handlers: RwLock<HashMap<Box<str>, ErasedEventHandler>>,
+    any_handler: RwLock<Option<AnyHandler>>,
+    disconnect_handlers: Mutex<Vec<ErasedDisconnectHandler>>,
+    acks: Mutex<HashMap<u64, oneshot::Sender<Args>>>,
+    /// Fast path for emits once connected; `state` is the truth.
+    connected: AtomicBool,
+    state: Mutex<ConnectState>,
+    extensions: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+}
+
+/// A client's connection to a namespace: receive events, emit, join rooms, acknowledge.
+///
+/// Cheap to clone; all clones are the same socket.
+#[derive(Clone)]
+pub struct Socket(pub(crate) Arc<SocketInner>);
+
+impl fmt::Debug for Socket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Socket")
+            .field("id", &self.0.id)
+            .field("nsp", &self.0.ns.name)
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Socket {
+    pub(crate) fn new(ns: Arc<NamespaceInner>, client: Arc<Client>, auth: Value) -> Socket {
+        let handshake = Handshake {
+            auth,
+            time: SystemTime::now(),
+            engine: client.engine.clone(),
+        };
+        Socket(Arc::new(SocketInner {
+            id: crate::namespace::generate_id(),
+            ns,
+            client,
+            handshake,
+            handlers: RwLock::default(),
+            any_handler: RwLock::default(),
+            disconnect_handlers: Mutex::default(),
+            acks: Mutex::default(),
+            connected: AtomicBool::new(false),
+            state: Mutex::default(),
+            extensions: Mutex::default(),
+        }))
+    }
+
+    /// The socket id.
+    pub fn id(&self) -> &Sid {
+        &self.0.id
+    }
+
+    /// The namespace this socket belongs to.
+    pub fn namespace(&self) -> Namespace {
+        Namespace(self.0.ns.clone())
+    }
+
+    /// The handshake: auth payload, headers, query, address, time.
+    pub fn handshake(&self) -> &Handshake {
+        &self.0.handshake
+    }
+
+    /// The Engine.IO transport in use.
+    pub fn transport(&self) -> TransportKind {
+        self.0.client.engine.transport()
+    }
+
+    /// Whether the socket is connected.
+    pub fn connected(&self) -> bool {
+        let state = lock(&self.0.state);
+        state.connected && !state.disconnected
+    }
+
+    /// Registers the handler of event `event`, replacing any previous one.
+    ///
+    /// The handler is an async function of the socket and the data (any `DeserializeOwned`
+    /// type read from the first argument, or [`Args`] for all of them). If it returns a
+    /// `Result`, that answers the client's acknowledgement.
+    pub fn on<T>(&self, event: impl Into<String>, handler: impl EventHandler<T>) {
+        let event: String = event.into();
+        self.0
+            .handlers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event.into_boxed_str(), handler.erase());
+    }
+
+    /// Registers a handler called for every event, before the event's own handler.
+    pub fn on_any<F, Fut>(&self, handler: F)
+    where
+        F: Fn(Socket, String, Args) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handler: AnyHandler = Arc::new(move |s, e, a| Box::pin(handler(s, e, a)));
+        *self
+            .0
+            .any_handler
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(handler);
+    }
+
+    /// Registers a handler called once when the socket disconnects.
+    pub fn on_disconnect<F, Fut>(&self, handler: F)
+    where
+        F: Fn(Socket, DisconnectReason) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handler: ErasedDisconnectHandler = Arc::new(move |s, r| Box::pin(handler(s, r)));
+        lock(&self.0.disconnect_handlers).push(handler);
+    }
+
+    /// Sends event `event` with `data` (one argument, or several as [`Args`]).
+    pub fn emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
+        let packet = event_packet(&self.0.ns.name, event, data.into_args()?, None);
+        self.send_encoded(Encoded::new(self.0.ns.parser, &packet))
+    }
+
+    /// Sends event `event` and waits for the client's acknowledgement, up to the server's
+    /// default ack timeout.
+    pub async fn emit_with_ack<T: IntoArgs>(&self, event: &str, data: T) -> Result<Args, AckError> {
+        let timeout = self.0.ns.config.ack_timeout;
+        self.emit_with_ack_timeout(event, data, timeout).await
+    }
+
+    /// Sends event `event` and waits up to `timeout` for the client's acknowledgement.
+    pub async fn emit_with_ack_timeout<T: IntoArgs>(
+        &self,
+        event: &str,
+        data: T,
+        timeout: Duration,
+    ) -> Result<Args, AckError> {
+        let args = data.into_args().map_err(EmitError::from)?;
+        let id = self.0.ns.next_ack_id();
+        let receiver = self.register_ack(id);
+        let packet = event_packet(&self.0.ns.name, event, args, Some(id));
+        if let Err(error) = self.send_encoded(Encoded::new(self.0.ns.parser, &packet)) {
+            lock(&self.0.acks).remove(&id);
+            return Err(error.into());
+        }
+        self.wait_ack(id, receiver, timeout).await
+    }
+
+    pub(crate) fn register_ack(&self, id: u64) -> oneshot::Receiver<Args> {
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.0.acks).insert(id, sender);
+        receiver
+    }
+
+    pub(crate) async fn wait_ack(
+        &self,
+        id: u64,
+        receiver: oneshot::Receiver<Args>,
+        timeout: Duration,
+    ) -> Result<Args, AckError> {
+        match tokio::time::timeout(timeout, receiver).await {
+            Ok(Ok(args)) => Ok(args),
+            Ok(Err(_)) => Err(AckError::Disconnected),
+            Err(_) => {
+                lock(&self.0.acks).remove(&id);
+                Err(AckError::Timeout)
+            }
+        }
+    }
+
+    /// Joins `rooms`.
+    pub fn join(&self, rooms: impl crate::IntoRooms) {
+        self.0.ns.adapter().add_all(&self.0.id, &rooms.into_rooms());
+    }
+
+    /// Leaves `room`.
+    pub fn leave(&self, room: impl Into<Room>) {
+        self.0.ns.adapter().del(&self.0.id, &room.into());
+    }
+
+    /// The rooms the socket is in, its own id room first.
+    pub fn rooms(&self) -> Vec<Room> {
+        let mut rooms = vec![self.0.id.clone()];
+        rooms.extend(self.0.ns.adapter().socket_rooms(&self.0.id));
+        rooms
+    }
+
+    /// A broadcast to `rooms`, from this socket: the sender itself is left out.
+    pub fn to(&self, rooms: impl crate::IntoRooms) -> BroadcastOperator {
+        self.broadcast().to(rooms)
+    }
+
+    /// A broadcast to every other socket of the namespace.
+    pub fn broadcast(&self) -> BroadcastOperator {
+        BroadcastOperator::new(self.namespace()).except_socket(self.0.id.clone())
+    }
+
+    /// Disconnects the socket from its namespace; the client's connection stays open for its
+    /// other namespaces. The client sees `io server disconnect`.
+    pub fn disconnect(&self) {
+        let packet = Packet::disconnect(self.0.ns.name.to_string());
+        let _ = self.send_encoded(Encoded::new(self.0.ns.parser, &packet));
+        self.close(DisconnectReason::ServerNamespaceDisconnect);
+    }
+
+    /// Disconnects the socket and closes the client's whole connection.
+    pub fn disconnect_and_close(&self) {
+        self.0.client.engine.close();
+        self.close(DisconnectReason::ForcedServerClose);
+    }
+
+    /// Stores `value` as this socket's data of type `T`, replacing the previous one.
+    pub fn insert_data<T: Send + Sync + 'static>(&self, value: T) {
+        lock(&self.0.extensions).insert(TypeId::of::<T>(), Box::new(value));
+    }
+
+    /// A copy of this socket's data of type `T`.
+    pub fn data<T: Clone + Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.0.extensions)
+            .get(&TypeId::of::<T>())
+            .and_then(|value| value.downcast_ref::<T>())
+            .cloned()
+    }
+
+    /// Removes and returns this socket's data of type `T`.
+    pub fn remove_data<T: Send + Sync + 'static>(&self) -> Option<T> {
+        lock(&self.0.extensions)
+            .remove(&TypeId::of::<T>())
+            .and_then(|value| value.downcast::<T>().ok())
+            .map(|value| *value)
+    }
+
+    /// Bytes waiting to be written to this client.
+    pub fn buffered_bytes(&self) -> usize {
+        self.0.client.engine.buffered_bytes()
+    }
+
+    // ----- internals used by the client and the namespace ---------------------------------
+
+    pub(crate) fn send_encoded(&self, encoded: Encoded) -> Result<(), EmitError> {
+        if !self.0.connected.load(Ordering::Acquire) {
+            let mut state = lock(&self.0.state);
+            if state.disconnected {
+                return Err(EmitError::Disconnected);
+            }
+            if !state.connected {
+                state.early.push(encoded);
+                return Ok(());
+            }
+        }
+        encoded
+            .send_to(&self.0.client.engine)
+            .map_err(EmitError::from)
+    }
+
+    /// Sends the CONNECT reply, then what was emitted before it.
+    pub(crate) fn send_connect(&self) {
+        let mut state = lock(&self.0.state);
+        if state.disconnected || state.connected {
+            return;
+        }
+        let reply = Packet::connect(
+            self.0.ns.name.to_string(),
+            Some(serde_json::json!({ "sid": &*self.0.id })),
+        );
+        let engine = &self.0.client.engine;
+        let _ = Encoded::new(self.0.ns.parser, &reply).send_to(engine);
+        for encoded in state.early.drain(..) {
+            if let Err(error) = encoded.send_to(engine) {
+                warn!(sid = &*self.0.id, %error, "early emit dropped");
+            }
+        }
+        state.connected = true;
+        self.0.connected.store(true, Ordering::Release);
+    }
+
+    /// Hands a received event to its handlers.
+    pub(crate) fn dispatch_event(&self, event: String, ack: Option<u64>, args: Args) {
+        let any = self
+            .0
+            .any_handler
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(any) = any {
+            run_inline(any(self.clone(), event.clone(), args.clone()));
+        }
+        let handler = self
+            .0
+            .handlers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(event.as_str())
+            .cloned();
+        let Some(handler) = handler else {
+            debug!(sid = &*self.0.id, event, "no handler for event");
+            return;
+        };
+        match handler(self.clone(), args) {
+            Ok(future) => {
+                let socket = self.clone();
+                run_inline(async move {
+                    let reply = future.await;
+                    if let (Some(id), Some(reply)) = (ack, reply) {
+                        socket.send_ack(id, reply);
+                    }
+                });
+            }
+            Err(error) => {
+                warn!(sid = &*self.0.id, event, %error, "event arguments refused");
+                if let Some(id) = ack {
+                    self.send_ack(id, Err(error.to_string()));
+                }
+            }
+        }
+    }
+
+    fn send_ack(&self, id: u64, reply: Result<Args, String>) {
+        let args = match reply {
+            Ok(args) => args,
+            Err(message) => {
+                warn!(
+                    sid = &*self.0.id,
+                    id, message, "handler failed; answering with an error"
+                );
+                Args {
+                    values: vec![serde_json::json!({ "error": message })],
+                    attachments: Vec::new(),
+                }
+            }
+        };
+        let packet = Packet::Ack {
+            nsp: self.0.ns.name.to_string(),
+            id,
+            data: Value::Array(args.values),
+            attachments: args.attachments,
+        };
+        if let Err(error) = self.send_encoded(Encoded::new(self.0.ns.parser, &packet)) {
+            debug!(sid = &*self.0.id, %error, "ack not sent");
+        }
+    }
+
+    /// The client answered the ack `id`.
+    pub(crate) fn handle_ack(&self, id: u64, args: Args) {
+        match lock(&self.0.acks).remove(&id) {
+            Some(sender) => {
+                let _ = sender.send(args);
+            }
+            None => debug!(sid = &*self.0.id, id, "ack for an unknown id"),
+        }
+    }
+
+    /// Ends the socket: leaves its rooms and namespace, fails pending acks, runs the
+    /// disconnect handlers. Runs once.
+    pub(crate) fn close(&self, reason: DisconnectReason) {
+        {
+            let mut state = lock(&self.0.state);
+            if state.disconnected {
+                return;
+            }
+            state.disconnected = true;
+            state.early.clear();
+        }
+        self.0.connected.store(false, Ordering::Release);
+        self.0.client.remove_socket(&self.0.ns.name, &self.0.id);
+        let handlers = std::mem::take(&mut *lock(&self.0.disconnect_handlers));
+        for handler in handlers {
+            run_inline(handler(self.clone(), reason));
+        }
+        self.0.ns.adapter().del_all(&self.0.id);
+        self.0.ns.remove_socket(&self.0.id);
+        lock(&self.0.acks).clear();
+        lock(&self.0.extensions).clear();
+        debug!(sid = &*self.0.id, nsp = &*self.0.ns.name, %reason, "socket disconnected");
+    }
+}
+
+/// Builds an EVENT packet `[event, ...args]`.
+pub(crate) fn event_packet(nsp: &str, event: &str, args: Args, id: Option<u64>) -> Packet {
+    let mut data = Vec::with_capacity(1 + args.values.len());
+    data.push(Value::String(event.to_owned()));
+    data.extend(args.values);
+    Packet::Event {
+        nsp: nsp.to_owned(),
+        id,
+        data: Value::Array(data),
+        attachments: args.attachments,
+    }
+}
