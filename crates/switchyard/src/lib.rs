@@ -50,6 +50,7 @@ pub use payload::{Args, ArgsError, Binary, IntoArgs};
 pub use server::{DynamicNamespace, SocketIo, SocketIoConnection, SocketIoHandler};
 pub use socket::{AckError, DisconnectReason, EmitError, Handshake, Sid, Socket};
 pub use switchyard_engineio as engineio;
+pub use switchyard_engineio::{CorsConfig, EngineConfig, TransportKind};
 pub use switchyard_socketio_proto as proto;
 
 /// A room name.

@@ -1,0 +1,245 @@
+//! A Socket.IO server exercising the whole server API, for the interoperability tests.
+//!
+//! `cargo run --release --example testbed [-- --parser msgpack]` listens on 127.0.0.1, port
+//! `$PORT` (default 3000), path `/socket.io/`, pingInterval 300 ms, pingTimeout 200 ms. Events of
+//! the main namespace (each acked unless said otherwise):
+//! - `join` room / `leave` room → the socket's rooms afterwards;
+//! - `rooms` → the socket's rooms;
+//! - `to-room` [room, data] → `room-msg` data to the room, sender left out;
+//! - `ns-to-room` [room, data] → `room-msg` data to the whole room;
+//! - `except-room` [room, data] → `except-msg` data to every socket not in the room;
+//! - `broadcast` data → `broadcast` data to every other socket;
+//! - `volatile` n → `volatile-msg` n to every socket, marked volatile;
+//! - `broadcast-with-ack` data → asks every socket `ask` data; acks the list of answers
+//!   (`{"error":"timeout"}` for a socket that did not answer within 500 ms);
+//! - `server-ask` data → asks this socket `ask` data; acks its answer or `{"error":"timeout"}`;
+//! - `fetch` room → ids of the sockets in the room;
+//! - `sockets-join` [room, target] → every socket in `room` joins `target`;
+//! - `disconnect-room` room → every socket in the room is disconnected from the namespace;
+//! - `disconnect-me` → the server disconnects this socket (namespace only), no ack;
+//! - `close-me` → the server disconnects this socket and closes its connection, no ack;
+//! - `disconnects` → the reasons of every disconnect the server saw so far, in order.
+//!
+//! `/private` needs `auth.token == "secret"`; otherwise CONNECT_ERROR `unauthorized` with data
+//! `{"code":401,"reason":"bad token"}`. Namespaces matching `/dyn-*` are created on demand and
+//! emit `hello` with their name on connection.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use switchyard::{
+    Args, ConnectError, CorsConfig, DisconnectReason, ParserKind, Socket, SocketIo, SocketIoConfig,
+};
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+const ASK_TIMEOUT: Duration = Duration::from_millis(500);
+
+fn register(socket: &Socket, log: Log) {
+    socket.on("join", |socket: Socket, room: String| async move {
+        socket.join(room.as_str());
+        Ok::<_, Infallible>(sorted_rooms(&socket))
+    });
+    socket.on("leave", |socket: Socket, room: String| async move {
+        socket.leave(room.as_str());
+        Ok::<_, Infallible>(sorted_rooms(&socket))
+    });
+    socket.on("rooms", |socket: Socket, _: Args| async move {
+        Ok::<_, Infallible>(sorted_rooms(&socket))
+    });
+    socket.on("to-room", |socket: Socket, args: Args| async move {
+        let (room, data): (String, Value) = args.all().map_err(|e| e.to_string())?;
+        socket
+            .to(room)
+            .emit("room-msg", data)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(true)
+    });
+    socket.on("ns-to-room", |socket: Socket, args: Args| async move {
+        let (room, data): (String, Value) = args.all().map_err(|e| e.to_string())?;
+        socket
+            .namespace()
+            .to(room)
+            .emit("room-msg", data)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(true)
+    });
+    socket.on("except-room", |socket: Socket, args: Args| async move {
+        let (room, data): (String, Value) = args.all().map_err(|e| e.to_string())?;
+        socket
+            .namespace()
+            .except(room)
+            .emit("except-msg", data)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(true)
+    });
+    socket.on("broadcast", |socket: Socket, args: Args| async move {
+        socket
+            .broadcast()
+            .emit("broadcast", args)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(true)
+    });
+    socket.on("volatile", |socket: Socket, n: u64| async move {
+        socket
+            .namespace()
+            .broadcast()
+            .volatile()
+            .emit("volatile-msg", n)
+            .map_err(|e| e.to_string())?;
+        Ok::<_, String>(true)
+    });
+    socket.on(
+        "broadcast-with-ack",
+        |socket: Socket, data: Value| async move {
+            let answers = socket
+                .namespace()
+                .broadcast()
+                .timeout(ASK_TIMEOUT)
+                .emit_with_ack("ask", data)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut answers: Vec<Value> = answers
+                .into_iter()
+                .map(|(_, answer)| match answer {
+                    Ok(args) => args.values.into_iter().next().unwrap_or(Value::Null),
+                    Err(error) => json!({ "error": error_name(&error) }),
+                })
+                .collect();
+            answers.sort_by_key(|value| value.to_string());
+            Ok::<_, String>(answers)
+        },
+    );
+    socket.on("server-ask", |socket: Socket, data: Value| async move {
+        let answer = match socket.emit_with_ack_timeout("ask", data, ASK_TIMEOUT).await {
+            Ok(args) => args.values.into_iter().next().unwrap_or(Value::Null),
+            Err(error) => json!({ "error": error_name(&error) }),
+        };
+        Ok::<_, Infallible>(answer)
+    });
+    socket.on("fetch", |socket: Socket, room: String| async move {
+        let mut ids: Vec<String> = socket
+            .namespace()
+            .to(room)
+            .fetch_sockets()
+            .await
+            .iter()
+            .map(|remote| remote.id().to_string())
+            .collect();
+        ids.sort();
+        Ok::<_, Infallible>(ids)
+    });
+    socket.on("sockets-join", |socket: Socket, args: Args| async move {
+        let (room, target): (String, String) = args.all().map_err(|e| e.to_string())?;
+        socket.namespace().to(room).sockets_join(target);
+        Ok::<_, String>(true)
+    });
+    socket.on(
+        "disconnect-room",
+        |socket: Socket, room: String| async move {
+            socket.namespace().to(room).disconnect_sockets(false);
+            Ok::<_, Infallible>(true)
+        },
+    );
+    socket.on("disconnect-me", |socket: Socket, _: Args| async move {
+        socket.disconnect();
+    });
+    socket.on("close-me", |socket: Socket, _: Args| async move {
+        socket.disconnect_and_close();
+    });
+    let reasons = log.clone();
+    socket.on("disconnects", move |_: Socket, _: Args| {
+        let reasons = reasons.clone();
+        async move {
+            let list = reasons.lock().map(|list| list.clone()).unwrap_or_default();
+            Ok::<_, Infallible>(list)
+        }
+    });
+    socket.on_disconnect(move |_: Socket, reason: DisconnectReason| {
+        let log = log.clone();
+        async move {
+            if let Ok(mut list) = log.lock() {
+                list.push(reason.to_string());
+            }
+        }
+    });
+}
+
+fn error_name(error: &switchyard::AckError) -> &'static str {
+    match error {
+        switchyard::AckError::Timeout => "timeout",
+        switchyard::AckError::Disconnected => "disconnected",
+        switchyard::AckError::Emit(_) => "emit",
+    }
+}
+
+fn sorted_rooms(socket: &Socket) -> Vec<String> {
+    let mut rooms: Vec<String> = socket.rooms().iter().map(|r| r.to_string()).collect();
+    rooms.sort();
+    rooms
+}
+
+fn server(parser: ParserKind) -> SocketIo {
+    let mut config = SocketIoConfig {
+        parser,
+        ..SocketIoConfig::default()
+    };
+    config.engine = config
+        .engine
+        .ping_interval(Duration::from_millis(300))
+        .ping_timeout(Duration::from_millis(200))
+        .cors(CorsConfig::any());
+    let io = SocketIo::new(config);
+    let log: Log = Arc::default();
+    io.of("/").on_connection(move |socket: Socket| {
+        register(&socket, log.clone());
+        async {}
+    });
+    io.of("/private")
+        .use_middleware(|socket: Socket| async move {
+            if socket.handshake().auth.get("token") == Some(&json!("secret")) {
+                Ok(())
+            } else {
+                Err(ConnectError::new("unauthorized")
+                    .with_data(json!({ "code": 401, "reason": "bad token" })))
+            }
+        })
+        .on_connection(|socket: Socket| async move {
+            let _ = socket.emit("welcome", "private");
+        });
+    io.of_dynamic(|name| name.starts_with("/dyn-"))
+        .on_connection(|socket: Socket| async move {
+            let name = socket.namespace().name().to_owned();
+            let _ = socket.emit("hello", name);
+        });
+    io
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse().context("PORT must be a port number")?,
+        Err(_) => 3000,
+    };
+    let parser = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
+        [] => ParserKind::Json,
+        [flag, value] if flag == "--parser" && value == "msgpack" => ParserKind::MsgPack,
+        [flag, value] if flag == "--parser" && value == "json" => ParserKind::Json,
+        other => bail!("unexpected arguments {other:?}: expected `--parser msgpack|json`"),
+    };
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    eprintln!("testbed listening on http://127.0.0.1:{port}/socket.io/");
+    server(parser).serve(listener).await?;
+    Ok(())
+}
