@@ -818,8 +818,8 @@ mod tests {
         assert_eq!(s.send(Frame::text_message("y")), Err(SendError::BufferFull));
         s.poll_start().unwrap();
         assert!(s.take_polling_payload().is_some());
-        s.send(Frame::text_message("12345678")).unwrap();
-        assert_eq!(s.buffered_bytes(), 9);
+        s.send(Frame::text_message("1234567")).unwrap();
+        assert_eq!(s.buffered_bytes(), 8);
         assert_eq!(s.send(Frame::text_message("a")), Ok(()));
         assert_eq!(s.send(Frame::text_message("b")), Err(SendError::BufferFull));
     }

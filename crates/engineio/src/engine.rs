@@ -59,8 +59,11 @@ impl<H: EngineHandler> Clone for Engine<H> {
 pub(crate) struct EngineInner<H: EngineHandler> {
     pub(crate) config: EngineConfig,
     pub(crate) handler: H,
-    sessions: Mutex<HashMap<Arc<str>, Arc<Entry<H::Connection>>>>,
+    sessions: Mutex<SessionMap<H::Connection>>,
 }
+
+/// Live sessions by sid.
+type SessionMap<C> = HashMap<Arc<str>, Arc<Entry<C>>>;
 
 /// A live session: the socket and the handler's state for it.
 pub(crate) struct Entry<C> {
@@ -129,7 +132,7 @@ impl<H: EngineHandler> Engine<H> {
 }
 
 impl<H: EngineHandler> EngineInner<H> {
-    pub(crate) fn sessions(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Entry<H::Connection>>>> {
+    pub(crate) fn sessions(&self) -> MutexGuard<'_, SessionMap<H::Connection>> {
         self.sessions
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -146,7 +149,7 @@ impl<H: EngineHandler> EngineInner<H> {
                     debug!(sid = entry.socket.sid(), %reason, "session closed");
                     self.handler.on_close(&entry.connection, reason);
                     entry.socket.wake_poll.notify_one();
-                    entry.socket.wake_driver.notify_one();
+                    entry.socket.wake_drivers();
                 }
             }
         }

@@ -6,12 +6,15 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
 use crate::engine::{Engine, EngineHandler, RemoteAddr};
 use crate::service::EngineService;
+
+/// How long a client may take to send a request head.
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `engine` on `listener` until the task is dropped; other paths get 404.
 pub async fn serve<H: EngineHandler>(listener: TcpListener, engine: Engine<H>) -> io::Result<()> {
@@ -70,7 +73,11 @@ pub async fn serve_service<S, B>(
                 let mut service = service.clone();
                 service.call(request)
             });
+            // The timer makes hyper drop a connection that sends no complete request head
+            // within its header read timeout, so silent connections cannot pile up.
             let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(error) = connection.await {

@@ -71,8 +71,11 @@ fn percent_decode(value: &str) -> String {
 pub struct Socket {
     sid: Arc<str>,
     core: Mutex<Session>,
-    /// Wakes the task that drives the session (timers, WebSocket writes).
+    /// Wakes the timer task of a polling session.
     pub(crate) wake_driver: Notify,
+    /// Wakes the task of the session's WebSocket (writes, timers once upgraded). Apart from
+    /// `wake_driver` because both tasks wait at once during an upgrade.
+    pub(crate) wake_websocket: Notify,
     /// Wakes the GET waiting on a polling session.
     pub(crate) wake_poll: Notify,
     request: RequestInfo,
@@ -89,6 +92,7 @@ impl Socket {
             sid,
             core: Mutex::new(Session::new(Instant::now(), config, transport)),
             wake_driver: Notify::new(),
+            wake_websocket: Notify::new(),
             wake_poll: Notify::new(),
             request,
         }
@@ -150,7 +154,12 @@ impl Socket {
 
     fn wake_writers(&self) {
         self.wake_poll.notify_one();
+        self.wake_drivers();
+    }
+
+    pub(crate) fn wake_drivers(&self) {
         self.wake_driver.notify_one();
+        self.wake_websocket.notify_one();
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Session> {
@@ -186,7 +195,7 @@ impl Socket {
             _ => false,
         };
         if earlier || !events.is_empty() {
-            self.wake_driver.notify_one();
+            self.wake_drivers();
         }
         (result, events)
     }

@@ -180,7 +180,7 @@ async fn run<H: EngineHandler>(
             break None;
         }
         let deadline = entry.socket.lock().poll_timeout();
-        let woken = entry.socket.wake_driver.notified();
+        let woken = entry.socket.wake_websocket.notified();
         let sleep = async move {
             match deadline {
                 Some(deadline) => sleep_until(deadline.into()).await,

@@ -10,7 +10,7 @@ use switchyard_engineio::{CloseReason, TransportKind};
 use tokio::io::AsyncWriteExt;
 use tokio::time::sleep;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn get_aborted_by_the_client_is_a_transport_error() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -23,7 +23,7 @@ async fn get_aborted_by_the_client_is_a_transport_error() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_concurrent_get_is_refused_and_the_first_gets_close() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -39,7 +39,7 @@ async fn second_concurrent_get_is_refused_and_the_first_gets_close() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn second_concurrent_post_is_refused_and_closes_the_session() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -64,7 +64,7 @@ async fn second_concurrent_post_is_refused_and_closes_the_session() {
     assert_eq!(server.recorder.messages(), vec![]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_body_that_does_not_parse_is_a_parse_error() {
     let server = Server::start().await;
     let bodies: [&[u8]; 4] = [
@@ -84,7 +84,7 @@ async fn post_body_that_does_not_parse_is_a_parse_error() {
     assert_eq!(server.recorder.messages(), vec![]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn polling_client_that_never_answers_pings_times_out() {
     let server = Server::start().await;
     let polled = handshake(server.addr).await;
@@ -104,7 +104,7 @@ async fn polling_client_that_never_answers_pings_times_out() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_client_that_never_answers_pings_times_out() {
     let server = Server::start().await;
     let (mut ws, _) = ws_handshake(server.addr).await;
@@ -119,7 +119,7 @@ async fn websocket_client_that_never_answers_pings_times_out() {
     server.assert_all_closed(&[CloseReason::PingTimeout]).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_dropped_without_close_frame_closes_the_session() {
     let server = Server::start().await;
     let (ws, _) = ws_handshake(server.addr).await;
@@ -130,7 +130,7 @@ async fn websocket_dropped_without_close_frame_closes_the_session() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_without_probe_is_dropped_and_the_heartbeat_reclaims_the_session() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -157,7 +157,7 @@ async fn upgrade_without_probe_is_dropped_and_the_heartbeat_reclaims_the_session
     server.assert_all_closed(&[CloseReason::PingTimeout]).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_probed_but_never_completed_is_dropped() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -187,7 +187,7 @@ async fn upgrade_probed_but_never_completed_is_dropped() {
     server.assert_all_closed(&[CloseReason::PingTimeout]).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_closed_during_an_upgrade_closes_the_probing_websocket() {
     let server = Server::start().await;
     for probe in [false, true] {
@@ -210,7 +210,7 @@ async fn session_closed_during_an_upgrade_closes_the_probing_websocket() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_over_polling_answers_the_waiting_get_with_noop() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -226,7 +226,7 @@ async fn client_close_over_polling_answers_the_waiting_get_with_noop() {
     assert_error(&get(server.addr, &sid).await, 400, 1, "Session ID unknown");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_over_websocket() {
     let server = Server::start().await;
     let (mut ws, _) = ws_handshake(server.addr).await;
@@ -237,7 +237,7 @@ async fn client_close_over_websocket() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_over_an_upgraded_websocket() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -250,4 +250,147 @@ async fn client_close_over_an_upgraded_websocket() {
     server
         .assert_all_closed(&[CloseReason::TransportClose])
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn post_aborted_by_the_client_is_a_transport_error() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let mut stream = within("connect", tokio::net::TcpStream::connect(server.addr))
+        .await
+        .unwrap();
+    stream
+        .write_all(&request_head("POST", &poll_path(&sid), &[], Some(10)))
+        .await
+        .unwrap();
+    stream.write_all(b"4abc").await.unwrap();
+    sleep(ms(50)).await;
+    assert_eq!(server.engine.session_count(), 1);
+    drop(stream);
+    server
+        .assert_all_closed(&[CloseReason::TransportError])
+        .await;
+    assert_eq!(server.recorder.messages(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ping_from_a_v4_client_is_a_transport_error() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    assert_ok(&post(server.addr, &sid, b"2").await);
+    let (mut ws, _) = ws_handshake(server.addr).await;
+    ws_send_text(&mut ws, "2").await;
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    server
+        .assert_all_closed(&[CloseReason::TransportError, CloseReason::TransportError])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_packet_on_a_websocket_is_a_parse_error() {
+    let server = Server::start().await;
+    for packet in ["9", ""] {
+        let (mut ws, _) = ws_handshake(server.addr).await;
+        ws_send_text(&mut ws, packet).await;
+        assert_eq!(ws_expect_close(&mut ws).await, None, "packet {packet:?}");
+    }
+    server
+        .assert_all_closed(&[CloseReason::ParseError, CloseReason::ParseError])
+        .await;
+}
+
+/// Upgrades a fresh polling session to a WebSocket; returns the sid and the WebSocket.
+async fn upgraded(server: &Server) -> (String, Ws) {
+    let sid = handshake(server.addr).await;
+    let waiting = spawn_get(server.addr, &sid);
+    let mut ws = ws_probe(server.addr, &sid).await;
+    assert_eq!(within("waiting get", waiting).await.unwrap().text(), "6");
+    ws_send_text(&mut ws, "5").await;
+    let socket = server.only_socket();
+    assert!(wait_until(LIMIT, || socket.transport() == TransportKind::WebSocket).await);
+    (sid, ws)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_client_that_never_answers_pings_times_out() {
+    let server = Server::start().await;
+    let (_, mut ws) = upgraded(&server).await;
+    // `ws_expect_close` reads the pings without answering them.
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    server.assert_all_closed(&[CloseReason::PingTimeout]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgraded_websocket_dropped_without_close_frame_closes_the_session() {
+    let server = Server::start().await;
+    let (_, ws) = upgraded(&server).await;
+    drop(ws);
+    server
+        .assert_all_closed(&[CloseReason::TransportClose])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn probing_websocket_dropped_by_the_client_leaves_the_session_on_polling() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let ws = ws_probe(server.addr, &sid).await;
+    drop(ws);
+    sleep(ms(50)).await;
+    assert_eq!(server.engine.session_count(), 1);
+    assert_eq!(server.only_socket().transport(), TransportKind::Polling);
+    assert_eq!(server.recorder.closes(), vec![]);
+    // A new upgrade may start, and complete.
+    let waiting = spawn_get(server.addr, &sid);
+    sleep(ms(30)).await;
+    let mut ws = ws_probe(server.addr, &sid).await;
+    assert_eq!(within("waiting get", waiting).await.unwrap().text(), "6");
+    ws_send_text(&mut ws, "5").await;
+    ws_send_text(&mut ws, "4again").await;
+    assert_eq!(
+        ws_recv_answering_pings(&mut ws).await,
+        WsMessage::text("4again")
+    );
+    assert_eq!(server.only_socket().transport(), TransportKind::WebSocket);
+    assert_eq!(server.recorder.closes(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unexpected_packet_on_a_probing_websocket_closes_only_that_websocket() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    // Before the probe, and after it instead of `5`.
+    let mut ws = ws_connect(server.addr, &format!("&sid={sid}")).await;
+    ws_send_text(&mut ws, "4sneaky").await;
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    let mut ws = ws_probe(server.addr, &sid).await;
+    ws_send_text(&mut ws, "4sneaky").await;
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    // The session is still there, on polling, and got none of it.
+    assert_eq!(server.engine.session_count(), 1);
+    assert_eq!(server.only_socket().transport(), TransportKind::Polling);
+    assert_ok(&post(server.addr, &sid, b"4polled").await);
+    assert_eq!(get(server.addr, &sid).await.text(), "4polled");
+    assert_eq!(
+        server.recorder.messages(),
+        vec![switchyard_engineio::Message::Text("polled".into())]
+    );
+    assert_eq!(server.recorder.closes(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_close_during_an_upgrade_closes_the_probing_websocket() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let waiting = spawn_get(server.addr, &sid);
+    let mut ws = ws_probe(server.addr, &sid).await;
+    assert_eq!(within("waiting get", waiting).await.unwrap().text(), "6");
+    let start = Instant::now();
+    server.only_socket().close();
+    // Nobody polls for the close packet: the session ends after pingTimeout, and the
+    // WebSocket with it at the latest.
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    let elapsed = start.elapsed();
+    assert!(elapsed < ms(PING_TIMEOUT_MS + 150), "{elapsed:?}");
+    server.assert_all_closed(&[CloseReason::ForcedClose]).await;
 }

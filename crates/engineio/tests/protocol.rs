@@ -16,7 +16,7 @@ use tokio::time::sleep;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshake_open_packets_are_exact() {
     let server = Server::start().await;
     let response = request(
@@ -69,7 +69,7 @@ async fn handshake_open_packets_are_exact() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_http_error_code_has_its_status_and_body() {
     let server = Server::start().await;
     let cases: [(&str, &str, u16, u8, &str); 9] = [
@@ -149,7 +149,7 @@ async fn every_http_error_code_has_its_status_and_body() {
     assert_eq!(server.recorder.closes(), vec![]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cors_preflight_and_headers() {
     let origin = "http://allowed.test";
     let server =
@@ -260,7 +260,7 @@ async fn cors_preflight_and_headers() {
     assert_eq!(response.header("access-control-allow-origin"), None);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn post_over_max_payload_is_413_and_the_session_lives_on() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -306,7 +306,7 @@ async fn post_over_max_payload_is_413_and_the_session_lives_on() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_and_binary_echo_over_polling() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -340,7 +340,7 @@ async fn text_and_binary_echo_over_polling() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn text_and_binary_echo_over_websocket() {
     let server = Server::start().await;
     let (mut ws, _) = ws_handshake(server.addr).await;
@@ -372,7 +372,7 @@ async fn text_and_binary_echo_over_websocket() {
     assert_eq!(server.recorder.closes(), vec![]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_from_polling_to_websocket() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -420,7 +420,7 @@ async fn upgrade_from_polling_to_websocket() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn message_order_is_kept_across_the_upgrade() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -464,7 +464,7 @@ async fn message_order_is_kept_across_the_upgrade() {
     assert_eq!(server.recorder.closes(), vec![]);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_close_over_polling_flushes_then_sends_close() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
@@ -493,7 +493,7 @@ async fn server_close_over_polling_flushes_then_sends_close() {
         .await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_close_over_websocket_sends_close_packet() {
     let server = Server::start().await;
     let (mut ws, _) = ws_handshake(server.addr).await;
@@ -506,7 +506,7 @@ async fn server_close_over_websocket_sends_close_packet() {
     server.assert_all_closed(&[CloseReason::ForcedClose]).await;
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_shutdown_closes_every_session() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -539,7 +539,7 @@ async fn serve_with_shutdown_closes_every_session() {
     assert!(TcpStream::connect(addr).await.is_err());
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn websocket_message_over_max_payload_closes_only_that_connection() {
     let server = Server::start().await;
     let (mut big, _) = ws_handshake(server.addr).await;
@@ -574,4 +574,64 @@ async fn websocket_message_over_max_payload_closes_only_that_connection() {
     assert_eq!(get(server.addr, &polling).await.text(), "4fine too");
     assert_eq!(server.engine.session_count(), 2);
     assert_eq!(server.recorder.closes(), vec![CloseReason::TransportError]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_transports_and_path_are_honoured() {
+    // Polling only: no upgrade offered, WebSocket refused with code 0.
+    let server = Server::with_config(config().transports([TransportKind::Polling])).await;
+    let response = request(
+        server.addr,
+        "GET",
+        &path("EIO=4&transport=polling"),
+        &[],
+        b"",
+    )
+    .await;
+    let sid = sid_of(response.text());
+    assert_eq!(response.text(), open_packet(&sid, ""));
+    match ws_try_connect(server.addr, "").await {
+        Err(tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status(), 400);
+            assert_eq!(response.body().as_deref(), Some(&b"Transport unknown"[..]));
+        }
+        other => panic!("expected an HTTP refusal, got {:?}", other.map(|_| ())),
+    }
+    // WebSocket only: polling refused with code 0.
+    let server = Server::with_config(config().transports([TransportKind::WebSocket])).await;
+    let response = request(
+        server.addr,
+        "GET",
+        &path("EIO=4&transport=polling"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_error(&response, 400, 0, "Transport unknown");
+    let (_ws, _) = ws_handshake(server.addr).await;
+    assert_eq!(server.engine.session_count(), 1);
+
+    // A custom path: the engine answers there only; `serve` answers 404 elsewhere.
+    let server = Server::with_config(config().path("/custom")).await;
+    let response = request(
+        server.addr,
+        "GET",
+        "/custom/?EIO=4&transport=polling",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 200);
+    assert!(response.text().starts_with(r#"0{"sid":""#));
+    let response = request(
+        server.addr,
+        "GET",
+        &path("EIO=4&transport=polling"),
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(response.status, 404);
+    assert_eq!(response.text(), "Not Found");
+    assert_eq!(server.engine.session_count(), 1);
 }

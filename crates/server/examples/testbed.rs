@@ -5,7 +5,7 @@
 //! the main namespace (each acked unless said otherwise):
 //! - `join` room / `leave` room → the socket's rooms afterwards;
 //! - `rooms` → the socket's rooms;
-//! - `to-room` [room, data] → `room-msg` data to the room, sender left out;
+//! - `to-room` [room, ...data] → `room-msg` data to the room, sender left out (binary kept);
 //! - `ns-to-room` [room, data] → `room-msg` data to the whole room;
 //! - `except-room` [room, data] → `except-msg` data to every socket not in the room;
 //! - `broadcast` data → `broadcast` data to every other socket;
@@ -51,28 +51,28 @@ fn register(socket: &Socket, log: Log) {
         Ok::<_, Infallible>(sorted_rooms(&socket))
     });
     socket.on("to-room", |socket: Socket, args: Args| async move {
-        let (room, data): (String, Value) = args.all().map_err(|e| e.to_string())?;
+        let room: String = args.get(0).map_err(|e| e.to_string())?;
         socket
             .to(room)
-            .emit("room-msg", data)
+            .emit("room-msg", args.skip(1))
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(true)
     });
     socket.on("ns-to-room", |socket: Socket, args: Args| async move {
-        let (room, data): (String, Value) = args.all().map_err(|e| e.to_string())?;
+        let room: String = args.get(0).map_err(|e| e.to_string())?;
         socket
             .namespace()
             .to(room)
-            .emit("room-msg", data)
+            .emit("room-msg", args.skip(1))
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(true)
     });
     socket.on("except-room", |socket: Socket, args: Args| async move {
-        let (room, data): (String, Value) = args.all().map_err(|e| e.to_string())?;
+        let room: String = args.get(0).map_err(|e| e.to_string())?;
         socket
             .namespace()
             .except(room)
-            .emit("except-msg", data)
+            .emit("except-msg", args.skip(1))
             .map_err(|e| e.to_string())?;
         Ok::<_, String>(true)
     });
@@ -113,12 +113,15 @@ fn register(socket: &Socket, log: Log) {
             Ok::<_, String>(answers)
         },
     );
-    socket.on("server-ask", |socket: Socket, data: Value| async move {
+    socket.on("server-ask", |socket: Socket, data: Args| async move {
+        // The client's answer is passed on whole, binary attachments included.
         let answer = match socket.emit_with_ack_timeout("ask", data, ASK_TIMEOUT).await {
-            Ok(args) => args.values.into_iter().next().unwrap_or(Value::Null),
-            Err(error) => json!({ "error": error_name(&error) }),
+            Ok(args) => args,
+            Err(error) => {
+                Args::one(&json!({ "error": error_name(&error) })).map_err(|e| e.to_string())?
+            }
         };
-        Ok::<_, Infallible>(answer)
+        Ok::<_, String>(answer)
     });
     socket.on("fetch", |socket: Socket, room: String| async move {
         let mut ids: Vec<String> = socket

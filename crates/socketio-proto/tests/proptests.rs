@@ -253,7 +253,7 @@ fn placeholders_consistent(packet: &Packet) -> bool {
         }
         | Packet::Ack {
             data, attachments, ..
-        } => max_placeholder(data).map_or(true, |n| n < attachments.len()),
+        } => max_placeholder(data).is_none_or(|n| n < attachments.len()),
         _ => true,
     }
 }

@@ -29,6 +29,15 @@ pub struct BroadcastOptions {
     pub compress: bool,
 }
 
+/// What another server reports of one of its sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteSocketData {
+    /// The socket id.
+    pub id: Sid,
+    /// The rooms it is in.
+    pub rooms: Vec<Room>,
+}
+
 /// Why an adapter operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum AdapterError {
@@ -95,7 +104,7 @@ pub trait Adapter: Send + Sync + 'static {
     fn remote_fetch_sockets(
         &self,
         _options: &BroadcastOptions,
-    ) -> BoxFuture<Result<Vec<(Sid, Vec<Room>)>, AdapterError>> {
+    ) -> BoxFuture<Result<Vec<RemoteSocketData>, AdapterError>> {
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
 

@@ -246,9 +246,9 @@ impl BroadcastOperator {
         });
         if !self.options.local {
             match ns.adapter().remote_fetch_sockets(&self.options).await {
-                Ok(remote) => found.extend(remote.into_iter().map(|(id, rooms)| RemoteSocket {
-                    id,
-                    rooms,
+                Ok(remote) => found.extend(remote.into_iter().map(|data| RemoteSocket {
+                    id: data.id,
+                    rooms: data.rooms,
                     namespace: self.namespace.clone(),
                     local: None,
                 })),

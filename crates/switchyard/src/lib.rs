@@ -40,7 +40,9 @@ mod socket;
 
 use std::sync::Arc;
 
-pub use adapter::{Adapter, AdapterError, AdapterFactory, BroadcastOptions, InMemoryAdapter};
+pub use adapter::{
+    Adapter, AdapterError, AdapterFactory, BroadcastOptions, InMemoryAdapter, RemoteSocketData,
+};
 pub use broadcast::{BroadcastOperator, IntoRooms, RemoteSocket};
 pub use config::SocketIoConfig;
 pub use encode::ParserKind;

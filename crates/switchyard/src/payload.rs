@@ -172,9 +172,54 @@ impl Args {
         Ok(result?)
     }
 
+    /// The arguments after the first `n`, with only the attachments they use, renumbered.
+    ///
+    /// Relays use it to pass on data behind a routing argument (a room name, say) without
+    /// losing its binary parts, which a `serde_json::Value` cannot hold.
+    pub fn skip(&self, n: usize) -> Args {
+        let mut values: Vec<Value> = self.values.iter().skip(n).cloned().collect();
+        let mut attachments = Vec::new();
+        let mut renumbered: Vec<Option<usize>> = vec![None; self.attachments.len()];
+        for value in &mut values {
+            renumber(value, &self.attachments, &mut renumbered, &mut attachments);
+        }
+        Args {
+            values,
+            attachments,
+        }
+    }
+
     /// The attachment a placeholder value points to.
     pub fn binary(&self, value: &Value) -> Option<&Bytes> {
         is_placeholder(value).and_then(|num| self.attachments.get(num))
+    }
+}
+
+/// Rewrites the placeholders in `value` to index `kept`, copying each attachment once.
+fn renumber(
+    value: &mut Value,
+    source: &[Bytes],
+    renumbered: &mut [Option<usize>],
+    kept: &mut Vec<Bytes>,
+) {
+    if let Some(num) = is_placeholder(value) {
+        if let (Some(slot), Some(bytes)) = (renumbered.get_mut(num), source.get(num)) {
+            let index = *slot.get_or_insert_with(|| {
+                kept.push(bytes.clone());
+                kept.len() - 1
+            });
+            *value = placeholder(index);
+        }
+        return;
+    }
+    match value {
+        Value::Array(items) => items
+            .iter_mut()
+            .for_each(|item| renumber(item, source, renumbered, kept)),
+        Value::Object(map) => map
+            .values_mut()
+            .for_each(|item| renumber(item, source, renumbered, kept)),
+        _ => {}
     }
 }
 
@@ -245,6 +290,34 @@ mod tests {
         assert_eq!(back, file);
         let last: Binary = args.get(1).unwrap();
         assert_eq!(last, Binary::from(vec![9]));
+    }
+
+    #[test]
+    fn skip_keeps_and_renumbers_only_the_attachments_still_used() {
+        let args = Args::one(&Binary::from(vec![1]))
+            .unwrap()
+            .push("room")
+            .unwrap()
+            .push(&json!({"x": 1}))
+            .unwrap()
+            .push(&vec![Binary::from(vec![2]), Binary::from(vec![3])])
+            .unwrap();
+        let rest = args.skip(2);
+        assert_eq!(
+            rest.values,
+            vec![
+                json!({"x": 1}),
+                json!([
+                    {"_placeholder": true, "num": 0},
+                    {"_placeholder": true, "num": 1}
+                ])
+            ]
+        );
+        assert_eq!(
+            rest.attachments,
+            vec![Bytes::from_static(&[2]), Bytes::from_static(&[3])]
+        );
+        assert_eq!(args.skip(4), Args::empty());
     }
 
     #[test]
