@@ -94,6 +94,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().context("PORT must be a port number")?,

@@ -18,7 +18,13 @@
 //! - `disconnect-room` room → every socket in the room is disconnected from the namespace;
 //! - `disconnect-me` → the server disconnects this socket (namespace only), no ack;
 //! - `close-me` → the server disconnects this socket and closes its connection, no ack;
-//! - `disconnects` → the reasons of every disconnect the server saw so far, in order.
+//! - `disconnects` → the reasons of every disconnect the server saw so far, in order;
+//! - `recovered` → whether this socket recovered an earlier session;
+//! - `ticker` [room, count, interval_ms] → emits `tick` 0..count to the room, one every
+//!   interval (acked at once).
+//!
+//! `--recovery-ms N` turns connection state recovery on with a maximum disconnection duration of
+//! N ms; `--recovery-max-packets N` bounds the packets kept for replay.
 //!
 //! `/private` needs `auth.token == "secret"`; otherwise CONNECT_ERROR `unauthorized` with data
 //! `{"code":401,"reason":"bad token"}`. Namespaces matching `/dyn-*` are created on demand and
@@ -31,7 +37,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use switchyard::{
-    Args, ConnectError, CorsConfig, DisconnectReason, ParserKind, Socket, SocketIo, SocketIoConfig,
+    Args, ConnectError, CorsConfig, DisconnectReason, ParserKind, RecoveryConfig, Socket, SocketIo,
+    SocketIoConfig,
 };
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -153,6 +160,23 @@ fn register(socket: &Socket, log: Log) {
     socket.on("close-me", |socket: Socket, _: Args| async move {
         socket.disconnect_and_close();
     });
+    socket.on("recovered", |socket: Socket, _: Args| async move {
+        Ok::<_, Infallible>(socket.recovered())
+    });
+    socket.on("ticker", |socket: Socket, args: Args| async move {
+        let (room, count, interval): (String, u64, u64) = args.all().map_err(|e| e.to_string())?;
+        let namespace = socket.namespace();
+        tokio::spawn(async move {
+            let mut timer = tokio::time::interval(Duration::from_millis(interval.max(1)));
+            for n in 0..count {
+                timer.tick().await;
+                if let Err(error) = namespace.to(room.as_str()).emit("tick", n) {
+                    tracing::warn!(%error, "tick not sent");
+                }
+            }
+        });
+        Ok::<_, String>(true)
+    });
     let reasons = log.clone();
     socket.on("disconnects", move |_: Socket, _: Args| {
         let reasons = reasons.clone();
@@ -185,9 +209,46 @@ fn sorted_rooms(socket: &Socket) -> Vec<String> {
     rooms
 }
 
-fn server(parser: ParserKind) -> SocketIo {
+/// Command-line options.
+struct Options {
+    parser: ParserKind,
+    recovery: Option<RecoveryConfig>,
+}
+
+fn parse_options() -> anyhow::Result<Options> {
+    let mut options = Options {
+        parser: ParserKind::Json,
+        recovery: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(flag) = args.next() {
+        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--parser" => {
+                options.parser = match value.as_str() {
+                    "json" => ParserKind::Json,
+                    "msgpack" => ParserKind::MsgPack,
+                    other => bail!("unknown parser {other:?}"),
+                }
+            }
+            "--recovery-ms" => {
+                let recovery = options.recovery.get_or_insert_with(RecoveryConfig::default);
+                recovery.max_disconnection_duration = Duration::from_millis(value.parse()?);
+            }
+            "--recovery-max-packets" => {
+                let recovery = options.recovery.get_or_insert_with(RecoveryConfig::default);
+                recovery.max_packets = value.parse()?;
+            }
+            other => bail!("unknown option {other:?}"),
+        }
+    }
+    Ok(options)
+}
+
+fn server(options: Options) -> SocketIo {
     let mut config = SocketIoConfig {
-        parser,
+        parser: options.parser,
+        connection_state_recovery: options.recovery,
         ..SocketIoConfig::default()
     };
     config.engine = config
@@ -228,21 +289,17 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().context("PORT must be a port number")?,
         Err(_) => 3000,
     };
-    let parser = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
-        [] => ParserKind::Json,
-        [flag, value] if flag == "--parser" && value == "msgpack" => ParserKind::MsgPack,
-        [flag, value] if flag == "--parser" && value == "json" => ParserKind::Json,
-        other => bail!("unexpected arguments {other:?}: expected `--parser msgpack|json`"),
-    };
+    let options = parse_options()?;
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
     eprintln!("testbed listening on http://127.0.0.1:{port}/socket.io/");
-    server(parser).serve(listener).await?;
+    server(options).serve(listener).await?;
     Ok(())
 }

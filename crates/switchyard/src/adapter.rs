@@ -6,11 +6,14 @@
 //! operations to the other servers. [`InMemoryAdapter`] is the single-server default.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use switchyard_socketio_proto::Packet;
 
+use crate::encode::EncodedPacket;
 use crate::handler::BoxFuture;
+use crate::recovery::{RecoveryConfig, RecoveryStore, RestoredSession, SessionState};
 use crate::socket::Sid;
 use crate::Room;
 
@@ -116,15 +119,52 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> Result<(), AdapterError> {
         Ok(())
     }
+
+    /// The offset of the next recoverable packet, or `None` if this adapter keeps no packets
+    /// (connection state recovery off).
+    fn next_offset(&self) -> Option<String> {
+        None
+    }
+
+    /// Keeps a recoverable packet, already carrying `offset`, for sessions that come back.
+    fn store_packet(&self, _offset: &str, _packet: &EncodedPacket, _options: &BroadcastOptions) {}
+
+    /// Keeps the session of a socket that ended uncleanly.
+    fn persist_session(&self, _session: SessionState) {}
+
+    /// Gives back session `pid` with the packets it missed after `offset`; `None` if it cannot
+    /// be recovered whole.
+    fn restore_session(&self, _pid: &str, _offset: &str) -> BoxFuture<Option<RestoredSession>> {
+        Box::pin(std::future::ready(None))
+    }
+}
+
+/// What an adapter factory knows of the namespace it builds an adapter for.
+#[derive(Debug, Clone, Copy)]
+pub struct AdapterContext<'a> {
+    /// The namespace's name.
+    pub namespace: &'a str,
+    /// Connection state recovery options, when recovery is on.
+    pub recovery: Option<&'a RecoveryConfig>,
 }
 
 /// Builds the adapter of each namespace.
-pub type AdapterFactory = Arc<dyn Fn(&str) -> Arc<dyn Adapter> + Send + Sync>;
+pub type AdapterFactory = Arc<dyn Fn(AdapterContext<'_>) -> Arc<dyn Adapter> + Send + Sync>;
 
-/// The default adapter: rooms in memory, one server.
-#[derive(Debug, Default)]
+/// The default adapter: rooms in memory, one server; with recovery on, it also keeps recent
+/// packets and disconnected sessions, within the configured bounds.
+#[derive(Default)]
 pub struct InMemoryAdapter {
     index: RwLock<RoomIndex>,
+    recovery: Option<Mutex<RecoveryStore>>,
+}
+
+impl std::fmt::Debug for InMemoryAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryAdapter")
+            .field("recovery", &self.recovery.is_some())
+            .finish()
+    }
 }
 
 #[derive(Debug, Default)]
@@ -139,9 +179,26 @@ impl InMemoryAdapter {
         InMemoryAdapter::default()
     }
 
+    /// An adapter that keeps packets and sessions for connection state recovery.
+    pub fn with_recovery(config: RecoveryConfig) -> InMemoryAdapter {
+        InMemoryAdapter {
+            index: RwLock::default(),
+            recovery: Some(Mutex::new(RecoveryStore::new(config))),
+        }
+    }
+
     /// A factory giving each namespace its own in-memory adapter.
     pub fn factory() -> AdapterFactory {
-        Arc::new(|_| Arc::new(InMemoryAdapter::new()))
+        Arc::new(|context: AdapterContext<'_>| match context.recovery {
+            Some(config) => Arc::new(InMemoryAdapter::with_recovery(config.clone())),
+            None => Arc::new(InMemoryAdapter::new()),
+        })
+    }
+
+    fn store(&self) -> Option<std::sync::MutexGuard<'_, RecoveryStore>> {
+        self.recovery
+            .as_ref()
+            .map(|store| store.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, RoomIndex> {
@@ -217,6 +274,29 @@ impl Adapter for InMemoryAdapter {
 
     fn rooms(&self) -> Vec<Room> {
         self.read().rooms.keys().cloned().collect()
+    }
+
+    fn next_offset(&self) -> Option<String> {
+        self.store().map(|mut store| store.next_offset().to_string())
+    }
+
+    fn store_packet(&self, offset: &str, packet: &EncodedPacket, options: &BroadcastOptions) {
+        if let (Some(mut store), Ok(offset)) = (self.store(), offset.parse()) {
+            store.store(Instant::now(), offset, packet.clone(), options);
+        }
+    }
+
+    fn persist_session(&self, session: SessionState) {
+        if let Some(mut store) = self.store() {
+            store.persist(Instant::now(), session);
+        }
+    }
+
+    fn restore_session(&self, pid: &str, offset: &str) -> BoxFuture<Option<RestoredSession>> {
+        let restored = self
+            .store()
+            .and_then(|mut store| store.restore(Instant::now(), pid, offset));
+        Box::pin(std::future::ready(restored))
     }
 }
 

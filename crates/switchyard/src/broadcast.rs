@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use tracing::{debug, warn};
 
 use crate::adapter::BroadcastOptions;
-use crate::encode::Encoded;
+use crate::encode::EncodedPacket;
 use crate::payload::{Args, IntoArgs};
 use crate::socket::{event_packet, AckError, EmitError, Sid, Socket};
 use crate::{Namespace, Room};
@@ -174,8 +174,20 @@ impl BroadcastOperator {
     /// gets the same bytes.
     pub fn emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
         let ns = &self.namespace.0;
-        let packet = event_packet(&ns.name, event, data.into_args()?, None);
-        let encoded = Encoded::new(ns.parser, &packet);
+        let mut args = data.into_args()?;
+        // With recovery on, a packet that could be replayed carries its offset as last argument.
+        let offset = match ns.recovery && !self.options.volatile {
+            true => ns.adapter().next_offset(),
+            false => None,
+        };
+        if let Some(offset) = &offset {
+            args.values.push(serde_json::Value::String(offset.clone()));
+        }
+        let packet = event_packet(&ns.name, event, args, None);
+        let encoded = EncodedPacket::new(ns.parser, &packet);
+        if let Some(offset) = &offset {
+            ns.adapter().store_packet(offset, &encoded, &self.options);
+        }
         ns.for_each_target(&self.options, |socket| self.deliver(socket, &encoded));
         if !self.options.local {
             if let Err(error) = ns.adapter().remote_broadcast(&packet, &self.options) {
@@ -185,7 +197,7 @@ impl BroadcastOperator {
         Ok(())
     }
 
-    fn deliver(&self, socket: &Socket, encoded: &Encoded) {
+    fn deliver(&self, socket: &Socket, encoded: &EncodedPacket) {
         if self.options.volatile && socket.buffered_bytes() > 0 {
             debug!(
                 sid = &**socket.id(),
@@ -209,7 +221,7 @@ impl BroadcastOperator {
         let timeout = self.timeout.unwrap_or(ns.config.ack_timeout);
         let id = ns.next_ack_id();
         let packet = event_packet(&ns.name, event, data.into_args()?, Some(id));
-        let encoded = Encoded::new(ns.parser, &packet);
+        let encoded = EncodedPacket::new(ns.parser, &packet);
         let mut waits = Vec::new();
         ns.for_each_target(&self.options, |socket| {
             let receiver = socket.register_ack(id);

@@ -8,9 +8,11 @@ use switchyard_engineio::{CloseReason, Message, Socket as EngineSocket};
 use switchyard_socketio_proto::Packet;
 use tracing::{debug, warn};
 
-use crate::encode::{Decoder, Encoded};
+use crate::encode::{Decoder, EncodedPacket};
 use crate::handler::run_inline;
 use crate::payload::Args;
+use crate::recovery::RestoredSession;
+use crate::Namespace;
 use crate::server::ServerInner;
 use crate::socket::{DisconnectReason, Socket};
 
@@ -87,22 +89,18 @@ impl Client {
     }
 
     fn on_packet(self: &Arc<Self>, packet: Packet) {
-        match packet {
-            Packet::Connect { nsp, data } => self.connect(nsp, data),
-            Packet::Disconnect { nsp } => match self.socket(&nsp) {
-                Some(socket) => socket.close(DisconnectReason::ClientNamespaceDisconnect),
-                None => debug!(nsp, "disconnect for a namespace not joined"),
-            },
-            Packet::Event {
-                nsp,
-                id,
-                data,
-                attachments,
-            } => {
-                let Some(socket) = self.socket(&nsp) else {
-                    debug!(nsp, "event for a namespace not joined");
-                    return;
-                };
+        let socket = self.socket(packet.nsp());
+        match (packet, socket) {
+            (Packet::Connect { nsp, data }, None) => self.connect(nsp, data),
+            (Packet::Disconnect { .. }, Some(socket)) => {
+                socket.close(DisconnectReason::ClientNamespaceDisconnect)
+            }
+            (
+                Packet::Event {
+                    data, id, attachments, ..
+                },
+                Some(socket),
+            ) => {
                 let Value::Array(mut values) = data else {
                     return;
                 };
@@ -113,42 +111,36 @@ impl Client {
                     None => return,
                 };
                 values.remove(0);
-                socket.dispatch_event(
-                    event,
-                    id,
-                    Args {
-                        values,
-                        attachments,
-                    },
-                );
+                socket.dispatch_event(event, id, Args { values, attachments });
             }
-            Packet::Ack {
-                nsp,
-                id,
-                data,
-                attachments,
-            } => {
-                let Some(socket) = self.socket(&nsp) else {
-                    return;
-                };
+            (
+                Packet::Ack {
+                    id, data, attachments, ..
+                },
+                Some(socket),
+            ) => {
                 let values = match data {
                     Value::Array(values) => values,
                     other => vec![other],
                 };
-                socket.handle_ack(
-                    id,
-                    Args {
-                        values,
-                        attachments,
-                    },
-                );
+                socket.handle_ack(id, Args { values, attachments });
             }
-            Packet::ConnectError { nsp, .. } => debug!(nsp, "ignoring CONNECT_ERROR from a client"),
+            // A packet for a namespace not joined, a second CONNECT, or a CONNECT_ERROR from a
+            // client: the reference server treats each as a broken client and closes.
+            (packet, _) => {
+                warn!(
+                    sid = self.engine.sid(),
+                    nsp = packet.nsp(),
+                    packet_type = %packet.packet_type(),
+                    "packet out of place; closing connection"
+                );
+                self.engine.close();
+            }
         }
     }
 
     fn send_packet(&self, packet: &Packet) {
-        if let Err(error) = Encoded::new(self.server.config.parser, packet).send_to(&self.engine) {
+        if let Err(error) = EncodedPacket::new(self.server.config.parser, packet).send_to(&self.engine) {
             debug!(sid = self.engine.sid(), %error, "packet not sent");
         }
     }
@@ -162,22 +154,33 @@ impl Client {
             ));
             return;
         };
-        if self.socket(&nsp).is_some() {
-            debug!(nsp, "second connect to a namespace already joined; ignored");
-            return;
-        }
         let client = self.clone();
         run_inline(async move {
-            let socket = Socket::new(
-                namespace.0.clone(),
-                client.clone(),
-                auth.unwrap_or_else(|| Value::Object(Default::default())),
-            );
-            for middleware in namespace.0.handlers.middlewares() {
-                if let Err(error) = middleware(socket.clone()).await {
-                    debug!(nsp, %error, "middleware refused connection");
-                    client.send_packet(&Packet::connect_error(nsp, error.to_json()));
-                    return;
+            let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
+            let restored = client.try_recover(&namespace, &auth).await;
+            let recovered = restored.is_some();
+            let (socket, missed) = match restored {
+                Some(restored) => (
+                    Socket::restore(namespace.0.clone(), client.clone(), auth, restored.state),
+                    restored.missed,
+                ),
+                None => (Socket::new(namespace.0.clone(), client.clone(), auth), Vec::new()),
+            };
+            let skip_middlewares = recovered
+                && client
+                    .server
+                    .config
+                    .connection_state_recovery
+                    .as_ref()
+                    .is_some_and(|config| config.skip_middlewares);
+            if !skip_middlewares {
+                for middleware in namespace.0.handlers.middlewares() {
+                    if let Err(error) = middleware(socket.clone()).await {
+                        debug!(nsp, %error, "middleware refused connection");
+                        socket.0.ns.adapter().del_all(socket.id());
+                        client.send_packet(&Packet::connect_error(nsp, error.to_json()));
+                        return;
+                    }
                 }
             }
             namespace.0.add_socket(socket.clone());
@@ -187,11 +190,37 @@ impl Client {
                 return;
             }
             client.mark_connected();
+            // Missed packets go before the CONNECT reply, as on the reference server; the
+            // client holds them until it sees the reply.
+            for packet in &missed {
+                if let Err(error) = packet.send_to(&client.engine) {
+                    warn!(sid = client.engine.sid(), %error, "replay of a missed packet failed");
+                }
+            }
+            if recovered {
+                debug!(sid = &**socket.id(), missed = missed.len(), "session recovered");
+            }
             if let Some(handler) = namespace.0.handlers.connection() {
                 run_inline(handler(socket.clone()));
             }
             socket.send_connect();
         });
+    }
+
+    /// The session a reconnecting client asks for with `pid` and `offset` in its auth, if
+    /// recovery is on and the session can be given back whole.
+    async fn try_recover(&self, namespace: &Namespace, auth: &Value) -> Option<RestoredSession> {
+        self.server.config.connection_state_recovery.as_ref()?;
+        let pid = auth.get("pid")?.as_str()?;
+        let offset = auth.get("offset")?.as_str()?;
+        // A client whose network died may come back before the server noticed: the stale
+        // socket still holds the session. Close it, which keeps its session, and take over.
+        if let Some(stale) = namespace.0.socket_by_pid(pid) {
+            debug!(sid = &**stale.id(), "session taken over by a reconnecting client");
+            stale.0.client.engine.close();
+            stale.close(DisconnectReason::TransportClose);
+        }
+        namespace.0.adapter().restore_session(pid, offset).await
     }
 
     pub(crate) fn on_close(&self, reason: CloseReason) {

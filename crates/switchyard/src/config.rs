@@ -5,6 +5,7 @@ use std::time::Duration;
 use switchyard_engineio::EngineConfig;
 
 use crate::encode::ParserKind;
+use crate::recovery::RecoveryConfig;
 
 /// Options of a Socket.IO server.
 #[derive(Debug, Clone)]
@@ -19,6 +20,8 @@ pub struct SocketIoConfig {
     pub ack_timeout: Duration,
     /// Most binary attachments one packet may carry (default 10).
     pub max_attachments: usize,
+    /// Connection state recovery (default off, as on the reference server).
+    pub connection_state_recovery: Option<RecoveryConfig>,
 }
 
 impl Default for SocketIoConfig {
@@ -29,6 +32,7 @@ impl Default for SocketIoConfig {
             parser: ParserKind::Json,
             ack_timeout: Duration::from_secs(5),
             max_attachments: 10,
+            connection_state_recovery: None,
         }
     }
 }

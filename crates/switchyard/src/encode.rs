@@ -18,13 +18,14 @@ pub enum ParserKind {
 
 /// A packet encoded for the wire: its frames, shared by reference count so a broadcast encodes
 /// once and every recipient gets the same bytes.
-#[derive(Debug, Clone)]
-pub(crate) struct Encoded {
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedPacket {
     frames: Vec<Frame>,
 }
 
-impl Encoded {
-    pub(crate) fn new(parser: ParserKind, packet: &Packet) -> Encoded {
+impl EncodedPacket {
+    /// Encodes `packet` with `parser`.
+    pub fn new(parser: ParserKind, packet: &Packet) -> EncodedPacket {
         let frames = match parser {
             ParserKind::Json => {
                 let mut out = Vec::with_capacity(64);
@@ -42,7 +43,7 @@ impl Encoded {
             }
             ParserKind::MsgPack => vec![Frame::Binary(encode_msgpack(packet))],
         };
-        Encoded { frames }
+        EncodedPacket { frames }
     }
 
     /// Queues the frames on `socket`, all or none.
@@ -54,9 +55,13 @@ impl Encoded {
     }
 
     /// Total bytes of the frames.
-    #[allow(dead_code)]
-    pub(crate) fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         self.frames.iter().map(Frame::len).sum()
+    }
+
+    /// Whether the packet encodes to no bytes (never, for a real packet).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -99,7 +104,7 @@ mod tests {
     #[test]
     fn json_packet_is_one_text_frame_with_the_message_type() {
         let packet = Packet::event("/chat", "hi", vec![json!(1)]);
-        let encoded = Encoded::new(ParserKind::Json, &packet);
+        let encoded = EncodedPacket::new(ParserKind::Json, &packet);
         assert_eq!(
             encoded.frames,
             vec![Frame::text_message(r#"2/chat,["hi",1]"#)]
@@ -110,7 +115,7 @@ mod tests {
     fn binary_packet_is_followed_by_its_attachments() {
         let packet = Packet::event("/", "file", vec![json!({"_placeholder": true, "num": 0})])
             .with_attachments(vec![Bytes::from_static(&[1, 2])]);
-        let encoded = Encoded::new(ParserKind::Json, &packet);
+        let encoded = EncodedPacket::new(ParserKind::Json, &packet);
         assert_eq!(
             encoded.frames,
             vec![
@@ -123,7 +128,7 @@ mod tests {
     #[test]
     fn msgpack_packet_is_one_binary_frame() {
         let packet = Packet::event("/", "a", vec![]);
-        let encoded = Encoded::new(ParserKind::MsgPack, &packet);
+        let encoded = EncodedPacket::new(ParserKind::MsgPack, &packet);
         assert!(matches!(encoded.frames.as_slice(), [Frame::Binary(_)]));
     }
 }

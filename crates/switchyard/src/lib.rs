@@ -35,14 +35,18 @@ mod encode;
 mod handler;
 mod namespace;
 mod payload;
+mod recovery;
 mod server;
 mod socket;
 
 use std::sync::Arc;
 
 pub use adapter::{
-    Adapter, AdapterError, AdapterFactory, BroadcastOptions, InMemoryAdapter, RemoteSocketData,
+    Adapter, AdapterContext, AdapterError, AdapterFactory, BroadcastOptions, InMemoryAdapter,
+    RemoteSocketData,
 };
+pub use encode::EncodedPacket;
+pub use recovery::{RecoveryConfig, RestoredSession, SessionState};
 pub use broadcast::{BroadcastOperator, IntoRooms, RemoteSocket};
 pub use config::SocketIoConfig;
 pub use encode::ParserKind;

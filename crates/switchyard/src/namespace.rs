@@ -47,6 +47,8 @@ pub(crate) struct NamespaceInner {
     pub(crate) parser: ParserKind,
     pub(crate) config: Arc<SocketIoConfig>,
     pub(crate) handlers: Arc<NamespaceHandlers>,
+    /// Whether connection state recovery is on: events get offsets and sessions are kept.
+    pub(crate) recovery: bool,
     sockets: RwLock<HashMap<Sid, Socket>>,
     adapter: Arc<dyn Adapter>,
     ack_ids: AtomicU64,
@@ -62,6 +64,7 @@ impl NamespaceInner {
         NamespaceInner {
             name,
             parser: config.parser,
+            recovery: config.connection_state_recovery.is_some(),
             config,
             handlers,
             sockets: RwLock::default(),
@@ -82,6 +85,14 @@ impl NamespaceInner {
 
     pub(crate) fn sockets(&self) -> RwLockReadGuard<'_, HashMap<Sid, Socket>> {
         self.sockets.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The connected socket whose private session id is `pid`.
+    pub(crate) fn socket_by_pid(&self, pid: &str) -> Option<Socket> {
+        self.sockets()
+            .values()
+            .find(|socket| &*socket.0.pid == pid)
+            .cloned()
     }
 
     pub(crate) fn add_socket(&self, socket: Socket) {

@@ -11,7 +11,7 @@ use switchyard_engineio::{
 };
 use tokio::net::TcpListener;
 
-use crate::adapter::{AdapterFactory, InMemoryAdapter};
+use crate::adapter::{AdapterContext, AdapterFactory, InMemoryAdapter};
 use crate::client::Client;
 use crate::config::SocketIoConfig;
 use crate::handler::ConnectError;
@@ -45,7 +45,10 @@ impl ServerInner {
             name.clone(),
             self.config.clone(),
             handlers,
-            (self.adapter_factory)(&name),
+            (self.adapter_factory)(AdapterContext {
+                namespace: &name,
+                recovery: self.config.connection_state_recovery.as_ref(),
+            }),
         )));
         namespaces.insert(name, namespace.clone());
         namespace

@@ -1,6 +1,6 @@
 //! A client's connection to one namespace.
 
-use std::any::{Any, TypeId};
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -17,12 +17,13 @@ use tracing::{debug, warn};
 
 use crate::broadcast::BroadcastOperator;
 use crate::client::Client;
-use crate::encode::Encoded;
+use crate::encode::EncodedPacket;
 use crate::handler::{
     run_inline, BoxFuture, ErasedDisconnectHandler, ErasedEventHandler, EventHandler,
 };
 use crate::namespace::NamespaceInner;
 use crate::payload::{Args, ArgsError, IntoArgs};
+use crate::recovery::{Extensions, SessionState};
 use crate::{Namespace, Room};
 
 /// A socket id: unique per namespace connection, never the Engine.IO session id.
@@ -65,6 +66,22 @@ impl DisconnectReason {
             DisconnectReason::ClientNamespaceDisconnect => "client namespace disconnect",
             DisconnectReason::ServerNamespaceDisconnect => "server namespace disconnect",
         }
+    }
+}
+
+impl DisconnectReason {
+    /// Whether a socket that ended this way keeps its session for connection state recovery:
+    /// the connection broke, rather than either side leaving on purpose.
+    pub const fn is_recoverable(self) -> bool {
+        matches!(
+            self,
+            DisconnectReason::TransportError
+                | DisconnectReason::TransportClose
+                | DisconnectReason::ForcedClose
+                | DisconnectReason::PingTimeout
+                | DisconnectReason::ServerShuttingDown
+                | DisconnectReason::ForcedServerClose
+        )
     }
 }
 
@@ -148,13 +165,16 @@ struct ConnectState {
     connected: bool,
     disconnected: bool,
     /// Packets emitted before the CONNECT reply went out; sent right after it.
-    early: Vec<Encoded>,
+    early: Vec<EncodedPacket>,
 }
 
 type AnyHandler = Arc<dyn Fn(Socket, String, Args) -> BoxFuture<()> + Send + Sync>;
 
 pub(crate) struct SocketInner {
     pub(crate) id: Sid,
+    /// The private session id a client presents to recover this socket.
+    pub(crate) pid: Sid,
+    recovered: bool,
     pub(crate) ns: Arc<NamespaceInner>,
     pub(crate) client: Arc<Client>,
     handshake: Handshake,
@@ -165,7 +185,7 @@ pub(crate) struct SocketInner {
     /// Fast path for emits once connected; `state` is the truth.
     connected: AtomicBool,
     state: Mutex<ConnectState>,
-    extensions: Mutex<HashMap<TypeId, Box<dyn Any + Send + Sync>>>,
+    extensions: Mutex<Extensions>,
 }
 
 /// A client's connection to a namespace: receive events, emit, join rooms, acknowledge.
@@ -191,13 +211,44 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Socket {
     pub(crate) fn new(ns: Arc<NamespaceInner>, client: Arc<Client>, auth: Value) -> Socket {
+        let ids = (crate::namespace::generate_id(), crate::namespace::generate_id());
+        Socket::build(ns, client, auth, ids, None)
+    }
+
+    /// A socket that takes over a recovered session: same id, rooms and data.
+    pub(crate) fn restore(
+        ns: Arc<NamespaceInner>,
+        client: Arc<Client>,
+        auth: Value,
+        state: SessionState,
+    ) -> Socket {
+        let SessionState {
+            sid,
+            pid,
+            rooms,
+            data,
+        } = state;
+        let socket = Socket::build(ns, client, auth, (sid, pid), Some(data));
+        socket.join(rooms);
+        socket
+    }
+
+    fn build(
+        ns: Arc<NamespaceInner>,
+        client: Arc<Client>,
+        auth: Value,
+        (id, pid): (Sid, Sid),
+        restored: Option<Extensions>,
+    ) -> Socket {
         let handshake = Handshake {
             auth,
             time: SystemTime::now(),
             engine: client.engine.clone(),
         };
         Socket(Arc::new(SocketInner {
-            id: crate::namespace::generate_id(),
+            id,
+            pid,
+            recovered: restored.is_some(),
             ns,
             client,
             handshake,
@@ -207,7 +258,7 @@ impl Socket {
             acks: Mutex::default(),
             connected: AtomicBool::new(false),
             state: Mutex::default(),
-            extensions: Mutex::default(),
+            extensions: Mutex::new(restored.unwrap_or_default()),
         }))
     }
 
@@ -229,6 +280,12 @@ impl Socket {
     /// The Engine.IO transport in use.
     pub fn transport(&self) -> TransportKind {
         self.0.client.engine.transport()
+    }
+
+    /// Whether this socket took over a session recovered from an earlier connection (same id,
+    /// rooms and data; the packets it missed were replayed).
+    pub fn recovered(&self) -> bool {
+        self.0.recovered
     }
 
     /// Whether the socket is connected.
@@ -277,8 +334,12 @@ impl Socket {
 
     /// Sends event `event` with `data` (one argument, or several as [`Args`]).
     pub fn emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
+        if self.0.ns.recovery {
+            // Through the namespace, so the packet gets an offset and is kept for replay.
+            return self.namespace().to(self.0.id.clone()).emit(event, data);
+        }
         let packet = event_packet(&self.0.ns.name, event, data.into_args()?, None);
-        self.send_encoded(Encoded::new(self.0.ns.parser, &packet))
+        self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet))
     }
 
     /// Sends event `event` and waits for the client's acknowledgement, up to the server's
@@ -299,7 +360,7 @@ impl Socket {
         let id = self.0.ns.next_ack_id();
         let receiver = self.register_ack(id);
         let packet = event_packet(&self.0.ns.name, event, args, Some(id));
-        if let Err(error) = self.send_encoded(Encoded::new(self.0.ns.parser, &packet)) {
+        if let Err(error) = self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet)) {
             lock(&self.0.acks).remove(&id);
             return Err(error.into());
         }
@@ -359,7 +420,7 @@ impl Socket {
     /// other namespaces. The client sees `io server disconnect`.
     pub fn disconnect(&self) {
         let packet = Packet::disconnect(self.0.ns.name.to_string());
-        let _ = self.send_encoded(Encoded::new(self.0.ns.parser, &packet));
+        let _ = self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet));
         self.close(DisconnectReason::ServerNamespaceDisconnect);
     }
 
@@ -397,7 +458,7 @@ impl Socket {
 
     // ----- internals used by the client and the namespace ---------------------------------
 
-    pub(crate) fn send_encoded(&self, encoded: Encoded) -> Result<(), EmitError> {
+    pub(crate) fn send_encoded(&self, encoded: EncodedPacket) -> Result<(), EmitError> {
         if !self.0.connected.load(Ordering::Acquire) {
             let mut state = lock(&self.0.state);
             if state.disconnected {
@@ -419,12 +480,14 @@ impl Socket {
         if state.disconnected || state.connected {
             return;
         }
-        let reply = Packet::connect(
-            self.0.ns.name.to_string(),
-            Some(serde_json::json!({ "sid": &*self.0.id })),
-        );
+        let payload = if self.0.ns.recovery {
+            serde_json::json!({ "sid": &*self.0.id, "pid": &*self.0.pid })
+        } else {
+            serde_json::json!({ "sid": &*self.0.id })
+        };
+        let reply = Packet::connect(self.0.ns.name.to_string(), Some(payload));
         let engine = &self.0.client.engine;
-        let _ = Encoded::new(self.0.ns.parser, &reply).send_to(engine);
+        let _ = EncodedPacket::new(self.0.ns.parser, &reply).send_to(engine);
         for encoded in state.early.drain(..) {
             if let Err(error) = encoded.send_to(engine) {
                 warn!(sid = &*self.0.id, %error, "early emit dropped");
@@ -495,7 +558,7 @@ impl Socket {
             data: Value::Array(args.values),
             attachments: args.attachments,
         };
-        if let Err(error) = self.send_encoded(Encoded::new(self.0.ns.parser, &packet)) {
+        if let Err(error) = self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet)) {
             debug!(sid = &*self.0.id, %error, "ack not sent");
         }
     }
@@ -527,7 +590,16 @@ impl Socket {
         for handler in handlers {
             run_inline(handler(self.clone(), reason));
         }
-        self.0.ns.adapter().del_all(&self.0.id);
+        let adapter = self.0.ns.adapter();
+        if self.0.ns.recovery && reason.is_recoverable() {
+            adapter.persist_session(SessionState {
+                sid: self.0.id.clone(),
+                pid: self.0.pid.clone(),
+                rooms: adapter.socket_rooms(&self.0.id),
+                data: std::mem::take(&mut *lock(&self.0.extensions)),
+            });
+        }
+        adapter.del_all(&self.0.id);
         self.0.ns.remove_socket(&self.0.id);
         lock(&self.0.acks).clear();
         lock(&self.0.extensions).clear();
