@@ -277,7 +277,8 @@ impl Adapter for InMemoryAdapter {
     }
 
     fn next_offset(&self) -> Option<String> {
-        self.store().map(|mut store| store.next_offset().to_string())
+        self.store()
+            .map(|mut store| store.next_offset().to_string())
     }
 
     fn store_packet(&self, offset: &str, packet: &EncodedPacket, options: &BroadcastOptions) {

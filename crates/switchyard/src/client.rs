@@ -12,9 +12,9 @@ use crate::encode::{Decoder, EncodedPacket};
 use crate::handler::run_inline;
 use crate::payload::Args;
 use crate::recovery::RestoredSession;
-use crate::Namespace;
 use crate::server::ServerInner;
 use crate::socket::{DisconnectReason, Socket};
+use crate::Namespace;
 
 pub(crate) struct Client {
     pub(crate) engine: Arc<EngineSocket>,
@@ -97,7 +97,10 @@ impl Client {
             }
             (
                 Packet::Event {
-                    data, id, attachments, ..
+                    data,
+                    id,
+                    attachments,
+                    ..
                 },
                 Some(socket),
             ) => {
@@ -111,11 +114,21 @@ impl Client {
                     None => return,
                 };
                 values.remove(0);
-                socket.dispatch_event(event, id, Args { values, attachments });
+                socket.dispatch_event(
+                    event,
+                    id,
+                    Args {
+                        values,
+                        attachments,
+                    },
+                );
             }
             (
                 Packet::Ack {
-                    id, data, attachments, ..
+                    id,
+                    data,
+                    attachments,
+                    ..
                 },
                 Some(socket),
             ) => {
@@ -123,7 +136,13 @@ impl Client {
                     Value::Array(values) => values,
                     other => vec![other],
                 };
-                socket.handle_ack(id, Args { values, attachments });
+                socket.handle_ack(
+                    id,
+                    Args {
+                        values,
+                        attachments,
+                    },
+                );
             }
             // A packet for a namespace not joined, a second CONNECT, or a CONNECT_ERROR from a
             // client: the reference server treats each as a broken client and closes.
@@ -140,7 +159,9 @@ impl Client {
     }
 
     fn send_packet(&self, packet: &Packet) {
-        if let Err(error) = EncodedPacket::new(self.server.config.parser, packet).send_to(&self.engine) {
+        if let Err(error) =
+            EncodedPacket::new(self.server.config.parser, packet).send_to(&self.engine)
+        {
             debug!(sid = self.engine.sid(), %error, "packet not sent");
         }
     }
@@ -164,7 +185,10 @@ impl Client {
                     Socket::restore(namespace.0.clone(), client.clone(), auth, restored.state),
                     restored.missed,
                 ),
-                None => (Socket::new(namespace.0.clone(), client.clone(), auth), Vec::new()),
+                None => (
+                    Socket::new(namespace.0.clone(), client.clone(), auth),
+                    Vec::new(),
+                ),
             };
             let skip_middlewares = recovered
                 && client
@@ -198,7 +222,11 @@ impl Client {
                 }
             }
             if recovered {
-                debug!(sid = &**socket.id(), missed = missed.len(), "session recovered");
+                debug!(
+                    sid = &**socket.id(),
+                    missed = missed.len(),
+                    "session recovered"
+                );
             }
             if let Some(handler) = namespace.0.handlers.connection() {
                 run_inline(handler(socket.clone()));
@@ -216,7 +244,10 @@ impl Client {
         // A client whose network died may come back before the server noticed: the stale
         // socket still holds the session. Close it, which keeps its session, and take over.
         if let Some(stale) = namespace.0.socket_by_pid(pid) {
-            debug!(sid = &**stale.id(), "session taken over by a reconnecting client");
+            debug!(
+                sid = &**stale.id(),
+                "session taken over by a reconnecting client"
+            );
             stale.0.client.engine.close();
             stale.close(DisconnectReason::TransportClose);
         }

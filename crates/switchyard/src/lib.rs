@@ -45,14 +45,14 @@ pub use adapter::{
     Adapter, AdapterContext, AdapterError, AdapterFactory, BroadcastOptions, InMemoryAdapter,
     RemoteSocketData,
 };
-pub use encode::EncodedPacket;
-pub use recovery::{RecoveryConfig, RestoredSession, SessionState};
 pub use broadcast::{BroadcastOperator, IntoRooms, RemoteSocket};
 pub use config::SocketIoConfig;
+pub use encode::EncodedPacket;
 pub use encode::ParserKind;
 pub use handler::{BoxFuture, ConnectError, EventHandler, FromArgs, HandlerOutput};
 pub use namespace::Namespace;
 pub use payload::{Args, ArgsError, Binary, IntoArgs};
+pub use recovery::{RecoveryConfig, RestoredSession, SessionState};
 pub use server::{DynamicNamespace, SocketIo, SocketIoConnection, SocketIoHandler};
 pub use socket::{AckError, DisconnectReason, EmitError, Handshake, Sid, Socket};
 pub use switchyard_engineio as engineio;

@@ -117,7 +117,13 @@ impl RecoveryStore {
     }
 
     /// Keeps a packet, evicting the oldest beyond the bounds.
-    pub(crate) fn store(&mut self, now: Instant, offset: u64, packet: EncodedPacket, options: &BroadcastOptions) {
+    pub(crate) fn store(
+        &mut self,
+        now: Instant,
+        offset: u64,
+        packet: EncodedPacket,
+        options: &BroadcastOptions,
+    ) {
         self.bytes += packet.len();
         self.packets.push_back(StoredPacket {
             offset,
@@ -166,7 +172,12 @@ impl RecoveryStore {
 
     /// Gives back session `pid` with the packets after `offset` meant for it, or nothing if the
     /// session expired, is unknown, or any packet it missed is no longer held.
-    pub(crate) fn restore(&mut self, now: Instant, pid: &str, offset: &str) -> Option<RestoredSession> {
+    pub(crate) fn restore(
+        &mut self,
+        now: Instant,
+        pid: &str,
+        offset: &str,
+    ) -> Option<RestoredSession> {
         self.prune_packets(now);
         let kept = self.sessions.remove(pid)?;
         if now.saturating_duration_since(kept.at) > self.config.max_disconnection_duration {

@@ -211,7 +211,10 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Socket {
     pub(crate) fn new(ns: Arc<NamespaceInner>, client: Arc<Client>, auth: Value) -> Socket {
-        let ids = (crate::namespace::generate_id(), crate::namespace::generate_id());
+        let ids = (
+            crate::namespace::generate_id(),
+            crate::namespace::generate_id(),
+        );
         Socket::build(ns, client, auth, ids, None)
     }
 
