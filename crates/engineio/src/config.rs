@@ -6,6 +6,7 @@ use std::time::Duration;
 use switchyard_engineio_proto::{SessionConfig, TransportKind};
 
 use crate::cors::CorsConfig;
+use crate::limits::Limits;
 use crate::socket::RequestInfo;
 
 /// Decides whether a handshake may open a session; a refusal is answered 403 (code 4).
@@ -28,6 +29,8 @@ pub struct EngineConfig {
     /// Size of the WebSocket read buffer kept per connection (default 4 KiB); it grows for a
     /// big message and shrinks back after.
     pub websocket_read_buffer: usize,
+    /// Admission limits checked at each handshake.
+    pub limits: Limits,
 }
 
 impl Default for EngineConfig {
@@ -39,6 +42,7 @@ impl Default for EngineConfig {
             cors: None,
             allow_request: None,
             websocket_read_buffer: 4096,
+            limits: Limits::default(),
         }
     }
 }
@@ -51,6 +55,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("transports", &self.transports)
             .field("cors", &self.cors)
             .field("allow_request", &self.allow_request.is_some())
+            .field("limits", &self.limits)
             .finish()
     }
 }
@@ -114,6 +119,12 @@ impl EngineConfig {
         hook: impl Fn(&RequestInfo) -> bool + Send + Sync + 'static,
     ) -> Self {
         self.allow_request = Some(Arc::new(hook));
+        self
+    }
+
+    /// Sets the admission limits.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
         self
     }
 

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -15,6 +15,7 @@ use switchyard_engineio_proto::{CloseReason, ErrorCode, Event, Message, Transpor
 use tracing::{debug, warn};
 
 use crate::config::EngineConfig;
+use crate::limits::{Admission, Refusal};
 use crate::query::EngineQuery;
 use crate::socket::{RequestInfo, Socket};
 use crate::{polling, ws};
@@ -60,6 +61,7 @@ pub(crate) struct EngineInner<H: EngineHandler> {
     pub(crate) config: EngineConfig,
     pub(crate) handler: H,
     sessions: Mutex<SessionMap<H::Connection>>,
+    admission: Mutex<Admission>,
 }
 
 /// Live sessions by sid.
@@ -79,6 +81,7 @@ impl<H: EngineHandler> Engine<H> {
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
+                admission: Mutex::default(),
             }),
         }
     }
@@ -146,6 +149,8 @@ impl<H: EngineHandler> EngineInner<H> {
                 Event::Upgraded => debug!(sid = entry.socket.sid(), "upgraded to websocket"),
                 Event::Closed(reason) => {
                     self.sessions().remove(entry.socket.sid());
+                    let ip = entry.socket.request().remote_addr.map(|addr| addr.ip());
+                    self.admission().release(ip);
                     debug!(sid = entry.socket.sid(), %reason, "session closed");
                     self.handler.on_close(&entry.connection, reason);
                     entry.socket.wake_poll.notify_one();
@@ -225,6 +230,19 @@ impl<H: EngineHandler> EngineInner<H> {
                 return self.refuse(ErrorCode::Forbidden, request.headers(), upgrade);
             }
         }
+        let origin = request
+            .headers()
+            .get(header::ORIGIN)
+            .and_then(|value| value.to_str().ok());
+        let live = self.sessions().len();
+        let ip = info.remote_addr.map(|addr| addr.ip());
+        let admitted =
+            self.admission()
+                .admit(&self.config.limits, Instant::now(), live, ip, origin);
+        if let Err(refusal) = admitted {
+            warn!(?ip, origin, %refusal, "handshake refused by a limit");
+            return self.refuse_limit(refusal, request.headers(), upgrade);
+        }
         match transport {
             TransportKind::Polling => {
                 let (entry, open) = self.open_session(TransportKind::Polling, info);
@@ -272,6 +290,31 @@ impl<H: EngineHandler> EngineInner<H> {
         if let Some(cors) = &self.config.cors {
             cors.apply(request, response);
         }
+    }
+
+    fn admission(&self) -> MutexGuard<'_, Admission> {
+        self.admission
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn refuse_limit(
+        &self,
+        refusal: Refusal,
+        headers: &HeaderMap,
+        upgrade: bool,
+    ) -> Response<Full<Bytes>> {
+        if upgrade {
+            return plain(refusal.status(), refusal.to_string(), "text/plain");
+        }
+        let mut response = plain(refusal.status(), refusal.json_body(), "application/json");
+        if refusal == Refusal::HandshakeRate {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        self.apply_cors(headers, response.headers_mut());
+        response
     }
 
     /// The answer to a request the engine refuses: JSON `{code, message}` for HTTP, plain text

@@ -43,6 +43,7 @@
 mod config;
 mod cors;
 mod engine;
+mod limits;
 mod polling;
 mod query;
 mod server;
@@ -53,6 +54,7 @@ mod ws;
 pub use config::{AllowRequest, EngineConfig};
 pub use cors::{AllowedOrigins, CorsConfig};
 pub use engine::{BoxError, Engine, EngineHandler, RemoteAddr};
+pub use limits::{Limits, Rate, Refusal};
 pub use server::{serve, serve_service, serve_with_shutdown};
 pub use service::{EngineLayer, EngineService, NotFound};
 pub use socket::{RequestInfo, Socket};

@@ -224,19 +224,21 @@ impl BroadcastOperator {
         let encoded = EncodedPacket::new(ns.parser, &packet);
         let mut waits = Vec::new();
         ns.for_each_target(&self.options, |socket| {
-            let receiver = socket.register_ack(id);
-            match socket.send_encoded(encoded.clone()) {
-                Ok(()) => waits.push((socket.clone(), Some(receiver))),
+            let sent = socket.register_ack(id).and_then(|receiver| {
+                Ok(socket.send_encoded(encoded.clone()).map(|()| receiver)?)
+            });
+            match sent {
+                Ok(receiver) => waits.push((socket.clone(), Ok(receiver))),
                 Err(error) => {
                     warn!(sid = &**socket.id(), %error, "broadcast with ack not delivered");
-                    waits.push((socket.clone(), None));
+                    waits.push((socket.clone(), Err(error)));
                 }
             }
         });
         let answers = join_all(waits.into_iter().map(|(socket, receiver)| async move {
             let result = match receiver {
-                Some(receiver) => socket.wait_ack(id, receiver, timeout).await,
-                None => Err(AckError::Disconnected),
+                Ok(receiver) => socket.wait_ack(id, receiver, timeout).await,
+                Err(error) => Err(error),
             };
             (socket.id().clone(), result)
         }))

@@ -6,6 +6,31 @@ use switchyard_engineio::EngineConfig;
 
 use crate::encode::ParserKind;
 use crate::recovery::RecoveryConfig;
+use switchyard_engineio::Rate;
+
+/// Per-socket limits.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SocketLimits {
+    /// Events a client may send per socket (default: no limit; the server binary sets one).
+    /// Past it, events are dropped (an ack asked for gets `{"error":"rate limited"}`), the client
+    /// is warned once with a `rate-limit` event, and a client that keeps flooding for a full
+    /// burst more is disconnected.
+    pub event_rate: Option<Rate>,
+    /// Rooms one socket may be in (default: no limit; the server binary sets one).
+    pub max_rooms_per_socket: Option<usize>,
+    /// Acknowledgements the server may wait for from one socket at once (default 1,000).
+    pub max_pending_acks: usize,
+}
+
+impl Default for SocketLimits {
+    fn default() -> Self {
+        SocketLimits {
+            event_rate: None,
+            max_rooms_per_socket: None,
+            max_pending_acks: 1_000,
+        }
+    }
+}
 
 /// Options of a Socket.IO server.
 #[derive(Debug, Clone)]
@@ -22,6 +47,8 @@ pub struct SocketIoConfig {
     pub max_attachments: usize,
     /// Connection state recovery (default off, as on the reference server).
     pub connection_state_recovery: Option<RecoveryConfig>,
+    /// Per-socket limits.
+    pub limits: SocketLimits,
 }
 
 impl Default for SocketIoConfig {
@@ -33,6 +60,7 @@ impl Default for SocketIoConfig {
             ack_timeout: Duration::from_secs(5),
             max_attachments: 10,
             connection_state_recovery: None,
+            limits: SocketLimits::default(),
         }
     }
 }

@@ -46,7 +46,7 @@ pub use adapter::{
     RemoteSocketData,
 };
 pub use broadcast::{BroadcastOperator, IntoRooms, RemoteSocket};
-pub use config::SocketIoConfig;
+pub use config::{SocketIoConfig, SocketLimits};
 pub use encode::EncodedPacket;
 pub use encode::ParserKind;
 pub use handler::{BoxFuture, ConnectError, EventHandler, FromArgs, HandlerOutput};
@@ -54,9 +54,9 @@ pub use namespace::Namespace;
 pub use payload::{Args, ArgsError, Binary, IntoArgs};
 pub use recovery::{RecoveryConfig, RestoredSession, SessionState};
 pub use server::{DynamicNamespace, SocketIo, SocketIoConnection, SocketIoHandler};
-pub use socket::{AckError, DisconnectReason, EmitError, Handshake, Sid, Socket};
+pub use socket::{AckError, DisconnectReason, EmitError, Handshake, JoinError, Sid, Socket};
 pub use switchyard_engineio as engineio;
-pub use switchyard_engineio::{CorsConfig, EngineConfig, TransportKind};
+pub use switchyard_engineio::{CorsConfig, EngineConfig, Limits, Rate, TransportKind};
 pub use switchyard_socketio_proto as proto;
 
 /// A room name.

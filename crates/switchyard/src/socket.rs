@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::HeaderMap;
 use serde_json::Value;
@@ -123,9 +123,23 @@ pub enum AckError {
     /// No answer within the timeout.
     #[error("ack timed out")]
     Timeout,
+    /// The socket already has the most pending acknowledgements allowed.
+    #[error("too many pending acks")]
+    TooManyPending,
     /// The socket disconnected before answering.
     #[error("socket disconnected before the ack")]
     Disconnected,
+}
+
+/// Why a socket could not join rooms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum JoinError {
+    /// The socket is in `max_rooms_per_socket` rooms already.
+    #[error("too many rooms (at most {max})")]
+    TooManyRooms {
+        /// The limit.
+        max: usize,
+    },
 }
 
 /// What a client sent when it connected, and the request that opened its connection.
@@ -182,6 +196,7 @@ pub(crate) struct SocketInner {
     any_handler: RwLock<Option<AnyHandler>>,
     disconnect_handlers: Mutex<Vec<ErasedDisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Args>>>,
+    rate: Mutex<EventBucket>,
     /// Fast path for emits once connected; `state` is the truth.
     connected: AtomicBool,
     state: Mutex<ConnectState>,
@@ -259,6 +274,7 @@ impl Socket {
             any_handler: RwLock::default(),
             disconnect_handlers: Mutex::default(),
             acks: Mutex::default(),
+            rate: Mutex::default(),
             connected: AtomicBool::new(false),
             state: Mutex::default(),
             extensions: Mutex::new(restored.unwrap_or_default()),
@@ -361,7 +377,7 @@ impl Socket {
     ) -> Result<Args, AckError> {
         let args = data.into_args().map_err(EmitError::from)?;
         let id = self.0.ns.next_ack_id();
-        let receiver = self.register_ack(id);
+        let receiver = self.register_ack(id)?;
         let packet = event_packet(&self.0.ns.name, event, args, Some(id));
         if let Err(error) = self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet)) {
             lock(&self.0.acks).remove(&id);
@@ -370,10 +386,14 @@ impl Socket {
         self.wait_ack(id, receiver, timeout).await
     }
 
-    pub(crate) fn register_ack(&self, id: u64) -> oneshot::Receiver<Args> {
+    pub(crate) fn register_ack(&self, id: u64) -> Result<oneshot::Receiver<Args>, AckError> {
+        let mut acks = lock(&self.0.acks);
+        if acks.len() >= self.0.ns.config.limits.max_pending_acks {
+            return Err(AckError::TooManyPending);
+        }
         let (sender, receiver) = oneshot::channel();
-        lock(&self.0.acks).insert(id, sender);
-        receiver
+        acks.insert(id, sender);
+        Ok(receiver)
     }
 
     pub(crate) async fn wait_ack(
@@ -393,8 +413,28 @@ impl Socket {
     }
 
     /// Joins `rooms`.
+    ///
+    /// Past the configured `max_rooms_per_socket`, the join is refused and logged; use
+    /// [`Socket::try_join`] to answer the client.
     pub fn join(&self, rooms: impl crate::IntoRooms) {
-        self.0.ns.adapter().add_all(&self.0.id, &rooms.into_rooms());
+        if let Err(error) = self.try_join(rooms) {
+            warn!(sid = &*self.0.id, %error, "join refused");
+        }
+    }
+
+    /// Joins `rooms`, or none of them if that would put the socket in more rooms than allowed.
+    pub fn try_join(&self, rooms: impl crate::IntoRooms) -> Result<(), JoinError> {
+        let rooms = rooms.into_rooms();
+        let adapter = self.0.ns.adapter();
+        if let Some(max) = self.0.ns.config.limits.max_rooms_per_socket {
+            let current = adapter.socket_rooms(&self.0.id);
+            let new = rooms.iter().filter(|room| !current.contains(room)).count();
+            if current.len() + new > max {
+                return Err(JoinError::TooManyRooms { max });
+            }
+        }
+        adapter.add_all(&self.0.id, &rooms);
+        Ok(())
     }
 
     /// Leaves `room`.
@@ -472,9 +512,19 @@ impl Socket {
                 return Ok(());
             }
         }
-        encoded
-            .send_to(&self.0.client.engine)
-            .map_err(EmitError::from)
+        let sent = encoded.send_to(&self.0.client.engine);
+        if let Err(SendError::BufferFull) = sent {
+            // Slow consumer: its buffer is at the bound and this packet may not be dropped.
+            // Closing the connection frees the buffer; the client reconnects (and, with
+            // recovery on, gets what it missed).
+            warn!(
+                sid = &*self.0.id,
+                buffered = self.0.client.engine.buffered_bytes(),
+                "slow consumer: outgoing buffer full; closing its connection"
+            );
+            self.0.client.engine.close();
+        }
+        sent.map_err(EmitError::from)
     }
 
     /// Sends the CONNECT reply, then what was emitted before it.
@@ -502,6 +552,12 @@ impl Socket {
 
     /// Hands a received event to its handlers.
     pub(crate) fn dispatch_event(&self, event: String, ack: Option<u64>, args: Args) {
+        if !self.admit_event() {
+            if let Some(id) = ack {
+                self.send_ack(id, Err("rate limited".into()));
+            }
+            return;
+        }
         let any = self
             .0
             .any_handler
@@ -537,6 +593,36 @@ impl Socket {
                 if let Some(id) = ack {
                     self.send_ack(id, Err(error.to_string()));
                 }
+            }
+        }
+    }
+
+    /// Whether an incoming event is within the socket's event rate. Past it, warns the client
+    /// once, and disconnects it if it keeps flooding for a full burst more.
+    fn admit_event(&self) -> bool {
+        let Some(rate) = self.0.ns.config.limits.event_rate else {
+            return true;
+        };
+        let verdict = lock(&self.0.rate).take(Instant::now(), rate);
+        match verdict {
+            RateVerdict::Allowed => true,
+            RateVerdict::FirstDrop => {
+                warn!(sid = &*self.0.id, "event rate exceeded; dropping events");
+                let warning = serde_json::json!({
+                    "message": "event rate exceeded",
+                    "limit": rate.per_second,
+                });
+                let _ = self.emit("rate-limit", warning);
+                false
+            }
+            RateVerdict::Dropped => false,
+            RateVerdict::Disconnect => {
+                warn!(
+                    sid = &*self.0.id,
+                    "client kept flooding past the event rate; disconnecting"
+                );
+                self.disconnect();
+                false
             }
         }
     }
@@ -610,6 +696,51 @@ impl Socket {
     }
 }
 
+/// The outcome of one event against a socket's rate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RateVerdict {
+    Allowed,
+    /// The first event dropped since the client was last within its rate.
+    FirstDrop,
+    Dropped,
+    /// A full burst dropped since the warning: time to disconnect.
+    Disconnect,
+}
+
+/// A token bucket for incoming events, with a count of drops since the rate was last kept.
+#[derive(Debug, Default)]
+struct EventBucket {
+    tokens: f64,
+    last: Option<Instant>,
+    dropped: u32,
+}
+
+impl EventBucket {
+    fn take(&mut self, now: Instant, rate: switchyard_engineio::Rate) -> RateVerdict {
+        let burst = f64::from(rate.burst);
+        let tokens = match self.last {
+            None => burst,
+            Some(last) => {
+                let elapsed = now.saturating_duration_since(last).as_secs_f64();
+                (self.tokens + elapsed * rate.per_second).min(burst)
+            }
+        };
+        self.last = Some(now);
+        if tokens >= 1.0 {
+            self.tokens = tokens - 1.0;
+            self.dropped = 0;
+            return RateVerdict::Allowed;
+        }
+        self.tokens = tokens;
+        self.dropped += 1;
+        match self.dropped {
+            1 => RateVerdict::FirstDrop,
+            n if n > rate.burst.max(1) => RateVerdict::Disconnect,
+            _ => RateVerdict::Dropped,
+        }
+    }
+}
+
 /// Builds an EVENT packet `[event, ...args]`.
 pub(crate) fn event_packet(nsp: &str, event: &str, args: Args, id: Option<u64>) -> Packet {
     let mut data = Vec::with_capacity(1 + args.values.len());
@@ -620,5 +751,37 @@ pub(crate) fn event_packet(nsp: &str, event: &str, args: Args, id: Option<u64>) 
         id,
         data: Value::Array(data),
         attachments: args.attachments,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use switchyard_engineio::Rate;
+
+    #[test]
+    fn event_bucket_allows_burst_warns_once_then_disconnects() {
+        let rate = Rate::new(10.0, 3);
+        let mut bucket = EventBucket::default();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(bucket.take(t0, rate), RateVerdict::Allowed);
+        }
+        assert_eq!(bucket.take(t0, rate), RateVerdict::FirstDrop);
+        assert_eq!(bucket.take(t0, rate), RateVerdict::Dropped);
+        assert_eq!(bucket.take(t0, rate), RateVerdict::Dropped);
+        assert_eq!(bucket.take(t0, rate), RateVerdict::Disconnect);
+    }
+
+    #[test]
+    fn event_bucket_refills_and_forgives() {
+        let rate = Rate::new(10.0, 1);
+        let mut bucket = EventBucket::default();
+        let t0 = Instant::now();
+        assert_eq!(bucket.take(t0, rate), RateVerdict::Allowed);
+        assert_eq!(bucket.take(t0, rate), RateVerdict::FirstDrop);
+        let later = t0 + Duration::from_millis(100);
+        assert_eq!(bucket.take(later, rate), RateVerdict::Allowed);
+        assert_eq!(bucket.take(later, rate), RateVerdict::FirstDrop);
     }
 }
