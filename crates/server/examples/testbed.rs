@@ -3,7 +3,8 @@
 //! `cargo run --release --example testbed [-- --parser msgpack]` listens on 127.0.0.1, port
 //! `$PORT` (default 3000), path `/socket.io/`, pingInterval 300 ms, pingTimeout 200 ms. Events of
 //! the main namespace (each acked unless said otherwise):
-//! - `join` room / `leave` room → the socket's rooms afterwards;
+//! - `join` room / `leave` room → the socket's rooms afterwards (a refused join answers
+//!   `{"error": reason}`);
 //! - `rooms` → the socket's rooms;
 //! - `to-room` [room, ...data] → `room-msg` data to the room, sender left out (binary kept);
 //! - `ns-to-room` [room, data] → `room-msg` data to the whole room;
@@ -23,8 +24,16 @@
 //! - `ticker` [room, count, interval_ms] → emits `tick` 0..count to the room, one every
 //!   interval (acked at once).
 //!
+//! - `flood-to` [sid, count, size] → emits `flood` with a string of `size` bytes `count` times to
+//!   socket `sid`; acks how many were queued before one was refused;
+//! - `ask-many` n → asks this socket `ask` n times at once (the client need not answer); acks
+//!   `{"refused": k}`, the number refused as too many pending acks;
+//! - `rss` → the server's resident memory in KiB.
+//!
 //! `--recovery-ms N` turns connection state recovery on with a maximum disconnection duration of
-//! N ms; `--recovery-max-packets N` bounds the packets kept for replay.
+//! N ms; `--recovery-max-packets N` bounds the packets kept for replay. Limits:
+//! `--event-rate PER_SECOND:BURST`, `--max-rooms N`, `--max-pending-acks N`,
+//! `--max-buffer BYTES` (outgoing buffer per connection).
 //!
 //! `/private` needs `auth.token == "secret"`; otherwise CONNECT_ERROR `unauthorized` with data
 //! `{"code":401,"reason":"bad token"}`. Namespaces matching `/dyn-*` are created on demand and
@@ -37,8 +46,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use switchyard::{
-    Args, ConnectError, CorsConfig, DisconnectReason, ParserKind, RecoveryConfig, Socket, SocketIo,
-    SocketIoConfig,
+    Args, ConnectError, CorsConfig, DisconnectReason, ParserKind, Rate, RecoveryConfig, Socket,
+    SocketIo, SocketIoConfig, SocketLimits,
 };
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -47,8 +56,8 @@ const ASK_TIMEOUT: Duration = Duration::from_millis(500);
 
 fn register(socket: &Socket, log: Log) {
     socket.on("join", |socket: Socket, room: String| async move {
-        socket.join(room.as_str());
-        Ok::<_, Infallible>(sorted_rooms(&socket))
+        socket.try_join(room.as_str()).map_err(|e| e.to_string())?;
+        Ok::<_, String>(sorted_rooms(&socket))
     });
     socket.on("leave", |socket: Socket, room: String| async move {
         socket.leave(room.as_str());
@@ -177,6 +186,34 @@ fn register(socket: &Socket, log: Log) {
         });
         Ok::<_, String>(true)
     });
+    socket.on("flood-to", |socket: Socket, args: Args| async move {
+        let (sid, count, size): (String, usize, usize) = args.all().map_err(|e| e.to_string())?;
+        let payload = "x".repeat(size);
+        let target = socket
+            .namespace()
+            .get_socket(&sid)
+            .ok_or("no such socket")?;
+        let mut queued = 0;
+        for _ in 0..count {
+            if target.emit("flood", payload.as_str()).is_err() {
+                break;
+            }
+            queued += 1;
+        }
+        Ok::<_, String>(queued)
+    });
+    socket.on("ask-many", |socket: Socket, n: usize| async move {
+        let asks = (0..n).map(|i| socket.emit_with_ack_timeout("ask", i, ASK_TIMEOUT));
+        let refused = futures_util::future::join_all(asks)
+            .await
+            .into_iter()
+            .filter(|result| matches!(result, Err(switchyard::AckError::TooManyPending)))
+            .count();
+        Ok::<_, Infallible>(json!({ "refused": refused }))
+    });
+    socket.on("rss", |_: Socket, _: Args| async move {
+        Ok::<_, Infallible>(resident_kib())
+    });
     let reasons = log.clone();
     socket.on("disconnects", move |_: Socket, _: Args| {
         let reasons = reasons.clone();
@@ -195,11 +232,25 @@ fn register(socket: &Socket, log: Log) {
     });
 }
 
+/// The process's resident memory, in KiB (0 where /proc is missing).
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("VmRSS:"))
+                .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn error_name(error: &switchyard::AckError) -> &'static str {
     match error {
         switchyard::AckError::Timeout => "timeout",
         switchyard::AckError::Disconnected => "disconnected",
         switchyard::AckError::Emit(_) => "emit",
+        switchyard::AckError::TooManyPending => "too many pending",
     }
 }
 
@@ -213,12 +264,16 @@ fn sorted_rooms(socket: &Socket) -> Vec<String> {
 struct Options {
     parser: ParserKind,
     recovery: Option<RecoveryConfig>,
+    limits: SocketLimits,
+    max_buffer: Option<usize>,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
     let mut options = Options {
         parser: ParserKind::Json,
         recovery: None,
+        limits: SocketLimits::default(),
+        max_buffer: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -241,6 +296,15 @@ fn parse_options() -> anyhow::Result<Options> {
                 let recovery = options.recovery.get_or_insert_with(RecoveryConfig::default);
                 recovery.max_packets = value.parse()?;
             }
+            "--event-rate" => {
+                let (per_second, burst) = value
+                    .split_once(':')
+                    .context("--event-rate takes PER_SECOND:BURST")?;
+                options.limits.event_rate = Some(Rate::new(per_second.parse()?, burst.parse()?));
+            }
+            "--max-rooms" => options.limits.max_rooms_per_socket = Some(value.parse()?),
+            "--max-pending-acks" => options.limits.max_pending_acks = value.parse()?,
+            "--max-buffer" => options.max_buffer = Some(value.parse()?),
             other => bail!("unknown option {other:?}"),
         }
     }
@@ -251,8 +315,12 @@ fn server(options: Options) -> SocketIo {
     let mut config = SocketIoConfig {
         parser: options.parser,
         connection_state_recovery: options.recovery,
+        limits: options.limits,
         ..SocketIoConfig::default()
     };
+    if let Some(bytes) = options.max_buffer {
+        config.engine = config.engine.max_buffered_bytes(bytes);
+    }
     config.engine = config
         .engine
         .ping_interval(Duration::from_millis(300))

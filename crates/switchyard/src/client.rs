@@ -23,6 +23,9 @@ pub(crate) struct Client {
     /// The namespaces this connection joined; a handful at most, so a vector.
     sockets: Mutex<Vec<(Arc<str>, Socket)>>,
     connected_once: AtomicBool,
+    /// Namespaces the server disconnected this client from: packets the client sent before it
+    /// learned it are ignored rather than treated as a broken client.
+    left_by_server: Mutex<Vec<Arc<str>>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -40,6 +43,7 @@ impl Client {
             decoder: Mutex::new(decoder),
             sockets: Mutex::new(Vec::new()),
             connected_once: AtomicBool::new(false),
+            left_by_server: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&client);
         let timeout = client.server.config.connect_timeout;
@@ -71,6 +75,14 @@ impl Client {
         lock(&self.sockets).retain(|(name, socket)| !(&**name == nsp && &**socket.id() == sid));
     }
 
+    /// The server disconnected the socket of namespace `nsp`.
+    pub(crate) fn left_by_server(&self, nsp: &Arc<str>) {
+        let mut left = lock(&self.left_by_server);
+        if !left.contains(nsp) {
+            left.push(nsp.clone());
+        }
+    }
+
     pub(crate) fn mark_connected(&self) {
         self.connected_once.store(true, Ordering::Release);
     }
@@ -91,7 +103,20 @@ impl Client {
     fn on_packet(self: &Arc<Self>, packet: Packet) {
         let socket = self.socket(packet.nsp());
         match (packet, socket) {
-            (Packet::Connect { nsp, data }, None) => self.connect(nsp, data),
+            (Packet::Connect { nsp, data }, None) => {
+                lock(&self.left_by_server).retain(|left| **left != *nsp);
+                self.connect(nsp, data)
+            }
+            (packet, None)
+                if lock(&self.left_by_server)
+                    .iter()
+                    .any(|left| **left == *packet.nsp()) =>
+            {
+                debug!(
+                    nsp = packet.nsp(),
+                    "packet sent before the client saw its disconnect; ignored"
+                );
+            }
             (Packet::Disconnect { .. }, Some(socket)) => {
                 socket.close(DisconnectReason::ClientNamespaceDisconnect)
             }

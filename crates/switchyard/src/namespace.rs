@@ -219,6 +219,19 @@ impl Namespace {
         self.0.sockets().get(sid).cloned()
     }
 
+    /// How many of this server's sockets are in `room`.
+    pub fn room_size(&self, room: &str) -> usize {
+        let room = Room::from(room);
+        let mut count = 0;
+        self.0
+            .adapter()
+            .for_each_in_room(&room, &mut |_| count += 1);
+        if self.0.sockets().contains_key(&room) {
+            count += 1;
+        }
+        count
+    }
+
     /// A broadcast to every socket of the namespace.
     pub fn broadcast(&self) -> BroadcastOperator {
         BroadcastOperator::new(self.clone())

@@ -442,6 +442,21 @@ impl Socket {
         self.0.ns.adapter().del(&self.0.id, &room.into());
     }
 
+    /// Whether the socket is in `room` (its own id room included).
+    pub fn in_room(&self, room: &str) -> bool {
+        if *self.0.id == *room {
+            return true;
+        }
+        let mut found = false;
+        self.0
+            .ns
+            .adapter()
+            .for_each_in_room(&Room::from(room), &mut |sid| {
+                found |= *sid == self.0.id;
+            });
+        found
+    }
+
     /// The rooms the socket is in, its own id room first.
     pub fn rooms(&self) -> Vec<Room> {
         let mut rooms = vec![self.0.id.clone()];
@@ -464,6 +479,7 @@ impl Socket {
     pub fn disconnect(&self) {
         let packet = Packet::disconnect(self.0.ns.name.to_string());
         let _ = self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet));
+        self.0.client.left_by_server(&self.0.ns.name);
         self.close(DisconnectReason::ServerNamespaceDisconnect);
     }
 
@@ -589,7 +605,7 @@ impl Socket {
                 });
             }
             Err(error) => {
-                warn!(sid = &*self.0.id, event, %error, "event arguments refused");
+                debug!(sid = &*self.0.id, event, %error, "event arguments refused");
                 if let Some(id) = ack {
                     self.send_ack(id, Err(error.to_string()));
                 }

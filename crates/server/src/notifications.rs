@@ -1,0 +1,147 @@
+//! The `/notifications` namespace: each client is a user (see [`identity::notification_user`])
+//! and sits in the room `user:<user>`, so every tab of a user gets that user's notifications.
+//!
+//! | event (client → server) | data | ack |
+//! | --- | --- | --- |
+//! | `notify` | `{ to, text }` | `{ delivered }`: how many of `to`'s sockets on this server were reached; they get `notification` `{ from, text, time }` |
+//!
+//! Bad input is answered with the ack `{ error: message }`.
+
+use std::convert::Infallible;
+
+use serde_json::{json, Value};
+use switchyard::{Room, Socket, SocketIo};
+
+use crate::identity::{self, UserId};
+use crate::input::{self, ack, InputError};
+
+/// Registers the namespace's middleware and handlers on `io`.
+pub fn register(io: &SocketIo) {
+    let notifications = io.of("/notifications");
+    notifications.use_middleware(|socket: Socket| async move {
+        let user = identity::notification_user(socket.handshake())?;
+        socket.insert_data(user);
+        Ok(())
+    });
+    // Rooms are joined once connected (a refused socket must leave nothing behind); this runs
+    // before the client learns it is connected, so no notification can be missed.
+    notifications.on_connection(|socket: Socket| async move {
+        if let Some(UserId(user)) = socket.data::<UserId>() {
+            socket.join(user_room(&user));
+        }
+        socket.on("notify", |socket: Socket, data: Value| async move {
+            Ok::<_, Infallible>(ack(notify(&socket, &data)))
+        });
+    });
+}
+
+/// The room every socket of `user` is in.
+pub fn user_room(user: &str) -> Room {
+    Room::from(format!("user:{user}"))
+}
+
+/// A parsed `notify` event.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotifyInput<'a> {
+    /// The user to notify (trimmed).
+    pub to: String,
+    /// The text.
+    pub text: &'a str,
+}
+
+impl<'a> NotifyInput<'a> {
+    /// Reads and validates `{ to, text }`.
+    pub fn parse(data: &'a Value) -> Result<NotifyInput<'a>, InputError> {
+        let object = input::object(data, "{ to, text }")?;
+        let to = match input::name(object.get("to")) {
+            Ok(Some(to)) => to,
+            Ok(None) => return Err(InputError::new("to must be a user id")),
+            Err(error) => return Err(InputError::new(format!("to: {error}"))),
+        };
+        let text = input::text(object.get("text").unwrap_or(&Value::Null))?;
+        Ok(NotifyInput { to, text })
+    }
+}
+
+fn notify(socket: &Socket, data: &Value) -> Result<Value, InputError> {
+    let NotifyInput { to, text } = NotifyInput::parse(data)?;
+    let UserId(from) = socket
+        .data::<UserId>()
+        .ok_or_else(|| InputError::new("not connected"))?;
+    let room = user_room(&to);
+    let namespace = socket.namespace();
+    let mut delivered = 0usize;
+    namespace
+        .adapter()
+        .for_each_in_room(&room, &mut |_| delivered += 1);
+    let notification = json!({ "from": &*from, "text": text, "time": input::now_millis() });
+    namespace
+        .to(room)
+        .emit("notification", notification)
+        .map_err(|error| {
+            tracing::warn!(%error, "notification not sent");
+            InputError::new("notification not sent")
+        })?;
+    Ok(json!({ "delivered": delivered }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error<T: std::fmt::Debug>(result: Result<T, InputError>) -> String {
+        match result {
+            Err(error) => error.0,
+            Ok(value) => panic!("expected an error, got {value:?}"),
+        }
+    }
+
+    #[test]
+    fn user_rooms_are_prefixed() {
+        assert_eq!(&*user_room("bob"), "user:bob");
+    }
+
+    #[test]
+    fn notify_reads_a_trimmed_recipient_and_the_text() {
+        let data = json!({ "to": " bob ", "text": "ping" });
+        assert_eq!(
+            NotifyInput::parse(&data),
+            Ok(NotifyInput {
+                to: "bob".to_owned(),
+                text: "ping"
+            })
+        );
+    }
+
+    #[test]
+    fn bad_notifications_say_what_is_wrong() {
+        assert_eq!(
+            error(NotifyInput::parse(&json!([]))),
+            "expected an object { to, text }"
+        );
+        assert_eq!(
+            error(NotifyInput::parse(&json!({ "to": "", "text": "t" }))),
+            "to must be a user id"
+        );
+        assert_eq!(
+            error(NotifyInput::parse(&json!({ "to": 5, "text": "t" }))),
+            "to must be a user id"
+        );
+        assert_eq!(
+            error(NotifyInput::parse(
+                &json!({ "to": "u".repeat(65), "text": "t" })
+            )),
+            "to: at most 64 characters"
+        );
+        assert_eq!(
+            error(NotifyInput::parse(&json!({ "to": "bob", "text": " " }))),
+            "text must not be blank"
+        );
+        assert_eq!(
+            error(NotifyInput::parse(
+                &json!({ "to": "bob", "text": "x".repeat(2001) })
+            )),
+            "text must be 1 to 2000 characters"
+        );
+    }
+}

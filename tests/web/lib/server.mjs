@@ -1,0 +1,190 @@
+// Starts and stops the `switchyard` server binary for the tests.
+//
+// The binary comes from the environment variable SWITCHYARD_BIN (relative paths are taken
+// from tests/web), else `../../target/release/switchyard`. These tests build nothing: build it
+// first with `cargo build --release` at the repository root. The server is started with
+// `HOST=127.0.0.1 PORT=<free port>` plus any extra environment, and must print
+// `Switchyard listening on http://127.0.0.1:<port>` on stdout once it accepts connections.
+
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import net from "node:net";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { test as nodeTest, before, after } from "node:test";
+
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+export const WEB_DIR = path.resolve(HERE, "..");
+
+export function switchyardBin() {
+  const fromEnv = process.env.SWITCHYARD_BIN;
+  return fromEnv ? path.resolve(WEB_DIR, fromEnv) : path.resolve(WEB_DIR, "../../target/release/switchyard");
+}
+
+const START_TIMEOUT_MS = 15_000;
+const LOG_LIMIT = 64 * 1024;
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A sleep that does not keep the process alive by itself. */
+const unrefSleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
+
+/** Rejects after `ms` with a message naming what was awaited. */
+export function withTimeout(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out after ${ms} ms waiting for ${what}`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Asks the kernel for a free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.unref();
+    srv.on("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+export class SwitchyardServer {
+  /** `env`: extra environment variables, e.g. `{ PING_INTERVAL_MS: "300" }`. */
+  constructor(env = {}) {
+    this.env = env;
+    this.bin = switchyardBin();
+    this.port = 0;
+    this.child = null;
+    this.stdout = "";
+    this.log = "";
+    this.exit = null; // { code, signal } once the process has ended
+    this.stopRequested = false;
+  }
+
+  get pid() {
+    return this.child ? this.child.pid : undefined;
+  }
+
+  get url() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  appendLog(chunk) {
+    this.log += chunk.toString("utf8");
+    if (this.log.length > LOG_LIMIT) this.log = this.log.slice(this.log.length - LOG_LIMIT);
+  }
+
+  /** The last part of the server's output, for failure messages. */
+  logTail(max = 4096) {
+    const text = this.log.length > max ? `[…]\n${this.log.slice(-max)}` : this.log;
+    const status = this.exit
+      ? `exited (code ${this.exit.code}, signal ${this.exit.signal})`
+      : `running (pid ${this.pid})`;
+    return `--- switchyard on port ${this.port}: ${status} ---\n${text || "(no output)"}`;
+  }
+
+  /** Starts the server, on `port` if given (to restart on the same one), else a free port. */
+  async start(port) {
+    if (!existsSync(this.bin)) {
+      throw new Error(
+        `switchyard binary not found at ${this.bin} ` +
+          "(build it with `cargo build --release` at the repository root, or set SWITCHYARD_BIN)",
+      );
+    }
+    this.port = port ?? (await freePort());
+    this.stdout = "";
+    this.exit = null;
+    this.stopRequested = false;
+    const child = spawn(this.bin, [], {
+      env: { ...process.env, RUST_LOG: "info", ...this.env, HOST: "127.0.0.1", PORT: String(this.port) },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    this.child = child;
+    child.once("exit", (code, signal) => {
+      this.exit = { code, signal };
+    });
+    child.stderr.on("data", (c) => this.appendLog(c));
+    const ready = new Promise((resolve, reject) => {
+      child.stdout.on("data", (c) => {
+        this.appendLog(c);
+        this.stdout += c.toString("utf8");
+        if (this.stdout.includes("\n")) resolve();
+      });
+      child.once("error", (err) => reject(new Error(`cannot start ${this.bin}: ${err.message}`)));
+      child.once("exit", () => reject(new Error(`switchyard exited before listening\n${this.logTail()}`)));
+    });
+    try {
+      await withTimeout(ready, START_TIMEOUT_MS, `switchyard to listen\n${this.logTail()}`);
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+    return this.stdout.trim();
+  }
+
+  /** Throws if the server ended without being told to. */
+  assertAlive() {
+    if (this.exit && !this.stopRequested) throw new Error(`switchyard died\n${this.logTail()}`);
+  }
+
+  /**
+   * Sends SIGTERM (by PID) and waits for the exit; SIGKILL after `graceMs`.
+   * Resolves with `{ code, signal }`.
+   */
+  async stop(graceMs = 6000) {
+    const child = this.child;
+    if (!child) return null;
+    if (this.exit) return this.exit;
+    this.stopRequested = true;
+    const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+    try {
+      process.kill(child.pid, "SIGTERM");
+    } catch {
+      return this.exit;
+    }
+    const result = await Promise.race([exited, unrefSleep(graceMs).then(() => null)]);
+    if (result) return result;
+    try {
+      process.kill(child.pid, "SIGKILL");
+    } catch {}
+    await Promise.race([exited, unrefSleep(2000)]);
+    return { code: null, signal: "SIGKILL" };
+  }
+}
+
+/**
+ * One server for the current test file, started in `before` and stopped in `after`. Returns
+ * the server and a `test` that adds the server's output to failure messages.
+ */
+export function useServer(env = {}) {
+  const server = new SwitchyardServer(env);
+  before(() => server.start(), { timeout: START_TIMEOUT_MS + 5000 });
+  after(() => server.stop(), { timeout: 15_000 });
+  return { server, test: wrapTest(server) };
+}
+
+/** node:test's `test`, except that a failure also shows the server's output. */
+export function wrapTest(server) {
+  return (name, options, fn) => {
+    if (typeof options === "function") {
+      fn = options;
+      options = {};
+    }
+    return nodeTest(name, { timeout: 15_000, ...options }, async (t) => {
+      try {
+        await fn(t);
+      } catch (err) {
+        if (err && typeof err === "object") {
+          try {
+            err.message = `${err.message}\n${server.logTail()}`;
+          } catch {}
+        }
+        throw err;
+      }
+      server.assertAlive();
+    });
+  };
+}
