@@ -394,14 +394,22 @@ impl Session {
         self.events.push_back(Event::Closed(reason));
     }
 
-    /// Starts a server-side close: what is queued still goes out, followed by a close packet;
-    /// then the session ends. If the client does not collect it within the ping timeout, the
-    /// session ends anyway.
+    /// Starts a server-side close: what is queued still goes out (on long-polling followed by a
+    /// close packet); then the session ends. If the client does not collect it within the ping
+    /// timeout, the session ends anyway.
     pub fn start_close(&mut self, now: Instant, reason: CloseReason) {
         if self.state != State::Open {
             return;
         }
-        self.push(Frame::text_packet(PacketType::Close, ""));
+        if self.transport == TransportKind::WebSocket && self.outbox.is_empty() {
+            self.close(reason);
+            return;
+        }
+        // Long-polling tells the client with a close packet in its next GET. A WebSocket ends
+        // with the WebSocket close once the queue is written, as on the reference server.
+        if self.transport == TransportKind::Polling {
+            self.push(Frame::text_packet(PacketType::Close, ""));
+        }
         self.state = State::Closing(reason);
         self.timers = [None; 4];
         self.timers[Timer::Close as usize] = Some(now + self.config.ping_timeout);
@@ -856,6 +864,23 @@ mod tests {
             Some(Bytes::from_static(b"4bye\x1e1"))
         );
         assert_eq!(s.close_reason(), Some(CloseReason::ForcedClose));
+    }
+
+    #[test]
+    fn server_close_on_websocket_writes_the_queue_then_ends_without_a_close_packet() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::WebSocket);
+        s.send(Frame::text_message("bye")).unwrap();
+        s.start_close(t0, CloseReason::ForcedClose);
+        assert!(!s.is_closed());
+        let mut out = Vec::new();
+        s.drain_websocket_frames(&mut out);
+        assert_eq!(out, vec![Frame::text_message("bye")]);
+        assert_eq!(s.close_reason(), Some(CloseReason::ForcedClose));
+        // With nothing queued it ends at once.
+        let mut idle = Session::new(t0, config(), TransportKind::WebSocket);
+        idle.start_close(t0, CloseReason::ServerShutdown);
+        assert_eq!(idle.close_reason(), Some(CloseReason::ServerShutdown));
     }
 
     #[test]

@@ -251,6 +251,18 @@ impl Namespace {
     pub fn emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
         self.broadcast().emit(event, data)
     }
+
+    /// Sends `event` to this namespace on the other servers of the cluster (not to clients,
+    /// and not to this server), like the reference `serverSideEmit`. With the in-memory
+    /// adapter there are no other servers and this does nothing.
+    pub fn server_side_emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
+        let args = data.into_args()?;
+        let args = serde_json::Value::Array(args.values);
+        if let Err(error) = self.0.adapter().remote_server_side_emit(event, &args) {
+            tracing::warn!(%error, nsp = &*self.0.name, "server-side emit failed");
+        }
+        Ok(())
+    }
 }
 
 pub(crate) fn set_connection<F, Fut>(handlers: &NamespaceHandlers, handler: F)

@@ -225,6 +225,45 @@ impl SocketIo {
     pub fn close(&self) {
         self.engine.close_all();
     }
+
+    /// Closes like [`SocketIo::close`], then waits until every connection has ended or `drain`
+    /// has passed; returns how many connections were still open.
+    pub async fn shutdown(&self, drain: std::time::Duration) -> usize {
+        self.close();
+        let deadline = tokio::time::Instant::now() + drain;
+        while self.engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.engine.session_count()
+    }
+
+    /// Serves `service` on `listener` with this server in front of it (Socket.IO requests under
+    /// the server's path, everything else to `service`), until `shutdown` completes; then
+    /// closes and waits up to `drain` for connections to end.
+    pub async fn serve_with<S, B>(
+        self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+        drain: std::time::Duration,
+    ) -> io::Result<()>
+    where
+        S: tower_service::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+            > + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let layered = tower_layer::Layer::layer(&self.layer(), service);
+        serve_service(listener, layered, shutdown).await;
+        self.shutdown(drain).await;
+        Ok(())
+    }
 }
 
 /// Handlers of a dynamic namespace, shared by every namespace it creates.

@@ -1,0 +1,855 @@
+//! The manager: one Engine.IO connection, its sockets, and reconnection.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Instant;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::Value;
+use switchyard::Args;
+use switchyard_engineio_proto::TransportKind;
+use switchyard_socketio_proto::Packet;
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+use crate::backoff::Backoff;
+use crate::codec::{encode, split_event, Decoder};
+use crate::config::{Auth, ManagerConfig, SocketOptions};
+use crate::dispatch::{self, Dispatch};
+use crate::engine::{CloseReason, Endpoint, Engine, EngineEvent, EngineSettings};
+use crate::error::{AckError, ConnectError, EmitError, EngineError};
+use crate::reconnect::{Next, Reconnection};
+use crate::recovery::{connect_payload, is_recovered, take_offset};
+use crate::socket::{DisconnectReason, Incoming, Socket, SocketInner, Status};
+
+/// What happens to a manager's connection (socket.io-client's Manager events).
+#[derive(Debug, Clone)]
+pub enum ManagerEvent {
+    /// The Engine.IO connection opened (`open`).
+    Open,
+    /// The Engine.IO connection closed (`close`).
+    Close(DisconnectReason),
+    /// The Engine.IO connection could not be opened (`error`).
+    Error(Arc<EngineError>),
+    /// The connection moved to WebSocket.
+    Upgrade(TransportKind),
+    /// Reconnection attempt `n` starts (`reconnect_attempt`, 1-based).
+    ReconnectAttempt(u32),
+    /// Attempt `n` reconnected (`reconnect`).
+    Reconnect(u32),
+    /// A reconnection attempt failed (`reconnect_error`).
+    ReconnectError(Arc<EngineError>),
+    /// The allowed attempts are used up (`reconnect_failed`).
+    ReconnectFailed,
+}
+
+type Listener = Arc<dyn Fn(&ManagerEvent) + Send + Sync>;
+
+/// What sockets ask of the driver.
+pub(crate) enum Command {
+    /// Send a packet of socket `nsp`; `seq` is its emit order when it may be buffered again.
+    Packet {
+        nsp: String,
+        seq: Option<u64>,
+        packet: Packet,
+    },
+    /// Socket `nsp` became active: open the connection or send its CONNECT.
+    Connect { nsp: String },
+    /// Socket `nsp` was disconnected by the application.
+    Disconnect { nsp: String, was_connected: bool },
+    /// Close the connection and stop reconnecting.
+    Close,
+}
+
+/// State shared by the handles and the driver.
+pub(crate) struct Shared {
+    config: ManagerConfig,
+    sockets: Mutex<HashMap<String, Arc<SocketInner>>>,
+    engine: Mutex<(Option<String>, Option<TransportKind>)>,
+    listeners: RwLock<Vec<Listener>>,
+}
+
+impl Shared {
+    fn sockets(&self) -> MutexGuard<'_, HashMap<String, Arc<SocketInner>>> {
+        self.sockets
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn socket(&self, nsp: &str) -> Option<Arc<SocketInner>> {
+        self.sockets().get(nsp).cloned()
+    }
+
+    fn all_sockets(&self) -> Vec<Arc<SocketInner>> {
+        self.sockets().values().cloned().collect()
+    }
+
+    fn any_active(&self) -> bool {
+        self.sockets().values().any(|socket| socket.lock().active)
+    }
+
+    fn set_engine(&self, sid: Option<String>, transport: Option<TransportKind>) {
+        *self
+            .engine
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = (sid, transport);
+    }
+}
+
+/// The part of a manager that lives as long as a handle does; dropping the last one ends
+/// the driver.
+pub(crate) struct ManagerInner {
+    shared: Arc<Shared>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+/// A Socket.IO manager: one Engine.IO connection to a server, shared by the sockets of
+/// every namespace created with [`socket`](Manager::socket), with automatic reconnection.
+///
+/// Cheap to clone. Must be created inside a Tokio runtime. The connection opens when a
+/// socket first [connects](Socket::connect); it closes when the last active socket
+/// disconnects, on [`close`](Manager::close), or when every handle is dropped.
+#[derive(Clone)]
+pub struct Manager {
+    pub(crate) inner: Arc<ManagerInner>,
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("engine_id", &self.engine_id())
+            .field("transport", &self.transport())
+            .finish()
+    }
+}
+
+impl Manager {
+    /// A manager for the server at `url` (`http://host:port`; the path is
+    /// `config.path`). Panics outside a Tokio runtime, like `tokio::spawn`.
+    pub fn new(url: &str, config: ManagerConfig) -> Result<Manager, EngineError> {
+        let endpoint = Endpoint::parse(url, &config.path, &config.query)?;
+        let settings = Arc::new(EngineSettings {
+            endpoint: Arc::new(endpoint),
+            transports: config.transports,
+            timeout: config.timeout,
+            upgrade_timeout: config.upgrade_timeout,
+            max_response_bytes: config.max_response_bytes,
+        });
+        let reconnection = Reconnection::new(
+            config.reconnection,
+            config.reconnection_attempts,
+            Backoff::new(
+                config.reconnection_delay,
+                config.reconnection_delay_max,
+                config.randomization_factor,
+            ),
+        );
+        let parser = config.parser;
+        let shared = Arc::new(Shared {
+            config,
+            sockets: Mutex::new(HashMap::new()),
+            engine: Mutex::new((None, None)),
+            listeners: RwLock::new(Vec::new()),
+        });
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
+        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(ManagerInner {
+            shared: shared.clone(),
+            commands: commands_tx,
+        });
+        tokio::spawn(dispatch::run(dispatch_rx, Arc::downgrade(&inner)));
+        let driver = Driver {
+            shared,
+            settings,
+            parser,
+            commands: commands_rx,
+            internal_tx,
+            internal_rx,
+            dispatch: dispatch_tx,
+            reconnection,
+            rng: StdRng::from_entropy(),
+            generation: 0,
+        };
+        tokio::spawn(driver.run());
+        Ok(Manager { inner })
+    }
+
+    /// The socket of namespace `nsp` (created with default options if new). Register its
+    /// handlers, then [`connect`](Socket::connect) it.
+    pub fn socket(&self, nsp: &str) -> Socket {
+        self.socket_with(nsp, SocketOptions::default())
+    }
+
+    /// The socket of namespace `nsp`, created with `options` if new (an existing socket
+    /// keeps its options).
+    pub fn socket_with(&self, nsp: &str, options: SocketOptions) -> Socket {
+        let nsp = if nsp.starts_with('/') {
+            nsp.to_owned()
+        } else {
+            format!("/{nsp}")
+        };
+        let inner = self
+            .inner
+            .shared
+            .sockets()
+            .entry(nsp.clone())
+            .or_insert_with(|| Arc::new(SocketInner::new(nsp, options)))
+            .clone();
+        self.wrap(inner)
+    }
+
+    /// The options the manager was created with.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.shared.config
+    }
+
+    /// The Engine.IO session id while connected.
+    pub fn engine_id(&self) -> Option<String> {
+        self.engine_state().0
+    }
+
+    /// The transport in use while connected.
+    pub fn transport(&self) -> Option<TransportKind> {
+        self.engine_state().1
+    }
+
+    /// Calls `listener` on every [`ManagerEvent`].
+    pub fn on_event(&self, listener: impl Fn(&ManagerEvent) + Send + Sync + 'static) -> &Manager {
+        self.inner
+            .shared
+            .listeners
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(Arc::new(listener));
+        self
+    }
+
+    /// Calls `listener(n)` when reconnection attempt `n` starts.
+    pub fn on_reconnect_attempt(&self, listener: impl Fn(u32) + Send + Sync + 'static) -> &Manager {
+        self.on_event(move |event| {
+            if let ManagerEvent::ReconnectAttempt(n) = event {
+                listener(*n);
+            }
+        })
+    }
+
+    /// Calls `listener(n)` when attempt `n` reconnected.
+    pub fn on_reconnect(&self, listener: impl Fn(u32) + Send + Sync + 'static) -> &Manager {
+        self.on_event(move |event| {
+            if let ManagerEvent::Reconnect(n) = event {
+                listener(*n);
+            }
+        })
+    }
+
+    /// Calls `listener` when a reconnection attempt failed.
+    pub fn on_reconnect_error(
+        &self,
+        listener: impl Fn(&EngineError) + Send + Sync + 'static,
+    ) -> &Manager {
+        self.on_event(move |event| {
+            if let ManagerEvent::ReconnectError(error) = event {
+                listener(error);
+            }
+        })
+    }
+
+    /// Calls `listener` when the reconnection attempts are used up.
+    pub fn on_reconnect_failed(&self, listener: impl Fn() + Send + Sync + 'static) -> &Manager {
+        self.on_event(move |event| {
+            if matches!(event, ManagerEvent::ReconnectFailed) {
+                listener();
+            }
+        })
+    }
+
+    /// Closes the connection and stops reconnecting; connected sockets are disconnected
+    /// with [`DisconnectReason::ForcedClose`]. A later [`Socket::connect`] opens it again.
+    pub fn close(&self) {
+        let _ = self.command(Command::Close);
+    }
+
+    /// Hands `command` to the driver; fails only when the driver is gone.
+    pub(crate) fn command(&self, command: Command) -> Result<(), EmitError> {
+        self.inner
+            .commands
+            .send(command)
+            .map_err(|_| EmitError::Closed)
+    }
+
+    pub(crate) fn wrap(&self, inner: Arc<SocketInner>) -> Socket {
+        Socket {
+            inner,
+            manager: self.clone(),
+        }
+    }
+
+    pub(crate) fn notify(&self, event: &ManagerEvent) {
+        let listeners = self
+            .inner
+            .shared
+            .listeners
+            .read()
+            .map(|listeners| listeners.clone())
+            .unwrap_or_default();
+        for listener in listeners {
+            listener(event);
+        }
+    }
+
+    fn engine_state(&self) -> (Option<String>, Option<TransportKind>) {
+        self.inner
+            .shared
+            .engine
+            .lock()
+            .map(|state| state.clone())
+            .unwrap_or_default()
+    }
+}
+
+/// Work the driver gives itself.
+enum Internal {
+    /// An auth function finished: send the CONNECT of `nsp` if still on that connection.
+    SendConnect {
+        nsp: String,
+        generation: u64,
+        auth: Value,
+    },
+}
+
+/// Where the driver goes next.
+enum Flow {
+    /// Make the next connection attempt.
+    Attempt,
+    /// Wait for a socket to connect.
+    Idle,
+    /// Every handle is gone.
+    Exit,
+}
+
+/// How a connection ended.
+enum End {
+    /// Unexpectedly: reconnect.
+    Lost(DisconnectReason),
+    /// On purpose: go idle.
+    Closed,
+    /// Every handle is gone.
+    Exit,
+}
+
+/// The manager's task: opens connections, routes packets, reconnects.
+struct Driver {
+    shared: Arc<Shared>,
+    settings: Arc<EngineSettings>,
+    parser: crate::config::Parser,
+    commands: mpsc::UnboundedReceiver<Command>,
+    internal_tx: mpsc::UnboundedSender<Internal>,
+    internal_rx: mpsc::UnboundedReceiver<Internal>,
+    dispatch: mpsc::UnboundedSender<Dispatch>,
+    reconnection: Reconnection,
+    rng: StdRng,
+    generation: u64,
+}
+
+impl Driver {
+    async fn run(mut self) {
+        loop {
+            if let Flow::Exit = self.idle().await {
+                return;
+            }
+            loop {
+                match self.attempt().await {
+                    Flow::Attempt => {}
+                    Flow::Idle => break,
+                    Flow::Exit => return,
+                }
+            }
+        }
+    }
+
+    fn emit(&self, event: Dispatch) {
+        let _ = self.dispatch.send(event);
+    }
+
+    /// Waits for a socket to ask for a connection.
+    async fn idle(&mut self) -> Flow {
+        self.reconnection.stop();
+        loop {
+            match self.commands.recv().await {
+                Some(Command::Connect { .. }) => return Flow::Attempt,
+                command => {
+                    if let Flow::Exit = self.command_while_down(command) {
+                        return Flow::Exit;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A command while no connection is open. `Idle` means: stop trying.
+    fn command_while_down(&mut self, command: Option<Command>) -> Flow {
+        match command {
+            None => Flow::Exit,
+            Some(Command::Packet { nsp, seq, packet }) => {
+                self.rebuffer(&nsp, seq, packet);
+                Flow::Attempt
+            }
+            Some(Command::Connect { .. }) => Flow::Attempt,
+            Some(Command::Disconnect { nsp, was_connected }) => {
+                self.client_disconnected(&nsp, was_connected);
+                if self.shared.any_active() {
+                    Flow::Attempt
+                } else {
+                    Flow::Idle
+                }
+            }
+            Some(Command::Close) => {
+                self.fail_pending_connects();
+                Flow::Idle
+            }
+        }
+    }
+
+    /// One connection attempt; on success, runs the connection until it ends. Returns what
+    /// to do next, after waiting out the backoff delay if reconnecting.
+    async fn attempt(&mut self) -> Flow {
+        let opened = {
+            let open = Engine::open(self.settings.clone());
+            tokio::pin!(open);
+            loop {
+                tokio::select! {
+                    result = &mut open => break result,
+                    command = self.commands.recv() => match self.command_while_down(command) {
+                        Flow::Attempt => {}
+                        other => return other,
+                    },
+                }
+            }
+        };
+        let next = match opened {
+            Ok(engine) => {
+                if let Some(attempt) = self.reconnection.opened() {
+                    self.emit(Dispatch::Manager(ManagerEvent::Reconnect(attempt)));
+                }
+                self.emit(Dispatch::Manager(ManagerEvent::Open));
+                match self.run_engine(engine).await {
+                    End::Lost(_) => {
+                        let random = self.rng.gen();
+                        self.reconnection.closed(Instant::now(), random)
+                    }
+                    End::Closed => return Flow::Idle,
+                    End::Exit => return Flow::Exit,
+                }
+            }
+            Err(error) => {
+                debug!(%error, "connection attempt failed");
+                let error = Arc::new(error);
+                self.emit(Dispatch::Manager(ManagerEvent::Error(error.clone())));
+                let reconnecting = self.reconnection.reconnecting();
+                let random = self.rng.gen();
+                let next = self.reconnection.attempt_failed(Instant::now(), random);
+                if reconnecting {
+                    self.emit(Dispatch::Manager(ManagerEvent::ReconnectError(
+                        error.clone(),
+                    )));
+                }
+                for socket in self.shared.all_sockets() {
+                    let waiting = {
+                        let state = socket.lock();
+                        state.active && !state.connected
+                    };
+                    if waiting {
+                        let failure = ConnectError::Transport(error.clone());
+                        socket.set_status(Status::Failed(failure.clone()));
+                        self.emit(Dispatch::ConnectError(socket, failure));
+                    }
+                }
+                next
+            }
+        };
+        match next {
+            Next::Retry { attempt, at } => {
+                let sleep = tokio::time::sleep_until(at.into());
+                tokio::pin!(sleep);
+                loop {
+                    tokio::select! {
+                        () = &mut sleep => break,
+                        command = self.commands.recv() => match self.command_while_down(command) {
+                            Flow::Attempt => {}
+                            other => return other,
+                        },
+                    }
+                }
+                if self.reconnection.handle_timeout(Instant::now()) == Some(attempt) {
+                    self.emit(Dispatch::Manager(ManagerEvent::ReconnectAttempt(attempt)));
+                }
+                Flow::Attempt
+            }
+            Next::GiveUp => {
+                self.emit(Dispatch::Manager(ManagerEvent::ReconnectFailed));
+                self.fail_pending_connects();
+                Flow::Idle
+            }
+            Next::Stop => {
+                self.fail_pending_connects();
+                Flow::Idle
+            }
+        }
+    }
+
+    /// Runs one open connection until it ends.
+    async fn run_engine(&mut self, mut engine: Engine) -> End {
+        self.generation += 1;
+        let mut decoder = Decoder::new(self.parser);
+        self.shared
+            .set_engine(Some(engine.sid.clone()), Some(engine.transport));
+        for socket in self.shared.all_sockets() {
+            if socket.lock().active {
+                self.start_connect(&engine, &socket);
+            }
+        }
+        let (end, close) = loop {
+            tokio::select! {
+                event = engine.events.recv() => match event {
+                    Some(EngineEvent::Message(message)) => match decoder.decode(message) {
+                        Ok(Some(packet)) => {
+                            if self.on_packet(&engine, packet) {
+                                break (End::Closed, true);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(error) => {
+                            warn!(%error, "undecodable packet, closing the connection");
+                            break (End::Lost(DisconnectReason::ParseError), true);
+                        }
+                    },
+                    Some(EngineEvent::Upgraded(kind)) => {
+                        self.shared.set_engine(Some(engine.sid.clone()), Some(kind));
+                        self.emit(Dispatch::Manager(ManagerEvent::Upgrade(kind)));
+                    }
+                    Some(EngineEvent::Closed(reason)) => break (End::Lost(disconnect_reason(reason)), false),
+                    None => break (End::Lost(DisconnectReason::TransportClose), false),
+                },
+                command = self.commands.recv() => match command {
+                    None => break (End::Exit, true),
+                    Some(Command::Packet { nsp, seq, packet }) => self.send_packet(&engine, &nsp, seq, packet),
+                    Some(Command::Connect { nsp }) => {
+                        if let Some(socket) = self.shared.socket(&nsp) {
+                            self.start_connect(&engine, &socket);
+                        }
+                    }
+                    Some(Command::Disconnect { nsp, was_connected }) => {
+                        if was_connected {
+                            engine.send(encode(&Packet::disconnect(nsp.clone()), self.parser));
+                        }
+                        self.client_disconnected(&nsp, was_connected);
+                        if !self.shared.any_active() {
+                            break (End::Closed, true);
+                        }
+                    }
+                    Some(Command::Close) => break (End::Closed, true),
+                },
+                internal = self.internal_rx.recv() => {
+                    if let Some(Internal::SendConnect { nsp, generation, auth }) = internal {
+                        if generation == self.generation {
+                            self.send_connect(&engine, &nsp, Some(auth));
+                        }
+                    }
+                }
+            }
+        };
+        if close {
+            engine.close().await;
+        }
+        self.shared.set_engine(None, None);
+        let reason = match &end {
+            End::Lost(reason) => *reason,
+            End::Closed | End::Exit => DisconnectReason::ForcedClose,
+        };
+        self.connection_closed(reason);
+        if !matches!(end, End::Lost(_)) {
+            self.fail_pending_connects();
+        }
+        self.emit(Dispatch::Manager(ManagerEvent::Close(reason)));
+        end
+    }
+
+    /// Sends the CONNECT of `socket`, once per connection, after its auth function if any.
+    fn start_connect(&mut self, engine: &Engine, socket: &Arc<SocketInner>) {
+        {
+            let mut state = socket.lock();
+            if !state.active || state.connected || state.connect_sent == Some(self.generation) {
+                return;
+            }
+            state.connect_sent = Some(self.generation);
+        }
+        match &socket.options.auth {
+            Auth::None => self.send_connect(engine, &socket.nsp, None),
+            Auth::Value(auth) => self.send_connect(engine, &socket.nsp, Some(auth.clone())),
+            Auth::Fn(auth) => {
+                let future = auth();
+                let internal = self.internal_tx.clone();
+                let nsp = socket.nsp.clone();
+                let generation = self.generation;
+                tokio::spawn(async move {
+                    let auth = future.await;
+                    let _ = internal.send(Internal::SendConnect {
+                        nsp,
+                        generation,
+                        auth,
+                    });
+                });
+            }
+        }
+    }
+
+    fn send_connect(&self, engine: &Engine, nsp: &str, auth: Option<Value>) {
+        let Some(socket) = self.shared.socket(nsp) else {
+            return;
+        };
+        let data = {
+            let state = socket.lock();
+            if !state.active || state.connected {
+                return;
+            }
+            connect_payload(auth, state.pid.as_deref(), state.last_offset.as_deref())
+        };
+        debug!(nsp, "sending CONNECT");
+        engine.send(encode(&Packet::connect(nsp, data), self.parser));
+    }
+
+    fn send_packet(&self, engine: &Engine, nsp: &str, seq: Option<u64>, packet: Packet) {
+        let connected = self
+            .shared
+            .socket(nsp)
+            .is_some_and(|socket| socket.lock().connected);
+        if connected {
+            engine.send(encode(&packet, self.parser));
+        } else {
+            self.rebuffer(nsp, seq, packet);
+        }
+    }
+
+    /// Puts back an event that reached the driver after its socket lost the connection.
+    fn rebuffer(&self, nsp: &str, seq: Option<u64>, packet: Packet) {
+        let (Some(seq), Some(socket)) = (seq, self.shared.socket(nsp)) else {
+            return;
+        };
+        if socket.options.buffer_while_disconnected {
+            socket.lock().rebuffer(seq, packet);
+        } else if let Some(id) = packet.id() {
+            if let Some(ack) = socket.lock().acks.remove(&id) {
+                let _ = ack.send(Err(AckError::Disconnected));
+            }
+        }
+    }
+
+    /// Routes one packet from the server. Returns true when no socket is left active, so
+    /// the connection should close.
+    fn on_packet(&mut self, engine: &Engine, packet: Packet) -> bool {
+        let Some(socket) = self.shared.socket(packet.nsp()) else {
+            debug!(nsp = packet.nsp(), "packet for a namespace without socket");
+            return false;
+        };
+        match packet {
+            Packet::Connect { data, .. } => {
+                let data = data.unwrap_or(Value::Null);
+                let Some(sid) = data.get("sid").and_then(Value::as_str) else {
+                    self.refused(
+                        &socket,
+                        ConnectError::Refused {
+                            message: "CONNECT reply without sid: is the server Socket.IO v2?"
+                                .to_owned(),
+                            data: None,
+                        },
+                    );
+                    return !self.shared.any_active();
+                };
+                let pid = data.get("pid").and_then(Value::as_str).map(str::to_owned);
+                let (events, sends) = {
+                    let mut state = socket.lock();
+                    if !state.active {
+                        return false;
+                    }
+                    state.recovered = is_recovered(state.pid.as_deref(), pid.as_deref());
+                    state.pid = pid;
+                    state.id = Some(sid.to_owned());
+                    state.connected = true;
+                    (
+                        std::mem::take(&mut state.receive_buffer),
+                        std::mem::take(&mut state.send_buffer),
+                    )
+                };
+                debug!(nsp = %socket.nsp, sid, "connected");
+                socket.set_status(Status::Connected);
+                for incoming in events {
+                    self.emit(Dispatch::Event {
+                        socket: socket.clone(),
+                        name: incoming.name,
+                        args: incoming.args,
+                        ack_id: incoming.ack_id,
+                    });
+                }
+                for (_, packet) in sends {
+                    engine.send(encode(&packet, self.parser));
+                }
+                self.emit(Dispatch::Connect(socket));
+                false
+            }
+            Packet::ConnectError { data, .. } => {
+                let (message, data) = match data {
+                    Value::Object(mut map) => (
+                        match map.remove("message") {
+                            Some(Value::String(message)) => message,
+                            Some(other) => other.to_string(),
+                            None => String::new(),
+                        },
+                        map.remove("data"),
+                    ),
+                    Value::String(message) => (message, None),
+                    other => (other.to_string(), None),
+                };
+                self.refused(&socket, ConnectError::Refused { message, data });
+                !self.shared.any_active()
+            }
+            Packet::Event {
+                id,
+                data,
+                attachments,
+                ..
+            } => {
+                let Some((name, mut values)) = split_event(data) else {
+                    return false;
+                };
+                let mut state = socket.lock();
+                if let Some(offset) = take_offset(&mut values, state.pid.is_some(), id.is_some()) {
+                    state.last_offset = Some(offset);
+                }
+                let args = Args {
+                    values,
+                    attachments,
+                };
+                if state.connected {
+                    drop(state);
+                    self.emit(Dispatch::Event {
+                        socket: socket.clone(),
+                        name,
+                        args,
+                        ack_id: id,
+                    });
+                } else if state.active {
+                    state.receive_buffer.push(Incoming {
+                        name,
+                        args,
+                        ack_id: id,
+                    });
+                }
+                false
+            }
+            Packet::Ack {
+                id,
+                data,
+                attachments,
+                ..
+            } => {
+                let values = match data {
+                    Value::Array(values) => values,
+                    other => vec![other],
+                };
+                if let Some(ack) = socket.lock().acks.remove(&id) {
+                    let _ = ack.send(Ok(Args {
+                        values,
+                        attachments,
+                    }));
+                } else {
+                    debug!(id, "ack for no pending event");
+                }
+                false
+            }
+            Packet::Disconnect { .. } => {
+                let was_connected = {
+                    let mut state = socket.lock();
+                    let was_connected = state.connected;
+                    state.active = false;
+                    state.connected = false;
+                    state.id = None;
+                    state.connect_sent = None;
+                    state.fail_sent_acks();
+                    was_connected
+                };
+                socket.set_status(Status::Disconnected);
+                if was_connected {
+                    self.emit(Dispatch::Disconnect(
+                        socket,
+                        DisconnectReason::IoServerDisconnect,
+                    ));
+                }
+                !self.shared.any_active()
+            }
+        }
+    }
+
+    /// The server refused `socket`: it stops trying.
+    fn refused(&self, socket: &Arc<SocketInner>, error: ConnectError) {
+        debug!(nsp = %socket.nsp, %error, "connection refused");
+        {
+            let mut state = socket.lock();
+            state.active = false;
+            state.connected = false;
+            state.connect_sent = None;
+        }
+        socket.set_status(Status::Failed(error.clone()));
+        self.emit(Dispatch::ConnectError(socket.clone(), error));
+    }
+
+    /// The application disconnected socket `nsp` (its state is already updated).
+    fn client_disconnected(&self, nsp: &str, was_connected: bool) {
+        if let (true, Some(socket)) = (was_connected, self.shared.socket(nsp)) {
+            self.emit(Dispatch::Disconnect(
+                socket,
+                DisconnectReason::IoClientDisconnect,
+            ));
+        }
+    }
+
+    /// The connection is gone: every connected socket is disconnected with `reason`.
+    fn connection_closed(&self, reason: DisconnectReason) {
+        for socket in self.shared.all_sockets() {
+            let was_connected = {
+                let mut state = socket.lock();
+                let was_connected = state.connected;
+                state.connected = false;
+                state.id = None;
+                state.connect_sent = None;
+                state.receive_buffer.clear();
+                state.fail_sent_acks();
+                was_connected
+            };
+            if was_connected {
+                socket.set_status(Status::Disconnected);
+                self.emit(Dispatch::Disconnect(socket, reason));
+            }
+        }
+    }
+
+    /// No more attempts will be made: sockets waiting in `connect` are told.
+    fn fail_pending_connects(&self) {
+        for socket in self.shared.all_sockets() {
+            if matches!(*socket.status.borrow(), Status::Connecting) {
+                socket.set_status(Status::Failed(ConnectError::Disconnected));
+            }
+        }
+    }
+}
+
+fn disconnect_reason(reason: CloseReason) -> DisconnectReason {
+    match reason {
+        CloseReason::TransportClose => DisconnectReason::TransportClose,
+        CloseReason::TransportError => DisconnectReason::TransportError,
+        CloseReason::PingTimeout => DisconnectReason::PingTimeout,
+        CloseReason::ForcedClose => DisconnectReason::ForcedClose,
+    }
+}
