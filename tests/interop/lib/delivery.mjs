@@ -1,0 +1,158 @@
+// The delivery benchmark: many official socket.io-client sockets in one room, a publisher
+// sending at a steady rate through the server, and every subscriber's transport dropped at
+// random intervals. With connection state recovery on the server, every message must arrive
+// exactly once. Reports the delivery ratio (unique received / expected), duplicates, and the
+// latency of live and of replayed messages.
+//
+// Used by tests/interop/socketio-delivery.test.mjs (a small run in CI) and by
+// bench/delivery.mjs (the full run recorded in BENCHMARKS.md).
+
+import { io } from "socket.io-client";
+import { sleep } from "./raw.mjs";
+
+function percentile(sorted, p) {
+  if (sorted.length === 0) return null;
+  const index = Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1);
+  return sorted[Math.max(0, index)];
+}
+
+/**
+ * Runs the scenario against a server at `url` whose `ns-to-room` relays [room, data] to the
+ * room (the `testbed` example started with `--recovery-ms`).
+ */
+export async function runDelivery({
+  url,
+  clients = 1000,
+  rate = 10,
+  seconds = 180,
+  dropEveryMs = 15_000,
+  room = "delivery",
+  log = () => {},
+}) {
+  const subscribers = [];
+  let recovered = 0;
+  let notRecovered = 0;
+  let drops = 0;
+  for (let i = 0; i < clients; i++) {
+    const socket = io(url, {
+      forceNew: true,
+      transports: ["websocket"],
+      reconnectionDelay: 100,
+      reconnectionDelayMax: 1000,
+    });
+    const state = { socket, seen: new Map(), duplicates: 0, away: null, gaps: [] };
+    socket.on("room-msg", (message) => {
+      if (!state.seen.has(message.seq)) {
+        state.seen.set(message.seq, { t: message.t, received: Date.now() });
+      } else {
+        state.duplicates++;
+      }
+    });
+    socket.on("connect", () => {
+      if (state.away !== null) {
+        if (socket.recovered) recovered++;
+        else notRecovered++;
+        state.gaps.push([state.away, Date.now()]);
+        state.away = null;
+      }
+    });
+    socket.on("disconnect", () => {
+      state.away = Date.now();
+    });
+    subscribers.push(state);
+    // Connecting a thousand sockets at once is its own benchmark; pace it.
+    if (i % 50 === 49) await sleep(20);
+  }
+  const deadline = Date.now() + 60_000;
+  while (subscribers.some((s) => !s.socket.connected)) {
+    if (Date.now() > deadline) throw new Error("subscribers did not all connect");
+    await sleep(20);
+  }
+  for (const s of subscribers) {
+    await s.socket.emitWithAck("join", room);
+  }
+  log(`${clients} subscribers in room ${room}`);
+
+  const publisher = io(url, { forceNew: true, transports: ["websocket"] });
+  await new Promise((resolve) => publisher.once("connect", resolve));
+
+  // Each subscriber drops its transport at random, about every dropEveryMs.
+  const timers = [];
+  let running = true;
+  for (const s of subscribers) {
+    const schedule = () => {
+      if (!running) return;
+      const wait = dropEveryMs * (0.5 + Math.random());
+      timers.push(
+        setTimeout(() => {
+          if (!running) return;
+          if (s.socket.connected) {
+            drops++;
+            s.socket.io.engine.close();
+          }
+          schedule();
+        }, wait),
+      );
+    };
+    schedule();
+  }
+
+  const sent = [];
+  const interval = 1000 / rate;
+  const start = Date.now();
+  let seq = 0;
+  while (Date.now() - start < seconds * 1000) {
+    const t = Date.now();
+    sent.push(seq);
+    publisher.emit("ns-to-room", room, { seq, t });
+    seq++;
+    const next = start + seq * interval;
+    await sleep(Math.max(0, next - Date.now()));
+  }
+  running = false;
+  for (const timer of timers) clearTimeout(timer);
+  // Let the last reconnections recover and drain.
+  const settle = Date.now() + 15_000;
+  while (Date.now() < settle) {
+    const missing = subscribers.some((s) => !s.socket.connected || s.seen.size < sent.length);
+    if (!missing) break;
+    await sleep(100);
+  }
+
+  let received = 0;
+  let duplicates = 0;
+  const live = [];
+  const replayed = [];
+  for (const s of subscribers) {
+    received += s.seen.size;
+    duplicates += s.duplicates;
+    for (const { t, received: at } of s.seen.values()) {
+      // Replayed: published while this subscriber was away, so it came with the recovery.
+      const away = s.gaps.some(([from, to]) => t >= from && t <= to);
+      (away ? replayed : live).push(at - t);
+    }
+  }
+  live.sort((a, b) => a - b);
+  replayed.sort((a, b) => a - b);
+  publisher.close();
+  for (const s of subscribers) s.socket.close();
+
+  const expected = sent.length * clients;
+  return {
+    scenario: "delivery",
+    clients,
+    rate,
+    seconds,
+    drop_every_ms: dropEveryMs,
+    sent: sent.length,
+    expected,
+    received,
+    delivery_ratio: received / expected,
+    duplicates,
+    transport_drops: drops,
+    recovered,
+    not_recovered: notRecovered,
+    live_latency_ms: { p50: percentile(live, 50), p99: percentile(live, 99), count: live.length },
+    replay_latency_ms: { p50: percentile(replayed, 50), p99: percentile(replayed, 99), count: replayed.length },
+  };
+}
