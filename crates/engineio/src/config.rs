@@ -26,8 +26,9 @@ pub struct EngineConfig {
     pub cors: Option<CorsConfig>,
     /// Hook that can refuse a handshake.
     pub allow_request: Option<AllowRequest>,
-    /// Size of the WebSocket read buffer kept per connection (default 4 KiB); it grows for a
-    /// big message and shrinks back after.
+    /// Size of the WebSocket read buffer kept per connection, and of each read (default 512
+    /// bytes: an idle connection keeps little). It grows to hold a bigger message; tungstenite
+    /// keeps the grown capacity for the connection's life.
     pub websocket_read_buffer: usize,
     /// Admission limits checked at each handshake.
     pub limits: Limits,
@@ -41,7 +42,7 @@ impl Default for EngineConfig {
             transports: vec![TransportKind::Polling, TransportKind::WebSocket],
             cors: None,
             allow_request: None,
-            websocket_read_buffer: 4096,
+            websocket_read_buffer: 512,
             limits: Limits::default(),
         }
     }

@@ -23,6 +23,8 @@ pub(crate) struct Client {
     /// The namespaces this connection joined; a handful at most, so a vector.
     sockets: Mutex<Vec<(Arc<str>, Socket)>>,
     connected_once: AtomicBool,
+    /// The connect-timeout task, aborted once a namespace is joined so it frees its memory.
+    connect_timer: Mutex<Option<tokio::task::AbortHandle>>,
     /// Namespaces the server disconnected this client from: packets the client sent before it
     /// learned it are ignored rather than treated as a broken client.
     left_by_server: Mutex<Vec<Arc<str>>>,
@@ -43,11 +45,12 @@ impl Client {
             decoder: Mutex::new(decoder),
             sockets: Mutex::new(Vec::new()),
             connected_once: AtomicBool::new(false),
+            connect_timer: Mutex::new(None),
             left_by_server: Mutex::new(Vec::new()),
         });
         let weak = Arc::downgrade(&client);
         let timeout = client.server.config.connect_timeout;
-        tokio::spawn(async move {
+        let timer = tokio::spawn(async move {
             tokio::time::sleep(timeout).await;
             if let Some(client) = weak.upgrade() {
                 if !client.connected_once.load(Ordering::Acquire)
@@ -61,6 +64,7 @@ impl Client {
                 }
             }
         });
+        *lock(&client.connect_timer) = Some(timer.abort_handle());
         client
     }
 
@@ -85,6 +89,9 @@ impl Client {
 
     pub(crate) fn mark_connected(&self) {
         self.connected_once.store(true, Ordering::Release);
+        if let Some(timer) = lock(&self.connect_timer).take() {
+            timer.abort();
+        }
     }
 
     pub(crate) fn on_message(self: &Arc<Self>, message: Message) {
@@ -288,6 +295,9 @@ impl Client {
             CloseReason::ForcedClose => DisconnectReason::ForcedClose,
             CloseReason::ServerShutdown => DisconnectReason::ServerShuttingDown,
         };
+        if let Some(timer) = lock(&self.connect_timer).take() {
+            timer.abort();
+        }
         let sockets = std::mem::take(&mut *lock(&self.sockets));
         for (_, socket) in sockets {
             socket.close(reason);
