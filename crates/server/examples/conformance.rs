@@ -16,7 +16,9 @@ use std::time::Duration;
 
 use std::convert::Infallible;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+
+mod support;
 use switchyard::{Args, ParserKind, Socket as SioSocket, SocketIo, SocketIoConfig};
 use switchyard_engineio::{
     serve, CloseReason, CorsConfig, Engine, EngineConfig, EngineHandler, Frame, Message, Socket,
@@ -89,21 +91,9 @@ fn emit_auth(socket: &SioSocket) {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port.parse().context("PORT must be a port number")?,
-        Err(_) => 3000,
-    };
+    support::init_logging();
     let mode = std::env::args().nth(1).unwrap_or_default();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let (listener, port) = support::listen().await?;
     match mode.as_str() {
         "engineio" => {
             eprintln!("conformance engineio listening on http://127.0.0.1:{port}/engine.io/");

@@ -44,6 +44,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+
+mod support;
 use serde_json::{json, Value};
 use switchyard::{
     Args, ConnectError, CorsConfig, DisconnectReason, ParserKind, Rate, RecoveryConfig, Socket,
@@ -354,21 +356,9 @@ fn server(options: Options) -> SocketIo {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    let port: u16 = match std::env::var("PORT") {
-        Ok(port) => port.parse().context("PORT must be a port number")?,
-        Err(_) => 3000,
-    };
+    support::init_logging();
     let options = parse_options()?;
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    let (listener, port) = support::listen().await?;
     eprintln!("testbed listening on http://127.0.0.1:{port}/socket.io/");
     server(options).serve(listener).await?;
     Ok(())
