@@ -125,20 +125,35 @@ impl Socket {
 
     /// Queues one frame for the client.
     pub fn send(&self, frame: Frame) -> Result<(), SendError> {
-        let result = self.lock().send(frame);
+        let mut core = self.lock();
+        let result = core.send(frame);
+        let transport = core.transport();
+        drop(core);
         if result.is_ok() {
-            self.wake_writers();
+            self.wake_writer(transport);
         }
         result
     }
 
     /// Queues frames that must travel together (a packet and its attachments): all or none.
     pub fn send_all(&self, frames: impl IntoIterator<Item = Frame>) -> Result<(), SendError> {
-        let result = self.lock().send_all(frames);
+        let mut core = self.lock();
+        let result = core.send_all(frames);
+        let transport = core.transport();
+        drop(core);
         if result.is_ok() {
-            self.wake_writers();
+            self.wake_writer(transport);
         }
         result
+    }
+
+    /// Wakes whoever writes for `transport`; during an upgrade the session still sends over
+    /// polling, and its WebSocket task learns of the switch from the session's events.
+    fn wake_writer(&self, transport: TransportKind) {
+        match transport {
+            TransportKind::Polling => self.wake_poll.notify_one(),
+            TransportKind::WebSocket => self.wake_websocket.notify_one(),
+        }
     }
 
     /// Closes the session from the server side: queued frames go out first, then a close

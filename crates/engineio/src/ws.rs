@@ -1,10 +1,13 @@
 //! The WebSocket transport: direct sessions and upgrades from polling.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
@@ -12,7 +15,7 @@ use hyper_util::rt::TokioIo;
 use switchyard_engineio_proto::{
     CloseReason, Frame, Message, Packet, TransportKind, WebSocketRole,
 };
-use tokio::time::{sleep_until, timeout};
+use tokio::time::timeout;
 use tokio_tungstenite::tungstenite::error::ProtocolError;
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -25,6 +28,9 @@ use crate::engine::{plain, EngineHandler, EngineInner, Entry};
 use crate::socket::RequestInfo;
 
 type Stream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+
+/// Bytes of frames gathered before tungstenite writes them without waiting for the flush.
+const WRITE_BATCH_BYTES: usize = 8 * 1024;
 
 /// Whether the request asks for a WebSocket upgrade.
 pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
@@ -125,7 +131,9 @@ async fn stream<H: EngineHandler>(
     let max = inner.config.session.max_payload;
     let config = WebSocketConfig::default()
         .read_buffer_size(inner.config.websocket_read_buffer)
-        .write_buffer_size(0)
+        // Frames gather until the flush that ends each batch: one write per batch, and the
+        // buffer only grows as large as the largest batch (at most this plus one frame).
+        .write_buffer_size(WRITE_BATCH_BYTES)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
     WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await
@@ -165,10 +173,15 @@ async fn run<H: EngineHandler>(
     let session = &inner.config.session;
     let write_limit = session.ping_interval + session.ping_timeout;
     let mut outgoing: Vec<Frame> = open.into_iter().collect();
+    // One timer for the connection's life, moved only when the session's deadline changes:
+    // registering a fresh sleep for every message would cost more than the message.
+    let timer = tokio::time::sleep_until(far_future());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
     let end = loop {
-        let (role, events) = entry.socket.update(|core, _| {
+        let ((role, deadline), events) = entry.socket.update(|core, _| {
             core.drain_websocket_frames(&mut outgoing);
-            core.websocket_role()
+            (core.websocket_role(), core.poll_timeout())
         });
         inner.dispatch(&entry, events);
         if !outgoing.is_empty() {
@@ -179,22 +192,34 @@ async fn run<H: EngineHandler>(
         if role == WebSocketRole::Detached {
             break None;
         }
-        let deadline = entry.socket.lock().poll_timeout();
+        if deadline != armed {
+            armed = deadline;
+            timer
+                .as_mut()
+                .reset(deadline.map_or_else(far_future, Into::into));
+        }
         let woken = entry.socket.wake_websocket.notified();
-        let sleep = async move {
-            match deadline {
-                Some(deadline) => sleep_until(deadline.into()).await,
-                None => std::future::pending().await,
-            }
-        };
         tokio::select! {
             received = ws.next() => {
                 if let Some(reason) = receive(&inner, &entry, &mut ws, received).await {
                     break Some(reason);
                 }
+                // Take every message that is already here before writing the answers, so a
+                // burst is answered with one write and one flush.
+                let mut ended = None;
+                while let Some(received) = ws.next().now_or_never() {
+                    if let Some(reason) = receive(&inner, &entry, &mut ws, received).await {
+                        ended = Some(reason);
+                        break;
+                    }
+                }
+                if ended.is_some() {
+                    break ended;
+                }
             }
             _ = woken => {}
-            _ = sleep => {
+            _ = &mut timer => {
+                armed = None;
                 let ((), events) = entry.socket.update(|core, now| core.handle_timeout(now));
                 inner.dispatch(&entry, events);
             }
@@ -218,17 +243,37 @@ async fn write_all(
         }
         ws.flush().await
     };
-    match timeout(limit, write).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => {
-            debug!(%error, "websocket write failed");
-            Err(CloseReason::TransportError)
-        }
-        Err(_) => {
-            warn!("websocket write timed out: slow or stalled reader");
-            Err(CloseReason::TransportError)
-        }
-    }
+    tokio::pin!(write);
+    // Most writes complete at once; only a write that has to wait gets a timer, so a stalled
+    // reader cannot hold the connection's task forever.
+    let result = match poll_once(write.as_mut()).await {
+        Some(result) => result,
+        None => match timeout(limit, write).await {
+            Ok(result) => result,
+            Err(_) => {
+                warn!("websocket write timed out: slow or stalled reader");
+                return Err(CloseReason::TransportError);
+            }
+        },
+    };
+    result.map_err(|error| {
+        debug!(%error, "websocket write failed");
+        CloseReason::TransportError
+    })
+}
+
+/// Polls `future` once: its output if it is ready, `None` if it has to wait.
+async fn poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
+    std::future::poll_fn(|cx| match Pin::new(&mut future).poll(cx) {
+        Poll::Ready(output) => Poll::Ready(Some(output)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
+}
+
+/// An instant far enough to mean "never" for a timer.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
 /// Handles one read result; returns why the WebSocket ends, if it does.

@@ -2,53 +2,94 @@
 //!
 //! | event (client → server) | data | ack |
 //! | --- | --- | --- |
-//! | `join` | room name | `{ room, members }` |
+//! | `join` | room name | `{ room, members }`; a refused join: `{ error }` |
 //! | `leave` | room name | `{ room, members }` (members left) |
 //! | `message` | `{ room, text }` | `{ ok: true }`; the room gets `message` `{ room, sender, text, time }` |
 //! | `typing` | `{ room }` | `{ ok: true }`; the rest of the room gets `typing` `{ room, sender }` (volatile) |
+//! | other relayed events (`RELAY_EVENTS`) | `{ room, ... }` | `{ ok: true }`; see [`crate::rooms`] |
 //!
-//! Bad input is answered with the ack `{ error: message }`.
+//! The sender is the token's `sub` with JWT on, else the handshake's `auth.name`. With JWT on,
+//! each socket is also in its personal room `user:<sub>`. `message` and `typing` are handled
+//! only when listed in the namespace's relayed events (the default). Bad input is answered with
+//! the ack `{ error: message }`.
 
 use std::convert::Infallible;
+use std::future::ready;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
-use switchyard::{Namespace, Room, Socket, SocketIo};
+use switchyard::{Socket, SocketIo};
+use switchyard_auth::JwtAuth;
 
+use crate::config::NamespaceSettings;
 use crate::identity::{self, ChatName};
 use crate::input::{self, ack, InputError};
+use crate::notifications::user_room;
+use crate::rooms::{self, RoomRules};
 
-/// Most chat rooms one socket may be in at once.
-pub const MAX_ROOMS_PER_SOCKET: usize = 32;
-
-/// Registers the namespace's middleware and handlers on `io`.
-pub fn register(io: &SocketIo) {
+/// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
+/// is required here (JWT on and the namespace not public).
+pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
     let chat = io.of("/chat");
-    chat.use_middleware(|socket: Socket| async move {
-        let name = identity::chat_name(socket.handshake())?;
-        socket.insert_data(name);
-        Ok(())
+    let with_token = jwt.is_some();
+    match jwt {
+        Some(jwt) => {
+            chat.use_middleware(jwt.middleware());
+            chat.use_middleware(|socket: Socket| {
+                ready(identity::from_claims(&socket).map(|sub| socket.insert_data(ChatName(sub))))
+            });
+        }
+        None => {
+            chat.use_middleware(|socket: Socket| async move {
+                let name = identity::chat_name(socket.handshake())?;
+                socket.insert_data(name);
+                Ok(())
+            });
+        }
+    }
+    // The prefix keeps chat rooms apart from the rooms named by socket ids (which never contain
+    // `:`) and from personal rooms (`user:`), so no one can join another's private room.
+    let rules = Arc::new(RoomRules {
+        prefix: CHAT_PREFIX,
+        policy: with_token.then_some(settings.rooms),
+        sender: |socket| socket.data::<ChatName>().map(|ChatName(name)| name),
     });
-    chat.on_connection(|socket: Socket| async move {
-        socket.on("join", |socket: Socket, data: Value| async move {
-            Ok::<_, Infallible>(ack(join(&socket, &data)))
-        });
-        socket.on("leave", |socket: Socket, data: Value| async move {
-            Ok::<_, Infallible>(ack(leave(&socket, &data)))
-        });
-        socket.on("message", |socket: Socket, data: Value| async move {
-            Ok::<_, Infallible>(ack(message(&socket, &data)))
-        });
-        socket.on("typing", |socket: Socket, data: Value| async move {
-            Ok::<_, Infallible>(ack(typing(&socket, &data)))
-        });
+    let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
+    chat.on_connection(move |socket: Socket| {
+        let rules = rules.clone();
+        let relay = relay.clone();
+        async move {
+            if with_token {
+                if let Some(ChatName(sub)) = socket.data::<ChatName>() {
+                    socket.join(user_room(&sub));
+                }
+            }
+            let others: Vec<String> = relay
+                .iter()
+                .filter(|event| !matches!(event.as_str(), "message" | "typing"))
+                .cloned()
+                .collect();
+            rooms::register(&socket, &rules, &others);
+            if relay.iter().any(|event| event == "message") {
+                let rules = rules.clone();
+                socket.on("message", move |socket: Socket, data: Value| {
+                    let rules = rules.clone();
+                    async move { Ok::<_, Infallible>(ack(message(&socket, &rules, &data))) }
+                });
+            }
+            if relay.iter().any(|event| event == "typing") {
+                let rules = rules.clone();
+                socket.on("typing", move |socket: Socket, data: Value| {
+                    let rules = rules.clone();
+                    async move { Ok::<_, Infallible>(ack(typing(&socket, &rules, &data))) }
+                });
+            }
+        }
     });
 }
 
-/// The adapter room of chat room `room`. The prefix keeps chat rooms apart from the rooms
-/// named by socket ids (which never contain `:`), so no one can join another's private room.
-pub fn room_key(room: &str) -> Room {
-    Room::from(format!("chat:{room}"))
-}
+/// The prefix of the adapter rooms behind chat rooms.
+pub const CHAT_PREFIX: &str = "chat:";
 
 /// A parsed `message` event.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,60 +116,13 @@ pub fn parse_typing(data: &Value) -> Result<&str, InputError> {
     input::room(object.get("room").unwrap_or(&Value::Null))
 }
 
-fn sender(socket: &Socket) -> Result<ChatName, InputError> {
-    // The middleware stored it; it is gone only once the socket is closed.
-    socket
-        .data::<ChatName>()
-        .ok_or_else(|| InputError::new("not connected"))
-}
-
-fn is_member(socket: &Socket, key: &Room) -> bool {
-    socket.rooms().iter().any(|room| room == key)
-}
-
-/// How many of this server's sockets are in `key`.
-fn member_count(namespace: &Namespace, key: &Room) -> usize {
-    let mut count = 0;
-    namespace
-        .adapter()
-        .for_each_in_room(key, &mut |_| count += 1);
-    count
-}
-
-fn join(socket: &Socket, data: &Value) -> Result<Value, InputError> {
-    let room = input::room(data)?;
-    let key = room_key(room);
-    if !is_member(socket, &key) {
-        // Every socket is in its own id room, which is not a chat room.
-        if socket.rooms().len() > MAX_ROOMS_PER_SOCKET {
-            return Err(InputError::new(format!(
-                "too many rooms (at most {MAX_ROOMS_PER_SOCKET})"
-            )));
-        }
-        socket.join(key.clone());
-    }
-    let members = member_count(&socket.namespace(), &key);
-    Ok(json!({ "room": room, "members": members }))
-}
-
-fn leave(socket: &Socket, data: &Value) -> Result<Value, InputError> {
-    let room = input::room(data)?;
-    let key = room_key(room);
-    if !is_member(socket, &key) {
-        return Err(InputError::new(format!("not in room {room}")));
-    }
-    socket.leave(key.clone());
-    let members = member_count(&socket.namespace(), &key);
-    Ok(json!({ "room": room, "members": members }))
-}
-
-fn message(socket: &Socket, data: &Value) -> Result<Value, InputError> {
+fn message(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
     let MessageInput { room, text } = MessageInput::parse(data)?;
-    let key = room_key(room);
-    if !is_member(socket, &key) {
+    let key = rules.key(room);
+    if !rooms::is_member(socket, &key) {
         return Err(InputError::new(format!("not in room {room}")));
     }
-    let ChatName(sender) = sender(socket)?;
+    let sender = rules.sender(socket)?;
     let message = json!({
         "room": room,
         "sender": &*sender,
@@ -147,13 +141,13 @@ fn message(socket: &Socket, data: &Value) -> Result<Value, InputError> {
     Ok(json!({ "ok": true }))
 }
 
-fn typing(socket: &Socket, data: &Value) -> Result<Value, InputError> {
+fn typing(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
     let room = parse_typing(data)?;
-    let key = room_key(room);
-    if !is_member(socket, &key) {
+    let key = rules.key(room);
+    if !rooms::is_member(socket, &key) {
         return Err(InputError::new(format!("not in room {room}")));
     }
-    let ChatName(sender) = sender(socket)?;
+    let sender = rules.sender(socket)?;
     socket
         .to(key)
         .volatile()
@@ -178,9 +172,8 @@ mod tests {
 
     #[test]
     fn room_keys_cannot_be_socket_ids() {
-        assert_eq!(&*room_key("general"), "chat:general");
         // Socket ids are base64url: never a colon.
-        assert!(room_key("x").contains(':'));
+        assert_eq!(CHAT_PREFIX, "chat:");
     }
 
     #[test]

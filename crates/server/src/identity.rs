@@ -1,11 +1,15 @@
 //! Who a client is. The namespaces call these functions from their connect middleware, and
-//! nothing else reads the handshake for identity, so a stronger scheme (a signed token, say)
-//! replaces the body of one function.
+//! nothing else reads the handshake for identity.
+//!
+//! With JWT on (and the namespace not public), the identity is the verified token's `sub`
+//! ([`from_claims`]), put there by `switchyard-auth`'s middleware. Without it (dev mode, or a
+//! public namespace), it is the name the client gives in its auth payload, taken on trust.
 
 use std::sync::Arc;
 
 use serde_json::Value;
-use switchyard::{ConnectError, Handshake};
+use switchyard::{ConnectError, Handshake, Socket};
+use switchyard_auth::{AuthError, Reason, UNAUTHORIZED};
 
 use crate::input;
 
@@ -27,6 +31,23 @@ pub fn chat_name(handshake: &Handshake) -> Result<ChatName, ConnectError> {
 /// has no accounts). A missing or blank user is refused with `user required`.
 pub fn notification_user(handshake: &Handshake) -> Result<UserId, ConnectError> {
     auth_field(&handshake.auth, "user").map(UserId)
+}
+
+/// The verified token's `sub`, as kept by the JWT middleware (which runs first). A `sub` that
+/// is not a valid name (see [`input::name`]) is refused as `unauthorized`, reason `malformed`.
+pub fn from_claims(socket: &Socket) -> Result<Arc<str>, ConnectError> {
+    let sub = switchyard_auth::claims(socket).map(|claims| Value::String(claims.sub));
+    match input::name(sub.as_ref()) {
+        Ok(Some(sub)) => Ok(Arc::from(sub)),
+        Ok(None) => Err(malformed_sub("empty sub")),
+        Err(error) => Err(malformed_sub(&format!("sub: {error}"))),
+    }
+}
+
+fn malformed_sub(detail: &str) -> ConnectError {
+    tracing::info!(detail, "token refused: unusable sub");
+    ConnectError::new(UNAUTHORIZED)
+        .with_data(AuthError::new(Reason::Malformed, detail).client_data())
 }
 
 /// Field `field` of the auth object as a name (see [`input::name`]).

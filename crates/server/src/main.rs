@@ -9,7 +9,10 @@ mod chat;
 mod config;
 mod identity;
 mod input;
+mod mint;
 mod notifications;
+mod rooms;
+mod tls;
 mod web;
 
 use std::io::IsTerminal;
@@ -17,12 +20,16 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use switchyard::engineio::{serve_service, EngineConfig};
-use switchyard::{SocketIo, SocketIoConfig};
+use switchyard::engineio::{serve_service, EngineConfig, Limits, Rate};
+use switchyard::{SocketIo, SocketIoConfig, SocketLimits};
+use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
 use tower_layer::Layer;
 use tracing::{info, warn};
 
-use crate::config::{Command, Config};
+use crate::config::{Command, Config, JwtSettings};
+
+/// How often at most a JWKS file is looked at for changes.
+const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Longest time the shutdown waits for clients to receive their close packets.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -33,6 +40,18 @@ fn main() -> ExitCode {
         Ok(Command::Help) => {
             print!("{}", config::USAGE);
             return ExitCode::SUCCESS;
+        }
+        Ok(Command::MintToken(config, options)) => {
+            return match mint::mint(&config, &options) {
+                Ok(token) => {
+                    println!("{token}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("switchyard: {error:#}");
+                    ExitCode::from(2)
+                }
+            };
         }
         Err(error) => {
             eprintln!("switchyard: {error}");
@@ -61,43 +80,136 @@ fn main() -> ExitCode {
     }
 }
 
+/// The JWT verifier for `settings`, `None` when no key is configured (dev mode).
+fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
+    if !settings.enabled() {
+        return Ok(None);
+    }
+    let mut keys = KeySet::new();
+    if let Some(secret) = settings.hmac_secret() {
+        keys = keys.with_key(Key::hmac_secret(secret.as_bytes())?);
+    }
+    for path in &settings.public_keys {
+        keys = keys.with_key(Key::public_pem_file(path)?);
+    }
+    if let Some(path) = &settings.jwks {
+        keys = keys.with_jwks_file(path, JWKS_CHECK_INTERVAL)?;
+    }
+    let config = JwtConfig {
+        rules: ClaimRules {
+            issuers: settings.issuer.iter().cloned().collect(),
+            audiences: settings.audience.iter().cloned().collect(),
+            leeway: settings.leeway,
+            require_exp: true,
+        },
+        sources: settings.sources.clone(),
+        disconnect_on_expiry: settings.disconnect_on_expiry,
+    };
+    Ok(Some(JwtAuth::new(keys, config)?))
+}
+
 /// The Socket.IO server for `config`, with both namespaces registered.
-fn socket_io(config: &Config) -> SocketIo {
+fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
+    let limits = &config.limits;
     let mut engine = EngineConfig::default()
         .path("/socket.io/")
         .ping_interval(config.ping_interval)
         .ping_timeout(config.ping_timeout)
-        .max_payload(config.max_payload);
+        .max_payload(config.max_payload)
+        .max_buffered_bytes(limits.max_buffered_bytes)
+        .limits(Limits {
+            max_sessions: Some(limits.max_connections),
+            max_sessions_per_ip: limits.max_connections_per_ip,
+            handshake_rate_per_ip: limits
+                .handshake_rate
+                .map(|rate| Rate::new(f64::from(rate), limits.handshake_burst)),
+            allowed_origins: limits.allowed_origins.clone(),
+        });
     engine.cors = config.cors.to_engine();
     let io = SocketIo::new(SocketIoConfig {
         engine,
+        limits: SocketLimits {
+            event_rate: limits
+                .event_rate
+                .map(|rate| Rate::new(f64::from(rate), limits.event_burst)),
+            max_rooms_per_socket: limits.max_rooms_per_socket,
+            max_pending_acks: limits.max_pending_acks,
+        },
         ..SocketIoConfig::default()
     });
-    chat::register(&io);
-    notifications::register(&io);
-    io
+    let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
+    let required = |public: bool| jwt.clone().filter(|_| !public);
+    chat::register(
+        &io,
+        required(config.namespaces.chat.public),
+        &config.namespaces.chat,
+    );
+    notifications::register(
+        &io,
+        required(config.namespaces.notifications.public),
+        &config.namespaces.notifications,
+    );
+    match &jwt {
+        Some(_) => info!(
+            chat = if config.namespaces.chat.public {
+                "public"
+            } else {
+                "token required"
+            },
+            notifications = if config.namespaces.notifications.public {
+                "public"
+            } else {
+                "token required"
+            },
+            dev_secret = config.jwt.dev_secret,
+            "JWT authentication on"
+        ),
+        None => warn!(
+            "no JWT key configured: dev mode, clients name themselves (auth.name / auth.user)"
+        ),
+    }
+    if config.jwt.dev_secret {
+        warn!(
+            "the development JWT secret is accepted: anyone can mint tokens; never in production"
+        );
+    }
+    if limits.max_buffered_bytes < config.max_payload {
+        warn!(
+            max_buffered_bytes = limits.max_buffered_bytes,
+            max_payload = config.max_payload,
+            "the outgoing buffer is smaller than the largest message: such a message closes its recipients' connections"
+        );
+    }
+    Ok(io)
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let io = socket_io(&config);
+    let io = socket_io(&config)?;
+    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
     let address = listener
         .local_addr()
         .context("cannot read the listening address")?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
     // stdout, so scripts can read the URL (with PORT=0, the port picked).
-    println!("Switchyard listening on http://{address}");
+    println!("Switchyard listening on {scheme}://{address}");
     info!(
         %address,
+        tls = tls.is_some(),
         ping_interval_ms = config.ping_interval.as_millis() as u64,
         ping_timeout_ms = config.ping_timeout.as_millis() as u64,
         max_payload = config.max_payload,
         cors = ?config.cors,
+        limits = ?config.limits,
         "started"
     );
     let service = io.layer().layer(web::StaticFiles);
-    serve_service(listener, service, shutdown_signal()).await;
+    match tls {
+        Some(acceptor) => tls::serve_tls(listener, acceptor, service, shutdown_signal()).await,
+        None => serve_service(listener, service, shutdown_signal()).await,
+    }
 
     info!(
         sessions = io.engine().session_count(),

@@ -1,37 +1,68 @@
-//! The `/notifications` namespace: each client is a user (see [`identity::notification_user`])
-//! and sits in the room `user:<user>`, so every tab of a user gets that user's notifications.
+//! The `/notifications` namespace: each client is a user and sits in the room `user:<user>`,
+//! so every tab of a user gets that user's notifications. The user is the token's `sub` with
+//! JWT on, else the handshake's `auth.user` (see [`identity`]).
 //!
 //! | event (client → server) | data | ack |
 //! | --- | --- | --- |
 //! | `notify` | `{ to, text }` | `{ delivered }`: how many of `to`'s sockets on this server were reached; they get `notification` `{ from, text, time }` |
+//! | `join`, `leave`, relayed events (`RELAY_EVENTS`, none by default) | see [`crate::rooms`] | |
 //!
 //! Bad input is answered with the ack `{ error: message }`.
 
 use std::convert::Infallible;
+use std::future::ready;
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use switchyard::{Room, Socket, SocketIo};
+use switchyard_auth::JwtAuth;
 
+use crate::config::NamespaceSettings;
 use crate::identity::{self, UserId};
 use crate::input::{self, ack, InputError};
+use crate::rooms::{self, RoomRules};
 
-/// Registers the namespace's middleware and handlers on `io`.
-pub fn register(io: &SocketIo) {
+/// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
+/// is required here (JWT on and the namespace not public).
+pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
     let notifications = io.of("/notifications");
-    notifications.use_middleware(|socket: Socket| async move {
-        let user = identity::notification_user(socket.handshake())?;
-        socket.insert_data(user);
-        Ok(())
+    let with_token = jwt.is_some();
+    match jwt {
+        Some(jwt) => {
+            notifications.use_middleware(jwt.middleware());
+            notifications.use_middleware(|socket: Socket| {
+                ready(identity::from_claims(&socket).map(|sub| socket.insert_data(UserId(sub))))
+            });
+        }
+        None => {
+            notifications.use_middleware(|socket: Socket| async move {
+                let user = identity::notification_user(socket.handshake())?;
+                socket.insert_data(user);
+                Ok(())
+            });
+        }
+    }
+    let rules = Arc::new(RoomRules {
+        // Apart from the personal rooms `user:<user>`, which no client can join.
+        prefix: "room:",
+        policy: with_token.then_some(settings.rooms),
+        sender: |socket| socket.data::<UserId>().map(|UserId(user)| user),
     });
+    let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     // Rooms are joined once connected (a refused socket must leave nothing behind); this runs
     // before the client learns it is connected, so no notification can be missed.
-    notifications.on_connection(|socket: Socket| async move {
-        if let Some(UserId(user)) = socket.data::<UserId>() {
-            socket.join(user_room(&user));
+    notifications.on_connection(move |socket: Socket| {
+        let rules = rules.clone();
+        let relay = relay.clone();
+        async move {
+            if let Some(UserId(user)) = socket.data::<UserId>() {
+                socket.join(user_room(&user));
+            }
+            socket.on("notify", |socket: Socket, data: Value| async move {
+                Ok::<_, Infallible>(ack(notify(&socket, &data)))
+            });
+            rooms::register(&socket, &rules, &relay);
         }
-        socket.on("notify", |socket: Socket, data: Value| async move {
-            Ok::<_, Infallible>(ack(notify(&socket, &data)))
-        });
     });
 }
 

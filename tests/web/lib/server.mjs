@@ -4,7 +4,8 @@
 // from tests/web), else `../../target/release/switchyard`. These tests build nothing: build it
 // first with `cargo build --release` at the repository root. The server is started with
 // `HOST=127.0.0.1 PORT=<free port>` plus any extra environment, and must print
-// `Switchyard listening on http://127.0.0.1:<port>` on stdout once it accepts connections.
+// `Switchyard listening on http://127.0.0.1:<port>` (https:// with TLS) on stdout once it accepts
+// connections.
 
 import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -62,14 +63,16 @@ export class SwitchyardServer {
     this.log = "";
     this.exit = null; // { code, signal } once the process has ended
     this.stopRequested = false;
+    this.scheme = "http";
   }
 
   get pid() {
     return this.child ? this.child.pid : undefined;
   }
 
+  /** `http://127.0.0.1:<port>`, or `https://…` when the server said it speaks TLS. */
   get url() {
-    return `http://127.0.0.1:${this.port}`;
+    return `${this.scheme}://127.0.0.1:${this.port}`;
   }
 
   appendLog(chunk) {
@@ -122,6 +125,7 @@ export class SwitchyardServer {
       await this.stop();
       throw err;
     }
+    this.scheme = this.stdout.includes("listening on https://") ? "https" : "http";
     return this.stdout.trim();
   }
 

@@ -1,0 +1,50 @@
+// Node socket.io peer of the Switchyard benchmarks (bench/run).
+//
+// Listens on 127.0.0.1, port $PORT (default 3000), path /socket.io/, default options
+// (pingInterval 25 s, pingTimeout 20 s, polling and WebSocket, no compression). The main
+// namespace has exactly the events of crates/server/examples/bench_server.rs:
+// - `echo` ...args -> acks with the same arguments;
+// - `broadcast` ...args -> emits `tick` with the same arguments to every other socket of the
+//   namespace, then acks with no arguments;
+// - `join` room -> joins the room named by its argument, then acks with no arguments.
+import { createServer } from "node:http";
+import { Server } from "socket.io";
+
+const port = Number(process.env.PORT ?? 3000);
+
+const httpServer = createServer();
+const io = new Server(httpServer, { path: "/socket.io/" });
+
+// Splits a handler's arguments into the data and the ack callback (if the client asked).
+function split(args) {
+  const ack = typeof args[args.length - 1] === "function" ? args.pop() : null;
+  return [args, ack];
+}
+
+io.on("connection", (socket) => {
+  socket.on("echo", (...raw) => {
+    const [args, ack] = split(raw);
+    if (ack) ack(...args);
+  });
+  socket.on("broadcast", (...raw) => {
+    const [args, ack] = split(raw);
+    socket.broadcast.emit("tick", ...args);
+    if (ack) ack();
+  });
+  socket.on("join", (...raw) => {
+    const [args, ack] = split(raw);
+    socket.join(String(args[0]));
+    if (ack) ack();
+  });
+});
+
+httpServer.listen(port, "127.0.0.1", () => {
+  console.error(`node socket.io ${process.version} listening on http://127.0.0.1:${port}/socket.io/`);
+});
+
+for (const signal of ["SIGINT", "SIGTERM"]) {
+  process.on(signal, () => {
+    io.close();
+    process.exit(0);
+  });
+}

@@ -1,0 +1,86 @@
+//! The Switchyard side of the benchmarks (`bench/run`, `switchyard-loadgen`).
+//!
+//! `cargo run --release --example bench_server` listens on 127.0.0.1, port `$PORT` (default
+//! 3000), path `/socket.io/`, with the default options (pingInterval 25 s, pingTimeout 20 s,
+//! polling and WebSocket, no compression, no state recovery). The main namespace `/` has
+//! exactly three events, each answering the client's ack when it asks for one:
+//! - `echo` …args → acks with the same arguments;
+//! - `broadcast` …args → emits `tick` with the same arguments to every other socket of the
+//!   namespace, then acks with no arguments;
+//! - `join` room → joins the room named by its (string) argument, then acks with no arguments.
+//!
+//! The peers in `bench/peers/` (Node socket.io, socketioxide) implement the same three events,
+//! so one load generator drives them all.
+//!
+//! Runtime: a current_thread tokio runtime by default, since the benchmark pins the server to
+//! one core (`taskset -c 0`). `WORKERS=n` (n ≥ 1) selects a multi-thread runtime with `n`
+//! worker threads instead. `RUST_LOG` sets the log filter (default `warn`).
+
+use std::convert::Infallible;
+
+use anyhow::Context;
+use switchyard::{Args, Socket, SocketIo, SocketIoConfig};
+
+/// Registers the three benchmark events on a freshly connected socket.
+fn register(socket: &Socket) {
+    socket.on("echo", |_: Socket, args: Args| async move {
+        Ok::<_, Infallible>(args)
+    });
+    socket.on("broadcast", |socket: Socket, args: Args| async move {
+        if let Err(error) = socket.broadcast().emit("tick", args) {
+            tracing::warn!(%error, "tick not broadcast");
+        }
+        Ok::<_, Infallible>(())
+    });
+    socket.on("join", |socket: Socket, room: String| async move {
+        socket.join(room.as_str());
+        Ok::<_, Infallible>(())
+    });
+}
+
+/// Binds the listener and serves until the process is stopped.
+async fn serve(port: u16) -> anyhow::Result<()> {
+    let io = SocketIo::new(SocketIoConfig::default());
+    io.of("/").on_connection(|socket: Socket| {
+        register(&socket);
+        async {}
+    });
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .with_context(|| format!("cannot listen on 127.0.0.1:{port}"))?;
+    eprintln!("bench_server listening on http://127.0.0.1:{port}/socket.io/");
+    io.serve(listener).await?;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    let port: u16 = match std::env::var("PORT") {
+        Ok(port) => port.parse().context("PORT must be a port number")?,
+        Err(_) => 3000,
+    };
+    let workers: Option<usize> = match std::env::var("WORKERS") {
+        Ok(n) if !n.is_empty() => {
+            let n: usize = n.parse().context("WORKERS must be a number of threads")?;
+            anyhow::ensure!(n >= 1, "WORKERS must be at least 1");
+            Some(n)
+        }
+        _ => None,
+    };
+    let runtime = match workers {
+        None => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        Some(n) => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(serve(port))
+}
