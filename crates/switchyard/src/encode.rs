@@ -20,7 +20,10 @@ pub enum ParserKind {
 /// once and every recipient gets the same bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedPacket {
-    frames: Vec<Frame>,
+    /// The packet's first frame.
+    head: Frame,
+    /// Its binary attachments, if any (an empty `Vec` does not allocate).
+    attachments: Vec<Frame>,
 }
 
 impl EncodedPacket {
@@ -36,27 +39,38 @@ impl EncodedPacket {
                 let text = String::from_utf8(out).unwrap_or_else(|_| "4".into());
                 let head =
                     Frame::from_encoded_message(text).unwrap_or_else(|| Frame::text_message(""));
-                let mut frames = Vec::with_capacity(1 + packet.attachments().len());
-                frames.push(head);
-                frames.extend(packet.attachments().iter().cloned().map(Frame::Binary));
-                frames
+                let attachments = packet
+                    .attachments()
+                    .iter()
+                    .cloned()
+                    .map(Frame::Binary)
+                    .collect();
+                (head, attachments)
             }
-            ParserKind::MsgPack => vec![Frame::Binary(encode_msgpack(packet))],
+            ParserKind::MsgPack => (Frame::Binary(encode_msgpack(packet)), Vec::new()),
         };
-        EncodedPacket { frames }
+        EncodedPacket {
+            head: frames.0,
+            attachments: frames.1,
+        }
     }
 
     /// Queues the frames on `socket`, all or none.
     pub(crate) fn send_to(&self, socket: &EngineSocket) -> Result<(), SendError> {
-        match self.frames.as_slice() {
-            [single] => socket.send(single.clone()),
-            frames => socket.send_all(frames.iter().cloned()),
+        if self.attachments.is_empty() {
+            socket.send(self.head.clone())
+        } else {
+            socket.send_all(
+                std::iter::once(&self.head)
+                    .chain(&self.attachments)
+                    .cloned(),
+            )
         }
     }
 
     /// Total bytes of the frames.
     pub fn len(&self) -> usize {
-        self.frames.iter().map(Frame::len).sum()
+        self.head.len() + self.attachments.iter().map(Frame::len).sum::<usize>()
     }
 
     /// Whether the packet encodes to no bytes (never, for a real packet).
@@ -105,10 +119,8 @@ mod tests {
     fn json_packet_is_one_text_frame_with_the_message_type() {
         let packet = Packet::event("/chat", "hi", vec![json!(1)]);
         let encoded = EncodedPacket::new(ParserKind::Json, &packet);
-        assert_eq!(
-            encoded.frames,
-            vec![Frame::text_message(r#"2/chat,["hi",1]"#)]
-        );
+        assert_eq!(encoded.head, Frame::text_message(r#"2/chat,["hi",1]"#));
+        assert!(encoded.attachments.is_empty());
     }
 
     #[test]
@@ -117,11 +129,12 @@ mod tests {
             .with_attachments(vec![Bytes::from_static(&[1, 2])]);
         let encoded = EncodedPacket::new(ParserKind::Json, &packet);
         assert_eq!(
-            encoded.frames,
-            vec![
-                Frame::text_message(r#"51-["file",{"_placeholder":true,"num":0}]"#),
-                Frame::Binary(Bytes::from_static(&[1, 2]))
-            ]
+            encoded.head,
+            Frame::text_message(r#"51-["file",{"_placeholder":true,"num":0}]"#)
+        );
+        assert_eq!(
+            encoded.attachments,
+            vec![Frame::Binary(Bytes::from_static(&[1, 2]))]
         );
     }
 
@@ -129,6 +142,7 @@ mod tests {
     fn msgpack_packet_is_one_binary_frame() {
         let packet = Packet::event("/", "a", vec![]);
         let encoded = EncodedPacket::new(ParserKind::MsgPack, &packet);
-        assert!(matches!(encoded.frames.as_slice(), [Frame::Binary(_)]));
+        assert!(matches!(encoded.head, Frame::Binary(_)));
+        assert!(encoded.attachments.is_empty());
     }
 }

@@ -595,14 +595,26 @@ impl Socket {
             return;
         };
         match handler(self.clone(), args) {
-            Ok(future) => {
-                let socket = self.clone();
-                run_inline(async move {
-                    let reply = future.await;
-                    if let (Some(id), Some(reply)) = (ack, reply) {
-                        socket.send_ack(id, reply);
+            Ok(mut future) => {
+                // The handler's future is boxed already: poll it here, and only wrap it in a
+                // task if it has to wait.
+                let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+                match future.as_mut().poll(&mut context) {
+                    std::task::Poll::Ready(reply) => {
+                        if let (Some(id), Some(reply)) = (ack, reply) {
+                            self.send_ack(id, reply);
+                        }
                     }
-                });
+                    std::task::Poll::Pending => {
+                        let socket = self.clone();
+                        tokio::spawn(async move {
+                            let reply = future.await;
+                            if let (Some(id), Some(reply)) = (ack, reply) {
+                                socket.send_ack(id, reply);
+                            }
+                        });
+                    }
+                }
             }
             Err(error) => {
                 debug!(sid = &*self.0.id, event, %error, "event arguments refused");
