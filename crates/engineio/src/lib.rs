@@ -55,7 +55,7 @@ pub use config::{AllowRequest, EngineConfig};
 pub use cors::{AllowedOrigins, CorsConfig};
 pub use engine::{BoxError, Engine, EngineHandler, RemoteAddr};
 pub use limits::{Limits, Rate, Refusal};
-pub use server::{serve, serve_service, serve_with_shutdown};
+pub use server::{serve, serve_service, serve_service_with, serve_with_shutdown};
 pub use service::{EngineLayer, EngineService, NotFound};
 pub use socket::{RequestInfo, Socket};
 pub use switchyard_engineio_proto::{

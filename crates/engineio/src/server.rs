@@ -7,7 +7,10 @@ use std::time::Duration;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::TcpListener;
+use std::net::SocketAddr;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::engine::{Engine, EngineHandler, RemoteAddr};
@@ -51,6 +54,31 @@ pub async fn serve_service<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let plain = |stream: TcpStream, _: SocketAddr| std::future::ready(Some(stream));
+    serve_service_with(listener, plain, service, shutdown).await;
+}
+
+/// Like [`serve_service`], with each accepted TCP stream first handed to `accept` (a TLS
+/// handshake, say) on the connection's own task; a `None` drops the connection.
+pub async fn serve_service_with<S, B, A, F, Io>(
+    listener: TcpListener,
+    accept: A,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Fn(TcpStream, SocketAddr) -> F + Clone + Send + 'static,
+    F: Future<Output = Option<Io>> + Send + 'static,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
@@ -67,7 +95,11 @@ pub async fn serve_service<S, B>(
         };
         let _ = stream.set_nodelay(true);
         let service = service.clone();
+        let accept = accept.clone();
         tokio::spawn(async move {
+            let Some(stream) = accept(stream, addr).await else {
+                return;
+            };
             let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(RemoteAddr(addr));
                 let mut service = service.clone();

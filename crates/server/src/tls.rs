@@ -5,24 +5,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use anyhow::Context;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use switchyard::engineio::RemoteAddr;
-use tokio::net::TcpListener;
+use switchyard::engineio::serve_service_with;
+use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use crate::config::TlsFiles;
 
 /// How long a client may take to complete the TLS handshake.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send a request head (as the plain server).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A TLS acceptor for the certificate chain and key in `files` (PEM), speaking HTTP/1.1.
 pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
@@ -43,9 +40,9 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Serves `service` over TLS on `listener` until `shutdown` completes: each connection on its
-/// own task, with the peer address as a [`RemoteAddr`] request extension and WebSocket
-/// upgrades enabled, as `switchyard::engineio::serve_service` does over plain TCP.
+/// Serves `service` over TLS on `listener` until `shutdown` completes, through
+/// `switchyard::engineio::serve_service_with`: each connection's TLS handshake runs on its own
+/// task, bounded in time, before HTTP.
 pub async fn serve_tls<S, B>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
@@ -62,48 +59,21 @@ pub async fn serve_tls<S, B>(
     B::Data: Send,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    tokio::pin!(shutdown);
-    loop {
-        let (stream, addr) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => return,
-        };
-        let _ = stream.set_nodelay(true);
-        let service = service.clone();
+    let handshake = move |stream: TcpStream, addr: SocketAddr| {
         let acceptor = acceptor.clone();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        debug!(%error, %addr, "TLS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        debug!(%addr, "TLS handshake timed out");
-                        return;
-                    }
-                };
-            let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(RemoteAddr(addr));
-                let mut service = service.clone();
-                service.call(request)
-            });
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service)
-                .with_upgrades();
-            if let Err(error) = connection.await {
-                debug!(%error, %addr, "connection ended with an error");
+        async move {
+            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => Some(stream),
+                Ok(Err(error)) => {
+                    debug!(%error, %addr, "TLS handshake failed");
+                    None
+                }
+                Err(_) => {
+                    debug!(%addr, "TLS handshake timed out");
+                    None
+                }
             }
-        });
-    }
+        }
+    };
+    serve_service_with(listener, handshake, service, shutdown).await;
 }
