@@ -509,12 +509,14 @@ impl Session {
         None
     }
 
-    /// Whether a GET waiting on this session would be answered now.
+    /// Whether a GET is waiting on this session and would be answered now. False when no GET
+    /// waits (a WebSocket session, say), so drivers wake nobody for nothing.
     pub fn polling_ready(&self) -> bool {
-        self.is_closed()
-            || self.transport != TransportKind::Polling
-            || !self.outbox.is_empty()
-            || self.upgrade == UpgradePhase::Probed
+        self.poll_active
+            && (self.is_closed()
+                || self.transport != TransportKind::Polling
+                || !self.outbox.is_empty()
+                || self.upgrade == UpgradePhase::Probed)
     }
 
     // ----- WebSocket ------------------------------------------------------------------------
@@ -638,6 +640,14 @@ mod tests {
     }
 
     #[test]
+    fn a_websocket_session_has_no_poll_to_wake() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::WebSocket);
+        s.send(Frame::text_message("a")).unwrap();
+        assert!(!s.polling_ready());
+    }
+
+    #[test]
     fn unsolicited_pong_is_ignored() {
         let t0 = Instant::now();
         let mut s = Session::new(t0, config(), TransportKind::WebSocket);
@@ -681,11 +691,12 @@ mod tests {
     fn one_get_answers_with_everything_queued() {
         let t0 = Instant::now();
         let mut s = Session::new(t0, config(), TransportKind::Polling);
-        s.poll_start().unwrap();
-        assert!(!s.polling_ready());
+        // Queued frames with no GET waiting: nobody to wake.
         s.send(Frame::text_message("a")).unwrap();
-        s.send(Frame::Binary(Bytes::from_static(&[1]))).unwrap();
+        assert!(!s.polling_ready());
+        s.poll_start().unwrap();
         assert!(s.polling_ready());
+        s.send(Frame::Binary(Bytes::from_static(&[1]))).unwrap();
         assert_eq!(
             s.take_polling_payload(),
             Some(Bytes::from_static(b"4a\x1ebAQ=="))
