@@ -39,8 +39,6 @@
 //! (`auth_expired`) with `{ "reason": "expired" }`, then disconnected from the namespace, so
 //! the client sees `io server disconnect` (and socket.io-client does not reconnect by itself).
 //! Each socket has one timer task, ended when the socket disconnects.
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod claims;
 mod error;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use switchyard_core::Parser;
 
 /// Which transports the manager uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -19,16 +20,6 @@ pub enum Transports {
     Polling,
     /// WebSocket only, from the handshake on.
     WebSocket,
-}
-
-/// The Socket.IO packet encoding; it must match the server's parser.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Parser {
-    /// The default text parser (binary data in separate attachments).
-    #[default]
-    Json,
-    /// The wire format of npm `socket.io-msgpack-parser`.
-    MsgPack,
 }
 
 /// Options of a [`Manager`](crate::Manager), named as in socket.io-client.

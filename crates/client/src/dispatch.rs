@@ -10,7 +10,7 @@ use std::task::Poll;
 
 use futures_util::future::{BoxFuture, FutureExt};
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use switchyard::Args;
+use switchyard_core::Args;
 use tokio::sync::mpsc;
 use tracing::error;
 

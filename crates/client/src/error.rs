@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use switchyard::ArgsError;
+use switchyard_core::ArgsError;
 
 /// Why an Engine.IO connection could not be opened or went down.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@
 //! recovers the session when the server has connection state recovery on
 //! ([`Socket::recovered`]).
 //!
-//! Event arguments are switchyard's [`Args`]: any `Serialize` value is one argument, and
+//! Event arguments are the same [`Args`] as the server's (from `switchyard-core`): any `Serialize` value is one argument, and
 //! [`Binary`] values anywhere inside travel as binary attachments.
 //!
 //! ```no_run
@@ -41,8 +41,6 @@
 //!
 //! Modules of note: [`backoff`] and [`reconnect`] are the sans-IO reconnection policy,
 //! [`recovery`] the connection-state-recovery rules; both are pure and unit-tested.
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 pub mod backoff;
 mod codec;
@@ -56,9 +54,9 @@ pub mod recovery;
 mod socket;
 
 pub use backoff::Backoff;
-pub use config::{Auth, AuthFn, AuthFuture, ManagerConfig, Parser, SocketOptions, Transports};
+pub use config::{Auth, AuthFn, AuthFuture, ManagerConfig, SocketOptions, Transports};
 pub use error::{AckError, ConnectError, EmitError, EngineError};
 pub use manager::{Manager, ManagerEvent};
 pub use socket::{AckSender, DisconnectReason, Event, Socket};
-pub use switchyard::{Args, ArgsError, Binary, IntoArgs};
+pub use switchyard_core::{Args, ArgsError, Binary, FromArgs, IntoArgs, Parser};
 pub use switchyard_engineio_proto::TransportKind;

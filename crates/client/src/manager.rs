@@ -8,14 +8,14 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use switchyard::Args;
+use switchyard_core::Args;
 use switchyard_engineio_proto::TransportKind;
 use switchyard_socketio_proto::Packet;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::backoff::Backoff;
-use crate::codec::{encode, split_event, Decoder};
+use crate::codec::{encode, MAX_ATTACHMENTS};
 use crate::config::{Auth, ManagerConfig, SocketOptions};
 use crate::dispatch::{self, Dispatch};
 use crate::engine::{CloseReason, Endpoint, Engine, EngineEvent, EngineSettings};
@@ -23,6 +23,7 @@ use crate::error::{AckError, ConnectError, EmitError, EngineError};
 use crate::reconnect::{Next, Reconnection};
 use crate::recovery::{connect_payload, is_recovered, take_offset};
 use crate::socket::{DisconnectReason, Incoming, Socket, SocketInner, Status};
+use switchyard_core::{split_event, PacketDecoder};
 
 /// What happens to a manager's connection (socket.io-client's Manager events).
 #[derive(Debug, Clone)]
@@ -344,7 +345,7 @@ enum End {
 struct Driver {
     shared: Arc<Shared>,
     settings: Arc<EngineSettings>,
-    parser: crate::config::Parser,
+    parser: switchyard_core::Parser,
     commands: mpsc::UnboundedReceiver<Command>,
     internal_tx: mpsc::UnboundedSender<Internal>,
     internal_rx: mpsc::UnboundedReceiver<Internal>,
@@ -503,7 +504,7 @@ impl Driver {
     /// Runs one open connection until it ends.
     async fn run_engine(&mut self, mut engine: Engine) -> End {
         self.generation += 1;
-        let mut decoder = Decoder::new(self.parser);
+        let mut decoder = PacketDecoder::new(self.parser, MAX_ATTACHMENTS);
         self.shared
             .set_engine(Some(engine.sid.clone()), Some(engine.transport));
         for socket in self.shared.all_sockets() {
@@ -721,17 +722,15 @@ impl Driver {
                 attachments,
                 ..
             } => {
-                let Some((name, mut values)) = split_event(data) else {
+                let Some((name, mut args)) = split_event(data, attachments) else {
                     return false;
                 };
                 let mut state = socket.lock();
-                if let Some(offset) = take_offset(&mut values, state.pid.is_some(), id.is_some()) {
+                if let Some(offset) =
+                    take_offset(&mut args.values, state.pid.is_some(), id.is_some())
+                {
                     state.last_offset = Some(offset);
                 }
-                let args = Args {
-                    values,
-                    attachments,
-                };
                 if state.connected {
                     drop(state);
                     self.emit(Dispatch::Event {

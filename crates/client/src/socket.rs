@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use serde_json::Value;
-use switchyard::{Args, IntoArgs};
+use switchyard_core::{Args, IntoArgs};
 use switchyard_socketio_proto::{Packet, RESERVED_EVENTS};
 use tokio::sync::{oneshot, watch};
 
-use crate::codec::{ack_packet, event_packet};
 use crate::config::SocketOptions;
 use crate::error::{AckError, ConnectError, EmitError};
 use crate::manager::{Command, Manager};
+use switchyard_core::{ack_packet, event_packet};
 
 /// Why a socket was disconnected, with socket.io-client's names (`Display` gives them).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -348,7 +348,7 @@ impl Socket {
     }
 
     /// Emits `event` with `data` (any `Serialize` value is one argument, [`Args`] several,
-    /// `()` none; [`Binary`](switchyard::Binary) values travel as binary attachments).
+    /// `()` none; [`Binary`](switchyard_core::Binary) values travel as binary attachments).
     ///
     /// While disconnected the event is buffered and sent once connected, unless buffering
     /// is off.
@@ -486,7 +486,7 @@ impl Event {
     pub fn arg<T: serde::de::DeserializeOwned>(
         &self,
         index: usize,
-    ) -> Result<T, switchyard::ArgsError> {
+    ) -> Result<T, switchyard_core::ArgsError> {
         self.args.get(index)
     }
 

@@ -8,6 +8,8 @@
 //!
 //! Run: `cargo bench -p switchyard-engineio-proto --bench payload`.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
 use std::hint::black_box;
 
 use bytes::Bytes;

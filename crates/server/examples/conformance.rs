@@ -19,7 +19,7 @@ use std::convert::Infallible;
 use anyhow::bail;
 
 mod support;
-use switchyard::{Args, ParserKind, Socket as SioSocket, SocketIo, SocketIoConfig};
+use switchyard::{Args, Parser, Socket as SioSocket, SocketIo, SocketIoConfig};
 use switchyard_engineio::{
     serve, CloseReason, CorsConfig, Engine, EngineConfig, EngineHandler, Frame, Message, Socket,
 };
@@ -56,7 +56,7 @@ fn engine_config() -> EngineConfig {
         .cors(CorsConfig::any())
 }
 
-fn socketio_server(parser: ParserKind) -> SocketIo {
+fn socketio_server(parser: Parser) -> SocketIo {
     let config = SocketIoConfig {
         engine: engine_config().path("/socket.io/"),
         connect_timeout: Duration::from_millis(1000),
@@ -101,9 +101,9 @@ async fn main() -> anyhow::Result<()> {
         }
         "socketio" => {
             let parser = match std::env::args().skip(2).collect::<Vec<_>>().as_slice() {
-                [] => ParserKind::Json,
-                [flag, value] if flag == "--parser" && value == "msgpack" => ParserKind::MsgPack,
-                [flag, value] if flag == "--parser" && value == "json" => ParserKind::Json,
+                [] => Parser::Json,
+                [flag, value] if flag == "--parser" && value == "msgpack" => Parser::MsgPack,
+                [flag, value] if flag == "--parser" && value == "json" => Parser::Json,
                 other => bail!("unexpected arguments {other:?}: expected `--parser msgpack|json`"),
             };
             eprintln!("conformance socketio listening on http://127.0.0.1:{port}/socket.io/");

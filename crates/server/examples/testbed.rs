@@ -48,7 +48,7 @@ use anyhow::{bail, Context};
 mod support;
 use serde_json::{json, Value};
 use switchyard::{
-    Args, ConnectError, CorsConfig, DisconnectReason, ParserKind, Rate, RecoveryConfig, Socket,
+    Args, ConnectError, CorsConfig, DisconnectReason, Parser, Rate, RecoveryConfig, Socket,
     SocketIo, SocketIoConfig, SocketLimits,
 };
 
@@ -264,7 +264,7 @@ fn sorted_rooms(socket: &Socket) -> Vec<String> {
 
 /// Command-line options.
 struct Options {
-    parser: ParserKind,
+    parser: Parser,
     recovery: Option<RecoveryConfig>,
     limits: SocketLimits,
     max_buffer: Option<usize>,
@@ -272,7 +272,7 @@ struct Options {
 
 fn parse_options() -> anyhow::Result<Options> {
     let mut options = Options {
-        parser: ParserKind::Json,
+        parser: Parser::Json,
         recovery: None,
         limits: SocketLimits::default(),
         max_buffer: None,
@@ -285,8 +285,8 @@ fn parse_options() -> anyhow::Result<Options> {
         match flag.as_str() {
             "--parser" => {
                 options.parser = match value.as_str() {
-                    "json" => ParserKind::Json,
-                    "msgpack" => ParserKind::MsgPack,
+                    "json" => Parser::Json,
+                    "msgpack" => Parser::MsgPack,
                     other => bail!("unknown parser {other:?}"),
                 }
             }

@@ -13,6 +13,8 @@
 //!
 //! Run: `cargo bench -p switchyard-socketio-proto --bench packet`.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
 use std::hint::black_box;
 
 use bytes::Bytes;

@@ -12,13 +12,15 @@
 //!
 //! Run: `cargo bench -p switchyard --bench broadcast`.
 
+#![allow(missing_docs)] // criterion_group! generates undocumented items.
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde::Serialize;
 use serde_json::json;
 use switchyard::proto::Packet;
-use switchyard::{Args, EncodedPacket, ParserKind};
+use switchyard::{Args, EncodedPacket, Parser};
 
 const RECIPIENTS: [usize; 4] = [1, 100, 1000, 10_000];
 
@@ -32,14 +34,14 @@ fn fan_out(c: &mut Criterion) {
             group.throughput(Throughput::Elements(n as u64));
             group.bench_with_input(BenchmarkId::new("encode_once_clone", n), &n, |b, &n| {
                 b.iter(|| {
-                    let encoded = EncodedPacket::new(ParserKind::Json, black_box(&packet));
+                    let encoded = EncodedPacket::new(Parser::Json, black_box(&packet));
                     (0..n).map(|_| encoded.clone()).collect::<Vec<_>>()
                 })
             });
             group.bench_with_input(BenchmarkId::new("encode_per_recipient", n), &n, |b, &n| {
                 b.iter(|| {
                     (0..n)
-                        .map(|_| EncodedPacket::new(ParserKind::Json, black_box(&packet)))
+                        .map(|_| EncodedPacket::new(Parser::Json, black_box(&packet)))
                         .collect::<Vec<_>>()
                 })
             });

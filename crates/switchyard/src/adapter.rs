@@ -11,11 +11,11 @@ use std::time::Instant;
 
 use switchyard_socketio_proto::Packet;
 
-use crate::encode::EncodedPacket;
 use crate::handler::BoxFuture;
 use crate::recovery::{RecoveryConfig, RecoveryStore, RestoredSession, SessionState};
 use crate::socket::Sid;
 use crate::Room;
+use switchyard_core::EncodedPacket;
 
 /// Which sockets a broadcast or namespace-wide operation targets, and how.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -6,10 +6,9 @@ use futures_util::future::join_all;
 use tracing::{debug, warn};
 
 use crate::adapter::BroadcastOptions;
-use crate::encode::EncodedPacket;
-use crate::payload::{Args, IntoArgs};
-use crate::socket::{event_packet, AckError, EmitError, Sid, Socket};
+use crate::socket::{AckError, EmitError, Sid, Socket};
 use crate::{Namespace, Room};
+use switchyard_core::{event_packet, Args, EncodedPacket, IntoArgs};
 
 /// Conversion into a list of rooms: a room name, or a collection of them.
 pub trait IntoRooms {

@@ -8,18 +8,19 @@ use switchyard_engineio::{CloseReason, Message, Socket as EngineSocket};
 use switchyard_socketio_proto::Packet;
 use tracing::{debug, warn};
 
-use crate::encode::{Decoder, EncodedPacket};
+use crate::encode::send_to;
 use crate::handler::run_inline;
-use crate::payload::Args;
 use crate::recovery::RestoredSession;
 use crate::server::ServerInner;
 use crate::socket::{DisconnectReason, Socket};
 use crate::Namespace;
+use switchyard_core::Args;
+use switchyard_core::{split_event, EncodedPacket, PacketDecoder};
 
 pub(crate) struct Client {
     pub(crate) engine: Arc<EngineSocket>,
     server: Arc<ServerInner>,
-    decoder: Mutex<Decoder>,
+    decoder: Mutex<PacketDecoder>,
     /// The namespaces this connection joined; a handful at most, so a vector.
     sockets: Mutex<Vec<(Arc<str>, Socket)>>,
     connected_once: AtomicBool,
@@ -38,7 +39,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Client {
     pub(crate) fn new(server: Arc<ServerInner>, engine: Arc<EngineSocket>) -> Arc<Client> {
-        let decoder = Decoder::new(server.config.parser, server.config.max_attachments);
+        let decoder = PacketDecoder::new(server.config.parser, server.config.max_attachments);
         let client = Arc::new(Client {
             engine,
             server,
@@ -136,24 +137,11 @@ impl Client {
                 },
                 Some(socket),
             ) => {
-                let Value::Array(mut values) = data else {
+                // The decoder checked the first item is a string or a number.
+                let Some((event, args)) = split_event(data, attachments) else {
                     return;
                 };
-                // The decoder checked the first item is a string or a number.
-                let event = match values.first() {
-                    Some(Value::String(name)) => name.clone(),
-                    Some(other) => other.to_string(),
-                    None => return,
-                };
-                values.remove(0);
-                socket.dispatch_event(
-                    event,
-                    id,
-                    Args {
-                        values,
-                        attachments,
-                    },
-                );
+                socket.dispatch_event(event, id, args);
             }
             (
                 Packet::Ack {
@@ -191,9 +179,10 @@ impl Client {
     }
 
     fn send_packet(&self, packet: &Packet) {
-        if let Err(error) =
-            EncodedPacket::new(self.server.config.parser, packet).send_to(&self.engine)
-        {
+        if let Err(error) = send_to(
+            &EncodedPacket::new(self.server.config.parser, packet),
+            &self.engine,
+        ) {
             debug!(sid = self.engine.sid(), %error, "packet not sent");
         }
     }
@@ -249,7 +238,7 @@ impl Client {
             // Missed packets go before the CONNECT reply, as on the reference server; the
             // client holds them until it sees the reply.
             for packet in &missed {
-                if let Err(error) = packet.send_to(&client.engine) {
+                if let Err(error) = send_to(packet, &client.engine) {
                     warn!(sid = client.engine.sid(), %error, "replay of a missed packet failed");
                 }
             }

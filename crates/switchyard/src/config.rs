@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use switchyard_engineio::EngineConfig;
 
-use crate::encode::ParserKind;
 use crate::recovery::RecoveryConfig;
+use switchyard_core::Parser;
 use switchyard_engineio::Rate;
 
 /// Per-socket limits.
@@ -40,7 +40,7 @@ pub struct SocketIoConfig {
     /// Time a new connection has to join a namespace before it is closed (default 45 s).
     pub connect_timeout: Duration,
     /// The packet parser (default JSON).
-    pub parser: ParserKind,
+    pub parser: Parser,
     /// Time `emit_with_ack` waits for the client's answer unless told otherwise (default 5 s).
     pub ack_timeout: Duration,
     /// Most binary attachments one packet may carry (default 10).
@@ -56,7 +56,7 @@ impl Default for SocketIoConfig {
         SocketIoConfig {
             engine: EngineConfig::default().path("/socket.io/"),
             connect_timeout: Duration::from_secs(45),
-            parser: ParserKind::Json,
+            parser: Parser::Json,
             ack_timeout: Duration::from_secs(5),
             max_attachments: 10,
             connection_state_recovery: None,

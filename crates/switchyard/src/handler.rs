@@ -7,34 +7,11 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
-use serde::de::DeserializeOwned;
-
-use crate::payload::{Args, ArgsError, IntoArgs};
 use crate::socket::{DisconnectReason, Socket};
+use switchyard_core::{Args, ArgsError, FromArgs, IntoArgs};
 
 /// A boxed, sendable future.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Conversion of received arguments into a handler's argument type.
-///
-/// [`Args`] gives every argument raw; any other `DeserializeOwned` type is read from the first
-/// argument (binary placeholders included, through [`crate::Binary`]).
-pub trait FromArgs: Sized {
-    /// Converts the arguments.
-    fn from_args(args: Args) -> Result<Self, ArgsError>;
-}
-
-impl FromArgs for Args {
-    fn from_args(args: Args) -> Result<Self, ArgsError> {
-        Ok(args)
-    }
-}
-
-impl<T: DeserializeOwned> FromArgs for T {
-    fn from_args(args: Args) -> Result<Self, ArgsError> {
-        args.get(0)
-    }
-}
 
 /// What an event handler's return value means for the client.
 ///

@@ -24,8 +24,6 @@
 //! io.serve(tokio::net::TcpListener::bind("127.0.0.1:3000").await?).await
 //! # }
 //! ```
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod adapter;
 mod broadcast;
@@ -34,7 +32,6 @@ mod config;
 mod encode;
 mod handler;
 mod namespace;
-mod payload;
 mod recovery;
 mod server;
 mod socket;
@@ -47,14 +44,12 @@ pub use adapter::{
 };
 pub use broadcast::{BroadcastOperator, IntoRooms, RemoteSocket};
 pub use config::{SocketIoConfig, SocketLimits};
-pub use encode::EncodedPacket;
-pub use encode::ParserKind;
-pub use handler::{BoxFuture, ConnectError, EventHandler, FromArgs, HandlerOutput};
+pub use handler::{BoxFuture, ConnectError, EventHandler, HandlerOutput};
 pub use namespace::Namespace;
-pub use payload::{Args, ArgsError, Binary, IntoArgs};
 pub use recovery::{RecoveryConfig, RestoredSession, SessionState};
 pub use server::{DynamicNamespace, SocketIo, SocketIoConnection, SocketIoHandler};
 pub use socket::{AckError, DisconnectReason, EmitError, Handshake, JoinError, Sid, Socket};
+pub use switchyard_core::{Args, ArgsError, Binary, EncodedPacket, FromArgs, IntoArgs, Parser};
 pub use switchyard_engineio as engineio;
 pub use switchyard_engineio::{CorsConfig, EngineConfig, Limits, Rate, TransportKind};
 pub use switchyard_socketio_proto as proto;

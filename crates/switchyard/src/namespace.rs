@@ -13,11 +13,11 @@ use base64::Engine as _;
 use crate::adapter::{Adapter, BroadcastOptions};
 use crate::broadcast::BroadcastOperator;
 use crate::config::SocketIoConfig;
-use crate::encode::ParserKind;
 use crate::handler::{ConnectError, ErasedConnectHandler, ErasedMiddleware};
-use crate::payload::IntoArgs;
 use crate::socket::{EmitError, Sid, Socket};
 use crate::Room;
+use switchyard_core::IntoArgs;
+use switchyard_core::Parser;
 
 /// Handlers shared by a namespace and, for a dynamic namespace, by every child it spawns.
 #[derive(Default)]
@@ -44,7 +44,7 @@ impl NamespaceHandlers {
 
 pub(crate) struct NamespaceInner {
     pub(crate) name: Arc<str>,
-    pub(crate) parser: ParserKind,
+    pub(crate) parser: Parser,
     pub(crate) config: Arc<SocketIoConfig>,
     pub(crate) handlers: Arc<NamespaceHandlers>,
     /// Whether connection state recovery is on: events get offsets and sessions are kept.

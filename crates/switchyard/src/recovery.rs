@@ -13,9 +13,9 @@ use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use crate::adapter::BroadcastOptions;
-use crate::encode::EncodedPacket;
 use crate::socket::Sid;
 use crate::Room;
+use switchyard_core::EncodedPacket;
 
 /// Options of connection state recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -224,9 +224,9 @@ impl RecoveryStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::encode::ParserKind;
     use serde_json::json;
     use std::sync::Arc;
+    use switchyard_core::Parser;
     use switchyard_socketio_proto::Packet;
 
     fn config() -> RecoveryConfig {
@@ -240,7 +240,7 @@ mod tests {
 
     fn packet(n: u64) -> EncodedPacket {
         EncodedPacket::new(
-            ParserKind::Json,
+            Parser::Json,
             &Packet::event("/", "n", vec![json!(n), json!(n.to_string())]),
         )
     }

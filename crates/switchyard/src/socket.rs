@@ -17,14 +17,14 @@ use tracing::{debug, warn};
 
 use crate::broadcast::BroadcastOperator;
 use crate::client::Client;
-use crate::encode::EncodedPacket;
+use crate::encode::send_to;
 use crate::handler::{
     run_inline, BoxFuture, ErasedDisconnectHandler, ErasedEventHandler, EventHandler,
 };
 use crate::namespace::NamespaceInner;
-use crate::payload::{Args, ArgsError, IntoArgs};
 use crate::recovery::{Extensions, SessionState};
 use crate::{Namespace, Room};
+use switchyard_core::{event_packet, Args, ArgsError, EncodedPacket, IntoArgs};
 
 /// A socket id: unique per namespace connection, never the Engine.IO session id.
 pub type Sid = Arc<str>;
@@ -528,7 +528,7 @@ impl Socket {
                 return Ok(());
             }
         }
-        let sent = encoded.send_to(&self.0.client.engine);
+        let sent = send_to(&encoded, &self.0.client.engine);
         if let Err(SendError::BufferFull) = sent {
             // Slow consumer: its buffer is at the bound and this packet may not be dropped.
             // Closing the connection frees the buffer; the client reconnects (and, with
@@ -556,9 +556,9 @@ impl Socket {
         };
         let reply = Packet::connect(self.0.ns.name.to_string(), Some(payload));
         let engine = &self.0.client.engine;
-        let _ = EncodedPacket::new(self.0.ns.parser, &reply).send_to(engine);
+        let _ = send_to(&EncodedPacket::new(self.0.ns.parser, &reply), engine);
         for encoded in state.early.drain(..) {
-            if let Err(error) = encoded.send_to(engine) {
+            if let Err(error) = send_to(&encoded, engine) {
                 warn!(sid = &*self.0.id, %error, "early emit dropped");
             }
         }
@@ -766,19 +766,6 @@ impl EventBucket {
             n if n > rate.burst.max(1) => RateVerdict::Disconnect,
             _ => RateVerdict::Dropped,
         }
-    }
-}
-
-/// Builds an EVENT packet `[event, ...args]`.
-pub(crate) fn event_packet(nsp: &str, event: &str, args: Args, id: Option<u64>) -> Packet {
-    let mut data = Vec::with_capacity(1 + args.values.len());
-    data.push(Value::String(event.to_owned()));
-    data.extend(args.values);
-    Packet::Event {
-        nsp: nsp.to_owned(),
-        id,
-        data: Value::Array(data),
-        attachments: args.attachments,
     }
 }
 

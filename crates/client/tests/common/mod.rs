@@ -20,24 +20,24 @@ use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
 /// A server process, killed (by its PID, through its `Child`) when dropped.
-pub struct Server {
+pub(crate) struct Server {
     pub port: u16,
     child: Child,
 }
 
 impl Server {
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
     /// Kills the process and waits for it to exit.
-    pub async fn kill(mut self) {
+    pub(crate) async fn kill(mut self) {
         let _ = self.child.kill().await;
     }
 }
 
 /// A port that was free a moment ago.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     listener.local_addr().expect("local address").port()
 }
@@ -47,7 +47,7 @@ fn manifest_dir() -> PathBuf {
 }
 
 /// The path of the testbed binary (see the module docs).
-pub fn testbed_bin() -> PathBuf {
+pub(crate) fn testbed_bin() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(find_or_build_testbed).clone()
 }
@@ -124,7 +124,7 @@ where
 }
 
 /// Starts the testbed on a free port; `msgpack` selects its msgpack parser.
-pub async fn testbed(msgpack: bool) -> Server {
+pub(crate) async fn testbed(msgpack: bool) -> Server {
     let port = free_port();
     let mut command = Command::new(testbed_bin());
     if msgpack {
@@ -165,7 +165,7 @@ fn npm_ci() {
 }
 
 /// Starts Node's reference server on `port`.
-pub async fn node_server(port: u16) -> Server {
+pub(crate) async fn node_server(port: u16) -> Server {
     tokio::task::block_in_place(npm_ci);
     let mut child = Command::new("node")
         .arg("server.mjs")
@@ -183,23 +183,23 @@ pub async fn node_server(port: u16) -> Server {
 }
 
 /// A channel to collect what callbacks see, with a bounded wait.
-pub struct Inbox<T> {
+pub(crate) struct Inbox<T> {
     tx: mpsc::UnboundedSender<T>,
     rx: mpsc::UnboundedReceiver<T>,
 }
 
 impl<T: Send + 'static> Inbox<T> {
-    pub fn new() -> Inbox<T> {
+    pub(crate) fn new() -> Inbox<T> {
         let (tx, rx) = mpsc::unbounded_channel();
         Inbox { tx, rx }
     }
 
-    pub fn sender(&self) -> mpsc::UnboundedSender<T> {
+    pub(crate) fn sender(&self) -> mpsc::UnboundedSender<T> {
         self.tx.clone()
     }
 
     /// The next item, waiting at most `limit`.
-    pub async fn next(&mut self, limit: Duration) -> T {
+    pub(crate) async fn next(&mut self, limit: Duration) -> T {
         tokio::time::timeout(limit, self.rx.recv())
             .await
             .expect("timed out waiting for an event")
@@ -207,7 +207,7 @@ impl<T: Send + 'static> Inbox<T> {
     }
 
     /// Whatever arrives within `window`.
-    pub async fn drain_for(&mut self, window: Duration) -> Vec<T> {
+    pub(crate) async fn drain_for(&mut self, window: Duration) -> Vec<T> {
         let mut items = Vec::new();
         let deadline = tokio::time::Instant::now() + window;
         while let Ok(Some(item)) = tokio::time::timeout_at(deadline, self.rx.recv()).await {
@@ -219,23 +219,23 @@ impl<T: Send + 'static> Inbox<T> {
 
 /// Timestamps of named moments, shared with callbacks.
 #[derive(Clone, Default)]
-pub struct Timeline(Arc<Mutex<Vec<(String, Instant)>>>);
+pub(crate) struct Timeline(Arc<Mutex<Vec<(String, Instant)>>>);
 
 impl Timeline {
-    pub fn mark(&self, what: impl Into<String>) {
+    pub(crate) fn mark(&self, what: impl Into<String>) {
         self.0
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .push((what.into(), Instant::now()));
     }
 
-    pub fn entries(&self) -> Vec<(String, Instant)> {
+    pub(crate) fn entries(&self) -> Vec<(String, Instant)> {
         self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
 /// Polls `condition` every 10 ms for at most `limit`.
-pub async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if condition() {

@@ -1,4 +1,4 @@
-//! Event arguments: JSON values with binary attachments.
+//! Event arguments: JSON values with binary attachments, for server and client alike.
 //!
 //! On the wire, binary values inside arguments are replaced by placeholders
 //! `{"_placeholder":true,"num":i}` and sent after the packet. [`Binary`] makes that invisible
@@ -244,6 +244,27 @@ impl<T: Serialize> IntoArgs for T {
 impl IntoArgs for Args {
     fn into_args(self) -> Result<Args, ArgsError> {
         Ok(self)
+    }
+}
+
+/// Conversion of received arguments into a handler's argument type.
+///
+/// [`Args`] gives every argument raw; any other `DeserializeOwned` type is read from the first
+/// argument (binary placeholders included, through [`Binary`]).
+pub trait FromArgs: Sized {
+    /// Converts the arguments.
+    fn from_args(args: Args) -> Result<Self, ArgsError>;
+}
+
+impl FromArgs for Args {
+    fn from_args(args: Args) -> Result<Self, ArgsError> {
+        Ok(args)
+    }
+}
+
+impl<T: DeserializeOwned> FromArgs for T {
+    fn from_args(args: Args) -> Result<Self, ArgsError> {
+        args.get(0)
     }
 }
 
