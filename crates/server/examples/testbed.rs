@@ -122,7 +122,7 @@ fn register(socket: &Socket, log: Log) {
                 .map_err(|e| e.to_string())?;
             let mut answers: Vec<Value> = answers
                 .into_iter()
-                .map(|(_, answer)| match answer {
+                .map(|reply| match reply.result {
                     Ok(args) => args.values.into_iter().next().unwrap_or(Value::Null),
                     Err(error) => json!({ "error": error_name(&error) }),
                 })
@@ -147,22 +147,33 @@ fn register(socket: &Socket, log: Log) {
             .to(room)
             .fetch_sockets()
             .await
+            .map_err(|e| e.to_string())?
             .iter()
             .map(|remote| remote.id().to_string())
             .collect();
         ids.sort();
-        Ok::<_, Infallible>(ids)
+        Ok::<_, String>(ids)
     });
     socket.on("sockets-join", |socket: Socket, args: Args| async move {
         let (room, target): (String, String) = args.all().map_err(|e| e.to_string())?;
-        socket.namespace().to(room).sockets_join(target);
+        socket
+            .namespace()
+            .to(room)
+            .sockets_join(target)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok::<_, String>(true)
     });
     socket.on(
         "disconnect-room",
         |socket: Socket, room: String| async move {
-            socket.namespace().to(room).disconnect_sockets(false);
-            Ok::<_, Infallible>(true)
+            socket
+                .namespace()
+                .to(room)
+                .disconnect_sockets(false)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>(true)
         },
     );
     socket.on("disconnect-me", |socket: Socket, _: Args| async move {

@@ -2,13 +2,16 @@
 
 use std::time::Duration;
 
-use futures_util::future::join_all;
-use tracing::{debug, warn};
+use serde_json::Value;
+use switchyard_core::{event_packet, IntoArgs};
+use tracing::warn;
 
-use crate::adapter::BroadcastOptions;
-use crate::socket::{AckError, EmitError, Sid, Socket};
-use crate::{Namespace, Room};
-use switchyard_core::{event_packet, Args, EncodedPacket, IntoArgs};
+use crate::adapter::AckReply;
+use crate::error::{AdapterError, EmitError};
+use crate::handler::poll_once;
+use crate::namespace::Namespace;
+use crate::socket::Socket;
+use crate::types::{BroadcastOptions, HandshakeInfo, Room, Sid, SocketInfo};
 
 /// Conversion into a list of rooms: a room name, or a collection of them.
 pub trait IntoRooms {
@@ -52,12 +55,11 @@ impl<T: IntoRooms + Clone, const N: usize> IntoRooms for [T; N] {
     }
 }
 
-/// A socket as seen by a namespace-wide query: on this server or, with a distributed adapter,
-/// on another one. Operations on it go through the namespace, so they work either way.
+/// A socket as seen by a namespace-wide query: on this server or, with a cluster adapter, on
+/// another one. Operations on it go through the adapter, so they work either way.
 #[derive(Debug, Clone)]
 pub struct RemoteSocket {
-    id: Sid,
-    rooms: Vec<Room>,
+    info: SocketInfo,
     namespace: Namespace,
     local: Option<Socket>,
 }
@@ -65,12 +67,22 @@ pub struct RemoteSocket {
 impl RemoteSocket {
     /// The socket id.
     pub fn id(&self) -> &Sid {
-        &self.id
+        &self.info.id
     }
 
-    /// The rooms it was in when fetched.
+    /// The rooms it was in when fetched, its own id room included.
     pub fn rooms(&self) -> &[Room] {
-        &self.rooms
+        &self.info.rooms
+    }
+
+    /// Its handshake.
+    pub fn handshake(&self) -> &HandshakeInfo {
+        &self.info.handshake
+    }
+
+    /// Its session data when fetched (`null` when none was set).
+    pub fn data(&self) -> &Value {
+        &self.info.data
     }
 
     /// The socket itself, when it is connected to this server.
@@ -80,26 +92,36 @@ impl RemoteSocket {
 
     /// Emits `event` to this socket.
     pub fn emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
-        self.namespace.to(self.id.clone()).emit(event, data)
+        self.namespace.to(self.info.id.clone()).emit(event, data)
     }
 
     /// Makes the socket join `rooms`.
-    pub fn join(&self, rooms: impl IntoRooms) {
-        self.namespace.to(self.id.clone()).sockets_join(rooms);
+    pub async fn join(&self, rooms: impl IntoRooms) -> Result<(), AdapterError> {
+        self.namespace
+            .to(self.info.id.clone())
+            .sockets_join(rooms)
+            .await
     }
 
     /// Makes the socket leave `rooms`.
-    pub fn leave(&self, rooms: impl IntoRooms) {
-        self.namespace.to(self.id.clone()).sockets_leave(rooms);
+    pub async fn leave(&self, rooms: impl IntoRooms) -> Result<(), AdapterError> {
+        self.namespace
+            .to(self.info.id.clone())
+            .sockets_leave(rooms)
+            .await
     }
 
     /// Disconnects the socket (and closes its connection if `close`).
-    pub fn disconnect(&self, close: bool) {
-        self.namespace.to(self.id.clone()).disconnect_sockets(close);
+    pub async fn disconnect(&self, close: bool) -> Result<(), AdapterError> {
+        self.namespace
+            .to(self.info.id.clone())
+            .disconnect_sockets(close)
+            .await
     }
 }
 
-/// Selects sockets of a namespace (rooms, exceptions, flags) and acts on all of them.
+/// Selects sockets of a namespace (rooms, exceptions, flags) and acts on all of them, on this
+/// server and, through the adapter, on the other servers of a cluster.
 #[derive(Debug, Clone)]
 pub struct BroadcastOperator {
     namespace: Namespace,
@@ -158,7 +180,9 @@ impl BroadcastOperator {
         self
     }
 
-    /// Sets how long [`BroadcastOperator::emit_with_ack`] waits for answers.
+    /// Sets how long [`BroadcastOperator::emit_with_ack`] and
+    /// [`BroadcastOperator::fetch_sockets`] wait for answers (default: the server's ack
+    /// timeout).
     pub fn timeout(mut self, timeout: Duration) -> BroadcastOperator {
         self.timeout = Some(timeout);
         self
@@ -169,154 +193,90 @@ impl BroadcastOperator {
         &self.options
     }
 
-    /// Emits `event` to every targeted socket. The packet is encoded once; every recipient
-    /// gets the same bytes.
+    fn wait(&self) -> Duration {
+        self.timeout.unwrap_or(self.namespace.0.config.ack_timeout)
+    }
+
+    /// Emits `event` to every targeted socket. The packet is encoded once; every local
+    /// recipient gets the same bytes.
+    ///
+    /// Local delivery is done when this returns. A cluster adapter that must wait for its
+    /// backend finishes in a task of its own; its failures are then logged by the adapter
+    /// rather than returned.
     pub fn emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
         let ns = &self.namespace.0;
-        let mut args = data.into_args()?;
-        // With recovery on, a packet that could be replayed carries its offset as last argument.
-        let offset = match ns.recovery && !self.options.volatile {
-            true => ns.adapter().next_offset(),
-            false => None,
-        };
-        if let Some(offset) = &offset {
-            args.values.push(serde_json::Value::String(offset.clone()));
-        }
-        let packet = event_packet(&ns.name, event, args, None);
-        let encoded = EncodedPacket::new(ns.parser, &packet);
-        if let Some(offset) = &offset {
-            ns.adapter().store_packet(offset, &encoded, &self.options);
-        }
-        ns.for_each_target(&self.options, |socket| self.deliver(socket, &encoded));
-        if !self.options.local {
-            if let Err(error) = ns.adapter().remote_broadcast(&packet, &self.options) {
-                warn!(%error, nsp = &*ns.name, "remote broadcast failed");
+        let packet = event_packet(&ns.name, event, data.into_args()?, None);
+        let sending = ns.adapter().broadcast(packet, self.options.clone());
+        match poll_once(sending) {
+            Ok(result) => Ok(result?),
+            Err(pending) => {
+                let nsp = ns.name.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = pending.await {
+                        warn!(%error, nsp = &*nsp, "broadcast to other servers failed");
+                    }
+                });
+                Ok(())
             }
         }
-        Ok(())
     }
 
-    fn deliver(&self, socket: &Socket, encoded: &EncodedPacket) {
-        if self.options.volatile && socket.buffered_bytes() > 0 {
-            debug!(
-                sid = &**socket.id(),
-                "volatile packet dropped for a busy client"
-            );
-            return;
-        }
-        if let Err(error) = socket.send_encoded(encoded.clone()) {
-            warn!(sid = &**socket.id(), %error, "broadcast not delivered");
-        }
-    }
-
-    /// Emits `event` to every targeted local socket and collects each one's acknowledgement,
-    /// waiting up to the timeout (the server's ack timeout unless set).
+    /// Emits `event` to every targeted socket and collects each one's acknowledgement,
+    /// waiting up to the timeout (the server's ack timeout unless set). With a cluster
+    /// adapter, clients on every server answer: the answer has one entry per targeted client,
+    /// a failed one for each that did not answer in time.
     pub async fn emit_with_ack<T: IntoArgs>(
         &self,
         event: &str,
         data: T,
-    ) -> Result<Vec<(Sid, Result<Args, AckError>)>, EmitError> {
+    ) -> Result<Vec<AckReply>, EmitError> {
         let ns = &self.namespace.0;
-        let timeout = self.timeout.unwrap_or(ns.config.ack_timeout);
-        let id = ns.next_ack_id();
-        let packet = event_packet(&ns.name, event, data.into_args()?, Some(id));
-        let encoded = EncodedPacket::new(ns.parser, &packet);
-        let mut waits = Vec::new();
-        ns.for_each_target(&self.options, |socket| {
-            let sent = socket.register_ack(id).and_then(|receiver| {
-                Ok(socket.send_encoded(encoded.clone()).map(|()| receiver)?)
-            });
-            match sent {
-                Ok(receiver) => waits.push((socket.clone(), Ok(receiver))),
-                Err(error) => {
-                    warn!(sid = &**socket.id(), %error, "broadcast with ack not delivered");
-                    waits.push((socket.clone(), Err(error)));
-                }
-            }
-        });
-        let answers = join_all(waits.into_iter().map(|(socket, receiver)| async move {
-            let result = match receiver {
-                Ok(receiver) => socket.wait_ack(id, receiver, timeout).await,
-                Err(error) => Err(error),
-            };
-            (socket.id().clone(), result)
-        }))
-        .await;
-        Ok(answers)
+        let packet = event_packet(&ns.name, event, data.into_args()?, None);
+        Ok(ns
+            .adapter()
+            .broadcast_with_ack(packet, self.options.clone(), self.wait())
+            .await?)
     }
 
-    /// The targeted sockets, on this server and (with a distributed adapter) the others.
-    pub async fn fetch_sockets(&self) -> Vec<RemoteSocket> {
+    /// The targeted sockets, on this server and (with a cluster adapter) the others.
+    pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, AdapterError> {
         let ns = &self.namespace.0;
-        let mut found = Vec::new();
-        ns.for_each_target(&self.options, |socket| {
-            found.push(RemoteSocket {
-                id: socket.id().clone(),
-                rooms: socket.rooms(),
+        let found = ns
+            .adapter()
+            .fetch_sockets(self.options.clone(), self.wait())
+            .await?;
+        let sockets = ns.sockets();
+        Ok(found
+            .into_iter()
+            .map(|info| RemoteSocket {
+                local: sockets.get(&info.id).cloned(),
+                info,
                 namespace: self.namespace.clone(),
-                local: Some(socket.clone()),
-            });
-        });
-        if !self.options.local {
-            match ns.adapter().remote_fetch_sockets(&self.options).await {
-                Ok(remote) => found.extend(remote.into_iter().map(|data| RemoteSocket {
-                    id: data.id,
-                    rooms: data.rooms,
-                    namespace: self.namespace.clone(),
-                    local: None,
-                })),
-                Err(error) => warn!(%error, "fetching remote sockets failed"),
-            }
-        }
-        found
+            })
+            .collect())
     }
 
     /// Makes the targeted sockets join `rooms`.
-    pub fn sockets_join(&self, rooms: impl IntoRooms) {
-        self.rooms_change(rooms.into_rooms(), true);
+    pub async fn sockets_join(&self, rooms: impl IntoRooms) -> Result<(), AdapterError> {
+        let adapter = self.namespace.0.adapter();
+        adapter
+            .add_sockets(self.options.clone(), rooms.into_rooms())
+            .await
     }
 
     /// Makes the targeted sockets leave `rooms`.
-    pub fn sockets_leave(&self, rooms: impl IntoRooms) {
-        self.rooms_change(rooms.into_rooms(), false);
-    }
-
-    fn rooms_change(&self, rooms: Vec<Room>, join: bool) {
-        let ns = &self.namespace.0;
-        let mut targets = Vec::new();
-        ns.for_each_target(&self.options, |socket| targets.push(socket.clone()));
-        for socket in targets {
-            if join {
-                socket.join(rooms.clone());
-            } else {
-                for room in &rooms {
-                    socket.leave(room.clone());
-                }
-            }
-        }
-        if !self.options.local {
-            if let Err(error) = ns.adapter().remote_rooms(&self.options, &rooms, join) {
-                warn!(%error, "remote room change failed");
-            }
-        }
+    pub async fn sockets_leave(&self, rooms: impl IntoRooms) -> Result<(), AdapterError> {
+        let adapter = self.namespace.0.adapter();
+        adapter
+            .del_sockets(self.options.clone(), rooms.into_rooms())
+            .await
     }
 
     /// Disconnects the targeted sockets; with `close`, their whole connections too.
-    pub fn disconnect_sockets(&self, close: bool) {
-        let ns = &self.namespace.0;
-        let mut targets = Vec::new();
-        ns.for_each_target(&self.options, |socket| targets.push(socket.clone()));
-        for socket in targets {
-            if close {
-                socket.disconnect_and_close();
-            } else {
-                socket.disconnect();
-            }
-        }
-        if !self.options.local {
-            if let Err(error) = ns.adapter().remote_disconnect(&self.options, close) {
-                warn!(%error, "remote disconnect failed");
-            }
-        }
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), AdapterError> {
+        let adapter = self.namespace.0.adapter();
+        adapter
+            .disconnect_sockets(self.options.clone(), close)
+            .await
     }
 }

@@ -261,7 +261,10 @@ impl Client {
     async fn try_recover(&self, namespace: &Namespace, auth: &Value) -> Option<RestoredSession> {
         self.server.config.connection_state_recovery.as_ref()?;
         let pid = auth.get("pid")?.as_str()?;
-        let offset = auth.get("offset")?.as_str()?;
+        let offset = auth
+            .get("offset")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
         // A client whose network died may come back before the server noticed: the stale
         // socket still holds the session. Close it, which keeps its session, and take over.
         if let Some(stale) = namespace.0.socket_by_pid(pid) {
@@ -272,7 +275,15 @@ impl Client {
             stale.0.client.engine.close();
             stale.close(DisconnectReason::TransportClose);
         }
-        namespace.0.adapter().restore_session(pid, offset).await
+        let restored = namespace
+            .0
+            .adapter()
+            .restore_session(pid.to_owned(), offset)
+            .await;
+        restored.unwrap_or_else(|error| {
+            warn!(%error, pid, "session could not be restored; connecting afresh");
+            None
+        })
     }
 
     pub(crate) fn on_close(&self, reason: CloseReason) {

@@ -5,13 +5,11 @@ use std::fmt::Display;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Waker};
+use std::task::{Context, Poll, Waker};
 
 use crate::socket::{DisconnectReason, Socket};
+use crate::types::BoxFuture;
 use switchyard_core::{Args, ArgsError, FromArgs, IntoArgs};
-
-/// A boxed, sendable future.
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
 /// What an event handler's return value means for the client.
 ///
@@ -121,6 +119,22 @@ impl std::error::Error for ConnectError {}
 pub(crate) type ErasedMiddleware =
     Arc<dyn Fn(Socket) -> BoxFuture<Result<(), ConnectError>> + Send + Sync>;
 
+/// A server-side event handler: its answer goes back to the server that emitted the event.
+pub(crate) type ErasedServerEventHandler = Arc<dyn Fn(Args) -> BoxFuture<Args> + Send + Sync>;
+
+/// Polls `future` once on the current task, with no waker: its output if it is done, the
+/// future itself if it has to wait (the caller then spawns it, which polls it again with a
+/// real waker).
+pub(crate) fn poll_once<F: Future + ?Sized>(
+    mut future: Pin<Box<F>>,
+) -> Result<F::Output, Pin<Box<F>>> {
+    let mut context = Context::from_waker(Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        Poll::Ready(output) => Ok(output),
+        Poll::Pending => Err(future),
+    }
+}
+
 /// Polls `future` once on the current task; if it is not done, spawns it to finish.
 ///
 /// Most handlers finish without waiting, so they cost no task; and a handler's synchronous
@@ -129,9 +143,7 @@ pub(crate) fn run_inline<F>(future: F)
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let mut future = Box::pin(future);
-    let mut context = Context::from_waker(Waker::noop());
-    if future.as_mut().poll(&mut context).is_pending() {
-        tokio::spawn(future);
+    if let Err(pending) = poll_once(Box::pin(future)) {
+        tokio::spawn(pending);
     }
 }

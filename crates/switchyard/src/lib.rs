@@ -25,34 +25,30 @@
 //! # }
 //! ```
 
-mod adapter;
+pub mod adapter;
 mod broadcast;
 mod client;
 mod config;
 mod encode;
+mod error;
+mod extensions;
 mod handler;
 mod namespace;
 mod recovery;
 mod server;
 mod socket;
+mod types;
 
-use std::sync::Arc;
-
-pub use adapter::{
-    Adapter, AdapterContext, AdapterError, AdapterFactory, BroadcastOptions, InMemoryAdapter,
-    RemoteSocketData,
-};
 pub use broadcast::{BroadcastOperator, IntoRooms, RemoteSocket};
 pub use config::{SocketIoConfig, SocketLimits};
-pub use handler::{BoxFuture, ConnectError, EventHandler, HandlerOutput};
+pub use error::{AckError, AdapterError, EmitError, JoinError};
+pub use handler::{ConnectError, EventHandler, HandlerOutput};
 pub use namespace::Namespace;
-pub use recovery::{RecoveryConfig, RestoredSession, SessionState};
+pub use recovery::RecoveryConfig;
 pub use server::{DynamicNamespace, SocketIo, SocketIoConnection, SocketIoHandler};
-pub use socket::{AckError, DisconnectReason, EmitError, Handshake, JoinError, Sid, Socket};
-pub use switchyard_core::{Args, ArgsError, Binary, EncodedPacket, FromArgs, IntoArgs, Parser};
+pub use socket::{DisconnectReason, Handshake, Socket};
+pub use switchyard_core::{Args, ArgsError, Binary, FromArgs, IntoArgs, Parser};
 pub use switchyard_engineio as engineio;
 pub use switchyard_engineio::{CorsConfig, EngineConfig, Limits, Rate, TransportKind};
 pub use switchyard_socketio_proto as proto;
-
-/// A room name.
-pub type Room = Arc<str>;
+pub use types::{BoxFuture, Room, Sid};

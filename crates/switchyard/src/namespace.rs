@@ -6,24 +6,28 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
+use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use switchyard_core::{Args, IntoArgs, Parser};
 
-use crate::adapter::{Adapter, BroadcastOptions};
+use crate::adapter::{Adapter, AdapterContext, AdapterFactory, LocalNamespace};
 use crate::broadcast::BroadcastOperator;
 use crate::config::SocketIoConfig;
-use crate::handler::{ConnectError, ErasedConnectHandler, ErasedMiddleware};
-use crate::socket::{EmitError, Sid, Socket};
-use crate::Room;
-use switchyard_core::IntoArgs;
-use switchyard_core::Parser;
+use crate::error::EmitError;
+use crate::handler::{
+    ConnectError, ErasedConnectHandler, ErasedMiddleware, ErasedServerEventHandler,
+};
+use crate::socket::Socket;
+use crate::types::{BoxFuture, BroadcastOptions, Room, Sid};
 
 /// Handlers shared by a namespace and, for a dynamic namespace, by every child it spawns.
 #[derive(Default)]
 pub(crate) struct NamespaceHandlers {
     pub(crate) connection: RwLock<Option<ErasedConnectHandler>>,
     pub(crate) middlewares: RwLock<Vec<ErasedMiddleware>>,
+    server_events: RwLock<HashMap<String, ErasedServerEventHandler>>,
 }
 
 impl NamespaceHandlers {
@@ -40,6 +44,14 @@ impl NamespaceHandlers {
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
+
+    pub(crate) fn server_event(&self, event: &str) -> Option<ErasedServerEventHandler> {
+        self.server_events
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(event)
+            .cloned()
+    }
 }
 
 pub(crate) struct NamespaceInner {
@@ -55,22 +67,30 @@ pub(crate) struct NamespaceInner {
 }
 
 impl NamespaceInner {
-    pub(crate) fn new(
+    /// A namespace whose adapter `factory` builds, handed this namespace's local side.
+    pub(crate) fn create(
         name: Arc<str>,
         config: Arc<SocketIoConfig>,
         handlers: Arc<NamespaceHandlers>,
-        adapter: Arc<dyn Adapter>,
-    ) -> NamespaceInner {
-        NamespaceInner {
-            name,
-            parser: config.parser,
-            recovery: config.connection_state_recovery.is_some(),
-            config,
-            handlers,
-            sockets: RwLock::default(),
-            adapter,
-            ack_ids: AtomicU64::new(0),
-        }
+        factory: &AdapterFactory,
+    ) -> Arc<NamespaceInner> {
+        Arc::new_cyclic(|weak| {
+            let adapter = factory(AdapterContext {
+                namespace: &name,
+                recovery: config.connection_state_recovery.as_ref(),
+                local: LocalNamespace::new(name.clone(), weak.clone()),
+            });
+            NamespaceInner {
+                parser: config.parser,
+                recovery: config.connection_state_recovery.is_some(),
+                name,
+                config,
+                handlers,
+                sockets: RwLock::default(),
+                adapter,
+                ack_ids: AtomicU64::new(0),
+            }
+        })
     }
 
     pub(crate) fn adapter(&self) -> &dyn Adapter {
@@ -109,12 +129,9 @@ impl NamespaceInner {
             .remove(sid);
     }
 
-    /// Calls `visit` with every local socket `options` targets.
-    pub(crate) fn for_each_target(
-        &self,
-        options: &BroadcastOptions,
-        mut visit: impl FnMut(&Socket),
-    ) {
+    /// The local sockets `options` targets. The locks are released before it returns, so
+    /// callers may act on the sockets (send, join, disconnect) freely.
+    pub(crate) fn targets(&self, options: &BroadcastOptions) -> Vec<Socket> {
         let sockets = self.sockets();
         let mut excluded: HashSet<Sid> = HashSet::new();
         for room in &options.except {
@@ -123,24 +140,25 @@ impl NamespaceInner {
             });
         }
         if options.rooms.is_empty() {
-            for (sid, socket) in sockets.iter() {
-                if !excluded.contains(sid) {
-                    visit(socket);
-                }
-            }
-            return;
+            return sockets
+                .iter()
+                .filter(|(sid, _)| !excluded.contains(*sid))
+                .map(|(_, socket)| socket.clone())
+                .collect();
         }
         // A socket in several target rooms still gets the packet once.
         let mut seen: HashSet<Sid> = HashSet::new();
+        let mut targets = Vec::new();
         for room in &options.rooms {
             self.room_members(&sockets, room, &mut |sid| {
                 if !excluded.contains(sid) && seen.insert(sid.clone()) {
                     if let Some(socket) = sockets.get(sid) {
-                        visit(socket);
+                        targets.push(socket.clone());
                     }
                 }
             });
         }
+        targets
     }
 
     /// Members of `room`: the adapter's, plus the socket whose id the room is (every socket
@@ -204,6 +222,11 @@ impl Namespace {
         self.0.adapter()
     }
 
+    /// This namespace's local side, as its adapter sees it.
+    pub fn local(&self) -> LocalNamespace {
+        LocalNamespace::new(self.0.name.clone(), Arc::downgrade(&self.0))
+    }
+
     /// The sockets connected to this namespace on this server.
     pub fn sockets(&self) -> Vec<Socket> {
         self.0.sockets().values().cloned().collect()
@@ -252,16 +275,63 @@ impl Namespace {
         self.broadcast().emit(event, data)
     }
 
-    /// Sends `event` to this namespace on the other servers of the cluster (not to clients,
-    /// and not to this server), like the reference `serverSideEmit`. With the in-memory
-    /// adapter there are no other servers and this does nothing.
-    pub fn server_side_emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
+    /// Registers the handler of server-side event `event`: what another server of the cluster
+    /// sends with [`Namespace::server_side_emit`] (the reference server's
+    /// `io.on(event, (...args, callback))`). Its return value answers the sender's ack.
+    pub fn on_server_event<F, Fut, R>(&self, event: impl Into<String>, handler: F) -> &Self
+    where
+        F: Fn(Args) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = R> + Send + 'static,
+        R: IntoArgs + 'static,
+    {
+        let handler: ErasedServerEventHandler = Arc::new(move |args| {
+            let answer = handler(args);
+            Box::pin(async move { answer.await.into_args().unwrap_or_default() })
+        });
+        self.0
+            .handlers
+            .server_events
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(event.into(), handler);
+        self
+    }
+
+    /// Sends `event` with `data` (binary included) to this namespace's server-side handlers
+    /// on the other servers of the cluster (not to clients, and not to this server), like the
+    /// reference `serverSideEmit`. With the in-memory adapter there are no other servers.
+    pub async fn server_side_emit<T: IntoArgs>(
+        &self,
+        event: &str,
+        data: T,
+    ) -> Result<(), EmitError> {
         let args = data.into_args()?;
-        let args = serde_json::Value::Array(args.values);
-        if let Err(error) = self.0.adapter().remote_server_side_emit(event, &args) {
-            tracing::warn!(%error, nsp = &*self.0.name, "server-side emit failed");
-        }
+        self.0
+            .adapter()
+            .server_side_emit(event.to_owned(), args, None)
+            .await?;
         Ok(())
+    }
+
+    /// Like [`Namespace::server_side_emit`], and waits up to `timeout` for every other
+    /// server's answer; fails with a timeout if one of them does not answer in time.
+    pub async fn server_side_emit_with_ack<T: IntoArgs>(
+        &self,
+        event: &str,
+        data: T,
+        timeout: Duration,
+    ) -> Result<Vec<Args>, EmitError> {
+        let args = data.into_args()?;
+        Ok(self
+            .0
+            .adapter()
+            .server_side_emit(event.to_owned(), args, Some(timeout))
+            .await?)
+    }
+
+    /// How many servers serve this namespace, this one included.
+    pub fn server_count(&self) -> BoxFuture<Result<usize, crate::AdapterError>> {
+        self.0.adapter().server_count()
     }
 }
 

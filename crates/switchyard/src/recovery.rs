@@ -8,14 +8,16 @@
 //! were meant for it — or, if any of them is no longer held, no recovery at all: never a
 //! partial replay.
 
-use std::any::{Any, TypeId};
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use crate::adapter::BroadcastOptions;
-use crate::socket::Sid;
-use crate::Room;
-use switchyard_core::EncodedPacket;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use switchyard_core::{EncodedPacket, Parser};
+use switchyard_socketio_proto::Packet;
+
+use crate::extensions::Extensions;
+use crate::types::{BroadcastOptions, Room, Sid};
 
 /// Options of connection state recovery.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +43,15 @@ impl Default for RecoveryConfig {
     }
 }
 
-/// Per-socket data, by type.
-pub(crate) type Extensions = HashMap<TypeId, Box<dyn Any + Send + Sync>>;
-
 /// What is kept of a socket that ended uncleanly.
+///
+/// Serializable, so that a cluster adapter can keep it where every server finds it (Redis) and
+/// another server can restore it: what survives a move between servers is the id, the rooms
+/// and the socket's session data ([`crate::Socket::set_session_data`], a JSON value, Node's
+/// `socket.data`). The socket's typed extensions ([`crate::Socket::insert_data`]: guards,
+/// handles, anything not serializable) come back only when the same server restores the
+/// session.
+#[derive(Serialize, Deserialize)]
 pub struct SessionState {
     /// The socket id, given back on recovery.
     pub sid: Sid,
@@ -52,7 +59,11 @@ pub struct SessionState {
     pub pid: Sid,
     /// The rooms it was in (not its own id room).
     pub rooms: Vec<Room>,
-    pub(crate) data: Extensions,
+    /// The socket's session data; `null` when none was set.
+    pub data: Value,
+    /// The socket's typed extensions, while the session stays on this server.
+    #[serde(skip)]
+    pub(crate) extensions: Option<Extensions>,
 }
 
 impl std::fmt::Debug for SessionState {
@@ -61,6 +72,7 @@ impl std::fmt::Debug for SessionState {
             .field("sid", &self.sid)
             .field("pid", &self.pid)
             .field("rooms", &self.rooms)
+            .field("data", &self.data)
             .finish()
     }
 }
@@ -77,8 +89,7 @@ pub struct RestoredSession {
 struct StoredPacket {
     offset: u64,
     at: Instant,
-    rooms: Vec<Room>,
-    except: Vec<Room>,
+    options: BroadcastOptions,
     packet: EncodedPacket,
 }
 
@@ -87,8 +98,9 @@ struct KeptSession {
     at: Instant,
 }
 
-/// The in-memory store of recoverable packets and disconnected sessions of one namespace.
-pub(crate) struct RecoveryStore {
+/// The in-memory store of recoverable packets and disconnected sessions of one namespace,
+/// within the bounds of its [`RecoveryConfig`]. Offsets are decimal counters.
+pub struct RecoveryStore {
     config: RecoveryConfig,
     next_offset: u64,
     packets: VecDeque<StoredPacket>,
@@ -98,7 +110,8 @@ pub(crate) struct RecoveryStore {
 }
 
 impl RecoveryStore {
-    pub(crate) fn new(config: RecoveryConfig) -> RecoveryStore {
+    /// An empty store.
+    pub fn new(config: RecoveryConfig) -> RecoveryStore {
         RecoveryStore {
             config,
             next_offset: 0,
@@ -109,15 +122,25 @@ impl RecoveryStore {
         }
     }
 
-    /// The offset for the next recoverable packet.
-    pub(crate) fn next_offset(&mut self) -> u64 {
+    /// Gives `packet` (an EVENT) the next offset as its last argument, encodes it with
+    /// `parser`, keeps it for the sessions `options` targets, and returns it encoded. Offsets
+    /// are handed out and stored in one step, so the store is always in offset order.
+    pub fn append(
+        &mut self,
+        packet: Packet,
+        options: &BroadcastOptions,
+        parser: Parser,
+        now: Instant,
+    ) -> EncodedPacket {
         let offset = self.next_offset;
         self.next_offset += 1;
-        offset
+        let encoded = EncodedPacket::new(parser, &with_offset(packet, &offset.to_string()));
+        self.store(now, offset, encoded.clone(), options);
+        encoded
     }
 
     /// Keeps a packet, evicting the oldest beyond the bounds.
-    pub(crate) fn store(
+    fn store(
         &mut self,
         now: Instant,
         offset: u64,
@@ -128,8 +151,7 @@ impl RecoveryStore {
         self.packets.push_back(StoredPacket {
             offset,
             at: now,
-            rooms: options.rooms.clone(),
-            except: options.except.clone(),
+            options: options.clone(),
             packet,
         });
         self.prune_packets(now);
@@ -164,7 +186,7 @@ impl RecoveryStore {
     }
 
     /// Keeps the session of a socket that ended uncleanly.
-    pub(crate) fn persist(&mut self, now: Instant, state: SessionState) {
+    pub fn persist(&mut self, now: Instant, state: SessionState) {
         self.prune_sessions(now);
         self.sessions
             .insert(state.pid.clone(), KeptSession { state, at: now });
@@ -172,18 +194,18 @@ impl RecoveryStore {
 
     /// Gives back session `pid` with the packets after `offset` meant for it, or nothing if the
     /// session expired, is unknown, or any packet it missed is no longer held.
-    pub(crate) fn restore(
+    pub fn restore(
         &mut self,
         now: Instant,
         pid: &str,
-        offset: &str,
+        offset: Option<&str>,
     ) -> Option<RestoredSession> {
         self.prune_packets(now);
         let kept = self.sessions.remove(pid)?;
         if now.saturating_duration_since(kept.at) > self.config.max_disconnection_duration {
             return None;
         }
-        let offset: u64 = offset.parse().ok()?;
+        let offset: u64 = offset?.parse().ok()?;
         if offset >= self.next_offset {
             return None;
         }
@@ -196,17 +218,13 @@ impl RecoveryStore {
                 _ => return None,
             }
         }
-        let mut member_of: Vec<&Room> = kept.state.rooms.iter().collect();
-        member_of.push(&kept.state.sid);
+        let mut member_of: Vec<Room> = kept.state.rooms.clone();
+        member_of.push(kept.state.sid.clone());
         let start = self.packets.partition_point(|p| p.offset <= offset);
         let missed = self
             .packets
             .range(start..)
-            .filter(|p| {
-                let targeted = p.rooms.is_empty() || p.rooms.iter().any(|r| member_of.contains(&r));
-                let excluded = p.except.iter().any(|r| member_of.contains(&r));
-                targeted && !excluded
-            })
+            .filter(|p| p.options.targets(&member_of))
             .map(|p| p.packet.clone())
             .collect();
         Some(RestoredSession {
@@ -221,13 +239,32 @@ impl RecoveryStore {
     }
 }
 
+/// Appends `offset` to an EVENT's arguments.
+fn with_offset(packet: Packet, offset: &str) -> Packet {
+    match packet {
+        Packet::Event {
+            nsp,
+            id,
+            data: Value::Array(mut values),
+            attachments,
+        } => {
+            values.push(Value::String(offset.to_owned()));
+            Packet::Event {
+                nsp,
+                id,
+                data: Value::Array(values),
+                attachments,
+            }
+        }
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde_json::json;
     use std::sync::Arc;
-    use switchyard_core::Parser;
-    use switchyard_socketio_proto::Packet;
 
     fn config() -> RecoveryConfig {
         RecoveryConfig {
@@ -250,7 +287,8 @@ mod tests {
             sid: Arc::from(sid),
             pid: Arc::from(pid),
             rooms: rooms.iter().map(|r| Arc::from(*r)).collect(),
-            data: Extensions::new(),
+            data: Value::Null,
+            extensions: None,
         }
     }
 
@@ -262,8 +300,12 @@ mod tests {
     }
 
     fn store_n(store: &mut RecoveryStore, now: Instant, options: &BroadcastOptions) -> u64 {
-        let offset = store.next_offset();
-        store.store(now, offset, packet(offset), options);
+        let offset = store.next_offset;
+        let event = Packet::event("/", "n", vec![json!(offset)]);
+        assert_eq!(
+            store.append(event, options, Parser::Json, now),
+            packet(offset)
+        );
         offset
     }
 
@@ -276,11 +318,15 @@ mod tests {
         store_n(&mut store, t0, &to(&["a"]));
         store_n(&mut store, t0, &to(&["b"]));
         store_n(&mut store, t0, &to(&["s1"]));
-        let restored = store.restore(t0, "p1", &seen.to_string()).unwrap();
+        let restored = store
+            .restore(t0, "p1", Some(seen.to_string().as_str()))
+            .unwrap();
         assert_eq!(&*restored.state.sid, "s1");
         assert_eq!(restored.missed, vec![packet(1), packet(3)]);
         // A session is given back once.
-        assert!(store.restore(t0, "p1", &seen.to_string()).is_none());
+        assert!(store
+            .restore(t0, "p1", Some(seen.to_string().as_str()))
+            .is_none());
     }
 
     #[test]
@@ -294,7 +340,9 @@ mod tests {
             ..BroadcastOptions::default()
         };
         store_n(&mut store, t0, &options);
-        let restored = store.restore(t0, "p1", &seen.to_string()).unwrap();
+        let restored = store
+            .restore(t0, "p1", Some(seen.to_string().as_str()))
+            .unwrap();
         assert!(restored.missed.is_empty());
     }
 
@@ -308,7 +356,9 @@ mod tests {
             store_n(&mut store, t0, &to(&[]));
         }
         assert_eq!(store.held().0, 3);
-        assert!(store.restore(t0, "p1", &seen.to_string()).is_none());
+        assert!(store
+            .restore(t0, "p1", Some(seen.to_string().as_str()))
+            .is_none());
     }
 
     #[test]
@@ -319,7 +369,7 @@ mod tests {
             store_n(&mut store, t0, &to(&[]));
         }
         store.persist(t0, session("s1", "p1", &[]));
-        let restored = store.restore(t0, "p1", "4").unwrap();
+        let restored = store.restore(t0, "p1", Some("4")).unwrap();
         assert!(restored.missed.is_empty());
     }
 
@@ -330,13 +380,13 @@ mod tests {
         store_n(&mut store, t0, &to(&[]));
         store.persist(t0, session("s1", "p1", &[]));
         assert!(store
-            .restore(t0 + Duration::from_secs(11), "p1", "0")
+            .restore(t0 + Duration::from_secs(11), "p1", Some("0"))
             .is_none());
         store.persist(t0, session("s2", "p2", &[]));
-        assert!(store.restore(t0, "p2", "99").is_none());
+        assert!(store.restore(t0, "p2", Some("99")).is_none());
         store.persist(t0, session("s3", "p3", &[]));
-        assert!(store.restore(t0, "p3", "not-a-number").is_none());
-        assert!(store.restore(t0, "unknown", "0").is_none());
+        assert!(store.restore(t0, "p3", Some("not-a-number")).is_none());
+        assert!(store.restore(t0, "unknown", Some("0")).is_none());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use switchyard_engineio::{
 };
 use tokio::net::TcpListener;
 
-use crate::adapter::{AdapterContext, AdapterFactory, InMemoryAdapter};
+use crate::adapter::{AdapterFactory, InMemoryAdapter};
 use crate::client::Client;
 use crate::config::SocketIoConfig;
 use crate::handler::ConnectError;
@@ -41,16 +41,15 @@ impl ServerInner {
             return existing.clone();
         }
         let name: Arc<str> = Arc::from(name);
-        let namespace = Namespace(Arc::new(NamespaceInner::new(
+        let namespace = Namespace(NamespaceInner::create(
             name.clone(),
             self.config.clone(),
             handlers,
-            (self.adapter_factory)(AdapterContext {
-                namespace: &name,
-                recovery: self.config.connection_state_recovery.as_ref(),
-            }),
-        )));
+            &self.adapter_factory,
+        ));
         namespaces.insert(name, namespace.clone());
+        drop(namespaces);
+        start_adapter(&namespace);
         namespace
     }
 
@@ -72,6 +71,30 @@ impl ServerInner {
             .find(|entry| (entry.matcher)(name))
             .map(|entry| entry.handlers.clone())?;
         Some(self.create(name, handlers))
+    }
+}
+
+/// Runs the adapter's `init`: inline when it needs no waiting (the in-memory adapter), in a
+/// task otherwise.
+fn start_adapter(namespace: &Namespace) {
+    let init = namespace.adapter().init();
+    let nsp = namespace.0.name.clone();
+    let report = move |result: Result<(), crate::AdapterError>| {
+        if let Err(error) = result {
+            tracing::error!(%error, nsp = &*nsp, "adapter failed to start");
+        }
+    };
+    match crate::handler::poll_once(init) {
+        Ok(result) => report(result),
+        Err(pending) => match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { report(pending.await) });
+            }
+            Err(_) => tracing::error!(
+                nsp = &*namespace.0.name,
+                "adapter must start inside a tokio runtime; create the server inside one"
+            ),
+        },
     }
 }
 

@@ -15,19 +15,21 @@ use switchyard_socketio_proto::Packet;
 use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use switchyard_core::{event_packet, Args, ArgsError, EncodedPacket, IntoArgs};
+
 use crate::broadcast::BroadcastOperator;
 use crate::client::Client;
 use crate::encode::send_to;
+use crate::error::{AckError, EmitError, JoinError};
+use crate::extensions::Extensions;
 use crate::handler::{
-    run_inline, BoxFuture, ErasedDisconnectHandler, ErasedEventHandler, EventHandler,
+    poll_once, run_inline, ErasedDisconnectHandler, ErasedEventHandler, EventHandler,
 };
-use crate::namespace::NamespaceInner;
-use crate::recovery::{Extensions, SessionState};
-use crate::{Namespace, Room};
-use switchyard_core::{event_packet, Args, ArgsError, EncodedPacket, IntoArgs};
-
-/// A socket id: unique per namespace connection, never the Engine.IO session id.
-pub type Sid = Arc<str>;
+use crate::namespace::{Namespace, NamespaceInner};
+use crate::recovery::SessionState;
+use crate::types::{BoxFuture, HandshakeInfo, Room, Sid, SocketInfo};
 
 /// Why a socket disconnected, with the reference server's wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,57 +93,6 @@ impl fmt::Display for DisconnectReason {
     }
 }
 
-/// Why an emit failed.
-#[derive(Debug, thiserror::Error)]
-pub enum EmitError {
-    /// The data could not be serialized.
-    #[error(transparent)]
-    Args(#[from] ArgsError),
-    /// The socket is disconnected.
-    #[error("socket disconnected")]
-    Disconnected,
-    /// The client's outgoing buffer is full: it reads too slowly.
-    #[error("client buffer full")]
-    BufferFull,
-}
-
-impl From<SendError> for EmitError {
-    fn from(error: SendError) -> Self {
-        match error {
-            SendError::Closed => EmitError::Disconnected,
-            SendError::BufferFull => EmitError::BufferFull,
-        }
-    }
-}
-
-/// Why an acknowledgement did not come.
-#[derive(Debug, thiserror::Error)]
-pub enum AckError {
-    /// The packet could not be sent.
-    #[error(transparent)]
-    Emit(#[from] EmitError),
-    /// No answer within the timeout.
-    #[error("ack timed out")]
-    Timeout,
-    /// The socket already has the most pending acknowledgements allowed.
-    #[error("too many pending acks")]
-    TooManyPending,
-    /// The socket disconnected before answering.
-    #[error("socket disconnected before the ack")]
-    Disconnected,
-}
-
-/// Why a socket could not join rooms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum JoinError {
-    /// The socket is in `max_rooms_per_socket` rooms already.
-    #[error("too many rooms (at most {max})")]
-    TooManyRooms {
-        /// The limit.
-        max: usize,
-    },
-}
-
 /// What a client sent when it connected, and the request that opened its connection.
 #[derive(Debug, Clone)]
 pub struct Handshake {
@@ -172,6 +123,83 @@ impl Handshake {
     pub fn address(&self) -> Option<SocketAddr> {
         self.engine.request().remote_addr
     }
+
+    /// The handshake in the reference server's shape, to describe the socket to other
+    /// servers.
+    pub fn info(&self) -> HandshakeInfo {
+        let request = self.engine.request();
+        let mut headers = std::collections::BTreeMap::new();
+        for (name, value) in &request.headers {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            headers
+                .entry(name.as_str().to_owned())
+                .and_modify(|joined: &mut String| {
+                    joined.push_str(", ");
+                    joined.push_str(&value);
+                })
+                .or_insert(value);
+        }
+        let query = request
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|pair| !pair.is_empty())
+            .filter_map(|pair| {
+                let key = pair.split_once('=').map_or(pair, |(key, _)| key);
+                request
+                    .query_param(key)
+                    .map(|value| (key.to_owned(), value))
+            })
+            .collect();
+        let issued = self
+            .time
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_millis() as u64);
+        HandshakeInfo {
+            xdomain: request.headers.contains_key(http::header::ORIGIN),
+            headers,
+            time: httpdate(self.time),
+            address: request
+                .remote_addr
+                .map(|addr| addr.ip().to_string())
+                .unwrap_or_default(),
+            secure: request.uri.scheme_str() == Some("https"),
+            issued,
+            url: request.uri.to_string(),
+            query,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// A date as the reference server's `handshake.time` shows it (`Date#toString` is
+/// locale-bound; an RFC 7231 date is the portable equivalent).
+fn httpdate(time: SystemTime) -> String {
+    let secs = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    let days = secs / 86_400;
+    let (hour, minute, second) = (secs % 86_400 / 3600, secs % 3600 / 60, secs % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{}, {day:02} {} {year} {hour:02}:{minute:02}:{second:02} GMT",
+        WEEKDAYS[(days % 7) as usize],
+        MONTHS[(month - 1) as usize],
+    )
 }
 
 #[derive(Default)]
@@ -201,6 +229,8 @@ pub(crate) struct SocketInner {
     connected: AtomicBool,
     state: Mutex<ConnectState>,
     extensions: Mutex<Extensions>,
+    /// Session data: serializable, kept in recovered sessions and shown to other servers.
+    session_data: Mutex<Value>,
 }
 
 /// A client's connection to a namespace: receive events, emit, join rooms, acknowledge.
@@ -245,8 +275,16 @@ impl Socket {
             pid,
             rooms,
             data,
+            extensions,
         } = state;
-        let socket = Socket::build(ns, client, auth, (sid, pid), Some(data));
+        let socket = Socket::build(
+            ns,
+            client,
+            auth,
+            (sid, pid),
+            Some(extensions.unwrap_or_default()),
+        );
+        *lock(&socket.0.session_data) = data;
         socket.join(rooms);
         socket
     }
@@ -278,6 +316,7 @@ impl Socket {
             connected: AtomicBool::new(false),
             state: Mutex::default(),
             extensions: Mutex::new(restored.unwrap_or_default()),
+            session_data: Mutex::new(Value::Null),
         }))
     }
 
@@ -489,7 +528,42 @@ impl Socket {
         self.close(DisconnectReason::ForcedServerClose);
     }
 
-    /// Stores `value` as this socket's data of type `T`, replacing the previous one.
+    /// Sets this socket's session data (the reference server's `socket.data`): a serializable
+    /// value that survives connection state recovery, on this server or another one, and that
+    /// other servers see in [`crate::BroadcastOperator::fetch_sockets`].
+    pub fn set_session_data<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), ArgsError> {
+        let value = serde_json::to_value(value).map_err(ArgsError::from)?;
+        *lock(&self.0.session_data) = value;
+        Ok(())
+    }
+
+    /// This socket's session data read as `T`; `None` if none was set or it is not a `T`.
+    pub fn session_data<T: DeserializeOwned>(&self) -> Option<T> {
+        let value = lock(&self.0.session_data).clone();
+        if value.is_null() {
+            return None;
+        }
+        serde_json::from_value(value).ok()
+    }
+
+    /// This socket's session data as JSON (`null` when none was set).
+    pub fn session_data_value(&self) -> Value {
+        lock(&self.0.session_data).clone()
+    }
+
+    /// This socket as other servers see it: id, handshake, rooms and session data.
+    pub fn info(&self) -> SocketInfo {
+        SocketInfo {
+            id: self.0.id.clone(),
+            handshake: self.0.handshake.info(),
+            rooms: self.rooms(),
+            data: self.session_data_value(),
+        }
+    }
+
+    /// Stores `value` as this socket's typed extension of type `T`, replacing the previous
+    /// one. Extensions hold anything (guards, handles); unlike session data, they stay on this
+    /// server: a session recovered by another server does not have them.
     pub fn insert_data<T: Send + Sync + 'static>(&self, value: T) {
         lock(&self.0.extensions).insert(TypeId::of::<T>(), Box::new(value));
     }
@@ -595,27 +669,24 @@ impl Socket {
             return;
         };
         match handler(self.clone(), args) {
-            Ok(mut future) => {
-                // The handler's future is boxed already: poll it here, and only wrap it in a
-                // task if it has to wait.
-                let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-                match future.as_mut().poll(&mut context) {
-                    std::task::Poll::Ready(reply) => {
-                        if let (Some(id), Some(reply)) = (ack, reply) {
-                            self.send_ack(id, reply);
-                        }
-                    }
-                    std::task::Poll::Pending => {
-                        let socket = self.clone();
-                        tokio::spawn(async move {
-                            let reply = future.await;
-                            if let (Some(id), Some(reply)) = (ack, reply) {
-                                socket.send_ack(id, reply);
-                            }
-                        });
+            // The handler's future is boxed already: poll it here, and only wrap it in a task
+            // if it has to wait.
+            Ok(future) => match poll_once(future) {
+                Ok(reply) => {
+                    if let (Some(id), Some(reply)) = (ack, reply) {
+                        self.send_ack(id, reply);
                     }
                 }
-            }
+                Err(future) => {
+                    let socket = self.clone();
+                    tokio::spawn(async move {
+                        let reply = future.await;
+                        if let (Some(id), Some(reply)) = (ack, reply) {
+                            socket.send_ack(id, reply);
+                        }
+                    });
+                }
+            },
             Err(error) => {
                 debug!(sid = &*self.0.id, event, %error, "event arguments refused");
                 if let Some(id) = ack {
@@ -713,7 +784,8 @@ impl Socket {
                 sid: self.0.id.clone(),
                 pid: self.0.pid.clone(),
                 rooms: adapter.socket_rooms(&self.0.id),
-                data: std::mem::take(&mut *lock(&self.0.extensions)),
+                data: std::mem::take(&mut *lock(&self.0.session_data)),
+                extensions: Some(std::mem::take(&mut *lock(&self.0.extensions))),
             });
         }
         adapter.del_all(&self.0.id);

@@ -19,8 +19,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use serde::Serialize;
 use serde_json::json;
-use switchyard::proto::Packet;
-use switchyard::{Args, EncodedPacket, Parser};
+use switchyard_core::proto::Packet;
+use switchyard_core::{Args, EncodedPacket, Parser};
 
 const RECIPIENTS: [usize; 4] = [1, 100, 1000, 10_000];
 

@@ -1,0 +1,321 @@
+//! The in-memory adapter: one server, rooms in memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use switchyard_core::Args;
+use switchyard_socketio_proto::Packet;
+
+use super::{AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, LocalNamespace};
+use crate::recovery::{RecoveryConfig, RecoveryStore, RestoredSession, SessionState};
+use crate::types::{BoxFuture, BroadcastOptions, Room, Sid, SocketInfo};
+
+/// The index of one server's rooms: which local sockets are in which room, both ways.
+///
+/// Locked inside, so an adapter can share it between its own calls and the requests it
+/// serves for other servers. Cluster adapters embed one for their local rooms.
+#[derive(Debug, Default)]
+pub struct RoomIndex {
+    index: RwLock<Rooms>,
+}
+
+#[derive(Debug, Default)]
+struct Rooms {
+    rooms: HashMap<Room, HashSet<Sid>>,
+    sids: HashMap<Sid, HashSet<Room>>,
+}
+
+impl RoomIndex {
+    /// An empty index.
+    pub fn new() -> RoomIndex {
+        RoomIndex::default()
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Rooms> {
+        self.index.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Rooms> {
+        self.index.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Socket `sid` joins `rooms`.
+    pub fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+        let mut index = self.write();
+        for room in rooms {
+            index
+                .rooms
+                .entry(room.clone())
+                .or_default()
+                .insert(sid.clone());
+            index
+                .sids
+                .entry(sid.clone())
+                .or_default()
+                .insert(room.clone());
+        }
+    }
+
+    /// Socket `sid` leaves `room`.
+    pub fn del(&self, sid: &Sid, room: &Room) {
+        let mut index = self.write();
+        if let Some(members) = index.rooms.get_mut(room) {
+            members.remove(sid);
+            if members.is_empty() {
+                index.rooms.remove(room);
+            }
+        }
+        if let Some(rooms) = index.sids.get_mut(sid) {
+            rooms.remove(room);
+            if rooms.is_empty() {
+                index.sids.remove(sid);
+            }
+        }
+    }
+
+    /// Socket `sid` leaves every room.
+    pub fn del_all(&self, sid: &Sid) {
+        let mut index = self.write();
+        let Some(rooms) = index.sids.remove(sid) else {
+            return;
+        };
+        for room in rooms {
+            if let Some(members) = index.rooms.get_mut(&room) {
+                members.remove(sid);
+                if members.is_empty() {
+                    index.rooms.remove(&room);
+                }
+            }
+        }
+    }
+
+    /// The rooms socket `sid` is in.
+    pub fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
+        self.read()
+            .sids
+            .get(sid)
+            .map(|rooms| rooms.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Calls `visit` with every socket in `room`, under the index's read lock.
+    pub fn for_each_in_room(&self, room: &Room, visit: &mut dyn FnMut(&Sid)) {
+        if let Some(members) = self.read().rooms.get(room) {
+            members.iter().for_each(visit);
+        }
+    }
+
+    /// Every room with at least one socket.
+    pub fn rooms(&self) -> Vec<Room> {
+        self.read().rooms.keys().cloned().collect()
+    }
+}
+
+/// The default adapter: rooms in memory, one server. With recovery on, it also keeps recent
+/// packets and disconnected sessions, within the configured bounds.
+pub struct InMemoryAdapter {
+    index: RoomIndex,
+    local: LocalNamespace,
+    recovery: Option<Mutex<RecoveryStore>>,
+}
+
+impl std::fmt::Debug for InMemoryAdapter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryAdapter")
+            .field("namespace", &self.local.name())
+            .field("recovery", &self.recovery.is_some())
+            .finish()
+    }
+}
+
+impl InMemoryAdapter {
+    /// The adapter of the namespace `context` describes.
+    pub fn new(context: AdapterContext<'_>) -> InMemoryAdapter {
+        InMemoryAdapter {
+            index: RoomIndex::new(),
+            recovery: context
+                .recovery
+                .map(|config: &RecoveryConfig| Mutex::new(RecoveryStore::new(config.clone()))),
+            local: context.local,
+        }
+    }
+
+    /// A factory giving each namespace its own in-memory adapter.
+    pub fn factory() -> AdapterFactory {
+        std::sync::Arc::new(|context: AdapterContext<'_>| {
+            std::sync::Arc::new(InMemoryAdapter::new(context))
+        })
+    }
+
+    fn store(&self) -> Option<MutexGuard<'_, RecoveryStore>> {
+        self.recovery
+            .as_ref()
+            .map(|store| store.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+fn ready<T: Send + 'static>(value: T) -> BoxFuture<T> {
+    Box::pin(std::future::ready(value))
+}
+
+impl Adapter for InMemoryAdapter {
+    fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+        self.index.add_all(sid, rooms);
+    }
+
+    fn del(&self, sid: &Sid, room: &Room) {
+        self.index.del(sid, room);
+    }
+
+    fn del_all(&self, sid: &Sid) {
+        self.index.del_all(sid);
+    }
+
+    fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
+        self.index.socket_rooms(sid)
+    }
+
+    fn for_each_in_room(&self, room: &Room, visit: &mut dyn FnMut(&Sid)) {
+        self.index.for_each_in_room(room, visit);
+    }
+
+    fn rooms(&self) -> Vec<Room> {
+        self.index.rooms()
+    }
+
+    fn broadcast(
+        &self,
+        packet: Packet,
+        options: BroadcastOptions,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let recoverable = !options.volatile && matches!(packet, Packet::Event { id: None, .. });
+        match self.store().filter(|_| recoverable) {
+            Some(mut store) => {
+                // Offset, encoding and storage under one lock, so the store holds packets in
+                // offset order however many tasks broadcast at once.
+                let encoded = store.append(packet, &options, self.local.parser(), Instant::now());
+                drop(store);
+                self.local.deliver(&encoded, &options);
+            }
+            None => {
+                self.local.broadcast(&packet, &options);
+            }
+        }
+        ready(Ok(()))
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        packet: Packet,
+        options: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Vec<AckReply>, AdapterError>> {
+        let acks = self.local.broadcast_with_ack(packet, &options, timeout);
+        Box::pin(async move { Ok(acks.collect().await) })
+    }
+
+    fn add_sockets(
+        &self,
+        options: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        self.local.add_sockets(&options, &rooms);
+        ready(Ok(()))
+    }
+
+    fn del_sockets(
+        &self,
+        options: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        self.local.del_sockets(&options, &rooms);
+        ready(Ok(()))
+    }
+
+    fn disconnect_sockets(
+        &self,
+        options: BroadcastOptions,
+        close: bool,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        self.local.disconnect_sockets(&options, close);
+        ready(Ok(()))
+    }
+
+    fn fetch_sockets(
+        &self,
+        options: BroadcastOptions,
+        _timeout: Duration,
+    ) -> BoxFuture<Result<Vec<SocketInfo>, AdapterError>> {
+        ready(Ok(self.local.fetch_sockets(&options)))
+    }
+
+    fn server_side_emit(
+        &self,
+        _event: String,
+        _args: Args,
+        _ack: Option<Duration>,
+    ) -> BoxFuture<Result<Vec<Args>, AdapterError>> {
+        // One server: there is no other server to tell, and no answer to wait for.
+        ready(Ok(Vec::new()))
+    }
+
+    fn persist_session(&self, session: SessionState) {
+        if let Some(mut store) = self.store() {
+            store.persist(Instant::now(), session);
+        }
+    }
+
+    fn restore_session(
+        &self,
+        pid: String,
+        offset: Option<String>,
+    ) -> BoxFuture<Result<Option<RestoredSession>, AdapterError>> {
+        let restored = self
+            .store()
+            .and_then(|mut store| store.restore(Instant::now(), &pid, offset.as_deref()));
+        ready(Ok(restored))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn sid(s: &str) -> Sid {
+        Arc::from(s)
+    }
+
+    fn members(adapter: &RoomIndex, room: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        adapter.for_each_in_room(&Arc::from(room), &mut |s| out.push(s.to_string()));
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn join_leave_and_leave_all_keep_both_indexes_in_step() {
+        let adapter = RoomIndex::new();
+        adapter.add_all(&sid("a"), &[Arc::from("r1"), Arc::from("r2")]);
+        adapter.add_all(&sid("b"), &[Arc::from("r1")]);
+        assert_eq!(members(&adapter, "r1"), vec!["a", "b"]);
+        let mut rooms: Vec<String> = adapter
+            .socket_rooms(&sid("a"))
+            .iter()
+            .map(|r| r.to_string())
+            .collect();
+        rooms.sort();
+        assert_eq!(rooms, vec!["r1", "r2"]);
+        adapter.del(&sid("a"), &Arc::from("r1"));
+        assert_eq!(members(&adapter, "r1"), vec!["b"]);
+        adapter.del_all(&sid("a"));
+        assert_eq!(members(&adapter, "r2"), Vec::<String>::new());
+        assert!(adapter.socket_rooms(&sid("a")).is_empty());
+        let mut all: Vec<String> = adapter.rooms().iter().map(|r| r.to_string()).collect();
+        all.sort();
+        assert_eq!(all, vec!["r1"]);
+        adapter.del_all(&sid("b"));
+        assert!(adapter.rooms().is_empty());
+    }
+}
