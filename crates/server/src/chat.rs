@@ -14,7 +14,6 @@
 //! the ack `{ error: message }`.
 
 use std::convert::Infallible;
-use std::future::ready;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -22,7 +21,7 @@ use switchyard::{Socket, SocketIo};
 use switchyard_auth::JwtAuth;
 
 use crate::config::NamespaceSettings;
-use crate::identity::{self, ChatName};
+use crate::identity;
 use crate::input::{self, ack, InputError};
 use crate::notifications::user_room;
 use crate::rooms::{self, RoomRules};
@@ -32,27 +31,12 @@ use crate::rooms::{self, RoomRules};
 pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
     let chat = io.of("/chat");
     let with_token = jwt.is_some();
-    match jwt {
-        Some(jwt) => {
-            chat.use_middleware(jwt.middleware());
-            chat.use_middleware(|socket: Socket| {
-                ready(identity::from_claims(&socket).map(|sub| socket.insert_data(ChatName(sub))))
-            });
-        }
-        None => {
-            chat.use_middleware(|socket: Socket| async move {
-                let name = identity::chat_name(socket.handshake())?;
-                socket.insert_data(name);
-                Ok(())
-            });
-        }
-    }
+    identity::install(&chat, jwt, "name");
     // The prefix keeps chat rooms apart from the rooms named by socket ids (which never contain
     // `:`) and from personal rooms (`user:`), so no one can join another's private room.
     let rules = Arc::new(RoomRules {
         prefix: CHAT_PREFIX,
         policy: with_token.then_some(settings.rooms),
-        sender: |socket| socket.data::<ChatName>().map(|ChatName(name)| name),
     });
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     chat.on_connection(move |socket: Socket| {
@@ -60,7 +44,7 @@ pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSetting
         let relay = relay.clone();
         async move {
             if with_token {
-                if let Some(ChatName(sub)) = socket.data::<ChatName>() {
+                if let Some(sub) = identity::of(&socket) {
                     socket.join(user_room(&sub));
                 }
             }

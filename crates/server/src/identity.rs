@@ -1,41 +1,53 @@
-//! Who a client is. The namespaces call these functions from their connect middleware, and
-//! nothing else reads the handshake for identity.
+//! Who a client is: one connect middleware, shared by both namespaces, and nothing else
+//! reads the handshake for identity.
 //!
 //! With JWT on (and the namespace not public), the identity is the verified token's `sub`
 //! ([`from_claims`]), put there by `switchyard-auth`'s middleware. Without it (dev mode, or a
-//! public namespace), it is the name the client gives in its auth payload, taken on trust.
+//! public namespace), it is the name the client gives in its auth payload (`auth.name` on
+//! `/chat`, `auth.user` on `/notifications`), taken on trust.
 
+use std::future::ready;
 use std::sync::Arc;
 
 use serde_json::Value;
-use switchyard::{ConnectError, Handshake, Socket};
-use switchyard_auth::{AuthError, Reason, UNAUTHORIZED};
+use switchyard::{ConnectError, Namespace, Socket};
+use switchyard_auth::{AuthError, JwtAuth, Reason, UNAUTHORIZED};
 
 use crate::input;
 
-/// The display name of a `/chat` client, kept as socket data by the middleware.
+/// Who a socket is on its namespace (the chat's display name, the notifications' user id),
+/// kept as socket data by the middleware of [`install`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChatName(pub Arc<str>);
+pub struct Identity(pub Arc<str>);
 
-/// The user id of a `/notifications` client, kept as socket data by the middleware.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserId(pub Arc<str>);
-
-/// The `/chat` display name: the handshake's `auth.name`, trimmed. A missing or blank name
-/// is refused with `name required`.
-pub fn chat_name(handshake: &Handshake) -> Result<ChatName, ConnectError> {
-    auth_field(&handshake.auth, "name").map(ChatName)
+/// Puts the identity middleware on `namespace`. With `jwt`, the token is verified and its
+/// `sub` is the identity; without, the handshake's `auth.<dev_field>`, trimmed (a missing or
+/// blank one is refused with `<dev_field> required`).
+pub fn install(namespace: &Namespace, jwt: Option<JwtAuth>, dev_field: &'static str) {
+    match jwt {
+        Some(jwt) => {
+            namespace.use_middleware(jwt.middleware());
+            namespace.use_middleware(|socket: Socket| {
+                ready(from_claims(&socket).map(|sub| socket.insert_data(Identity(sub))))
+            });
+        }
+        None => {
+            namespace.use_middleware(move |socket: Socket| {
+                let name = auth_field(&socket.handshake().auth, dev_field);
+                ready(name.map(|name| socket.insert_data(Identity(name))))
+            });
+        }
+    }
 }
 
-/// The `/notifications` user: the handshake's `auth.user`, trimmed, taken on trust (the demo
-/// has no accounts). A missing or blank user is refused with `user required`.
-pub fn notification_user(handshake: &Handshake) -> Result<UserId, ConnectError> {
-    auth_field(&handshake.auth, "user").map(UserId)
+/// The identity the middleware kept; `None` once the socket is closed.
+pub fn of(socket: &Socket) -> Option<Arc<str>> {
+    socket.data::<Identity>().map(|Identity(name)| name)
 }
 
 /// The verified token's `sub`, as kept by the JWT middleware (which runs first). A `sub` that
 /// is not a valid name (see [`input::name`]) is refused as `unauthorized`, reason `malformed`.
-pub fn from_claims(socket: &Socket) -> Result<Arc<str>, ConnectError> {
+fn from_claims(socket: &Socket) -> Result<Arc<str>, ConnectError> {
     let sub = switchyard_auth::claims(socket).map(|claims| Value::String(claims.sub));
     match input::name(sub.as_ref()) {
         Ok(Some(sub)) => Ok(Arc::from(sub)),

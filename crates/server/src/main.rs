@@ -17,7 +17,7 @@ mod web;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use switchyard::engineio::{serve_service, EngineConfig, Limits, Rate};
@@ -31,16 +31,9 @@ use crate::config::{Command, Config, JwtSettings};
 /// How often at most a JWKS file is looked at for changes.
 const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Longest time the shutdown waits for clients to receive their close packets.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
-
 fn main() -> ExitCode {
     let config = match Config::load() {
         Ok(Command::Run(config)) => config,
-        Ok(Command::Help) => {
-            print!("{}", config::USAGE);
-            return ExitCode::SUCCESS;
-        }
         Ok(Command::MintToken(config, options)) => {
             return match mint::mint(&config, &options) {
                 Ok(token) => {
@@ -53,10 +46,8 @@ fn main() -> ExitCode {
                 }
             };
         }
-        Err(error) => {
-            eprintln!("switchyard: {error}");
-            return ExitCode::from(2);
-        }
+        // The help (on stdout, exit 0) or a usage error (on stderr, exit 2).
+        Err(error) => error.exit(),
     };
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -89,7 +80,7 @@ fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
     if let Some(secret) = settings.hmac_secret() {
         keys = keys.with_key(Key::hmac_secret(secret.as_bytes())?);
     }
-    for path in &settings.public_keys {
+    for path in settings.public_keys.iter().flatten() {
         keys = keys.with_key(Key::public_pem_file(path)?);
     }
     if let Some(path) = &settings.jwks {
@@ -125,7 +116,7 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
                 .map(|rate| Rate::new(f64::from(rate), limits.handshake_burst)),
             allowed_origins: limits.allowed_origins.clone(),
         });
-    engine.cors = config.cors.to_engine();
+    engine.cors = config.cors_config();
     let io = SocketIo::new(SocketIoConfig {
         engine,
         limits: SocketLimits {
@@ -138,25 +129,22 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
         ..SocketIoConfig::default()
     });
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
+    let namespaces = config.namespaces.resolve();
     let required = |public: bool| jwt.clone().filter(|_| !public);
-    chat::register(
-        &io,
-        required(config.namespaces.chat.public),
-        &config.namespaces.chat,
-    );
+    chat::register(&io, required(namespaces.chat.public), &namespaces.chat);
     notifications::register(
         &io,
-        required(config.namespaces.notifications.public),
-        &config.namespaces.notifications,
+        required(namespaces.notifications.public),
+        &namespaces.notifications,
     );
     match &jwt {
         Some(_) => info!(
-            chat = if config.namespaces.chat.public {
+            chat = if namespaces.chat.public {
                 "public"
             } else {
                 "token required"
             },
-            notifications = if config.namespaces.notifications.public {
+            notifications = if namespaces.notifications.public {
                 "public"
             } else {
                 "token required"
@@ -185,7 +173,7 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let io = socket_io(&config)?;
-    let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
+    let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", config.host, config.port))?;
@@ -213,14 +201,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
 
     info!(
         sessions = io.engine().session_count(),
+        drain_timeout_ms = config.drain_timeout.as_millis() as u64,
         "shutting down: closing every connection"
     );
-    io.close();
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
-    while io.engine().session_count() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let left = io.engine().session_count();
+    let left = io.shutdown(config.drain_timeout).await;
     if left > 0 {
         warn!(left, "sessions still open after the drain timeout");
     }

@@ -58,10 +58,11 @@ mod tests {
     use switchyard_auth::{JwtAuth, JwtConfig, Key, KeySet};
 
     use super::*;
+    use crate::config::defaults;
 
     #[test]
     fn claims_carry_sub_rooms_lifetime_issuer_and_audience() {
-        let mut config = Config::default();
+        let (mut config, default_options) = defaults();
         config.jwt.issuer = Some("https://issuer.test".into());
         config.jwt.audience = Some("switchyard".into());
         let options = MintOptions {
@@ -78,18 +79,19 @@ mod tests {
             })
         );
         assert_eq!(
-            claims(&Config::default(), &MintOptions::default(), 10),
+            claims(&defaults().0, &default_options, 10),
             json!({ "sub": "dev", "iat": 10, "exp": 3_610 })
         );
     }
 
     #[test]
     fn a_dev_token_verifies_against_the_dev_secret_only() {
+        let (config, options) = defaults();
         let options = MintOptions {
             dev: true,
-            ..MintOptions::default()
+            ..options
         };
-        let token = mint(&Config::default(), &options).unwrap_or_else(|e| panic!("{e}"));
+        let token = mint(&config, &options).unwrap_or_else(|e| panic!("{e}"));
         let verifier = |secret: &str| {
             let key = Key::hmac_secret(secret.as_bytes()).unwrap_or_else(|e| panic!("{e}"));
             JwtAuth::new(KeySet::new().with_key(key), JwtConfig::default())
@@ -106,9 +108,8 @@ mod tests {
 
     #[test]
     fn without_a_secret_or_dev_nothing_is_minted() {
-        let error = mint(&Config::default(), &MintOptions::default())
-            .err()
-            .map(|e| e.to_string());
+        let (config, options) = defaults();
+        let error = mint(&config, &options).err().map(|e| e.to_string());
         assert_eq!(
             error.as_deref(),
             Some(

@@ -10,7 +10,6 @@
 //! Bad input is answered with the ack `{ error: message }`.
 
 use std::convert::Infallible;
-use std::future::ready;
 use std::sync::Arc;
 
 use serde_json::{json, Value};
@@ -18,7 +17,7 @@ use switchyard::{Room, Socket, SocketIo};
 use switchyard_auth::JwtAuth;
 
 use crate::config::NamespaceSettings;
-use crate::identity::{self, UserId};
+use crate::identity;
 use crate::input::{self, ack, InputError};
 use crate::rooms::{self, RoomRules};
 
@@ -27,26 +26,11 @@ use crate::rooms::{self, RoomRules};
 pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
     let notifications = io.of("/notifications");
     let with_token = jwt.is_some();
-    match jwt {
-        Some(jwt) => {
-            notifications.use_middleware(jwt.middleware());
-            notifications.use_middleware(|socket: Socket| {
-                ready(identity::from_claims(&socket).map(|sub| socket.insert_data(UserId(sub))))
-            });
-        }
-        None => {
-            notifications.use_middleware(|socket: Socket| async move {
-                let user = identity::notification_user(socket.handshake())?;
-                socket.insert_data(user);
-                Ok(())
-            });
-        }
-    }
+    identity::install(&notifications, jwt, "user");
     let rules = Arc::new(RoomRules {
         // Apart from the personal rooms `user:<user>`, which no client can join.
         prefix: "room:",
         policy: with_token.then_some(settings.rooms),
-        sender: |socket| socket.data::<UserId>().map(|UserId(user)| user),
     });
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     // Rooms are joined once connected (a refused socket must leave nothing behind); this runs
@@ -55,7 +39,7 @@ pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSetting
         let rules = rules.clone();
         let relay = relay.clone();
         async move {
-            if let Some(UserId(user)) = socket.data::<UserId>() {
+            if let Some(user) = identity::of(&socket) {
                 socket.join(user_room(&user));
             }
             socket.on("notify", |socket: Socket, data: Value| async move {
@@ -96,9 +80,7 @@ impl<'a> NotifyInput<'a> {
 
 fn notify(socket: &Socket, data: &Value) -> Result<Value, InputError> {
     let NotifyInput { to, text } = NotifyInput::parse(data)?;
-    let UserId(from) = socket
-        .data::<UserId>()
-        .ok_or_else(|| InputError::new("not connected"))?;
+    let from = identity::of(socket).ok_or_else(|| InputError::new("not connected"))?;
     let room = user_room(&to);
     let namespace = socket.namespace();
     let mut delivered = 0usize;

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use switchyard::{Namespace, Room, Socket};
 
 use crate::config::RoomPolicy;
+use crate::identity;
 use crate::input::{self, ack, InputError};
 
 /// How a namespace treats rooms.
@@ -27,8 +28,6 @@ pub struct RoomRules {
     pub prefix: &'static str,
     /// Which rooms a user may join; `None`: any (dev mode, public namespace).
     pub policy: Option<RoomPolicy>,
-    /// The sender name of a socket, as the identity middleware stored it.
-    pub sender: fn(&Socket) -> Option<Arc<str>>,
 }
 
 impl RoomRules {
@@ -56,7 +55,7 @@ impl RoomRules {
     /// The sender of `socket`'s events.
     pub fn sender(&self, socket: &Socket) -> Result<Arc<str>, InputError> {
         // The middleware stored it; it is gone only once the socket is closed.
-        (self.sender)(socket).ok_or_else(|| InputError::new("not connected"))
+        identity::of(socket).ok_or_else(|| InputError::new("not connected"))
     }
 }
 
@@ -165,16 +164,11 @@ fn relay_event(
 mod tests {
     use super::*;
 
-    fn no_sender(_: &Socket) -> Option<Arc<str>> {
-        None
-    }
-
     #[test]
     fn room_keys_are_prefixed() {
         let rules = RoomRules {
             prefix: "chat:",
             policy: None,
-            sender: no_sender,
         };
         assert_eq!(&*rules.key("general"), "chat:general");
     }
