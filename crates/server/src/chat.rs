@@ -28,7 +28,7 @@ use crate::rooms::{self, RoomRules};
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
-pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
+pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
     let chat = io.of("/chat");
     let with_token = jwt.is_some();
     identity::install(&chat, jwt, "name");
@@ -73,11 +73,11 @@ pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSetting
 }
 
 /// The prefix of the adapter rooms behind chat rooms.
-pub const CHAT_PREFIX: &str = "chat:";
+pub(crate) const CHAT_PREFIX: &str = "chat:";
 
 /// A parsed `message` event.
 #[derive(Debug, PartialEq, Eq)]
-pub struct MessageInput<'a> {
+pub(crate) struct MessageInput<'a> {
     /// The room.
     pub room: &'a str,
     /// The text.
@@ -86,7 +86,7 @@ pub struct MessageInput<'a> {
 
 impl<'a> MessageInput<'a> {
     /// Reads and validates `{ room, text }`.
-    pub fn parse(data: &'a Value) -> Result<MessageInput<'a>, InputError> {
+    pub(crate) fn parse(data: &'a Value) -> Result<MessageInput<'a>, InputError> {
         let object = input::object(data, "{ room, text }")?;
         let room = input::room(object.get("room").unwrap_or(&Value::Null))?;
         let text = input::text(object.get("text").unwrap_or(&Value::Null))?;
@@ -95,7 +95,7 @@ impl<'a> MessageInput<'a> {
 }
 
 /// Reads and validates `typing`'s `{ room }`.
-pub fn parse_typing(data: &Value) -> Result<&str, InputError> {
+pub(crate) fn parse_typing(data: &Value) -> Result<&str, InputError> {
     let object = input::object(data, "{ room }")?;
     input::room(object.get("room").unwrap_or(&Value::Null))
 }

@@ -17,7 +17,7 @@ use switchyard_auth::TokenSource;
 
 /// The development secret of `--jwt-dev-secret` and `mint-token --dev`: public, so only for a
 /// local try-out.
-pub const DEV_SECRET: &str = "switchyard-development-secret-do-not-use-in-production";
+pub(crate) const DEV_SECRET: &str = "switchyard-development-secret-do-not-use-in-production";
 
 /// The command line: the settings, and optionally the `mint-token` command.
 #[derive(Debug, Parser)]
@@ -49,7 +49,7 @@ enum SubCommand {
 
 /// The server's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-pub struct Config {
+pub(crate) struct Config {
     /// Address to listen on.
     #[arg(long, env = "HOST", value_name = "ADDR", default_value = "127.0.0.1", value_parser = parse_host)]
     pub host: String,
@@ -110,7 +110,7 @@ pub struct Config {
 /// The abuse limits. `None` is off.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = LIMITS)]
-pub struct LimitSettings {
+pub(crate) struct LimitSettings {
     /// Connections in total.
     #[arg(long, env = "MAX_CONNECTIONS", value_name = "N", default_value = "10000", value_parser = parse_size)]
     pub max_connections: usize,
@@ -160,7 +160,7 @@ pub struct LimitSettings {
 /// themselves with auth.name on /chat, auth.user on /notifications).
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "JWT authentication (on when a key is given)")]
-pub struct JwtSettings {
+pub(crate) struct JwtSettings {
     /// HMAC secret, at least 16 bytes: HS256/384/512 tokens.
     #[arg(long = "jwt-secret", env = "JWT_SECRET", value_name = "SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub secret: Option<String>,
@@ -203,7 +203,7 @@ pub struct JwtSettings {
 
 impl JwtSettings {
     /// Whether any key is configured, i.e. tokens are checked.
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.secret.is_some()
             || self.dev_secret
             || self
@@ -214,7 +214,7 @@ impl JwtSettings {
     }
 
     /// The HMAC secret: the configured one, else the development one if allowed.
-    pub fn hmac_secret(&self) -> Option<&str> {
+    pub(crate) fn hmac_secret(&self) -> Option<&str> {
         self.secret
             .as_deref()
             .or(self.dev_secret.then_some(DEV_SECRET))
@@ -233,7 +233,7 @@ const DEFAULT_RELAY_EVENTS: &str = "/chat=message,typing;/notifications=";
 /// settings.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Namespaces")]
-pub struct NamespaceOptions {
+pub(crate) struct NamespaceOptions {
     /// Namespaces open without a token (with JWT on), comma-separated: /chat, /notifications,
     /// or none.
     #[arg(long, env = "PUBLIC_NAMESPACES", value_name = "LIST", default_value = "none", value_parser = parse_public)]
@@ -254,7 +254,7 @@ pub struct NamespaceOptions {
 
 impl NamespaceOptions {
     /// The settings of each namespace: the defaults, then the maps in order.
-    pub fn resolve(&self) -> Namespaces {
+    pub(crate) fn resolve(&self) -> Namespaces {
         let mut namespaces = Namespaces::base();
         namespaces.chat.public = self.public_namespaces.chat;
         namespaces.notifications.public = self.public_namespaces.notifications;
@@ -274,7 +274,7 @@ impl NamespaceOptions {
 
 /// A demo namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Ns {
+pub(crate) enum Ns {
     /// `/chat`.
     Chat,
     /// `/notifications`.
@@ -283,7 +283,7 @@ pub enum Ns {
 
 /// Which namespaces are public.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct PublicNamespaces {
+pub(crate) struct PublicNamespaces {
     /// `/chat`.
     pub chat: bool,
     /// `/notifications`.
@@ -292,11 +292,11 @@ pub struct PublicNamespaces {
 
 /// A `/namespace=value;…` map, in the order given.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PerNamespace<T>(pub Vec<(Ns, T)>);
+pub(crate) struct PerNamespace<T>(pub Vec<(Ns, T)>);
 
 /// Which rooms a user may join in a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoomPolicy {
+pub(crate) enum RoomPolicy {
     /// The rooms the token's `rooms` claim allows.
     Claim,
     /// Any room.
@@ -305,7 +305,7 @@ pub enum RoomPolicy {
 
 /// The settings of one namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NamespaceSettings {
+pub(crate) struct NamespaceSettings {
     /// Whether clients connect without a token (with JWT on).
     pub public: bool,
     /// Which rooms a user may join (with JWT on, on a namespace that is not public).
@@ -316,7 +316,7 @@ pub struct NamespaceSettings {
 
 /// Settings of `/chat` and `/notifications`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Namespaces {
+pub(crate) struct Namespaces {
     /// `/chat`.
     pub chat: NamespaceSettings,
     /// `/notifications`.
@@ -351,7 +351,7 @@ impl Namespaces {
 
 /// Which origins may use the server from another origin (browsers' CORS).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cors {
+pub(crate) enum Cors {
     /// Any origin.
     Any,
     /// Exactly these origins (`scheme://host[:port]`).
@@ -360,7 +360,7 @@ pub enum Cors {
 
 impl Cors {
     /// The engine's policy for this setting.
-    pub fn to_engine(&self) -> CorsConfig {
+    pub(crate) fn to_engine(&self) -> CorsConfig {
         match self {
             Cors::Any => CorsConfig::any(),
             Cors::Origins(origins) => CorsConfig::origins(origins.iter().cloned()),
@@ -370,7 +370,7 @@ impl Cors {
 
 /// TLS certificate and key files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsFiles {
+pub(crate) struct TlsFiles {
     /// Certificate chain, PEM.
     pub cert: PathBuf,
     /// Private key, PEM.
@@ -379,7 +379,7 @@ pub struct TlsFiles {
 
 impl Config {
     /// The TLS files, when both are given (the parser refuses one without the other).
-    pub fn tls(&self) -> Option<TlsFiles> {
+    pub(crate) fn tls(&self) -> Option<TlsFiles> {
         match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles {
                 cert: cert.clone(),
@@ -390,19 +390,19 @@ impl Config {
     }
 
     /// The engine's cross-origin policy, `None` for same-origin only.
-    pub fn cors_config(&self) -> Option<CorsConfig> {
+    pub(crate) fn cors_config(&self) -> Option<CorsConfig> {
         self.cors.as_ref().map(Cors::to_engine)
     }
 
     /// Reads the configuration from the process environment and command line.
-    pub fn load() -> Result<Command, clap::Error> {
+    pub(crate) fn load() -> Result<Command, clap::Error> {
         parse(|name| std::env::var(name).ok(), std::env::args_os())
     }
 }
 
 /// What `mint-token` signs.
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
-pub struct MintOptions {
+pub(crate) struct MintOptions {
     /// The user id: the `sub` claim.
     #[arg(long, value_name = "ID", default_value = "dev", value_parser = parse_sub)]
     pub sub: String,
@@ -422,7 +422,7 @@ pub struct MintOptions {
 
 /// What the command line asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the server with this configuration.
     Run(Config),
     /// Print a token signed with the configuration's secret.
@@ -431,7 +431,7 @@ pub enum Command {
 
 /// The command line's declaration, as `--help` shows it. Every setting also applies after
 /// `mint-token` (it is global), where `--help` lists it after mint-token's own options.
-pub fn command() -> clap::Command {
+pub(crate) fn command() -> clap::Command {
     Cli::command().mut_args(|arg| {
         let order = arg.get_display_order();
         arg.global(true).display_order(order + 100)
@@ -444,7 +444,10 @@ pub fn command() -> clap::Command {
 /// and take an empty one as a value; instead the variables come from `env`, blank ones are
 /// skipped, and each set one is passed as `--flag=value` before the command line, where the
 /// user's flags override it. Help and errors are clap's, to print with [`clap::Error::exit`].
-pub fn parse<I, T>(env: impl Fn(&str) -> Option<String>, args: I) -> Result<Command, clap::Error>
+pub(crate) fn parse<I, T>(
+    env: impl Fn(&str) -> Option<String>,
+    args: I,
+) -> Result<Command, clap::Error>
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
@@ -837,7 +840,7 @@ fn parse_allowed_origins(value: &str) -> Result<Option<Vec<String>>, String> {
 
 /// The configuration and mint options of an empty command line with no variables.
 #[cfg(test)]
-pub fn defaults() -> (Config, MintOptions) {
+pub(crate) fn defaults() -> (Config, MintOptions) {
     match parse(|_| None, ["switchyard", "mint-token"]) {
         Ok(Command::MintToken(config, options)) => (config, options),
         other => panic!("the defaults do not parse: {other:?}"),

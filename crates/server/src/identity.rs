@@ -18,12 +18,12 @@ use crate::input;
 /// Who a socket is on its namespace (the chat's display name, the notifications' user id),
 /// kept as socket data by the middleware of [`install`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity(pub Arc<str>);
+pub(crate) struct Identity(pub Arc<str>);
 
 /// Puts the identity middleware on `namespace`. With `jwt`, the token is verified and its
 /// `sub` is the identity; without, the handshake's `auth.<dev_field>`, trimmed (a missing or
 /// blank one is refused with `<dev_field> required`).
-pub fn install(namespace: &Namespace, jwt: Option<JwtAuth>, dev_field: &'static str) {
+pub(crate) fn install(namespace: &Namespace, jwt: Option<JwtAuth>, dev_field: &'static str) {
     match jwt {
         Some(jwt) => {
             namespace.use_middleware(jwt.middleware());
@@ -41,7 +41,7 @@ pub fn install(namespace: &Namespace, jwt: Option<JwtAuth>, dev_field: &'static 
 }
 
 /// The identity the middleware kept; `None` once the socket is closed.
-pub fn of(socket: &Socket) -> Option<Arc<str>> {
+pub(crate) fn of(socket: &Socket) -> Option<Arc<str>> {
     socket.data::<Identity>().map(|Identity(name)| name)
 }
 

@@ -7,19 +7,19 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 /// Longest room name, in characters.
-pub const MAX_ROOM_CHARS: usize = 64;
+pub(crate) const MAX_ROOM_CHARS: usize = 64;
 /// Longest message or notification text, in characters.
-pub const MAX_TEXT_CHARS: usize = 2000;
+pub(crate) const MAX_TEXT_CHARS: usize = 2000;
 /// Longest display name or user id, in characters.
-pub const MAX_NAME_CHARS: usize = 64;
+pub(crate) const MAX_NAME_CHARS: usize = 64;
 
 /// Input a client sent that the server refuses; the message is shown to the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct InputError(pub String);
+pub(crate) struct InputError(pub String);
 
 impl InputError {
     /// An error with `message`.
-    pub fn new(message: impl Into<String>) -> InputError {
+    pub(crate) fn new(message: impl Into<String>) -> InputError {
         InputError(message.into())
     }
 }
@@ -33,7 +33,7 @@ impl fmt::Display for InputError {
 impl std::error::Error for InputError {}
 
 /// The ack a handler's result becomes: the value itself, or `{ "error": message }`.
-pub fn ack(result: Result<Value, InputError>) -> Value {
+pub(crate) fn ack(result: Result<Value, InputError>) -> Value {
     match result {
         Ok(value) => value,
         Err(error) => {
@@ -44,13 +44,16 @@ pub fn ack(result: Result<Value, InputError>) -> Value {
 }
 
 /// The event data as an object; `what` describes the expected shape for the error.
-pub fn object<'a>(data: &'a Value, what: &str) -> Result<&'a Map<String, Value>, InputError> {
+pub(crate) fn object<'a>(
+    data: &'a Value,
+    what: &str,
+) -> Result<&'a Map<String, Value>, InputError> {
     data.as_object()
         .ok_or_else(|| InputError::new(format!("expected an object {what}")))
 }
 
 /// A room name: 1 to [`MAX_ROOM_CHARS`] characters, no control characters.
-pub fn room(value: &Value) -> Result<&str, InputError> {
+pub(crate) fn room(value: &Value) -> Result<&str, InputError> {
     let room = value
         .as_str()
         .ok_or_else(|| InputError::new("room must be a string"))?;
@@ -67,7 +70,7 @@ pub fn room(value: &Value) -> Result<&str, InputError> {
 }
 
 /// A message text: 1 to [`MAX_TEXT_CHARS`] characters, not only whitespace.
-pub fn text(value: &Value) -> Result<&str, InputError> {
+pub(crate) fn text(value: &Value) -> Result<&str, InputError> {
     let text = value
         .as_str()
         .ok_or_else(|| InputError::new("text must be a string"))?;
@@ -85,7 +88,7 @@ pub fn text(value: &Value) -> Result<&str, InputError> {
 
 /// A display name or user id: trimmed, 1 to [`MAX_NAME_CHARS`] characters, no control
 /// characters. `None` when absent or blank (the caller says what is required).
-pub fn name(value: Option<&Value>) -> Result<Option<String>, InputError> {
+pub(crate) fn name(value: Option<&Value>) -> Result<Option<String>, InputError> {
     let Some(name) = value.and_then(Value::as_str).map(str::trim) else {
         return Ok(None);
     };
@@ -104,7 +107,7 @@ pub fn name(value: Option<&Value>) -> Result<Option<String>, InputError> {
 }
 
 /// Milliseconds since the Unix epoch, as JavaScript's `Date.now()`.
-pub fn now_millis() -> u64 {
+pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|elapsed| u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX))

@@ -10,7 +10,7 @@ use switchyard_auth::jsonwebtoken::{encode, EncodingKey, Header};
 use crate::config::{Config, MintOptions, DEV_SECRET};
 
 /// The claims of the token `options` asks for, issued at `now` (seconds since the epoch).
-pub fn claims(config: &Config, options: &MintOptions, now: u64) -> Value {
+pub(crate) fn claims(config: &Config, options: &MintOptions, now: u64) -> Value {
     let mut claims = json!({
         "sub": options.sub,
         "iat": now,
@@ -29,7 +29,7 @@ pub fn claims(config: &Config, options: &MintOptions, now: u64) -> Value {
 }
 
 /// The signed token.
-pub fn mint(config: &Config, options: &MintOptions) -> anyhow::Result<String> {
+pub(crate) fn mint(config: &Config, options: &MintOptions) -> anyhow::Result<String> {
     let secret = if options.dev {
         DEV_SECRET
     } else {

@@ -23,7 +23,7 @@ use crate::rooms::{self, RoomRules};
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
-pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
+pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
     let notifications = io.of("/notifications");
     let with_token = jwt.is_some();
     identity::install(&notifications, jwt, "user");
@@ -51,13 +51,13 @@ pub fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSetting
 }
 
 /// The room every socket of `user` is in.
-pub fn user_room(user: &str) -> Room {
+pub(crate) fn user_room(user: &str) -> Room {
     Room::from(format!("user:{user}"))
 }
 
 /// A parsed `notify` event.
 #[derive(Debug, PartialEq, Eq)]
-pub struct NotifyInput<'a> {
+pub(crate) struct NotifyInput<'a> {
     /// The user to notify (trimmed).
     pub to: String,
     /// The text.
@@ -66,7 +66,7 @@ pub struct NotifyInput<'a> {
 
 impl<'a> NotifyInput<'a> {
     /// Reads and validates `{ to, text }`.
-    pub fn parse(data: &'a Value) -> Result<NotifyInput<'a>, InputError> {
+    pub(crate) fn parse(data: &'a Value) -> Result<NotifyInput<'a>, InputError> {
         let object = input::object(data, "{ to, text }")?;
         let to = match input::name(object.get("to")) {
             Ok(Some(to)) => to,

@@ -22,7 +22,7 @@ use crate::identity;
 use crate::input::{self, ack, InputError};
 
 /// How a namespace treats rooms.
-pub struct RoomRules {
+pub(crate) struct RoomRules {
     /// The prefix of the adapter rooms behind client rooms (`chat:`), which keeps them apart
     /// from socket-id rooms (no `:`) and from personal rooms (`user:`).
     pub prefix: &'static str,
@@ -32,7 +32,7 @@ pub struct RoomRules {
 
 impl RoomRules {
     /// The adapter room of client room `room`.
-    pub fn key(&self, room: &str) -> Room {
+    pub(crate) fn key(&self, room: &str) -> Room {
         Room::from(format!("{}{room}", self.prefix))
     }
 
@@ -53,7 +53,7 @@ impl RoomRules {
     }
 
     /// The sender of `socket`'s events.
-    pub fn sender(&self, socket: &Socket) -> Result<Arc<str>, InputError> {
+    pub(crate) fn sender(&self, socket: &Socket) -> Result<Arc<str>, InputError> {
         // The middleware stored it; it is gone only once the socket is closed.
         identity::of(socket).ok_or_else(|| InputError::new("not connected"))
     }
@@ -61,7 +61,7 @@ impl RoomRules {
 
 /// Registers `join`, `leave` and the relayed events on a connected socket. `message` and
 /// `typing` are not handled here (the chat has its own).
-pub fn register(socket: &Socket, rules: &Arc<RoomRules>, relay: &[String]) {
+pub(crate) fn register(socket: &Socket, rules: &Arc<RoomRules>, relay: &[String]) {
     let join_rules = rules.clone();
     socket.on("join", move |socket: Socket, data: Value| {
         let rules = join_rules.clone();
@@ -84,12 +84,12 @@ pub fn register(socket: &Socket, rules: &Arc<RoomRules>, relay: &[String]) {
 }
 
 /// Whether `socket` is in adapter room `key`.
-pub fn is_member(socket: &Socket, key: &Room) -> bool {
+pub(crate) fn is_member(socket: &Socket, key: &Room) -> bool {
     socket.rooms().iter().any(|room| room == key)
 }
 
 /// How many of this server's sockets are in `key`.
-pub fn member_count(namespace: &Namespace, key: &Room) -> usize {
+pub(crate) fn member_count(namespace: &Namespace, key: &Room) -> usize {
     let mut count = 0;
     namespace
         .adapter()
@@ -98,7 +98,7 @@ pub fn member_count(namespace: &Namespace, key: &Room) -> usize {
 }
 
 /// The room of a relayed event's `{ room, ... }`, which the socket must be in.
-pub fn member_room<'a>(
+pub(crate) fn member_room<'a>(
     socket: &Socket,
     rules: &RoomRules,
     data: &'a Value,

@@ -22,7 +22,7 @@ use crate::config::TlsFiles;
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A TLS acceptor for the certificate chain and key in `files` (PEM), speaking HTTP/1.1.
-pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
+pub(crate) fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&files.cert)
         .with_context(|| format!("cannot read TLS certificate {}", files.cert.display()))?
         .collect::<Result<_, _>>()
@@ -43,7 +43,7 @@ pub fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
 /// Serves `service` over TLS on `listener` until `shutdown` completes, through
 /// `switchyard::engineio::serve_service_with`: each connection's TLS handshake runs on its own
 /// task, bounded in time, before HTTP.
-pub async fn serve_tls<S, B>(
+pub(crate) async fn serve_tls<S, B>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     service: S,

@@ -52,11 +52,11 @@ const ASSETS: &[Asset] = &[
 
 /// Serves the embedded page and assets.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct StaticFiles;
+pub(crate) struct StaticFiles;
 
 impl StaticFiles {
     /// The answer to `method` on `path`.
-    pub fn respond(method: &Method, path: &str) -> Response<Full<Bytes>> {
+    pub(crate) fn respond(method: &Method, path: &str) -> Response<Full<Bytes>> {
         let path = if path == "/index.html" { "/" } else { path };
         let Some(asset) = ASSETS.iter().find(|asset| asset.path == path) else {
             return plain(StatusCode::NOT_FOUND, "Not Found");

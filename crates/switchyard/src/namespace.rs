@@ -270,6 +270,33 @@ impl Namespace {
         self.broadcast().except(rooms)
     }
 
+    /// Every socket of the namespace, on this server and (with a cluster adapter) the others.
+    pub async fn fetch_sockets(&self) -> Result<Vec<crate::RemoteSocket>, crate::AdapterError> {
+        self.broadcast().fetch_sockets().await
+    }
+
+    /// Makes every socket of the namespace join `rooms`, on every server.
+    pub async fn sockets_join(
+        &self,
+        rooms: impl crate::IntoRooms,
+    ) -> Result<(), crate::AdapterError> {
+        self.broadcast().sockets_join(rooms).await
+    }
+
+    /// Makes every socket of the namespace leave `rooms`, on every server.
+    pub async fn sockets_leave(
+        &self,
+        rooms: impl crate::IntoRooms,
+    ) -> Result<(), crate::AdapterError> {
+        self.broadcast().sockets_leave(rooms).await
+    }
+
+    /// Disconnects every socket of the namespace, on every server; with `close`, their whole
+    /// connections.
+    pub async fn disconnect_sockets(&self, close: bool) -> Result<(), crate::AdapterError> {
+        self.broadcast().disconnect_sockets(close).await
+    }
+
     /// Emits `event` to every socket of the namespace.
     pub fn emit<T: IntoArgs>(&self, event: &str, data: T) -> Result<(), EmitError> {
         self.broadcast().emit(event, data)

@@ -4,7 +4,7 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 /// Logs to stderr, at `warn` unless `RUST_LOG` says otherwise; colours only on a terminal.
-pub fn init_logging() {
+pub(crate) fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
@@ -15,7 +15,7 @@ pub fn init_logging() {
 }
 
 /// Listens on 127.0.0.1 at port `$PORT` (default 3000); returns the listener and the port.
-pub async fn listen() -> anyhow::Result<(TcpListener, u16)> {
+pub(crate) async fn listen() -> anyhow::Result<(TcpListener, u16)> {
     let port: u16 = match std::env::var("PORT") {
         Ok(port) => port.parse().context("PORT must be a port number")?,
         Err(_) => 3000,
