@@ -2,24 +2,26 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
 
-use serde_json::Value;
-use switchyard_engineio::{CloseReason, Message, Socket as EngineSocket};
+use serde_json::{json, Value};
+use switchyard_engineio::{CloseReason, Message, Rate, Socket as EngineSocket};
 use switchyard_socketio_proto::Packet;
 use tracing::{debug, warn};
 
 use crate::encode::send_to;
 use crate::handler::run_inline;
+use crate::limits::{EventBucket, RateVerdict};
 use crate::recovery::RestoredSession;
-use crate::server::ServerInner;
+use crate::server::{Joining, ServerInner};
 use crate::socket::{DisconnectReason, Socket};
 use crate::Namespace;
 use switchyard_core::Args;
-use switchyard_core::{split_event, EncodedPacket, PacketDecoder};
+use switchyard_core::{split_event, EncodedPacket, PacketDecoder, Parser};
 
 pub(crate) struct Client {
     pub(crate) engine: Arc<EngineSocket>,
-    server: Arc<ServerInner>,
+    pub(crate) server: Arc<ServerInner>,
     decoder: Mutex<PacketDecoder>,
     /// The namespaces this connection joined; a handful at most, so a vector.
     sockets: Mutex<Vec<(Arc<str>, Socket)>>,
@@ -29,6 +31,10 @@ pub(crate) struct Client {
     /// Namespaces the server disconnected this client from: packets the client sent before it
     /// learned it are ignored rather than treated as a broken client.
     left_by_server: Mutex<Vec<Arc<str>>>,
+    /// Namespaces whose CONNECT is still in its middlewares.
+    connecting: Mutex<Vec<Arc<str>>>,
+    /// The budget of events and CONNECTs, for the whole connection.
+    rate: Mutex<EventBucket>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -48,6 +54,8 @@ impl Client {
             connected_once: AtomicBool::new(false),
             connect_timer: Mutex::new(None),
             left_by_server: Mutex::new(Vec::new()),
+            connecting: Mutex::new(Vec::new()),
+            rate: Mutex::default(),
         });
         let weak = Arc::downgrade(&client);
         let timeout = client.server.config.connect_timeout;
@@ -96,7 +104,24 @@ impl Client {
     }
 
     pub(crate) fn on_message(self: &Arc<Self>, message: Message) {
+        let size = message.len();
+        let max_auth = self.server.config.limits.max_auth_bytes;
+        if let Message::Text(text) = &message {
+            // A CONNECT whose payload is over the bound is refused before it is parsed: a
+            // parsed JSON value can take many times its text's size.
+            if let Some(nsp) = oversized_connect(text, max_auth) {
+                self.refuse_auth_size(nsp.to_owned(), size, max_auth);
+                return;
+            }
+        }
         let decoded = lock(&self.decoder).decode(message);
+        if let Ok(Some(Packet::Connect { nsp, data: Some(_) })) = &decoded {
+            // msgpack: the message is the packet; its size bounds the payload's.
+            if size > max_auth && self.server.config.parser == Parser::MsgPack {
+                self.refuse_auth_size(nsp.clone(), size, max_auth);
+                return;
+            }
+        }
         match decoded {
             Ok(Some(packet)) => self.on_packet(packet),
             Ok(None) => {}
@@ -106,6 +131,17 @@ impl Client {
                 self.engine.close();
             }
         }
+    }
+
+    fn refuse_auth_size(&self, nsp: String, size: usize, max: usize) {
+        warn!(
+            sid = self.engine.sid(),
+            nsp, size, max, "CONNECT payload over the auth limit; refused"
+        );
+        self.refuse(
+            nsp,
+            json!({ "message": "auth payload too large", "data": { "limit": max } }),
+        );
     }
 
     fn on_packet(self: &Arc<Self>, packet: Packet) {
@@ -167,13 +203,8 @@ impl Client {
             // A packet for a namespace not joined, a second CONNECT, or a CONNECT_ERROR from a
             // client: the reference server treats each as a broken client and closes.
             (packet, _) => {
-                warn!(
-                    sid = self.engine.sid(),
-                    nsp = packet.nsp(),
-                    packet_type = %packet.packet_type(),
-                    "packet out of place; closing connection"
-                );
-                self.engine.close();
+                let what = format!("{} packet", packet.packet_type());
+                self.misbehaved(packet.nsp(), &what);
             }
         }
     }
@@ -188,72 +219,143 @@ impl Client {
     }
 
     fn connect(self: &Arc<Self>, nsp: String, auth: Option<Value>) {
-        let Some(namespace) = self.server.resolve(&nsp) else {
-            debug!(nsp, "connect to an unknown namespace");
-            self.send_packet(&Packet::connect_error(
+        let limits = &self.server.config.limits;
+        if lock(&self.connecting)
+            .iter()
+            .any(|joining| **joining == *nsp)
+        {
+            // A second CONNECT while the first is in its middlewares: the reference server
+            // would create a duplicate socket; a client never needs it.
+            self.misbehaved(&nsp, "second CONNECT while the first is pending");
+            return;
+        }
+        if lock(&self.sockets).len() + lock(&self.connecting).len()
+            >= limits.max_namespaces_per_connection
+        {
+            warn!(
+                sid = self.engine.sid(),
                 nsp,
-                serde_json::json!({ "message": "Invalid namespace" }),
-            ));
+                max = limits.max_namespaces_per_connection,
+                "too many namespaces on one connection; CONNECT refused"
+            );
+            self.refuse(nsp, json!({ "message": "too many namespaces" }));
+            return;
+        }
+        if let Some(rate) = limits.event_rate {
+            match self.take_budget(rate) {
+                RateVerdict::Allowed => {}
+                RateVerdict::Disconnect => {
+                    warn!(
+                        sid = self.engine.sid(),
+                        "client kept flooding CONNECTs; closing"
+                    );
+                    self.engine.close();
+                    return;
+                }
+                RateVerdict::FirstDrop | RateVerdict::Dropped => {
+                    debug!(
+                        sid = self.engine.sid(),
+                        nsp, "CONNECT past the rate; refused"
+                    );
+                    self.refuse(nsp, json!({ "message": "rate limited" }));
+                    return;
+                }
+            }
+        }
+        let Some(joining) = self.server.resolve(&nsp) else {
+            debug!(nsp, "connect to an unknown namespace");
+            self.refuse(nsp, json!({ "message": "Invalid namespace" }));
             return;
         };
+        let name = joining.namespace.0.name.clone();
+        lock(&self.connecting).push(name.clone());
         let client = self.clone();
         run_inline(async move {
-            let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
-            let restored = client.try_recover(&namespace, &auth).await;
-            let recovered = restored.is_some();
-            let (socket, missed) = match restored {
-                Some(restored) => (
-                    Socket::restore(namespace.0.clone(), client.clone(), auth, restored.state),
-                    restored.missed,
-                ),
-                None => (
-                    Socket::new(namespace.0.clone(), client.clone(), auth),
-                    Vec::new(),
-                ),
-            };
-            let skip_middlewares = recovered
-                && client
-                    .server
-                    .config
-                    .connection_state_recovery
-                    .as_ref()
-                    .is_some_and(|config| config.skip_middlewares);
-            if !skip_middlewares {
-                for middleware in namespace.0.handlers.middlewares() {
-                    if let Err(error) = middleware(socket.clone()).await {
-                        debug!(nsp, %error, "middleware refused connection");
-                        socket.0.ns.adapter().del_all(socket.id());
-                        client.send_packet(&Packet::connect_error(nsp, error.to_json()));
-                        return;
-                    }
-                }
-            }
-            namespace.0.add_socket(socket.clone());
-            lock(&client.sockets).push((namespace.0.name.clone(), socket.clone()));
-            if client.engine.is_closed() {
-                socket.close(DisconnectReason::TransportClose);
-                return;
-            }
-            client.mark_connected();
-            // Missed packets go before the CONNECT reply, as on the reference server; the
-            // client holds them until it sees the reply.
-            for packet in &missed {
-                if let Err(error) = send_to(packet, &client.engine) {
-                    warn!(sid = client.engine.sid(), %error, "replay of a missed packet failed");
-                }
-            }
-            if recovered {
-                debug!(
-                    sid = &**socket.id(),
-                    missed = missed.len(),
-                    "session recovered"
-                );
-            }
-            if let Some(handler) = namespace.0.handlers.connection() {
-                run_inline(handler(socket.clone()));
-            }
-            socket.send_connect();
+            client.join(joining, nsp, auth).await;
+            lock(&client.connecting).retain(|pending| *pending != name);
         });
+    }
+
+    /// Runs the middlewares of the namespace `joining` leads to and, if they admit the client,
+    /// connects its socket there.
+    async fn join(self: &Arc<Self>, joining: Joining, nsp: String, auth: Option<Value>) {
+        let namespace = joining.namespace.clone();
+        let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
+        let restored = self.try_recover(&namespace, &auth).await;
+        let recovered = restored.is_some();
+        let (socket, missed) = match restored {
+            Some(restored) => (
+                Socket::restore(namespace.0.clone(), self.clone(), auth, restored.state),
+                restored.missed,
+            ),
+            None => (
+                Socket::new(namespace.0.clone(), self.clone(), auth),
+                Vec::new(),
+            ),
+        };
+        let skip_middlewares = recovered
+            && self
+                .server
+                .config
+                .connection_state_recovery
+                .as_ref()
+                .is_some_and(|config| config.skip_middlewares);
+        if !skip_middlewares {
+            for middleware in namespace.0.handlers.middlewares() {
+                if let Err(error) = middleware(socket.clone()).await {
+                    debug!(nsp, %error, "middleware refused connection");
+                    socket.refused();
+                    self.refuse(nsp, error.to_json());
+                    return;
+                }
+            }
+        }
+        joining.admitted();
+        namespace.0.add_socket(socket.clone());
+        lock(&self.sockets).push((namespace.0.name.clone(), socket.clone()));
+        drop(joining);
+        if self.engine.is_closed() {
+            socket.close(DisconnectReason::TransportClose);
+            return;
+        }
+        self.mark_connected();
+        // Missed packets go before the CONNECT reply, as on the reference server; the
+        // client holds them until it sees the reply.
+        for packet in &missed {
+            if let Err(error) = send_to(packet, &self.engine) {
+                warn!(sid = self.engine.sid(), %error, "replay of a missed packet failed");
+            }
+        }
+        if recovered {
+            debug!(
+                sid = &**socket.id(),
+                missed = missed.len(),
+                "session recovered"
+            );
+        }
+        if let Some(handler) = namespace.0.handlers.connection() {
+            run_inline(handler(socket.clone()));
+        }
+        socket.send_connect();
+    }
+
+    /// Answers a CONNECT to `nsp` with CONNECT_ERROR `data`; the connection stays open.
+    fn refuse(&self, nsp: String, data: Value) {
+        self.send_packet(&Packet::connect_error(nsp, data));
+    }
+
+    /// A client broke the protocol: the reference server closes the whole connection.
+    fn misbehaved(&self, nsp: &str, what: &str) {
+        warn!(
+            sid = self.engine.sid(),
+            nsp, what, "packet out of place; closing connection"
+        );
+        self.engine.close();
+    }
+
+    /// Takes one event (or CONNECT) from this connection's budget.
+    pub(crate) fn take_budget(&self, rate: Rate) -> RateVerdict {
+        lock(&self.rate).take(Instant::now(), rate)
     }
 
     /// The session a reconnecting client asks for with `pid` and `offset` in its auth, if
@@ -302,5 +404,37 @@ impl Client {
         for (_, socket) in sockets {
             socket.close(reason);
         }
+    }
+}
+
+/// The namespace of a JSON CONNECT (`0` or `0/nsp,` then the payload) whose payload is longer
+/// than `max` bytes; `None` for any other message.
+fn oversized_connect(text: &str, max: usize) -> Option<&str> {
+    let rest = text.strip_prefix('0')?;
+    let (nsp, payload) = match rest.strip_prefix('/') {
+        Some(_) => match rest.split_once(',') {
+            Some((nsp, payload)) => (nsp, payload),
+            None => (rest, ""),
+        },
+        None => ("/", rest),
+    };
+    (payload.len() > max).then_some(nsp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::oversized_connect;
+
+    #[test]
+    fn oversized_connects_are_found_before_parsing() {
+        assert_eq!(oversized_connect("0", 4), None);
+        assert_eq!(oversized_connect(r#"0{"a":1}"#, 100), None);
+        assert_eq!(oversized_connect(r#"0{"token":"xxxxxx"}"#, 4), Some("/"));
+        assert_eq!(
+            oversized_connect(r#"0/chat,{"token":"xxxxxx"}"#, 4),
+            Some("/chat")
+        );
+        assert_eq!(oversized_connect(r#"0/chat,{}"#, 4), None);
+        assert_eq!(oversized_connect(r#"2["event","xxxxxxxxxx"]"#, 4), None);
     }
 }

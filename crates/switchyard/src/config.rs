@@ -11,15 +11,23 @@ use switchyard_engineio::Rate;
 /// Per-socket limits.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SocketLimits {
-    /// Events a client may send per socket (default: no limit; the server binary sets one).
-    /// Past it, events are dropped (an ack asked for gets `{"error":"rate limited"}`), the client
-    /// is warned once with a `rate-limit` event, and a client that keeps flooding for a full
-    /// burst more is disconnected.
+    /// Events (and CONNECTs) a client may send per connection, whatever namespaces it joins
+    /// and leaves (default: no limit; the server binary sets one). Past it, events are dropped
+    /// (an ack asked for gets `{"error":"rate limited"}`, a CONNECT gets CONNECT_ERROR
+    /// `rate limited`), the client is warned once with a `rate-limit` event, and a client that
+    /// keeps flooding for a full burst more has its connection closed.
     pub event_rate: Option<Rate>,
     /// Rooms one socket may be in (default: no limit; the server binary sets one).
     pub max_rooms_per_socket: Option<usize>,
     /// Acknowledgements the server may wait for from one socket at once (default 1,000).
     pub max_pending_acks: usize,
+    /// Namespaces one connection may join or be joining at once (default 32); past it, a
+    /// CONNECT is answered with CONNECT_ERROR `too many namespaces`.
+    pub max_namespaces_per_connection: usize,
+    /// Largest CONNECT payload (the client's `auth`), in bytes as received (default 16 KiB);
+    /// a bigger one is answered with CONNECT_ERROR `auth payload too large` without being
+    /// parsed, so a client cannot make the server hold more than this per socket.
+    pub max_auth_bytes: usize,
 }
 
 impl Default for SocketLimits {
@@ -28,6 +36,8 @@ impl Default for SocketLimits {
             event_rate: None,
             max_rooms_per_socket: None,
             max_pending_acks: 1_000,
+            max_namespaces_per_connection: 32,
+            max_auth_bytes: 16 * 1024,
         }
     }
 }

@@ -8,6 +8,7 @@ mod encode;
 mod error;
 mod extensions;
 mod handler;
+mod limits;
 mod namespace;
 mod recovery;
 mod server;

@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::Duration;
 
@@ -64,6 +64,13 @@ pub(crate) struct NamespaceInner {
     sockets: RwLock<HashMap<Sid, Socket>>,
     adapter: Arc<dyn Adapter>,
     ack_ids: AtomicU64,
+    /// A child of a dynamic namespace that the application did not ask for itself: removed
+    /// once no socket is in it or joining it.
+    pub(crate) removable: AtomicBool,
+    /// Whether the adapter was started: a dynamic child starts with its first admitted client.
+    pub(crate) started: AtomicBool,
+    /// CONNECTs to this namespace still in their middlewares.
+    pub(crate) joining: AtomicUsize,
 }
 
 impl NamespaceInner {
@@ -73,6 +80,7 @@ impl NamespaceInner {
         config: Arc<SocketIoConfig>,
         handlers: Arc<NamespaceHandlers>,
         factory: &AdapterFactory,
+        dynamic: bool,
     ) -> Arc<NamespaceInner> {
         Arc::new_cyclic(|weak| {
             let adapter = factory(AdapterContext {
@@ -89,6 +97,9 @@ impl NamespaceInner {
                 sockets: RwLock::default(),
                 adapter,
                 ack_ids: AtomicU64::new(0),
+                removable: AtomicBool::new(dynamic),
+                started: AtomicBool::new(false),
+                joining: AtomicUsize::new(0),
             }
         })
     }
@@ -105,6 +116,11 @@ impl NamespaceInner {
 
     pub(crate) fn sockets(&self) -> RwLockReadGuard<'_, HashMap<Sid, Socket>> {
         self.sockets.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Whether no socket is connected to this namespace on this server.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.sockets().is_empty()
     }
 
     /// The connected socket whose private session id is `pid`.

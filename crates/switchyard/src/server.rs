@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use switchyard_engineio::{
@@ -35,48 +36,121 @@ pub(crate) struct ServerInner {
 }
 
 impl ServerInner {
+    /// The namespace `name`, created (and its adapter started) if needed.
     fn create(&self, name: &str, handlers: Arc<NamespaceHandlers>) -> Namespace {
         let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
-        if let Some(existing) = namespaces.get(name) {
-            return existing.clone();
-        }
-        let name: Arc<str> = Arc::from(name);
-        let namespace = Namespace(NamespaceInner::create(
-            name.clone(),
-            self.config.clone(),
-            handlers,
-            &self.adapter_factory,
-        ));
-        namespaces.insert(name, namespace.clone());
+        let namespace = match namespaces.get(name) {
+            Some(existing) => existing.clone(),
+            None => {
+                let name: Arc<str> = Arc::from(name);
+                let namespace = Namespace(NamespaceInner::create(
+                    name.clone(),
+                    self.config.clone(),
+                    handlers,
+                    &self.adapter_factory,
+                    false,
+                ));
+                namespaces.insert(name, namespace.clone());
+                namespace
+            }
+        };
         drop(namespaces);
         start_adapter(&namespace);
         namespace
     }
 
-    /// The namespace a client asks for: a known one, or a new child of a matching dynamic one.
-    pub(crate) fn resolve(&self, name: &str) -> Option<Namespace> {
-        if let Some(namespace) = self
-            .namespaces
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return Some(namespace.clone());
+    /// The namespace a client asks to join: a known one, or a new child of a matching dynamic
+    /// one. The caller holds a [`Joining`] until the client is admitted or refused; a dynamic
+    /// child's adapter starts only when a client is admitted, and the child is removed again
+    /// if nobody joins it.
+    pub(crate) fn resolve(self: &Arc<Self>, name: &str) -> Option<Joining> {
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        let namespace = match namespaces.get(name) {
+            Some(namespace) => namespace.clone(),
+            None => {
+                let handlers = self
+                    .dynamic
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .iter()
+                    .find(|entry| (entry.matcher)(name))
+                    .map(|entry| entry.handlers.clone())?;
+                let name: Arc<str> = Arc::from(name);
+                let namespace = Namespace(NamespaceInner::create(
+                    name.clone(),
+                    self.config.clone(),
+                    handlers,
+                    &self.adapter_factory,
+                    true,
+                ));
+                namespaces.insert(name, namespace.clone());
+                namespace
+            }
+        };
+        // Counted under the map's lock, so a namespace is never removed while a client is
+        // on its way in.
+        namespace.0.joining.fetch_add(1, Ordering::AcqRel);
+        Some(Joining {
+            server: self.clone(),
+            namespace,
+        })
+    }
+
+    /// Removes dynamic child `namespace` if no socket is in it or joining it.
+    pub(crate) fn forget_if_unused(&self, namespace: &Arc<NamespaceInner>) {
+        if !namespace.removable.load(Ordering::Acquire) {
+            return;
         }
-        let handlers = self
-            .dynamic
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .iter()
-            .find(|entry| (entry.matcher)(name))
-            .map(|entry| entry.handlers.clone())?;
-        Some(self.create(name, handlers))
+        let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
+        let unused = namespace.joining.load(Ordering::Acquire) == 0 && namespace.is_empty();
+        let same = namespaces
+            .get(&namespace.name)
+            .is_some_and(|live| Arc::ptr_eq(&live.0, namespace));
+        if !(unused && same) {
+            return;
+        }
+        namespaces.remove(&namespace.name);
+        drop(namespaces);
+        tracing::debug!(nsp = &*namespace.name, "unused dynamic namespace removed");
+        if namespace.started.load(Ordering::Acquire) {
+            let closing = namespace.adapter().close();
+            if let Err(pending) = crate::handler::poll_once(closing) {
+                if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                    runtime.spawn(pending);
+                }
+            }
+        }
+    }
+}
+
+/// A client on its way into a namespace: keeps a new dynamic child alive while the client's
+/// middlewares run.
+pub(crate) struct Joining {
+    server: Arc<ServerInner>,
+    /// The namespace.
+    pub(crate) namespace: Namespace,
+}
+
+impl Joining {
+    /// The client was admitted: the namespace goes live.
+    pub(crate) fn admitted(&self) {
+        start_adapter(&self.namespace);
+    }
+}
+
+impl Drop for Joining {
+    fn drop(&mut self) {
+        self.namespace.0.joining.fetch_sub(1, Ordering::AcqRel);
+        self.server.forget_if_unused(&self.namespace.0);
     }
 }
 
 /// Runs the adapter's `init`: inline when it needs no waiting (the in-memory adapter), in a
 /// task otherwise.
 fn start_adapter(namespace: &Namespace) {
+    if namespace.0.started.swap(true, Ordering::AcqRel) {
+        return;
+    }
     let init = namespace.adapter().init();
     let nsp = namespace.0.name.clone();
     let report = move |result: Result<(), crate::AdapterError>| {
@@ -177,9 +251,18 @@ impl SocketIo {
         } else {
             format!("/{name}")
         };
-        self.inner
-            .resolve(&name)
-            .unwrap_or_else(|| self.inner.create(&name, Arc::default()))
+        if let Some(joining) = self.inner.resolve(&name) {
+            // Asked for by the application: live from now on, whether it is a dynamic child
+            // or not.
+            joining
+                .namespace
+                .0
+                .removable
+                .store(false, Ordering::Release);
+            joining.admitted();
+            return joining.namespace.clone();
+        }
+        self.inner.create(&name, Arc::default())
     }
 
     /// Namespaces created on demand: every name `matcher` accepts becomes a namespace with
@@ -200,13 +283,14 @@ impl SocketIo {
         DynamicNamespace { handlers }
     }
 
-    /// The namespaces that exist now.
+    /// The namespaces that exist now (dynamic children once a client was admitted).
     pub fn namespaces(&self) -> Vec<Namespace> {
         self.inner
             .namespaces
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .values()
+            .filter(|namespace| namespace.0.started.load(Ordering::Acquire))
             .cloned()
             .collect()
     }

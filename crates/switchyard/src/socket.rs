@@ -6,7 +6,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use serde_json::Value;
@@ -27,6 +27,7 @@ use crate::extensions::Extensions;
 use crate::handler::{
     poll_once, run_inline, ErasedDisconnectHandler, ErasedEventHandler, EventHandler,
 };
+use crate::limits::RateVerdict;
 use crate::namespace::{Namespace, NamespaceInner};
 use crate::recovery::SessionState;
 use crate::types::{BoxFuture, HandshakeInfo, Room, Sid, SocketInfo};
@@ -224,7 +225,6 @@ pub(crate) struct SocketInner {
     any_handler: RwLock<Option<AnyHandler>>,
     disconnect_handlers: Mutex<Vec<ErasedDisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Args>>>,
-    rate: Mutex<EventBucket>,
     /// Fast path for emits once connected; `state` is the truth.
     connected: AtomicBool,
     state: Mutex<ConnectState>,
@@ -312,7 +312,6 @@ impl Socket {
             any_handler: RwLock::default(),
             disconnect_handlers: Mutex::default(),
             acks: Mutex::default(),
-            rate: Mutex::default(),
             connected: AtomicBool::new(false),
             state: Mutex::default(),
             extensions: Mutex::new(restored.unwrap_or_default()),
@@ -696,14 +695,13 @@ impl Socket {
         }
     }
 
-    /// Whether an incoming event is within the socket's event rate. Past it, warns the client
-    /// once, and disconnects it if it keeps flooding for a full burst more.
+    /// Whether an incoming event is within its connection's event rate. Past it, warns the
+    /// client once, and closes the connection if it keeps flooding for a full burst more.
     fn admit_event(&self) -> bool {
         let Some(rate) = self.0.ns.config.limits.event_rate else {
             return true;
         };
-        let verdict = lock(&self.0.rate).take(Instant::now(), rate);
-        match verdict {
+        match self.0.client.take_budget(rate) {
             RateVerdict::Allowed => true,
             RateVerdict::FirstDrop => {
                 warn!(sid = &*self.0.id, "event rate exceeded; dropping events");
@@ -718,9 +716,11 @@ impl Socket {
             RateVerdict::Disconnect => {
                 warn!(
                     sid = &*self.0.id,
-                    "client kept flooding past the event rate; disconnecting"
+                    "client kept flooding past the event rate; closing its connection"
                 );
-                self.disconnect();
+                // The budget belongs to the connection: leaving the namespace alone would not
+                // stop the flood.
+                self.disconnect_and_close();
                 false
             }
         }
@@ -761,6 +761,30 @@ impl Socket {
         }
     }
 
+    /// A middleware refused the socket before it joined its namespace: its rooms are left and,
+    /// for a recovered session, the session is kept again for a later, admitted, attempt.
+    pub(crate) fn refused(&self) {
+        lock(&self.0.state).disconnected = true;
+        let adapter = self.0.ns.adapter();
+        if self.0.recovered {
+            self.keep_session();
+        }
+        adapter.del_all(&self.0.id);
+    }
+
+    /// Hands the socket's session (id, rooms, data, extensions) to the adapter to keep for a
+    /// reconnection.
+    fn keep_session(&self) {
+        let adapter = self.0.ns.adapter();
+        adapter.persist_session(SessionState {
+            sid: self.0.id.clone(),
+            pid: self.0.pid.clone(),
+            rooms: adapter.socket_rooms(&self.0.id),
+            data: std::mem::take(&mut *lock(&self.0.session_data)),
+            extensions: Some(std::mem::take(&mut *lock(&self.0.extensions))),
+        });
+    }
+
     /// Ends the socket: leaves its rooms and namespace, fails pending acks, runs the
     /// disconnect handlers. Runs once.
     pub(crate) fn close(&self, reason: DisconnectReason) {
@@ -780,95 +804,13 @@ impl Socket {
         }
         let adapter = self.0.ns.adapter();
         if self.0.ns.recovery && reason.is_recoverable() {
-            adapter.persist_session(SessionState {
-                sid: self.0.id.clone(),
-                pid: self.0.pid.clone(),
-                rooms: adapter.socket_rooms(&self.0.id),
-                data: std::mem::take(&mut *lock(&self.0.session_data)),
-                extensions: Some(std::mem::take(&mut *lock(&self.0.extensions))),
-            });
+            self.keep_session();
         }
         adapter.del_all(&self.0.id);
         self.0.ns.remove_socket(&self.0.id);
+        self.0.client.server.forget_if_unused(&self.0.ns);
         lock(&self.0.acks).clear();
         lock(&self.0.extensions).clear();
         debug!(sid = &*self.0.id, nsp = &*self.0.ns.name, %reason, "socket disconnected");
-    }
-}
-
-/// The outcome of one event against a socket's rate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum RateVerdict {
-    Allowed,
-    /// The first event dropped since the client was last within its rate.
-    FirstDrop,
-    Dropped,
-    /// A full burst dropped since the warning: time to disconnect.
-    Disconnect,
-}
-
-/// A token bucket for incoming events, with a count of drops since the rate was last kept.
-#[derive(Debug, Default)]
-struct EventBucket {
-    tokens: f64,
-    last: Option<Instant>,
-    dropped: u32,
-}
-
-impl EventBucket {
-    fn take(&mut self, now: Instant, rate: switchyard_engineio::Rate) -> RateVerdict {
-        let burst = f64::from(rate.burst);
-        let tokens = match self.last {
-            None => burst,
-            Some(last) => {
-                let elapsed = now.saturating_duration_since(last).as_secs_f64();
-                (self.tokens + elapsed * rate.per_second).min(burst)
-            }
-        };
-        self.last = Some(now);
-        if tokens >= 1.0 {
-            self.tokens = tokens - 1.0;
-            self.dropped = 0;
-            return RateVerdict::Allowed;
-        }
-        self.tokens = tokens;
-        self.dropped += 1;
-        match self.dropped {
-            1 => RateVerdict::FirstDrop,
-            n if n > rate.burst.max(1) => RateVerdict::Disconnect,
-            _ => RateVerdict::Dropped,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use switchyard_engineio::Rate;
-
-    #[test]
-    fn event_bucket_allows_burst_warns_once_then_disconnects() {
-        let rate = Rate::new(10.0, 3);
-        let mut bucket = EventBucket::default();
-        let t0 = Instant::now();
-        for _ in 0..3 {
-            assert_eq!(bucket.take(t0, rate), RateVerdict::Allowed);
-        }
-        assert_eq!(bucket.take(t0, rate), RateVerdict::FirstDrop);
-        assert_eq!(bucket.take(t0, rate), RateVerdict::Dropped);
-        assert_eq!(bucket.take(t0, rate), RateVerdict::Dropped);
-        assert_eq!(bucket.take(t0, rate), RateVerdict::Disconnect);
-    }
-
-    #[test]
-    fn event_bucket_refills_and_forgives() {
-        let rate = Rate::new(10.0, 1);
-        let mut bucket = EventBucket::default();
-        let t0 = Instant::now();
-        assert_eq!(bucket.take(t0, rate), RateVerdict::Allowed);
-        assert_eq!(bucket.take(t0, rate), RateVerdict::FirstDrop);
-        let later = t0 + Duration::from_millis(100);
-        assert_eq!(bucket.take(later, rate), RateVerdict::Allowed);
-        assert_eq!(bucket.take(later, rate), RateVerdict::FirstDrop);
     }
 }
