@@ -249,6 +249,21 @@ impl Session {
         }
     }
 
+    /// Whether a server-side close has started and not finished yet.
+    pub fn is_closing(&self) -> bool {
+        matches!(self.state, State::Closing(_))
+    }
+
+    /// Whether a long-polling GET is waiting for packets.
+    pub fn poll_waiting(&self) -> bool {
+        self.poll_active
+    }
+
+    /// Whether a long-polling POST is being received.
+    pub fn post_in_progress(&self) -> bool {
+        self.post_active
+    }
+
     /// Bytes waiting in the outbox.
     pub fn buffered_bytes(&self) -> usize {
         self.outbox_bytes
@@ -293,9 +308,15 @@ impl Session {
     /// Handles one packet received through `via`.
     ///
     /// Protocol violations close the session; the resulting [`Event::Closed`] tells the driver.
+    ///
+    /// A closing session only takes the client's close packet: like the reference server it
+    /// ignores the rest, so nothing the client sends after a server-side close reaches the
+    /// application (which may log each bad packet it sees).
     pub fn handle_packet(&mut self, now: Instant, via: TransportKind, packet: Packet) {
-        if self.state != State::Open && !matches!(self.state, State::Closing(_)) {
-            return;
+        match self.state {
+            State::Open => {}
+            State::Closing(_) if matches!(packet, Packet::Close) && via == self.transport => {}
+            State::Closing(_) | State::Closed(_) => return,
         }
         if via != self.transport {
             self.handle_upgrade_packet(via, packet);
@@ -448,8 +469,13 @@ impl Session {
         }
     }
 
-    /// A POST arrives. At most one may run at a time; a second one closes the session.
+    /// A POST arrives. At most one may run at a time; a second one closes the session. A
+    /// closing session takes no more packets, so its POSTs are refused (without closing it
+    /// sooner: its GET may still collect the close packet).
     pub fn post_start(&mut self) -> Result<(), ErrorCode> {
+        if self.is_closing() {
+            return Err(ErrorCode::BadRequest);
+        }
         self.request_start(false)
     }
 
@@ -892,6 +918,47 @@ mod tests {
         let mut idle = Session::new(t0, config(), TransportKind::WebSocket);
         idle.start_close(t0, CloseReason::ServerShutdown);
         assert_eq!(idle.close_reason(), Some(CloseReason::ServerShutdown));
+    }
+
+    #[test]
+    fn a_closing_session_refuses_posts_and_ignores_packets_but_lets_the_get_collect() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::Polling);
+        s.post_start().unwrap();
+        s.start_close(t0, CloseReason::ForcedClose);
+        assert!(s.is_closing());
+        // The POST already running delivers nothing more.
+        s.handle_packet(
+            t0,
+            TransportKind::Polling,
+            Packet::Message(Message::Text("late".into())),
+        );
+        s.post_end();
+        assert_eq!(events(&mut s), vec![]);
+        assert_eq!(s.post_start(), Err(ErrorCode::BadRequest));
+        assert!(s.is_closing());
+        s.poll_start().unwrap();
+        assert!(s.poll_waiting());
+        assert_eq!(s.take_polling_payload(), Some(Bytes::from_static(b"1")));
+        assert_eq!(s.close_reason(), Some(CloseReason::ForcedClose));
+    }
+
+    #[test]
+    fn a_closing_websocket_session_still_takes_the_clients_close() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::WebSocket);
+        s.send(Frame::text_message("bye")).unwrap();
+        s.start_close(t0, CloseReason::ForcedClose);
+        s.handle_packet(
+            t0,
+            TransportKind::WebSocket,
+            Packet::Message(Message::Text("ignored".into())),
+        );
+        s.handle_packet(t0, TransportKind::WebSocket, Packet::Close);
+        assert_eq!(
+            events(&mut s),
+            vec![Event::Closed(CloseReason::TransportClose)]
+        );
     }
 
     #[test]

@@ -32,7 +32,27 @@ pub struct EngineConfig {
     pub websocket_read_buffer: usize,
     /// Admission limits checked at each handshake.
     pub limits: Limits,
+    /// How long a write to a peer may make no progress before the connection is cut (default
+    /// 10 s). A WebSocket write is also cut once it has taken the heartbeat budget
+    /// (`ping_interval + ping_timeout`), whichever comes first: a peer that stops reading
+    /// cannot hold its connection's task, its session or its address's slot.
+    pub write_timeout: Duration,
+    /// How long one long-polling POST body may take to arrive, from when its request is
+    /// handled (default 10 s). A body not complete by then is answered 408 and ends the
+    /// session, as an aborted POST does. A POST also ends when its session does.
+    pub body_timeout: Duration,
+    /// How many leading bits of an IPv6 address the per-address limits group peers by
+    /// (default 64, at most 128): one host usually holds a whole /64. IPv4 addresses, and
+    /// IPv4-mapped IPv6 ones, count one by one.
+    pub ipv6_prefix_len: u8,
 }
+
+/// Default of [`EngineConfig::write_timeout`].
+const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`EngineConfig::body_timeout`].
+const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default of [`EngineConfig::ipv6_prefix_len`].
+const DEFAULT_IPV6_PREFIX_LEN: u8 = 64;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -44,6 +64,9 @@ impl Default for EngineConfig {
             allow_request: None,
             websocket_read_buffer: 512,
             limits: Limits::default(),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            ipv6_prefix_len: DEFAULT_IPV6_PREFIX_LEN,
         }
     }
 }
@@ -56,7 +79,11 @@ impl std::fmt::Debug for EngineConfig {
             .field("transports", &self.transports)
             .field("cors", &self.cors)
             .field("allow_request", &self.allow_request.is_some())
+            .field("websocket_read_buffer", &self.websocket_read_buffer)
             .field("limits", &self.limits)
+            .field("write_timeout", &self.write_timeout)
+            .field("body_timeout", &self.body_timeout)
+            .field("ipv6_prefix_len", &self.ipv6_prefix_len)
             .finish()
     }
 }
@@ -127,6 +154,36 @@ impl EngineConfig {
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
         self
+    }
+
+    /// Sets how long a write to a peer may make no progress.
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a polling POST body may take to arrive.
+    pub fn body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// Sets how many leading bits of an IPv6 address the per-address limits group by (values
+    /// over 128 count as 128).
+    pub fn ipv6_prefix_len(mut self, bits: u8) -> Self {
+        self.ipv6_prefix_len = bits.min(128);
+        self
+    }
+
+    /// The longest a write to a peer may take in all: the write timeout, or the heartbeat
+    /// budget if that is shorter (a peer silent that long is dead anyway).
+    pub(crate) fn peer_write_limit(&self) -> Duration {
+        self.write_timeout.min(self.heartbeat_budget())
+    }
+
+    /// How long a peer may be silent before the heartbeat ends its session.
+    pub(crate) fn heartbeat_budget(&self) -> Duration {
+        self.session.ping_interval + self.session.ping_timeout
     }
 
     pub(crate) fn allows(&self, transport: TransportKind) -> bool {

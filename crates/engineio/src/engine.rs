@@ -4,18 +4,19 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use switchyard_engineio_proto::{CloseReason, ErrorCode, Event, Message, TransportKind};
+use switchyard_engineio_proto::{CloseReason, ErrorCode, Event, Message, Session, TransportKind};
 use tracing::{debug, warn};
 
 use crate::config::EngineConfig;
-use crate::limits::{Admission, Refusal};
+use crate::limits::{self, address_key, Admission, AdmissionStats, Refusal, Slot};
+use crate::log::LogBudget;
 use crate::query::EngineQuery;
 use crate::socket::{RequestInfo, Socket};
 use crate::{polling, ws};
@@ -61,7 +62,9 @@ pub(crate) struct EngineInner<H: EngineHandler> {
     pub(crate) config: EngineConfig,
     pub(crate) handler: H,
     sessions: Mutex<SessionMap<H::Connection>>,
-    admission: Mutex<Admission>,
+    admission: Arc<Mutex<Admission>>,
+    /// Log lines about refused requests, which belong to no session.
+    refusal_log: LogBudget,
 }
 
 /// Live sessions by sid.
@@ -71,6 +74,9 @@ type SessionMap<C> = HashMap<Arc<str>, Arc<Entry<C>>>;
 pub(crate) struct Entry<C> {
     pub(crate) socket: Arc<Socket>,
     pub(crate) connection: C,
+    /// The session's place in the admission counts, given back when it closes (or, failing
+    /// that, when the last reference to the entry goes).
+    slot: Mutex<Option<Slot>>,
 }
 
 impl<H: EngineHandler> Engine<H> {
@@ -81,7 +87,8 @@ impl<H: EngineHandler> Engine<H> {
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
-                admission: Mutex::default(),
+                admission: Arc::default(),
+                refusal_log: LogBudget::new(REFUSAL_LOG_LINES, REFUSAL_LOG_WINDOW),
             }),
         }
     }
@@ -99,6 +106,12 @@ impl<H: EngineHandler> Engine<H> {
     /// How many sessions are open.
     pub fn session_count(&self) -> usize {
         self.inner.sessions().len()
+    }
+
+    /// What the admission limits count now: sessions admitted and not yet ended, and the
+    /// addresses they come from. With no session open, every count is zero.
+    pub fn admission_stats(&self) -> AdmissionStats {
+        self.inner.admission().stats()
     }
 
     /// The open sessions.
@@ -149,11 +162,21 @@ impl<H: EngineHandler> EngineInner<H> {
                 Event::Upgraded => debug!(sid = entry.socket.sid(), "upgraded to websocket"),
                 Event::Closed(reason) => {
                     self.sessions().remove(entry.socket.sid());
-                    let ip = entry.socket.request().remote_addr.map(|addr| addr.ip());
-                    self.admission().release(ip);
+                    let slot = entry
+                        .slot
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .take();
+                    drop(slot);
+                    let faults = entry.socket.faults.count();
+                    if faults > 1 {
+                        // Only the first was logged at WARN: say how many there were.
+                        warn!(sid = entry.socket.sid(), faults, %reason, "session closed after repeated peer faults");
+                    }
                     debug!(sid = entry.socket.sid(), %reason, "session closed");
                     self.handler.on_close(&entry.connection, reason);
                     entry.socket.wake_poll.notify_one();
+                    entry.socket.closed.notify_waiters();
                     entry.socket.wake_drivers();
                 }
             }
@@ -218,6 +241,14 @@ impl<H: EngineHandler> EngineInner<H> {
         if transport == TransportKind::WebSocket && !upgrade {
             return self.refuse(ErrorCode::BadRequest, request.headers(), upgrade);
         }
+        // A WebSocket handshake is checked whole before anything is counted for it.
+        let websocket = match transport {
+            TransportKind::WebSocket => match ws::accept(&mut request) {
+                Some(accepted) => Some(accepted),
+                None => return self.refuse_upgrade(),
+            },
+            TransportKind::Polling => None,
+        };
         let info = RequestInfo {
             method: request.method().clone(),
             uri: request.uri().clone(),
@@ -234,24 +265,38 @@ impl<H: EngineHandler> EngineInner<H> {
             .headers()
             .get(header::ORIGIN)
             .and_then(|value| value.to_str().ok());
-        let live = self.sessions().len();
-        let ip = info.remote_addr.map(|addr| addr.ip());
-        let admitted =
-            self.admission()
-                .admit(&self.config.limits, Instant::now(), live, ip, origin);
-        if let Err(refusal) = admitted {
-            warn!(?ip, origin, %refusal, "handshake refused by a limit");
-            return self.refuse_limit(refusal, request.headers(), upgrade);
-        }
-        match transport {
-            TransportKind::Polling => {
-                let (entry, open) = self.open_session(TransportKind::Polling, info);
+        let ip = info
+            .remote_addr
+            .map(|addr| address_key(addr.ip(), self.config.ipv6_prefix_len));
+        let slot = match limits::admit(
+            &self.admission,
+            &self.config.limits,
+            Instant::now(),
+            ip,
+            origin,
+        ) {
+            Ok(slot) => slot,
+            Err(refusal) => {
+                if let Some(held_back) = self.refusal_log.allow(Instant::now()) {
+                    warn!(?ip, origin, %refusal, held_back, "handshake refused by a limit");
+                } else {
+                    debug!(?ip, origin, %refusal, "handshake refused by a limit");
+                }
+                return self.refuse_limit(refusal, request.headers(), upgrade);
+            }
+        };
+        match websocket {
+            None => {
+                let (entry, open) = self.open_session(TransportKind::Polling, info, slot);
                 tokio::spawn(polling::drive(self.clone(), entry));
                 let mut response = plain(StatusCode::OK, open, "text/plain; charset=UTF-8");
                 self.apply_cors(request.headers(), response.headers_mut());
                 response
             }
-            TransportKind::WebSocket => ws::handshake(self.clone(), info, &mut request),
+            Some((response, on_upgrade)) => {
+                ws::handshake(self.clone(), info, slot, on_upgrade);
+                response
+            }
         }
     }
 
@@ -260,6 +305,7 @@ impl<H: EngineHandler> EngineInner<H> {
         &self,
         transport: TransportKind,
         info: RequestInfo,
+        slot: Slot,
     ) -> (Arc<Entry<H::Connection>>, Bytes) {
         let sid: Arc<str> = Arc::from(generate_sid());
         let socket = Arc::new(Socket::new(
@@ -276,7 +322,11 @@ impl<H: EngineHandler> EngineInner<H> {
         };
         let open = socket.lock().open_packet(&sid, upgrades);
         let connection = self.handler.on_open(socket.clone());
-        let entry = Arc::new(Entry { socket, connection });
+        let entry = Arc::new(Entry {
+            socket,
+            connection,
+            slot: Mutex::new(Some(slot)),
+        });
         self.sessions().insert(sid, entry.clone());
         debug!(
             sid = entry.socket.sid(),
@@ -292,7 +342,7 @@ impl<H: EngineHandler> EngineInner<H> {
         }
     }
 
-    fn admission(&self) -> MutexGuard<'_, Admission> {
+    pub(crate) fn admission(&self) -> MutexGuard<'_, Admission> {
         self.admission
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -317,10 +367,27 @@ impl<H: EngineHandler> EngineInner<H> {
         response
     }
 
+    /// The plain 400 answer to a WebSocket handshake whose headers do not make one.
+    pub(crate) fn refuse_upgrade(&self) -> Response<Full<Bytes>> {
+        if let Some(held_back) = self.refusal_log.allow(Instant::now()) {
+            warn!(
+                held_back,
+                "refused websocket handshake: bad or missing upgrade headers"
+            );
+        } else {
+            debug!("refused websocket handshake: bad or missing upgrade headers");
+        }
+        plain(StatusCode::BAD_REQUEST, "Bad request", "text/plain")
+    }
+
     /// The answer to a request the engine refuses: JSON `{code, message}` for HTTP, plain text
     /// for a WebSocket upgrade, as the reference server does.
     fn refuse(&self, code: ErrorCode, headers: &HeaderMap, upgrade: bool) -> Response<Full<Bytes>> {
-        warn!(code = code.code(), message = %code, "refused engine.io request");
+        if let Some(held_back) = self.refusal_log.allow(Instant::now()) {
+            warn!(code = code.code(), message = %code, held_back, "refused engine.io request");
+        } else {
+            debug!(code = code.code(), message = %code, "refused engine.io request");
+        }
         let status = StatusCode::from_u16(code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
         if upgrade {
             return plain(status, code.to_string(), "text/plain");
@@ -330,6 +397,53 @@ impl<H: EngineHandler> EngineInner<H> {
         response
     }
 }
+
+/// Ends a session whose driving task stops without having ended it (a panic in the handler,
+/// the runtime shutting down): the session is closed the way `end` says, so its place in the
+/// counts is given back on every path. Disarmed by the task's normal end.
+pub(crate) struct EndGuard<'a, H: EngineHandler> {
+    inner: &'a EngineInner<H>,
+    entry: &'a Entry<H::Connection>,
+    end: fn(&mut Session),
+    armed: bool,
+}
+
+impl<'a, H: EngineHandler> EndGuard<'a, H> {
+    pub(crate) fn new(
+        inner: &'a EngineInner<H>,
+        entry: &'a Entry<H::Connection>,
+        end: fn(&mut Session),
+    ) -> Self {
+        EndGuard {
+            inner,
+            entry,
+            end,
+            armed: true,
+        }
+    }
+
+    /// The task ended normally: nothing to do on drop.
+    pub(crate) fn disarm(&mut self) {
+        self.armed = false;
+    }
+}
+
+impl<H: EngineHandler> Drop for EndGuard<'_, H> {
+    fn drop(&mut self) {
+        if self.armed {
+            debug!(sid = self.entry.socket.sid(), "session task ended early");
+            let end = self.end;
+            let ((), events) = self.entry.socket.update(|core, _| end(core));
+            self.inner.dispatch(self.entry, events);
+        }
+    }
+}
+
+/// Log lines about refused requests allowed per [`REFUSAL_LOG_WINDOW`]; the rest are counted
+/// and reported with the next line logged.
+const REFUSAL_LOG_LINES: u32 = 10;
+/// See [`REFUSAL_LOG_LINES`].
+const REFUSAL_LOG_WINDOW: Duration = Duration::from_secs(10);
 
 /// A response with a full body.
 pub(crate) fn plain(

@@ -37,13 +37,25 @@
 //! A polling GET whose client goes away closes its session, as the reference server does.
 //! Each session has one task: a timer task while it polls, or its WebSocket's task. The
 //! WebSocket read buffer starts small and the outbox is bounded in bytes.
+//!
+//! # Hostile peers
+//! Every wait on a peer has a deadline: a write that makes no progress for
+//! [`EngineConfig::write_timeout`] fails (and a WebSocket batch may not take longer than the
+//! heartbeat budget), a POST body must arrive within [`EngineConfig::body_timeout`] and ends
+//! with its session, and [`serve`] bounds request heads, the accept step and response writes
+//! ([`ServeConfig`]). Each admitted session holds one place in the admission counts, given back
+//! on every path by which it ends (refused or aborted handshakes take none); see
+//! [`Engine::admission_stats`]. A peer's faults are logged once at WARN per session, then
+//! counted and summed up when the session closes.
 #![deny(missing_docs)]
 #![warn(unreachable_pub)]
 
 mod config;
 mod cors;
 mod engine;
+mod io;
 mod limits;
+mod log;
 mod polling;
 mod query;
 mod server;
@@ -54,8 +66,11 @@ mod ws;
 pub use config::{AllowRequest, EngineConfig};
 pub use cors::{AllowedOrigins, CorsConfig};
 pub use engine::{BoxError, Engine, EngineHandler, RemoteAddr};
-pub use limits::{Limits, Rate, Refusal};
-pub use server::{serve, serve_service, serve_service_with, serve_with_shutdown};
+pub use limits::{address_key, AdmissionStats, Limits, Rate, Refusal};
+pub use server::{
+    serve, serve_service, serve_service_with, serve_service_with_config, serve_with_shutdown,
+    ServeConfig,
+};
 pub use service::{EngineLayer, EngineService, NotFound};
 pub use socket::{RequestInfo, Socket};
 pub use switchyard_engineio_proto::{

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::{header, Request, Response, StatusCode};
+use http::{header, HeaderValue, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
-use switchyard_engineio_proto::{decode_payload, CloseReason, TransportKind};
-use tokio::time::sleep_until;
-use tracing::{debug, warn};
+use switchyard_engineio_proto::{decode_payload, CloseReason, ErrorCode, TransportKind};
+use tokio::time::{sleep_until, timeout};
+use tracing::debug;
 
-use crate::engine::{error_response, plain, BoxError, EngineHandler, EngineInner, Entry};
+use crate::engine::{error_response, plain, BoxError, EndGuard, EngineHandler, EngineInner, Entry};
+use crate::log::peer_fault;
 
 /// Drives a polling session's timers until it closes or moves to a WebSocket (whose task
 /// drives it from then on). One task per session, one sleep at a time.
@@ -17,6 +18,12 @@ pub(crate) async fn drive<H: EngineHandler>(
     inner: Arc<EngineInner<H>>,
     entry: Arc<Entry<H::Connection>>,
 ) {
+    // A session still on polling when this task stops early loses its only timer: end it.
+    let mut guard = EndGuard::new(&inner, &entry, |core| {
+        if core.transport() == TransportKind::Polling {
+            core.close(CloseReason::TransportError);
+        }
+    });
     loop {
         let ((deadline, done), events) = entry.socket.update(|core, now| {
             core.handle_timeout(now);
@@ -27,6 +34,7 @@ pub(crate) async fn drive<H: EngineHandler>(
         });
         inner.dispatch(&entry, events);
         if done {
+            guard.disarm();
             return;
         }
         let woken = entry.socket.wake_driver.notified();
@@ -67,7 +75,7 @@ pub(crate) async fn get<H: EngineHandler>(
     let (started, events) = entry.socket.update(|core, _| core.poll_start());
     inner.dispatch(entry, events);
     if let Err(code) = started {
-        warn!(sid = entry.socket.sid(), %code, "refused poll");
+        peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %code, "refused poll");
         return error_response(code);
     }
     let mut guard = PollGuard {
@@ -136,10 +144,12 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
+    // Taken before the POST starts, so a close at any point after is seen.
+    let closed = entry.socket.closed.notified();
     let (started, events) = entry.socket.update(|core, _| core.post_start());
     inner.dispatch(entry, events);
     if let Err(code) = started {
-        warn!(sid = entry.socket.sid(), %code, "refused post");
+        peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %code, "refused post");
         return error_response(code);
     }
     let mut guard = PostGuard {
@@ -154,47 +164,103 @@ where
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
     if declared.is_some_and(|len| len > max_payload) {
-        warn!(sid = entry.socket.sid(), "post body over max payload");
+        peer_fault!(
+            entry.socket.faults,
+            sid = entry.socket.sid(),
+            "post body over max payload"
+        );
         guard.finish(None);
         return too_large();
     }
-    let body = match Limited::new(request.into_body(), max_payload)
-        .collect()
-        .await
-    {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) => {
+    // The body arrives within the body timeout, and only while the session lives: a peer
+    // cannot keep a POST (and the connection's task) going by trickling bytes.
+    let collect = timeout(
+        inner.config.body_timeout,
+        Limited::new(request.into_body(), max_payload).collect(),
+    );
+    let collected = tokio::select! {
+        collected = collect => collected,
+        () = closed => {
+            debug!(sid = entry.socket.sid(), "session closed while its post body arrived");
+            guard.finish(None);
+            return closing(error_response(ErrorCode::UnknownSid));
+        }
+    };
+    let body = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(error)) => {
             if error
                 .downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some()
             {
-                warn!(sid = entry.socket.sid(), "post body over max payload");
+                peer_fault!(
+                    entry.socket.faults,
+                    sid = entry.socket.sid(),
+                    "post body over max payload"
+                );
                 guard.finish(None);
                 return too_large();
             }
-            warn!(sid = entry.socket.sid(), %error, "post body failed");
+            debug!(sid = entry.socket.sid(), %error, "post body failed");
             guard.finish(Some(CloseReason::TransportError));
-            return error_response(switchyard_engineio_proto::ErrorCode::BadRequest);
+            return error_response(ErrorCode::BadRequest);
+        }
+        Err(_) => {
+            peer_fault!(
+                entry.socket.faults,
+                sid = entry.socket.sid(),
+                timeout = ?inner.config.body_timeout,
+                "post body not received in time"
+            );
+            // As an aborted POST: the session ends.
+            guard.finish(Some(CloseReason::TransportError));
+            return closing(timed_out());
         }
     };
     match decode_payload(&body, max_payload) {
         Ok(packets) => {
-            guard.finished = true;
-            let ((), events) = entry.socket.update(|core, now| {
-                for packet in packets {
+            // One packet at a time, each handed to the application before the next is
+            // handled: once the application closes the session (on a bad packet, say), the
+            // rest of the body is dropped, not delivered one by one to a closing session.
+            for packet in packets {
+                let (stop, events) = entry.socket.update(|core, now| {
+                    if core.is_closing() || core.is_closed() {
+                        return true;
+                    }
                     core.handle_packet(now, TransportKind::Polling, packet);
+                    false
+                });
+                inner.dispatch(entry, events);
+                if stop {
+                    break;
                 }
-                core.post_end();
-            });
-            inner.dispatch(entry, events);
+            }
+            guard.finish(None);
             plain(StatusCode::OK, "ok", "text/html")
         }
         Err(error) => {
-            warn!(sid = entry.socket.sid(), %error, "invalid polling payload, closing session");
+            peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "invalid polling payload, closing session");
             guard.finish(Some(CloseReason::ParseError));
-            error_response(switchyard_engineio_proto::ErrorCode::BadRequest)
+            error_response(ErrorCode::BadRequest)
         }
     }
+}
+
+/// The answer to a POST whose body did not arrive within the body timeout.
+fn timed_out() -> Response<Full<Bytes>> {
+    plain(
+        StatusCode::REQUEST_TIMEOUT,
+        r#"{"code":3,"message":"Request timeout"}"#,
+        "application/json",
+    )
+}
+
+/// Marks `response` as the connection's last: the rest of the request body is never read.
+fn closing(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn too_large() -> Response<Full<Bytes>> {

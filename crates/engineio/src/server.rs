@@ -14,10 +14,33 @@ use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
 use crate::engine::{Engine, EngineHandler, RemoteAddr};
+use crate::io::StallGuard;
 use crate::service::EngineService;
 
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadlines of the connections [`serve_service_with_config`] serves: every wait on a peer
+/// has one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeConfig {
+    /// How long a client may take to send a request head, the first or the next one on a
+    /// kept-alive connection (default 30 s).
+    pub header_read_timeout: Duration,
+    /// How long the per-connection `accept` step (a TLS handshake, say) may take (default
+    /// 10 s); a connection not accepted by then is dropped.
+    pub accept_timeout: Duration,
+    /// How long a write to the peer (a response, or an upgraded connection's frames) may make
+    /// no progress before the connection is dropped (default 10 s).
+    pub write_timeout: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            header_read_timeout: Duration::from_secs(30),
+            accept_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+        }
+    }
+}
 
 /// Serves `engine` on `listener` until the task is dropped; other paths get 404.
 pub async fn serve<H: EngineHandler>(listener: TcpListener, engine: Engine<H>) -> io::Result<()> {
@@ -32,7 +55,12 @@ pub async fn serve_with_shutdown<H: EngineHandler>(
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let service = EngineService::new(engine.clone());
-    serve_service(listener, service, shutdown).await;
+    let config = ServeConfig {
+        write_timeout: engine.config().write_timeout,
+        ..ServeConfig::default()
+    };
+    let plain = |stream: TcpStream, _: SocketAddr| std::future::ready(Some(stream));
+    serve_service_with_config(listener, plain, service, shutdown, config).await;
     engine.close_all();
     Ok(())
 }
@@ -79,6 +107,30 @@ pub async fn serve_service_with<S, B, A, F, Io>(
     F: Future<Output = Option<Io>> + Send + 'static,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    serve_service_with_config(listener, accept, service, shutdown, ServeConfig::default()).await;
+}
+
+/// Like [`serve_service_with`], with the connections' deadlines from `config`.
+pub async fn serve_service_with_config<S, B, A, F, Io>(
+    listener: TcpListener,
+    accept: A,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+    config: ServeConfig,
+) where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    A: Fn(TcpStream, SocketAddr) -> F + Clone + Send + 'static,
+    F: Future<Output = Option<Io>> + Send + 'static,
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     tokio::pin!(shutdown);
     loop {
         let (stream, addr) = tokio::select! {
@@ -97,9 +149,19 @@ pub async fn serve_service_with<S, B, A, F, Io>(
         let service = service.clone();
         let accept = accept.clone();
         tokio::spawn(async move {
-            let Some(stream) = accept(stream, addr).await else {
-                return;
-            };
+            let stream =
+                match tokio::time::timeout(config.accept_timeout, accept(stream, addr)).await {
+                    Ok(Some(stream)) => stream,
+                    Ok(None) => return,
+                    Err(_) => {
+                        debug!(%addr, "connection not accepted in time");
+                        return;
+                    }
+                };
+            // Responses (and upgraded connections) to a peer that stops reading fail instead
+            // of holding this task; reads are bounded by hyper's header timeout and by the
+            // engine.
+            let stream = StallGuard::new(stream, config.write_timeout);
             let service = service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(RemoteAddr(addr));
                 let mut service = service.clone();
@@ -109,7 +171,7 @@ pub async fn serve_service_with<S, B, A, F, Io>(
             // within its header read timeout, so silent connections cannot pile up.
             let connection = http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(config.header_read_timeout)
                 .serve_connection(TokioIo::new(stream), service)
                 .with_upgrades();
             if let Err(error) = connection.await {

@@ -6,9 +6,11 @@ use std::time::{Instant, SystemTime};
 
 use http::{HeaderMap, Method, Uri};
 use switchyard_engineio_proto::{
-    CloseReason, Event, Frame, SendError, Session, SessionConfig, TransportKind,
+    CloseReason, Event, Frame, SendError, Session, SessionConfig, TransportKind, WebSocketRole,
 };
 use tokio::sync::Notify;
+
+use crate::log::FaultCounter;
 
 /// What the engine keeps of the request that opened a session.
 #[derive(Debug, Clone)]
@@ -78,6 +80,11 @@ pub struct Socket {
     pub(crate) wake_websocket: Notify,
     /// Wakes the GET waiting on a polling session.
     pub(crate) wake_poll: Notify,
+    /// Wakes everything that waits on the peer for this session (a POST body) once it has
+    /// closed; fired with `notify_waiters`, so only futures created before the close see it.
+    pub(crate) closed: Notify,
+    /// The peer's faults, so that only the first is logged loudly.
+    pub(crate) faults: FaultCounter,
     request: RequestInfo,
 }
 
@@ -94,6 +101,8 @@ impl Socket {
             wake_driver: Notify::new(),
             wake_websocket: Notify::new(),
             wake_poll: Notify::new(),
+            closed: Notify::new(),
+            faults: FaultCounter::default(),
             request,
         }
     }
@@ -116,6 +125,21 @@ impl Socket {
     /// Whether the session has ended.
     pub fn is_closed(&self) -> bool {
         self.lock().is_closed()
+    }
+
+    /// Whether a long-polling GET is waiting on this session.
+    pub fn poll_waiting(&self) -> bool {
+        self.lock().poll_waiting()
+    }
+
+    /// Whether a long-polling POST body is being received for this session.
+    pub fn post_in_progress(&self) -> bool {
+        self.lock().post_in_progress()
+    }
+
+    /// Whether a WebSocket is probing an upgrade of this session.
+    pub fn is_upgrading(&self) -> bool {
+        self.lock().websocket_role() == WebSocketRole::Upgrading
     }
 
     /// Bytes queued for this client and not yet written.

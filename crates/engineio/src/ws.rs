@@ -22,12 +22,15 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
-use tracing::{debug, warn};
+use tracing::debug;
 
-use crate::engine::{plain, EngineHandler, EngineInner, Entry};
+use crate::engine::{EndGuard, EngineHandler, EngineInner, Entry};
+use crate::io::StallGuard;
+use crate::limits::Slot;
+use crate::log::peer_fault;
 use crate::socket::RequestInfo;
 
-type Stream = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
+type Stream = WebSocketStream<StallGuard<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// Bytes of frames gathered before tungstenite writes them without waiting for the flush.
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
@@ -42,6 +45,15 @@ pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
 
 /// Checks the WebSocket handshake headers and builds the 101 answer.
 fn switching_protocols(headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    if !connection_upgrade {
+        return None;
+    }
     let key = headers.get(header::SEC_WEBSOCKET_KEY)?;
     let version_ok = headers
         .get(header::SEC_WEBSOCKET_VERSION)
@@ -59,35 +71,32 @@ fn switching_protocols(headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
     Some(response)
 }
 
-fn bad_upgrade() -> Response<Full<Bytes>> {
-    plain(StatusCode::BAD_REQUEST, "Bad request", "text/plain")
+/// Checks a WebSocket handshake whole: its headers, and that the server can hand the
+/// connection over. Returns the 101 answer and the upgrade to await once it is sent; `None`
+/// for a handshake to refuse, before anything is counted or opened for it.
+pub(crate) fn accept<B>(request: &mut Request<B>) -> Option<(Response<Full<Bytes>>, OnUpgrade)> {
+    let response = switching_protocols(request.headers())?;
+    // hyper adds the upgrade only to requests that ask for one (`Connection: Upgrade`) on a
+    // connection served with upgrades.
+    let on_upgrade = request.extensions_mut().remove::<OnUpgrade>()?;
+    Some((response, on_upgrade))
 }
 
-fn take_upgrade<B>(request: &mut Request<B>) -> Option<OnUpgrade> {
-    request.extensions_mut().remove::<OnUpgrade>()
-}
-
-/// A WebSocket handshake without a sid: opens a session on the WebSocket.
-pub(crate) fn handshake<H: EngineHandler, B>(
+/// A WebSocket handshake without a sid, already accepted and admitted: opens its session,
+/// which holds `slot` until it closes.
+pub(crate) fn handshake<H: EngineHandler>(
     inner: Arc<EngineInner<H>>,
     info: RequestInfo,
-    request: &mut Request<B>,
-) -> Response<Full<Bytes>> {
-    let Some(response) = switching_protocols(request.headers()) else {
-        return bad_upgrade();
-    };
-    let Some(on_upgrade) = take_upgrade(request) else {
-        warn!("websocket request without hyper upgrade support");
-        return bad_upgrade();
-    };
-    let (entry, open) = inner.open_session(TransportKind::WebSocket, info);
+    slot: Slot,
+    on_upgrade: OnUpgrade,
+) {
+    let (entry, open) = inner.open_session(TransportKind::WebSocket, info, slot);
     tokio::spawn(async move {
         let open = Frame::Text(
             switchyard_engineio_proto::Text::from_utf8(open).unwrap_or_else(|_| "0".into()),
         );
         run(inner, entry, on_upgrade, Some(open)).await;
     });
-    response
 }
 
 /// A WebSocket with the sid of a polling session: probes an upgrade.
@@ -96,11 +105,8 @@ pub(crate) fn upgrade_session<H: EngineHandler, B>(
     entry: Arc<Entry<H::Connection>>,
     request: &mut Request<B>,
 ) -> Response<Full<Bytes>> {
-    let Some(response) = switching_protocols(request.headers()) else {
-        return bad_upgrade();
-    };
-    let Some(on_upgrade) = take_upgrade(request) else {
-        return bad_upgrade();
+    let Some((response, on_upgrade)) = accept(request) else {
+        return inner.refuse_upgrade();
     };
     let (started, events) = entry.socket.update(|core, now| core.upgrade_start(now));
     inner.dispatch(&entry, events);
@@ -113,9 +119,10 @@ pub(crate) fn upgrade_session<H: EngineHandler, B>(
                 sid = entry.socket.sid(),
                 "refusing second websocket for session"
             );
-            if let Ok(upgraded) = on_upgrade.await {
+            let limit = inner.config.peer_write_limit();
+            if let Ok(Ok(upgraded)) = timeout(limit, on_upgrade).await {
                 let mut stream = stream(&inner, upgraded).await;
-                let _ = stream.close(None).await;
+                let _ = timeout(limit, stream.close(None)).await;
             }
             return;
         }
@@ -136,7 +143,10 @@ async fn stream<H: EngineHandler>(
         .write_buffer_size(WRITE_BATCH_BYTES)
         .max_message_size(Some(max))
         .max_frame_size(Some(max));
-    WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config)).await
+    // Every write to the peer, tungstenite's own (pongs, close frames) included, fails once it
+    // has made no progress for the write timeout.
+    let io = StallGuard::new(TokioIo::new(upgraded), inner.config.write_timeout);
+    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
 }
 
 fn to_ws_message(frame: Frame) -> tungstenite::Message {
@@ -158,10 +168,22 @@ async fn run<H: EngineHandler>(
     on_upgrade: OnUpgrade,
     open: Option<Frame>,
 ) {
-    let upgraded = match on_upgrade.await {
-        Ok(upgraded) => upgraded,
-        Err(error) => {
-            debug!(sid = entry.socket.sid(), %error, "websocket upgrade failed");
+    // If this task stops early, its WebSocket is gone: the session (or its upgrade) ends.
+    let mut guard = EndGuard::new(&inner, &entry, |core| {
+        core.websocket_closed(CloseReason::TransportError)
+    });
+    // hyper hands the connection over once the 101 is written; bounded like any write.
+    let limit = inner.config.peer_write_limit();
+    let upgraded = match timeout(limit, on_upgrade).await {
+        Ok(Ok(upgraded)) => upgraded,
+        failed => {
+            match failed {
+                Ok(Err(error)) => {
+                    debug!(sid = entry.socket.sid(), %error, "websocket upgrade failed")
+                }
+                _ => debug!(sid = entry.socket.sid(), "websocket upgrade timed out"),
+            }
+            guard.disarm();
             let ((), events) = entry
                 .socket
                 .update(|core, _| core.websocket_closed(CloseReason::TransportError));
@@ -170,8 +192,9 @@ async fn run<H: EngineHandler>(
         }
     };
     let mut ws = stream(&inner, upgraded).await;
-    let session = &inner.config.session;
-    let write_limit = session.ping_interval + session.ping_timeout;
+    // A batch may take the heartbeat budget in all, while it progresses; the stream's own
+    // guard cuts a write that stalls for the write timeout.
+    let write_limit = inner.config.heartbeat_budget();
     let mut outgoing: Vec<Frame> = open.into_iter().collect();
     // One timer for the connection's life, moved only when the session's deadline changes:
     // registering a fresh sleep for every message would cost more than the message.
@@ -185,7 +208,7 @@ async fn run<H: EngineHandler>(
         });
         inner.dispatch(&entry, events);
         if !outgoing.is_empty() {
-            if let Err(reason) = write_all(&mut ws, &mut outgoing, write_limit).await {
+            if let Err(reason) = write_all(&entry, &mut ws, &mut outgoing, write_limit).await {
                 break Some(reason);
             }
         }
@@ -225,14 +248,16 @@ async fn run<H: EngineHandler>(
             }
         }
     };
+    guard.disarm();
     if let Some(reason) = end {
         let ((), events) = entry.socket.update(|core, _| core.websocket_closed(reason));
         inner.dispatch(&entry, events);
     }
-    let _ = timeout(Duration::from_secs(1), ws.close(None)).await;
+    let _ = timeout(limit.min(Duration::from_secs(1)), ws.close(None)).await;
 }
 
-async fn write_all(
+async fn write_all<C>(
+    entry: &Entry<C>,
     ws: &mut Stream,
     outgoing: &mut Vec<Frame>,
     limit: Duration,
@@ -251,15 +276,35 @@ async fn write_all(
         None => match timeout(limit, write).await {
             Ok(result) => result,
             Err(_) => {
-                warn!("websocket write timed out: slow or stalled reader");
+                peer_fault!(
+                    entry.socket.faults,
+                    sid = entry.socket.sid(),
+                    "websocket write took the heartbeat budget: slow reader"
+                );
                 return Err(CloseReason::TransportError);
             }
         },
     };
-    result.map_err(|error| {
-        debug!(%error, "websocket write failed");
-        CloseReason::TransportError
-    })
+    result.map_err(|error| write_failed(entry, &error))
+}
+
+/// Why a failed write ends the WebSocket; a stalled peer is its fault, and logged as such.
+fn write_failed<C>(entry: &Entry<C>, error: &tungstenite::Error) -> CloseReason {
+    if stalled(error) {
+        peer_fault!(
+            entry.socket.faults,
+            sid = entry.socket.sid(),
+            "websocket write stalled: the peer stopped reading"
+        );
+    } else {
+        debug!(sid = entry.socket.sid(), %error, "websocket write failed");
+    }
+    CloseReason::TransportError
+}
+
+/// Whether `error` is the stall guard cutting a write.
+fn stalled(error: &tungstenite::Error) -> bool {
+    matches!(error, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
 /// Polls `future` once: its output if it is ready, `None` if it has to wait.
@@ -287,7 +332,7 @@ async fn receive<H: EngineHandler>(
         Some(Ok(tungstenite::Message::Text(text))) => match Packet::decode_text(text.as_str()) {
             Ok(packet) => packet,
             Err(error) => {
-                warn!(sid = entry.socket.sid(), %error, "invalid websocket packet");
+                peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "invalid websocket packet");
                 let ((), events) = entry.socket.update(|core, _| match core.websocket_role() {
                     WebSocketRole::Active => core.close(CloseReason::ParseError),
                     _ => core.websocket_closed(CloseReason::TransportError),
@@ -301,22 +346,35 @@ async fn receive<H: EngineHandler>(
             Packet::Message(Message::Binary(Bytes::copy_from_slice(&data)))
         }
         Some(Ok(tungstenite::Message::Ping(_))) => {
-            // tungstenite queued the pong; send it now.
-            return ws.flush().await.err().map(|_| CloseReason::TransportError);
+            // tungstenite queued the pong; send it now, within the write deadline.
+            return match timeout(inner.config.peer_write_limit(), ws.flush()).await {
+                Ok(Ok(())) => None,
+                Ok(Err(error)) => Some(write_failed(entry, &error)),
+                Err(_) => {
+                    peer_fault!(
+                        entry.socket.faults,
+                        sid = entry.socket.sid(),
+                        "websocket pong not taken in time: the peer stopped reading"
+                    );
+                    Some(CloseReason::TransportError)
+                }
+            };
         }
         Some(Ok(tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_))) => return None,
         Some(Ok(tungstenite::Message::Close(_))) | None => {
             return Some(CloseReason::TransportClose)
         }
         Some(Err(tungstenite::Error::Capacity(error))) => {
-            warn!(sid = entry.socket.sid(), %error, "websocket message over max payload");
+            peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "websocket message over max payload");
             let frame = CloseFrame {
                 code: CloseCode::Size,
                 reason: "message too big".into(),
             };
-            let _ = ws.close(Some(frame)).await;
+            let _ = timeout(inner.config.peer_write_limit(), ws.close(Some(frame))).await;
             return Some(CloseReason::TransportError);
         }
+        // A read also writes what tungstenite owes the peer (a pong); the guard cut it.
+        Some(Err(error)) if stalled(&error) => return Some(write_failed(entry, &error)),
         // The peer went away without a closing handshake, or the connection broke: the
         // reference server reports every end of its WebSocket as "transport close"; only a
         // protocol violation is a "transport error".

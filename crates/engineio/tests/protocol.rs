@@ -12,7 +12,6 @@ use switchyard_engineio::{
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::sleep;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
@@ -328,7 +327,7 @@ async fn text_and_binary_echo_over_polling() {
     );
     // A GET with nothing queued waits until something is.
     let waiting = spawn_get(server.addr, &sid);
-    sleep(ms(30)).await;
+    until_poll_waiting(&server.engine, &sid).await;
     assert!(!waiting.is_finished());
     server
         .only_socket()
@@ -377,7 +376,7 @@ async fn upgrade_from_polling_to_websocket() {
     let server = Server::start().await;
     let sid = handshake(server.addr).await;
     let waiting = spawn_get(server.addr, &sid);
-    sleep(ms(30)).await;
+    until_poll_waiting(&server.engine, &sid).await;
     let mut ws = ws_probe(server.addr, &sid).await;
     // The waiting GET is released with a noop so the client can pause polling.
     let noop = within("waiting get", waiting).await.unwrap();
@@ -436,7 +435,7 @@ async fn message_order_is_kept_across_the_upgrade() {
     assert_eq!(get(server.addr, &sid).await.text(), expected.join("\x1e"));
 
     let waiting = spawn_get(server.addr, &sid);
-    sleep(ms(30)).await;
+    until_poll_waiting(&server.engine, &sid).await;
     let mut ws = ws_probe(server.addr, &sid).await;
     assert_eq!(within("waiting get", waiting).await.unwrap().text(), "6");
     // During the probe, with polling paused: the burst waits for the switch.
@@ -485,7 +484,7 @@ async fn server_close_over_polling_flushes_then_sends_close() {
     // With a GET already waiting, the close packet answers it.
     let sid = handshake(server.addr).await;
     let waiting = spawn_get(server.addr, &sid);
-    sleep(ms(30)).await;
+    until_poll_waiting(&server.engine, &sid).await;
     server.only_socket().close();
     assert_eq!(within("waiting get", waiting).await.unwrap().text(), "1");
     server
@@ -519,10 +518,9 @@ async fn serve_with_shutdown_closes_every_session() {
     let waiting = spawn_get(addr, &waiting_sid);
     let _idle_sid = handshake(addr).await;
     let (mut ws, _) = ws_handshake(addr).await;
-    sleep(ms(30)).await;
+    until_poll_waiting(&engine, &waiting_sid).await;
     assert_eq!(engine.session_count(), 3);
 
-    let start = Instant::now();
     stop.send(()).unwrap();
     within("serve_with_shutdown", task).await.unwrap().unwrap();
     // The waiting GET gets the close packet; the WebSocket is closed.
@@ -530,9 +528,9 @@ async fn serve_with_shutdown_closes_every_session() {
     assert_eq!(ws_expect_close(&mut ws).await, None);
     // The idle session is closed once its close packet has waited pingTimeout.
     assert!(wait_until(LIMIT, || engine.session_count() == 0).await);
-    assert!(start.elapsed() < ms(PING_TIMEOUT_MS + 200));
     assert!(wait_until(LIMIT, || recorder.closes().len() == 3).await);
-    sleep(ms(50)).await;
+    // No further close comes.
+    tokio::time::sleep(ms(50)).await;
     assert_eq!(recorder.closes(), vec![CloseReason::ServerShutdown; 3]);
     // The listener is gone.
     assert!(TcpStream::connect(addr).await.is_err());

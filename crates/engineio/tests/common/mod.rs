@@ -187,6 +187,18 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
     }
 }
 
+/// Waits until a long-polling GET waits on session `sid` of `engine`.
+pub async fn until_poll_waiting<H: EngineHandler>(engine: &Engine<H>, sid: &str) {
+    let waiting = wait_until(LIMIT, || {
+        engine
+            .sockets()
+            .iter()
+            .any(|socket| socket.sid() == sid && socket.poll_waiting())
+    })
+    .await;
+    assert!(waiting, "no GET waiting on session {sid}");
+}
+
 /// Awaits `future`, panicking if it takes longer than [`LIMIT`].
 pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(LIMIT, future).await {
