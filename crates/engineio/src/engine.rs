@@ -123,9 +123,11 @@ impl<H: EngineHandler> Engine<H> {
             .collect()
     }
 
-    /// Closes every session with [`CloseReason::ServerShutdown`]: queued frames and a close
-    /// packet go out first.
+    /// Closes every session with [`CloseReason::ServerShutdown`] (queued frames and a close
+    /// packet go out first) and refuses new ones from then on, with 503 `Server shutting down`,
+    /// so reconnecting clients go to another server rather than into one about to stop.
     pub fn close_all(&self) {
+        self.inner.admission().shut_down();
         for socket in self.sockets() {
             socket.close_with(CloseReason::ServerShutdown);
         }

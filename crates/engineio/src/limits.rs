@@ -73,13 +73,16 @@ pub enum Refusal {
     /// The `Origin` header is not in the allow-list.
     #[error("Origin not allowed")]
     OriginNotAllowed,
+    /// The server is shutting down: its sessions are closing and no new one is opened.
+    #[error("Server shutting down")]
+    ShuttingDown,
 }
 
 impl Refusal {
     /// The HTTP status of the refusal.
     pub fn status(self) -> StatusCode {
         match self {
-            Refusal::TooManySessions => StatusCode::SERVICE_UNAVAILABLE,
+            Refusal::TooManySessions | Refusal::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Refusal::TooManySessionsFromAddress | Refusal::HandshakeRate => {
                 StatusCode::TOO_MANY_REQUESTS
             }
@@ -137,6 +140,8 @@ pub(crate) struct Admission {
     per_ip: HashMap<IpAddr, usize>,
     buckets: HashMap<IpAddr, Bucket>,
     last_sweep: Option<Instant>,
+    /// Set by [`Admission::shut_down`]: every handshake from then on is refused.
+    shutting_down: bool,
 }
 
 /// One admitted session's place in the counts. Dropping it gives the place back, so a session
@@ -187,6 +192,11 @@ pub(crate) fn admit(
 }
 
 impl Admission {
+    /// Refuses every handshake from now on: the server is closing its sessions.
+    pub(crate) fn shut_down(&mut self) {
+        self.shutting_down = true;
+    }
+
     /// Checks every limit first, then commits: returns the address counted, if any.
     fn admit(
         &mut self,
@@ -195,6 +205,9 @@ impl Admission {
         ip: Option<IpAddr>,
         origin: Option<&str>,
     ) -> Result<Option<IpAddr>, Refusal> {
+        if self.shutting_down {
+            return Err(Refusal::ShuttingDown);
+        }
         if let (Some(allowed), Some(origin)) = (&limits.allowed_origins, origin) {
             if !allowed.iter().any(|o| o == origin) {
                 return Err(Refusal::OriginNotAllowed);

@@ -327,21 +327,26 @@ impl SocketIo {
         Ok(())
     }
 
-    /// Disconnects every socket with the reason `server shutting down` and closes every
-    /// connection (queued packets go out first).
+    /// Disconnects every socket with the reason `server shutting down`, closes every
+    /// connection (queued packets go out first), and refuses new connections from then on.
     pub fn close(&self) {
         self.engine.close_all();
     }
 
     /// Closes like [`SocketIo::close`], then waits until every connection has ended or `drain`
-    /// has passed; returns how many connections were still open.
+    /// has passed, and stops the namespaces' adapters; returns how many connections were still
+    /// open.
     pub async fn shutdown(&self, drain: std::time::Duration) -> usize {
         self.close();
         let deadline = tokio::time::Instant::now() + drain;
         while self.engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        self.engine.session_count()
+        let left = self.engine.session_count();
+        for namespace in self.namespaces() {
+            namespace.adapter().close().await;
+        }
+        left
     }
 
     /// Serves `service` on `listener` with this server in front of it (Socket.IO requests under
