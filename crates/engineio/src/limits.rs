@@ -27,6 +27,42 @@ impl Rate {
     }
 }
 
+/// A token bucket for a [`Rate`]: full (`burst` tokens) at first, refilled at `per_second`.
+/// The one bucket behind every rate limit: handshakes per address here, events per connection
+/// in the Socket.IO layer.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenBucket {
+    tokens: f64,
+    last: Option<Instant>,
+}
+
+impl TokenBucket {
+    /// Takes one token at `now` if there is one.
+    pub fn try_take(&mut self, now: Instant, rate: Rate) -> bool {
+        let burst = f64::from(rate.burst);
+        let tokens = match self.last {
+            None => burst,
+            Some(last) => {
+                let elapsed = now.saturating_duration_since(last).as_secs_f64();
+                (self.tokens + elapsed * rate.per_second).min(burst)
+            }
+        };
+        self.last = Some(now);
+        if tokens >= 1.0 {
+            self.tokens = tokens - 1.0;
+            true
+        } else {
+            self.tokens = tokens;
+            false
+        }
+    }
+
+    /// When a token was last asked for.
+    pub fn last_used(&self) -> Option<Instant> {
+        self.last
+    }
+}
+
 /// Limits on sessions, checked at each handshake.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
@@ -127,18 +163,12 @@ pub struct AdmissionStats {
     pub addresses: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    last: Instant,
-}
-
 /// The live state behind [`Limits`]: session counts, per address too, and handshake buckets.
 #[derive(Debug, Default)]
 pub(crate) struct Admission {
     sessions: usize,
     per_ip: HashMap<IpAddr, usize>,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<IpAddr, TokenBucket>,
     last_sweep: Option<Instant>,
     /// Set by [`Admission::shut_down`]: every handshake from then on is refused.
     shutting_down: bool,
@@ -227,18 +257,9 @@ impl Admission {
             }
             if let Some(rate) = limits.handshake_rate_per_ip {
                 self.sweep(now, rate);
-                let bucket = self.buckets.entry(ip).or_insert(Bucket {
-                    tokens: f64::from(rate.burst),
-                    last: now,
-                });
-                let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
-                bucket.tokens =
-                    (bucket.tokens + elapsed * rate.per_second).min(f64::from(rate.burst));
-                bucket.last = now;
-                if bucket.tokens < 1.0 {
+                if !self.buckets.entry(ip).or_default().try_take(now, rate) {
                     return Err(Refusal::HandshakeRate);
                 }
-                bucket.tokens -= 1.0;
             }
         }
         // Every check passed: nothing below can refuse.
@@ -285,8 +306,11 @@ impl Admission {
         } else {
             Duration::MAX
         };
-        self.buckets
-            .retain(|_, bucket| now.saturating_duration_since(bucket.last) < refill);
+        self.buckets.retain(|_, bucket| {
+            bucket
+                .last_used()
+                .is_some_and(|last| now.saturating_duration_since(last) < refill)
+        });
     }
 
     #[cfg(test)]

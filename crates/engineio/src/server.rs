@@ -13,9 +13,50 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{debug, warn};
 
-use crate::engine::{Engine, EngineHandler, RemoteAddr};
+use crate::engine::{BoxError, Engine, EngineHandler, RemoteAddr};
 use crate::io::StallGuard;
 use crate::service::EngineService;
+
+/// A tower service the `serve*` functions can run on hyper connections: any
+/// `Service<Request<Incoming>, Response = Response<B>>` that is `Clone + Send + 'static`, with a
+/// sendable future and a boxable error. Implemented for every such type; it names the bounds
+/// once.
+pub trait HttpService<B>:
+    tower_service::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<B>,
+        Future: Send + 'static,
+        Error: Into<BoxError>,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S
+where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+}
+
+/// A response body hyper can send from any task: implemented for every such body type.
+pub trait ResponseBody:
+    http_body::Body<Data: Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+}
 
 /// Deadlines of the connections [`serve_service_with_config`] serves: every wait on a peer
 /// has one.
@@ -72,15 +113,8 @@ pub async fn serve_service<S, B>(
     service: S,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let plain = |stream: TcpStream, _: SocketAddr| std::future::ready(Some(stream));
     serve_service_with(listener, plain, service, shutdown).await;
@@ -94,15 +128,8 @@ pub async fn serve_service_with<S, B, A, F, Io>(
     service: S,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: ResponseBody,
     A: Fn(TcpStream, SocketAddr) -> F + Clone + Send + 'static,
     F: Future<Output = Option<Io>> + Send + 'static,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -118,15 +145,8 @@ pub async fn serve_service_with_config<S, B, A, F, Io>(
     shutdown: impl Future<Output = ()>,
     config: ServeConfig,
 ) where
-    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: ResponseBody,
     A: Fn(TcpStream, SocketAddr) -> F + Clone + Send + 'static,
     F: Future<Output = Option<Io>> + Send + 'static,
     Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,

@@ -21,11 +21,11 @@ use crate::opts::Opts;
 use crate::wire::Proto;
 
 /// An open client connection.
-pub type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// Where and how to connect.
 #[derive(Clone, Debug)]
-pub struct Target {
+pub(crate) struct Target {
     addr: SocketAddr,
     path: String,
     proto: Proto,
@@ -40,7 +40,7 @@ fn ws_config() -> WebSocketConfig {
 
 impl Target {
     /// The target the options describe.
-    pub fn new(opts: &Opts) -> Target {
+    pub(crate) fn new(opts: &Opts) -> Target {
         Target {
             addr: opts.addr,
             path: opts.path.clone(),
@@ -51,7 +51,7 @@ impl Target {
     }
 
     /// The framing spoken.
-    pub fn proto(&self) -> Proto {
+    pub(crate) fn proto(&self) -> Proto {
         self.proto
     }
 
@@ -78,7 +78,7 @@ impl Target {
     }
 
     /// Opens connection `index` (WebSocket from the start), bounded by the handshake timeout.
-    pub async fn connect(&self, index: usize) -> anyhow::Result<Ws> {
+    pub(crate) async fn connect(&self, index: usize) -> anyhow::Result<Ws> {
         tokio::time::timeout(self.timeout, self.connect_inner(index))
             .await
             .map_err(|_| anyhow!("handshake timed out"))?
@@ -86,7 +86,7 @@ impl Target {
 
     /// Opens connection `index` through a polling handshake and an upgrade, bounded by the
     /// handshake timeout.
-    pub async fn connect_upgrade(&self, index: usize) -> anyhow::Result<Ws> {
+    pub(crate) async fn connect_upgrade(&self, index: usize) -> anyhow::Result<Ws> {
         tokio::time::timeout(self.timeout, self.upgrade_inner(index))
             .await
             .map_err(|_| anyhow!("handshake timed out"))?
@@ -257,7 +257,7 @@ fn set_bind_address_no_port(socket: &TcpSocket) {
 }
 
 /// The outcome of opening many connections.
-pub struct Opened {
+pub(crate) struct Opened {
     /// The connections that opened, each with the time its handshake took, in index order.
     pub conns: Vec<(Ws, Duration)>,
     /// How many failed.
@@ -269,7 +269,7 @@ pub struct Opened {
 }
 
 /// Opens `n` connections (indices `first..first + n`), at most `concurrency` at a time.
-pub async fn open_many(
+pub(crate) async fn open_many(
     target: &Target,
     first: usize,
     n: usize,
@@ -318,7 +318,7 @@ pub async fn open_many(
 }
 
 /// Keeps up to three distinct error messages.
-pub fn note_error(errors: &mut Vec<String>, error: String) {
+pub(crate) fn note_error(errors: &mut Vec<String>, error: String) {
     if errors.len() < 3 && !errors.contains(&error) {
         tracing::warn!(%error, "connection failed");
         errors.push(error);

@@ -9,13 +9,13 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 /// A latency histogram in microseconds, from 1 µs to 60 s, 3 significant figures.
-pub fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     // The bounds are constants that `new_with_bounds` accepts.
     Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| unreachable!())
 }
 
 /// Records a duration in microseconds (saturating at the histogram's top).
-pub fn record(hist: &mut Histogram<u64>, elapsed: Duration) {
+pub(crate) fn record(hist: &mut Histogram<u64>, elapsed: Duration) {
     hist.saturating_record((elapsed.as_micros() as u64).max(1));
 }
 
@@ -24,7 +24,7 @@ fn ms(us: u64) -> f64 {
 }
 
 /// Adds `<prefix>p50_ms`, `p99_ms`, `p999_ms`, `max_ms`, `mean_ms` and `<prefix>samples`.
-pub fn latency_fields(out: &mut Map<String, Value>, prefix: &str, hist: &Histogram<u64>) {
+pub(crate) fn latency_fields(out: &mut Map<String, Value>, prefix: &str, hist: &Histogram<u64>) {
     if hist.is_empty() {
         out.insert(format!("{prefix}samples"), json!(0));
         return;
@@ -44,7 +44,7 @@ pub fn latency_fields(out: &mut Map<String, Value>, prefix: &str, hist: &Histogr
 }
 
 /// This process's user and system CPU time (getrusage).
-pub fn self_cpu() -> (Duration, Duration) {
+pub(crate) fn self_cpu() -> (Duration, Duration) {
     // SAFETY: getrusage fills the zeroed struct it is given.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();
@@ -58,7 +58,7 @@ pub fn self_cpu() -> (Duration, Duration) {
 }
 
 /// A process's user + system CPU time, from /proc/PID/stat.
-pub fn proc_cpu(pid: u32) -> Option<Duration> {
+pub(crate) fn proc_cpu(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at the state, field 3.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -74,7 +74,7 @@ pub fn proc_cpu(pid: u32) -> Option<Duration> {
 }
 
 /// A process's resident set size in KiB, from /proc/PID/status.
-pub fn proc_rss_kib(pid: u32) -> Option<u64> {
+pub(crate) fn proc_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -84,7 +84,7 @@ pub fn proc_rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// Busy CPU time of the whole machine (all cores), from /proc/stat.
-pub fn machine_cpu() -> Option<Duration> {
+pub(crate) fn machine_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let fields: Vec<u64> = stat
         .lines()
@@ -109,7 +109,7 @@ pub fn machine_cpu() -> Option<Duration> {
 
 /// CPU use over a measurement window: the generator's own, the whole machine's and, if known,
 /// the server's.
-pub struct Window {
+pub(crate) struct Window {
     start: Instant,
     self_cpu: (Duration, Duration),
     machine_cpu: Option<Duration>,
@@ -119,7 +119,7 @@ pub struct Window {
 
 impl Window {
     /// Starts a window now.
-    pub fn start(server_pid: Option<u32>) -> Window {
+    pub(crate) fn start(server_pid: Option<u32>) -> Window {
         Window {
             start: Instant::now(),
             self_cpu: self_cpu(),
@@ -133,7 +133,7 @@ impl Window {
     /// `loadgen_cpu_pct`, `machine_cpu_pct` (all processes; 100 = one core busy) and, with a
     /// server pid, `server_cpu_pct`, `server_rss_kib` and `others_cpu_pct` (the machine's less
     /// the server's and the generator's: other processes disturbing the run).
-    pub fn finish(self, out: &mut Map<String, Value>) {
+    pub(crate) fn finish(self, out: &mut Map<String, Value>) {
         let wall = self.start.elapsed().as_secs_f64().max(1e-9);
         let (user, sys) = self_cpu();
         let user = user.saturating_sub(self.self_cpu.0).as_secs_f64();
@@ -173,14 +173,14 @@ impl Window {
 }
 
 /// Rounds to `digits` decimals.
-pub fn round(value: f64, digits: i32) -> f64 {
+pub(crate) fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
 }
 
 /// Prints the result as a two-column table and as one JSON line (the only stdout line that
 /// starts with `{`), and appends the JSON line to `json_path` if given.
-pub fn emit(result: &Value, json_path: Option<&Path>) -> anyhow::Result<()> {
+pub(crate) fn emit(result: &Value, json_path: Option<&Path>) -> anyhow::Result<()> {
     let mut table = String::new();
     if let Value::Object(fields) = result {
         let width = fields.keys().map(String::len).max().unwrap_or(0);

@@ -9,7 +9,7 @@ use anyhow::{bail, ensure, Context};
 use crate::wire::Proto;
 
 /// The usage text.
-pub const USAGE: &str = "\
+pub(crate) const USAGE: &str = "\
 loadgen SCENARIO [options]      run one scenario, print a table and one JSON line
 loadgen report RESULTS.jsonl    turn collected JSON lines into Markdown tables
 
@@ -46,7 +46,7 @@ Options:
 
 /// The scenario to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scenario {
+pub(crate) enum Scenario {
     /// Echo with acks.
     Echo,
     /// Broadcast fan-out.
@@ -61,7 +61,7 @@ pub enum Scenario {
 
 impl Scenario {
     /// The scenario's name on the command line and in results.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Scenario::Echo => "echo",
             Scenario::Fanout => "fanout",
@@ -74,7 +74,7 @@ impl Scenario {
 
 /// All options of one run.
 #[derive(Clone, Debug)]
-pub struct Opts {
+pub(crate) struct Opts {
     /// The scenario.
     pub scenario: Scenario,
     /// The server's address.
@@ -131,7 +131,7 @@ fn secs(value: &str) -> anyhow::Result<Duration> {
 
 impl Opts {
     /// Parses the arguments after the scenario name.
-    pub fn parse(scenario: Scenario, args: &[String]) -> anyhow::Result<Opts> {
+    pub(crate) fn parse(scenario: Scenario, args: &[String]) -> anyhow::Result<Opts> {
         let mut clients = None;
         let mut inflight = None;
         let mut duration = None;

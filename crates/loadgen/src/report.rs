@@ -173,7 +173,7 @@ struct Runs {
 }
 
 /// Renders the report.
-pub fn render(lines: &str, base: &str) -> anyhow::Result<String> {
+pub(crate) fn render(lines: &str, base: &str) -> anyhow::Result<String> {
     let mut cases: Vec<String> = Vec::new();
     let mut servers: Vec<String> = Vec::new();
     let mut runs: BTreeMap<(String, String), Runs> = BTreeMap::new();

@@ -20,7 +20,7 @@ use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 /// The framing spoken to the server.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Proto {
+pub(crate) enum Proto {
     /// Engine.IO v4 over WebSocket, carrying Socket.IO v5 on namespace `/`.
     SocketIo,
     /// The minimal framing of `bench/peers/bare`.
@@ -29,7 +29,7 @@ pub enum Proto {
 
 /// What a received text frame means to the load generator.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Incoming<'a> {
+pub(crate) enum Incoming<'a> {
     /// The answer to the emit with this ack id (or echo slot).
     Ack(u64),
     /// A relayed `broadcast`: its payload.
@@ -45,7 +45,7 @@ const SIO_TICK: &str = "42[\"tick\",\"";
 
 impl Proto {
     /// The name used in results.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Proto::SocketIo => "socket.io",
             Proto::Bare => "bare",
@@ -53,7 +53,7 @@ impl Proto {
     }
 
     /// Classifies a received text frame.
-    pub fn parse(self, text: &str) -> Incoming<'_> {
+    pub(crate) fn parse(self, text: &str) -> Incoming<'_> {
         match self {
             Proto::SocketIo => {
                 if text == "2" {
@@ -80,17 +80,17 @@ impl Proto {
     }
 
     /// An `echo` emit with ack id `slot` and a string payload.
-    pub fn echo(self, slot: u64, payload: &str) -> Message {
+    pub(crate) fn echo(self, slot: u64, payload: &str) -> Message {
         self.event(slot, "echo", payload)
     }
 
     /// A `broadcast` emit with ack id `id` and a string payload.
-    pub fn broadcast(self, id: u64, payload: &str) -> Message {
+    pub(crate) fn broadcast(self, id: u64, payload: &str) -> Message {
         self.event(id, "broadcast", payload)
     }
 
     /// A `join` emit with ack id `id` (Socket.IO only: the bare server has no rooms).
-    pub fn join(self, id: u64, room: &str) -> Option<Message> {
+    pub(crate) fn join(self, id: u64, room: &str) -> Option<Message> {
         match self {
             Proto::SocketIo => Some(self.event(id, "join", room)),
             Proto::Bare => None,
@@ -98,7 +98,7 @@ impl Proto {
     }
 
     /// The answer to a ping.
-    pub fn pong(self) -> Message {
+    pub(crate) fn pong(self) -> Message {
         Message::Text(Utf8Bytes::from_static("3"))
     }
 
@@ -125,17 +125,17 @@ fn leading_number(text: &str) -> Option<u64> {
 }
 
 /// A payload of `len` characters (at least 1), safe inside a JSON string.
-pub fn filler(len: usize) -> String {
+pub(crate) fn filler(len: usize) -> String {
     (0..len.max(1))
         .map(|i| char::from(b'a' + (i % 26) as u8))
         .collect()
 }
 
 /// Width of the timestamp at the start of a fan-out payload.
-pub const STAMP_DIGITS: usize = 20;
+pub(crate) const STAMP_DIGITS: usize = 20;
 
 /// A fan-out payload: the send time in nanoseconds (zero-padded) then filler up to `len`.
-pub fn stamped(nanos: u64, len: usize) -> String {
+pub(crate) fn stamped(nanos: u64, len: usize) -> String {
     let mut text = format!("{nanos:0width$}", width = STAMP_DIGITS);
     while text.len() < len {
         text.push('x');
@@ -144,7 +144,7 @@ pub fn stamped(nanos: u64, len: usize) -> String {
 }
 
 /// The send time carried by a fan-out payload.
-pub fn stamp_of(payload: &str) -> Option<u64> {
+pub(crate) fn stamp_of(payload: &str) -> Option<u64> {
     payload.get(..STAMP_DIGITS)?.parse().ok()
 }
 

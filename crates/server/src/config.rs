@@ -127,13 +127,14 @@ pub(crate) struct LimitSettings {
     #[arg(long, env = "HANDSHAKE_BURST", value_name = "N", default_value = "50", value_parser = parse_count)]
     pub handshake_burst: u32,
 
-    /// Events per second per socket, or off. Past it events are dropped (acks get
-    /// {error: "rate limited"}), the client gets a `rate-limit` event, and one that keeps
-    /// flooding for a burst more is disconnected.
+    /// Events (and namespace CONNECTs) per second per connection, or off: leaving and
+    /// re-joining a namespace does not refill it. Past it events are dropped (acks get
+    /// {error: "rate limited"}, CONNECTs a connect_error), the client gets a `rate-limit`
+    /// event, and one that keeps flooding for a burst more has its connection closed.
     #[arg(long, env = "EVENT_RATE", value_name = "N", default_value = "100", value_parser = parse_count_or_off)]
     pub event_rate: std::option::Option<u32>,
 
-    /// Events a socket may send at once.
+    /// Events a connection may send at once.
     #[arg(long, env = "EVENT_BURST", value_name = "N", default_value = "200", value_parser = parse_count)]
     pub event_burst: u32,
 
@@ -149,6 +150,30 @@ pub(crate) struct LimitSettings {
     /// connection is closed.
     #[arg(long, env = "MAX_BUFFERED_BYTES", value_name = "BYTES", default_value = "1048576", value_parser = parse_bytes)]
     pub max_buffered_bytes: usize,
+
+    /// Namespaces one connection may join (or be joining) at once; past it a CONNECT gets a
+    /// connect_error `too many namespaces`.
+    #[arg(long, env = "MAX_NAMESPACES_PER_CONNECTION", value_name = "N", default_value = "32", value_parser = parse_size)]
+    pub max_namespaces_per_connection: usize,
+
+    /// Largest CONNECT payload (the client's `auth`), in bytes; a bigger one gets a
+    /// connect_error `auth payload too large` without being parsed.
+    #[arg(long, env = "MAX_AUTH_BYTES", value_name = "BYTES", default_value = "16384", value_parser = parse_bytes)]
+    pub max_auth_bytes: usize,
+
+    /// Time a peer may take to accept written bytes; a stalled peer (one that never reads)
+    /// is disconnected within this, or within pingInterval + pingTimeout on WebSocket.
+    #[arg(long = "write-timeout-ms", env = "WRITE_TIMEOUT_MS", value_name = "MS", default_value = "10000", value_parser = parse_millis)]
+    pub write_timeout: Duration,
+
+    /// Time a long-polling POST body may take to arrive; past it: 408 and the session ends.
+    #[arg(long = "body-timeout-ms", env = "BODY_TIMEOUT_MS", value_name = "MS", default_value = "10000", value_parser = parse_millis)]
+    pub body_timeout: Duration,
+
+    /// Prefix length by which IPv6 peers are grouped for the per-address limits (IPv4 and
+    /// IPv4-mapped addresses count one by one).
+    #[arg(long, env = "IPV6_PREFIX_LEN", value_name = "BITS", default_value = "64", value_parser = parse_prefix_len)]
+    pub ipv6_prefix_len: u8,
 
     /// Origins allowed to connect (the `Origin` header), comma-separated, or off (`*` too):
     /// any. Clients sending no Origin are not concerned.
@@ -734,6 +759,13 @@ fn parse_size(value: &str) -> Result<usize, String> {
         .map_err(|_| "too large".to_owned())
 }
 
+fn parse_prefix_len(value: &str) -> Result<u8, String> {
+    match value.trim().parse::<u8>() {
+        Ok(bits @ 1..=128) => Ok(bits),
+        _ => Err("expected a prefix length from 1 to 128".to_owned()),
+    }
+}
+
 fn parse_count(value: &str) -> Result<u32, String> {
     parse_positive(value, "a positive number")?
         .try_into()
@@ -931,6 +963,11 @@ mod tests {
                 max_rooms_per_socket: Some(32),
                 max_pending_acks: 100,
                 max_buffered_bytes: 1_048_576,
+                max_namespaces_per_connection: 32,
+                max_auth_bytes: 16_384,
+                write_timeout: Duration::from_secs(10),
+                body_timeout: Duration::from_secs(10),
+                ipv6_prefix_len: 64,
                 allowed_origins: None,
             }
         );
@@ -1022,6 +1059,11 @@ mod tests {
                 ("MAX_ROOMS_PER_SOCKET", "3"),
                 ("MAX_PENDING_ACKS", "7"),
                 ("MAX_BUFFERED_BYTES", "65536"),
+                ("MAX_NAMESPACES_PER_CONNECTION", "4"),
+                ("MAX_AUTH_BYTES", "2048"),
+                ("WRITE_TIMEOUT_MS", "1500"),
+                ("BODY_TIMEOUT_MS", "2500"),
+                ("IPV6_PREFIX_LEN", "48"),
                 ("ALLOWED_ORIGINS", "https://a.example"),
                 ("JWT_SECRET", "0123456789abcdef0123"),
                 ("JWT_DEV_SECRET", "yes"),
@@ -1073,6 +1115,11 @@ mod tests {
                 max_rooms_per_socket: Some(3),
                 max_pending_acks: 7,
                 max_buffered_bytes: 65536,
+                max_namespaces_per_connection: 4,
+                max_auth_bytes: 2048,
+                write_timeout: Duration::from_millis(1500),
+                body_timeout: Duration::from_millis(2500),
+                ipv6_prefix_len: 48,
                 allowed_origins: Some(vec!["https://a.example".to_owned()]),
             }
         );

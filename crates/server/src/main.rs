@@ -20,9 +20,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use switchyard::engineio::{serve_service, EngineConfig, Limits, Rate};
+use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate, ServeConfig};
 use switchyard::{SocketIo, SocketIoConfig, SocketLimits};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
+use tokio::net::TcpStream;
 use tower_layer::Layer;
 use tracing::{info, warn};
 
@@ -108,6 +109,9 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
         .ping_timeout(config.ping_timeout)
         .max_payload(config.max_payload)
         .max_buffered_bytes(limits.max_buffered_bytes)
+        .write_timeout(limits.write_timeout)
+        .body_timeout(limits.body_timeout)
+        .ipv6_prefix_len(limits.ipv6_prefix_len)
         .limits(Limits {
             max_sessions: Some(limits.max_connections),
             max_sessions_per_ip: limits.max_connections_per_ip,
@@ -125,6 +129,8 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
                 .map(|rate| Rate::new(f64::from(rate), limits.event_burst)),
             max_rooms_per_socket: limits.max_rooms_per_socket,
             max_pending_acks: limits.max_pending_acks,
+            max_namespaces_per_connection: limits.max_namespaces_per_connection,
+            max_auth_bytes: limits.max_auth_bytes,
         },
         ..SocketIoConfig::default()
     });
@@ -194,9 +200,19 @@ async fn run(config: Config) -> anyhow::Result<()> {
         "started"
     );
     let service = io.layer().layer(web::StaticFiles);
+    let serve_config = ServeConfig {
+        write_timeout: config.limits.write_timeout,
+        ..ServeConfig::default()
+    };
     match tls {
-        Some(acceptor) => tls::serve_tls(listener, acceptor, service, shutdown_signal()).await,
-        None => serve_service(listener, service, shutdown_signal()).await,
+        Some(acceptor) => {
+            tls::serve_tls(listener, acceptor, service, shutdown_signal(), serve_config).await
+        }
+        None => {
+            let plain = |stream: TcpStream, _| std::future::ready(Some(stream));
+            serve_service_with_config(listener, plain, service, shutdown_signal(), serve_config)
+                .await
+        }
     }
 
     info!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use switchyard::engineio::serve_service_with;
+use switchyard::engineio::{serve_service_with_config, HttpService, ResponseBody, ServeConfig};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -41,23 +41,17 @@ pub(crate) fn acceptor(files: &TlsFiles) -> anyhow::Result<TlsAcceptor> {
 }
 
 /// Serves `service` over TLS on `listener` until `shutdown` completes, through
-/// `switchyard::engineio::serve_service_with`: each connection's TLS handshake runs on its own
+/// `switchyard::engineio::serve_service_with_config`: each connection's TLS handshake runs on its own
 /// task, bounded in time, before HTTP.
 pub(crate) async fn serve_tls<S, B>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     service: S,
     shutdown: impl Future<Output = ()>,
+    config: ServeConfig,
 ) where
-    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S: HttpService<B>,
+    B: ResponseBody,
 {
     let handshake = move |stream: TcpStream, addr: SocketAddr| {
         let acceptor = acceptor.clone();
@@ -75,5 +69,5 @@ pub(crate) async fn serve_tls<S, B>(
             }
         }
     };
-    serve_service_with(listener, handshake, service, shutdown).await;
+    serve_service_with_config(listener, handshake, service, shutdown, config).await;
 }

@@ -353,6 +353,19 @@ impl Client {
         self.engine.close();
     }
 
+    /// Disconnects every socket of this connection from its namespace (the client sees
+    /// `io server disconnect` and does not reconnect on its own), then closes the connection.
+    pub(crate) fn disconnect_all_and_close(&self) {
+        let sockets: Vec<Socket> = lock(&self.sockets)
+            .iter()
+            .map(|(_, socket)| socket.clone())
+            .collect();
+        for socket in sockets {
+            socket.disconnect();
+        }
+        self.engine.close();
+    }
+
     /// Takes one event (or CONNECT) from this connection's budget.
     pub(crate) fn take_budget(&self, rate: Rate) -> RateVerdict {
         lock(&self.rate).take(Instant::now(), rate)

@@ -2,6 +2,8 @@
 
 use std::time::Instant;
 
+use switchyard_engineio::{Rate, TokenBucket};
+
 /// The outcome of one event (or CONNECT) against a connection's rate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RateVerdict {
@@ -18,28 +20,16 @@ pub(crate) enum RateVerdict {
 /// refill it.
 #[derive(Debug, Default)]
 pub(crate) struct EventBucket {
-    tokens: f64,
-    last: Option<Instant>,
+    bucket: TokenBucket,
     dropped: u32,
 }
 
 impl EventBucket {
-    pub(crate) fn take(&mut self, now: Instant, rate: switchyard_engineio::Rate) -> RateVerdict {
-        let burst = f64::from(rate.burst);
-        let tokens = match self.last {
-            None => burst,
-            Some(last) => {
-                let elapsed = now.saturating_duration_since(last).as_secs_f64();
-                (self.tokens + elapsed * rate.per_second).min(burst)
-            }
-        };
-        self.last = Some(now);
-        if tokens >= 1.0 {
-            self.tokens = tokens - 1.0;
+    pub(crate) fn take(&mut self, now: Instant, rate: Rate) -> RateVerdict {
+        if self.bucket.try_take(now, rate) {
             self.dropped = 0;
             return RateVerdict::Allowed;
         }
-        self.tokens = tokens;
         self.dropped += 1;
         match self.dropped {
             1 => RateVerdict::FirstDrop,
@@ -53,7 +43,6 @@ impl EventBucket {
 mod tests {
     use super::*;
     use std::time::Duration;
-    use switchyard_engineio::Rate;
 
     #[test]
     fn event_bucket_allows_burst_warns_once_then_disconnects() {

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use switchyard_engineio::{
-    serve_service, CloseReason, Engine, EngineHandler, EngineLayer, EngineService, Message,
-    Socket as EngineSocket,
+    serve_service, CloseReason, Engine, EngineHandler, EngineLayer, EngineService, HttpService,
+    Message, ResponseBody, Socket as EngineSocket,
 };
 use tokio::net::TcpListener;
 
@@ -360,16 +360,8 @@ impl SocketIo {
         drain: std::time::Duration,
     ) -> io::Result<()>
     where
-        S: tower_service::Service<
-                http::Request<hyper::body::Incoming>,
-                Response = http::Response<B>,
-            > + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S: HttpService<B>,
+        B: http_body::Body<Data = bytes::Bytes> + ResponseBody,
     {
         let layered = tower_layer::Layer::layer(&self.layer(), service);
         serve_service(listener, layered, shutdown).await;

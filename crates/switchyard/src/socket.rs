@@ -720,7 +720,7 @@ impl Socket {
                 );
                 // The budget belongs to the connection: leaving the namespace alone would not
                 // stop the flood.
-                self.disconnect_and_close();
+                self.0.client.disconnect_all_and_close();
                 false
             }
         }

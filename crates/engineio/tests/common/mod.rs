@@ -20,27 +20,27 @@ use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite;
 use tokio_tungstenite::WebSocketStream;
 
-pub use tungstenite::Message as WsMessage;
+pub(crate) use tungstenite::Message as WsMessage;
 
 /// Server ping interval in these tests.
-pub const PING_INTERVAL_MS: u64 = 300;
+pub(crate) const PING_INTERVAL_MS: u64 = 300;
 /// Server pong allowance in these tests.
-pub const PING_TIMEOUT_MS: u64 = 200;
+pub(crate) const PING_TIMEOUT_MS: u64 = 200;
 /// Upgrade allowance in these tests.
-pub const UPGRADE_TIMEOUT_MS: u64 = 500;
+pub(crate) const UPGRADE_TIMEOUT_MS: u64 = 500;
 /// The largest payload the test engines accept.
-pub const MAX_PAYLOAD: usize = 1000;
+pub(crate) const MAX_PAYLOAD: usize = 1000;
 /// Upper bound of any single wait in a test.
-pub const LIMIT: Duration = Duration::from_secs(3);
+pub(crate) const LIMIT: Duration = Duration::from_secs(3);
 
 /// A duration of `millis` milliseconds.
-pub fn ms(millis: u64) -> Duration {
+pub(crate) fn ms(millis: u64) -> Duration {
     Duration::from_millis(millis)
 }
 
 /// What the handler has seen.
 #[derive(Default)]
-pub struct Recorder {
+pub(crate) struct Recorder {
     /// Sessions opened.
     pub opens: AtomicUsize,
     /// Close reasons, in order.
@@ -50,21 +50,21 @@ pub struct Recorder {
 }
 
 impl Recorder {
-    pub fn closes(&self) -> Vec<CloseReason> {
+    pub(crate) fn closes(&self) -> Vec<CloseReason> {
         self.closes.lock().unwrap().clone()
     }
 
-    pub fn messages(&self) -> Vec<Message> {
+    pub(crate) fn messages(&self) -> Vec<Message> {
         self.messages.lock().unwrap().clone()
     }
 
-    pub fn opens(&self) -> usize {
+    pub(crate) fn opens(&self) -> usize {
         self.opens.load(Ordering::SeqCst)
     }
 }
 
 /// Echoes every message back and records opens, messages and closes.
-pub struct TestHandler {
+pub(crate) struct TestHandler {
     pub recorder: Arc<Recorder>,
 }
 
@@ -91,7 +91,7 @@ impl EngineHandler for TestHandler {
 }
 
 /// The tight test configuration; handshakes carrying `deny=1` are refused.
-pub fn config() -> EngineConfig {
+pub(crate) fn config() -> EngineConfig {
     EngineConfig::default()
         .ping_interval(ms(PING_INTERVAL_MS))
         .ping_timeout(ms(PING_TIMEOUT_MS))
@@ -101,7 +101,7 @@ pub fn config() -> EngineConfig {
 }
 
 /// A test engine and its recorder, built but not served.
-pub fn engine(config: EngineConfig) -> (Engine<TestHandler>, Arc<Recorder>) {
+pub(crate) fn engine(config: EngineConfig) -> (Engine<TestHandler>, Arc<Recorder>) {
     let recorder = Arc::new(Recorder::default());
     let engine = Engine::new(
         config,
@@ -113,7 +113,7 @@ pub fn engine(config: EngineConfig) -> (Engine<TestHandler>, Arc<Recorder>) {
 }
 
 /// An engine served with [`serve`] on a loopback port; the server task ends with the test.
-pub struct Server {
+pub(crate) struct Server {
     pub addr: SocketAddr,
     pub engine: Engine<TestHandler>,
     pub recorder: Arc<Recorder>,
@@ -127,11 +127,11 @@ impl Drop for Server {
 }
 
 impl Server {
-    pub async fn start() -> Server {
+    pub(crate) async fn start() -> Server {
         Server::with_config(config()).await
     }
 
-    pub async fn with_config(config: EngineConfig) -> Server {
+    pub(crate) async fn with_config(config: EngineConfig) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (engine, recorder) = engine(config);
@@ -145,7 +145,7 @@ impl Server {
     }
 
     /// The one open session's socket.
-    pub fn only_socket(&self) -> Arc<Socket> {
+    pub(crate) fn only_socket(&self) -> Arc<Socket> {
         let sockets = self.engine.sockets();
         assert_eq!(sockets.len(), 1, "expected exactly one session");
         sockets[0].clone()
@@ -153,7 +153,7 @@ impl Server {
 
     /// Waits until no session is left and the handler saw exactly `expected` closes, then
     /// checks that no further close comes shortly after.
-    pub async fn assert_all_closed(&self, expected: &[CloseReason]) {
+    pub(crate) async fn assert_all_closed(&self, expected: &[CloseReason]) {
         let engine = self.engine.clone();
         let recorder = self.recorder.clone();
         let count = expected.len();
@@ -174,7 +174,7 @@ impl Server {
 }
 
 /// Polls `condition` every 5 ms until it holds (true) or `limit` passes (false).
-pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(crate) async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + limit;
     loop {
         if condition() {
@@ -188,7 +188,7 @@ pub async fn wait_until(limit: Duration, mut condition: impl FnMut() -> bool) ->
 }
 
 /// Waits until a long-polling GET waits on session `sid` of `engine`.
-pub async fn until_poll_waiting<H: EngineHandler>(engine: &Engine<H>, sid: &str) {
+pub(crate) async fn until_poll_waiting<H: EngineHandler>(engine: &Engine<H>, sid: &str) {
     let waiting = wait_until(LIMIT, || {
         engine
             .sockets()
@@ -200,7 +200,7 @@ pub async fn until_poll_waiting<H: EngineHandler>(engine: &Engine<H>, sid: &str)
 }
 
 /// Awaits `future`, panicking if it takes longer than [`LIMIT`].
-pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+pub(crate) async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
     match tokio::time::timeout(LIMIT, future).await {
         Ok(value) => value,
         Err(_) => panic!("timed out: {what}"),
@@ -211,7 +211,7 @@ pub async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
 
 /// A parsed HTTP/1.1 response.
 #[derive(Debug)]
-pub struct HttpResponse {
+pub(crate) struct HttpResponse {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
@@ -219,7 +219,7 @@ pub struct HttpResponse {
 
 impl HttpResponse {
     /// The first value of header `name` (case-insensitive).
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -227,7 +227,7 @@ impl HttpResponse {
     }
 
     /// Every value of header `name`.
-    pub fn header_all(&self, name: &str) -> Vec<&str> {
+    pub(crate) fn header_all(&self, name: &str) -> Vec<&str> {
         self.headers
             .iter()
             .filter(|(key, _)| key.eq_ignore_ascii_case(name))
@@ -236,24 +236,24 @@ impl HttpResponse {
     }
 
     /// The body as UTF-8.
-    pub fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         std::str::from_utf8(&self.body).unwrap()
     }
 }
 
 /// The engine path with `query`.
-pub fn path(query: &str) -> String {
+pub(crate) fn path(query: &str) -> String {
     format!("/engine.io/?{query}")
 }
 
 /// The polling path of session `sid`.
-pub fn poll_path(sid: &str) -> String {
+pub(crate) fn poll_path(sid: &str) -> String {
     path(&format!("EIO=4&transport=polling&sid={sid}"))
 }
 
 /// Writes one request (with `Connection: close`) on a new connection and returns the
 /// connection without reading.
-pub async fn send_request(
+pub(crate) async fn send_request(
     addr: SocketAddr,
     method: &str,
     target: &str,
@@ -270,7 +270,7 @@ pub async fn send_request(
 }
 
 /// The head of a request; `content_length` adds the header when given.
-pub fn request_head(
+pub(crate) fn request_head(
     method: &str,
     target: &str,
     headers: &[(&str, &str)],
@@ -291,7 +291,7 @@ pub fn request_head(
 }
 
 /// Reads a whole response: the server closes the connection after it.
-pub async fn read_response(mut stream: TcpStream) -> HttpResponse {
+pub(crate) async fn read_response(mut stream: TcpStream) -> HttpResponse {
     let mut raw = Vec::new();
     within("response", stream.read_to_end(&mut raw))
         .await
@@ -300,7 +300,7 @@ pub async fn read_response(mut stream: TcpStream) -> HttpResponse {
 }
 
 /// Parses a response read to the end of the connection.
-pub fn parse_response(raw: &[u8]) -> HttpResponse {
+pub(crate) fn parse_response(raw: &[u8]) -> HttpResponse {
     let split = raw
         .windows(4)
         .position(|window| window == b"\r\n\r\n")
@@ -350,7 +350,7 @@ fn decode_chunked(mut rest: &[u8]) -> Vec<u8> {
 }
 
 /// One request on its own connection, and its response.
-pub async fn request(
+pub(crate) async fn request(
     addr: SocketAddr,
     method: &str,
     target: &str,
@@ -361,30 +361,30 @@ pub async fn request(
 }
 
 /// A polling GET for `sid`.
-pub async fn get(addr: SocketAddr, sid: &str) -> HttpResponse {
+pub(crate) async fn get(addr: SocketAddr, sid: &str) -> HttpResponse {
     request(addr, "GET", &poll_path(sid), &[], b"").await
 }
 
 /// A polling POST for `sid`.
-pub async fn post(addr: SocketAddr, sid: &str, body: &[u8]) -> HttpResponse {
+pub(crate) async fn post(addr: SocketAddr, sid: &str, body: &[u8]) -> HttpResponse {
     request(addr, "POST", &poll_path(sid), &[], body).await
 }
 
 /// A polling GET started on its own task.
-pub fn spawn_get(addr: SocketAddr, sid: &str) -> JoinHandle<HttpResponse> {
+pub(crate) fn spawn_get(addr: SocketAddr, sid: &str) -> JoinHandle<HttpResponse> {
     let sid = sid.to_owned();
     tokio::spawn(async move { get(addr, &sid).await })
 }
 
 /// Asserts a `200 ok` answer to a POST.
-pub fn assert_ok(response: &HttpResponse) {
+pub(crate) fn assert_ok(response: &HttpResponse) {
     assert_eq!(response.status, 200, "body: {:?}", response.text());
     assert_eq!(response.header("content-type"), Some("text/html"));
     assert_eq!(response.text(), "ok");
 }
 
 /// Asserts an Engine.IO JSON error answer.
-pub fn assert_error(response: &HttpResponse, status: u16, code: u8, message: &str) {
+pub(crate) fn assert_error(response: &HttpResponse, status: u16, code: u8, message: &str) {
     assert_eq!(response.status, status);
     assert_eq!(response.header("content-type"), Some("application/json"));
     assert_eq!(
@@ -394,14 +394,14 @@ pub fn assert_error(response: &HttpResponse, status: u16, code: u8, message: &st
 }
 
 /// The open packet a test engine sends for `sid`.
-pub fn open_packet(sid: &str, upgrades: &str) -> String {
+pub(crate) fn open_packet(sid: &str, upgrades: &str) -> String {
     format!(
         r#"0{{"sid":"{sid}","upgrades":[{upgrades}],"pingInterval":{PING_INTERVAL_MS},"pingTimeout":{PING_TIMEOUT_MS},"maxPayload":{MAX_PAYLOAD}}}"#
     )
 }
 
 /// The sid in an open packet.
-pub fn sid_of(open: &str) -> String {
+pub(crate) fn sid_of(open: &str) -> String {
     let rest = open
         .strip_prefix(r#"0{"sid":""#)
         .unwrap_or_else(|| panic!("not an open packet: {open:?}"));
@@ -409,7 +409,7 @@ pub fn sid_of(open: &str) -> String {
 }
 
 /// A polling handshake; checks the open packet exactly and returns the sid.
-pub async fn handshake(addr: SocketAddr) -> String {
+pub(crate) async fn handshake(addr: SocketAddr) -> String {
     let response = request(addr, "GET", &path("EIO=4&transport=polling"), &[], b"").await;
     assert_eq!(response.status, 200);
     let sid = sid_of(response.text());
@@ -418,7 +418,7 @@ pub async fn handshake(addr: SocketAddr) -> String {
 }
 
 /// Runs `poll` until it answers something else than a noop; returns that.
-pub async fn get_skipping_noops(addr: SocketAddr, sid: &str) -> HttpResponse {
+pub(crate) async fn get_skipping_noops(addr: SocketAddr, sid: &str) -> HttpResponse {
     let deadline = Instant::now() + LIMIT;
     loop {
         let response = get(addr, sid).await;
@@ -433,10 +433,10 @@ pub async fn get_skipping_noops(addr: SocketAddr, sid: &str) -> HttpResponse {
 // ----- WebSocket --------------------------------------------------------------------------
 
 /// A client WebSocket.
-pub type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 /// Opens a WebSocket to the engine with `query` (`EIO=4&transport=websocket` added).
-pub async fn ws_connect(addr: SocketAddr, query: &str) -> Ws {
+pub(crate) async fn ws_connect(addr: SocketAddr, query: &str) -> Ws {
     match ws_try_connect(addr, query).await {
         Ok(ws) => ws,
         Err(error) => panic!("websocket handshake failed: {error}"),
@@ -444,7 +444,10 @@ pub async fn ws_connect(addr: SocketAddr, query: &str) -> Ws {
 }
 
 /// Opens a WebSocket, returning the handshake error if the server refuses.
-pub async fn ws_try_connect(addr: SocketAddr, query: &str) -> Result<Ws, tungstenite::Error> {
+pub(crate) async fn ws_try_connect(
+    addr: SocketAddr,
+    query: &str,
+) -> Result<Ws, tungstenite::Error> {
     let stream = within("connect", TcpStream::connect(addr)).await.unwrap();
     let url = format!("ws://{addr}/engine.io/?EIO=4&transport=websocket{query}");
     within(
@@ -456,7 +459,7 @@ pub async fn ws_try_connect(addr: SocketAddr, query: &str) -> Result<Ws, tungste
 }
 
 /// Opens a WebSocket session of its own; checks the open packet and returns the sid.
-pub async fn ws_handshake(addr: SocketAddr) -> (Ws, String) {
+pub(crate) async fn ws_handshake(addr: SocketAddr) -> (Ws, String) {
     let mut ws = ws_connect(addr, "").await;
     let open = ws_recv_text(&mut ws).await;
     let sid = sid_of(&open);
@@ -465,12 +468,12 @@ pub async fn ws_handshake(addr: SocketAddr) -> (Ws, String) {
 }
 
 /// The next message, whatever it is; `None` once the stream ended.
-pub async fn ws_next(ws: &mut Ws) -> Option<Result<WsMessage, tungstenite::Error>> {
+pub(crate) async fn ws_next(ws: &mut Ws) -> Option<Result<WsMessage, tungstenite::Error>> {
     within("websocket message", ws.next()).await
 }
 
 /// The next message, which must be text.
-pub async fn ws_recv_text(ws: &mut Ws) -> String {
+pub(crate) async fn ws_recv_text(ws: &mut Ws) -> String {
     match ws_next(ws).await {
         Some(Ok(WsMessage::Text(text))) => text.as_str().to_owned(),
         other => panic!("expected a text message, got {other:?}"),
@@ -478,7 +481,7 @@ pub async fn ws_recv_text(ws: &mut Ws) -> String {
 }
 
 /// The next message that is not a ping; pings (`2`) are answered with `3`.
-pub async fn ws_recv_answering_pings(ws: &mut Ws) -> WsMessage {
+pub(crate) async fn ws_recv_answering_pings(ws: &mut Ws) -> WsMessage {
     loop {
         match ws_next(ws).await {
             Some(Ok(WsMessage::Text(text))) if text.as_str() == "2" => {
@@ -491,14 +494,14 @@ pub async fn ws_recv_answering_pings(ws: &mut Ws) -> WsMessage {
 }
 
 /// Sends a text frame.
-pub async fn ws_send_text(ws: &mut Ws, text: &str) {
+pub(crate) async fn ws_send_text(ws: &mut Ws, text: &str) {
     within("websocket send", ws.send(WsMessage::text(text)))
         .await
         .unwrap();
 }
 
 /// Sends a binary frame.
-pub async fn ws_send_binary(ws: &mut Ws, data: &[u8]) {
+pub(crate) async fn ws_send_binary(ws: &mut Ws, data: &[u8]) {
     within("websocket send", ws.send(WsMessage::binary(data.to_vec())))
         .await
         .unwrap();
@@ -506,7 +509,7 @@ pub async fn ws_send_binary(ws: &mut Ws, data: &[u8]) {
 
 /// Reads until the server's close frame and returns it, reading pings (`2`) without answering
 /// them; then checks the stream ends.
-pub async fn ws_expect_close(ws: &mut Ws) -> Option<tungstenite::protocol::CloseFrame> {
+pub(crate) async fn ws_expect_close(ws: &mut Ws) -> Option<tungstenite::protocol::CloseFrame> {
     let frame = loop {
         match ws_next(ws).await {
             Some(Ok(WsMessage::Close(frame))) => break frame,
@@ -521,7 +524,7 @@ pub async fn ws_expect_close(ws: &mut Ws) -> Option<tungstenite::protocol::Close
 }
 
 /// An Engine.IO upgrade: opens a WebSocket for `sid` and completes the probe.
-pub async fn ws_probe(addr: SocketAddr, sid: &str) -> Ws {
+pub(crate) async fn ws_probe(addr: SocketAddr, sid: &str) -> Ws {
     let mut ws = ws_connect(addr, &format!("&sid={sid}")).await;
     ws_send_text(&mut ws, "2probe").await;
     assert_eq!(ws_recv_text(&mut ws).await, "3probe");

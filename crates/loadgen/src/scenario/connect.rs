@@ -15,7 +15,7 @@ use crate::metrics::{histogram, latency_fields, record, round, Window};
 use crate::opts::Opts;
 
 /// The `connect` scenario.
-pub async fn run(opts: &Opts) -> anyhow::Result<Value> {
+pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     let target = Target::new(opts);
     let mut out = base(opts);
     let window = Window::start(opts.server_pid);

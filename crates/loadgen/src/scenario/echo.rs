@@ -22,7 +22,7 @@ use crate::opts::Opts;
 use crate::wire::{filler, Incoming, Proto};
 
 /// What the echo clients measured.
-pub struct EchoStats {
+pub(crate) struct EchoStats {
     /// Acks received in the window.
     pub acks: u64,
     /// Their round-trip times.
@@ -35,7 +35,7 @@ pub struct EchoStats {
 
 impl EchoStats {
     /// Empty statistics.
-    pub fn new() -> Rc<RefCell<EchoStats>> {
+    pub(crate) fn new() -> Rc<RefCell<EchoStats>> {
         Rc::new(RefCell::new(EchoStats {
             acks: 0,
             hist: histogram(),
@@ -46,7 +46,7 @@ impl EchoStats {
 }
 
 /// The K pre-encoded echo emits (slot i carries ack id i).
-pub fn echo_frames(proto: Proto, inflight: usize, payload: usize) -> Rc<[Message]> {
+pub(crate) fn echo_frames(proto: Proto, inflight: usize, payload: usize) -> Rc<[Message]> {
     let payload = filler(payload);
     (0..inflight as u64)
         .map(|slot| proto.echo(slot, &payload))
@@ -55,7 +55,7 @@ pub fn echo_frames(proto: Proto, inflight: usize, payload: usize) -> Rc<[Message
 
 /// One echo client: keeps every slot in flight until the measurement ends, then waits for the
 /// outstanding acks until the plan's stop time.
-pub async fn echo_client(
+pub(crate) async fn echo_client(
     mut ws: Ws,
     proto: Proto,
     plan: Plan,
@@ -131,7 +131,12 @@ pub async fn echo_client(
 }
 
 /// Runs the echo phase over open connections and adds its results to `out`.
-pub async fn measure(opts: &Opts, proto: Proto, conns: Vec<Ws>, out: &mut Map<String, Value>) {
+pub(crate) async fn measure(
+    opts: &Opts,
+    proto: Proto,
+    conns: Vec<Ws>,
+    out: &mut Map<String, Value>,
+) {
     let clients = conns.len();
     let frames = echo_frames(proto, opts.inflight, opts.payload);
     let stats = EchoStats::new();
@@ -166,7 +171,7 @@ pub async fn measure(opts: &Opts, proto: Proto, conns: Vec<Ws>, out: &mut Map<St
 }
 
 /// The `echo` scenario.
-pub async fn run(opts: &Opts) -> anyhow::Result<Value> {
+pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     let target = Target::new(opts);
     let opened = open_many(&target, 0, opts.clients, opts.concurrency, false).await;
     let mut out = base(opts);

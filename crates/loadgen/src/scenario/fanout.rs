@@ -191,7 +191,7 @@ async fn publisher(
 }
 
 /// The `fanout` scenario.
-pub async fn run(opts: &Opts) -> anyhow::Result<Value> {
+pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     let target = Target::new(opts);
     let proto = target.proto();
     let mut out = base(opts);

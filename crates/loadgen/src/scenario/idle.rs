@@ -63,7 +63,7 @@ async fn hold(
 }
 
 /// The `idle` scenario.
-pub async fn run(opts: &Opts) -> anyhow::Result<Value> {
+pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     let target = Rc::new(Target::new(opts));
     let mut out = base(opts);
     let rss_before = opts.server_pid.and_then(proc_rss_kib);

@@ -1,11 +1,11 @@
 //! The scenarios. Each opens its connections first, then runs a timed plan (warm-up,
 //! measurement, drain) and returns one flat JSON object of results.
 
-pub mod connect;
-pub mod echo;
-pub mod fanout;
-pub mod idle;
-pub mod rooms;
+pub(crate) mod connect;
+pub(crate) mod echo;
+pub(crate) mod fanout;
+pub(crate) mod idle;
+pub(crate) mod rooms;
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use crate::opts::Opts;
 
 /// The timeline of a measured run.
 #[derive(Clone, Copy, Debug)]
-pub struct Plan {
+pub(crate) struct Plan {
     /// Load starts.
     pub start: Instant,
     /// Measurement starts (after the warm-up).
@@ -28,7 +28,7 @@ pub struct Plan {
 
 impl Plan {
     /// A plan starting now.
-    pub fn now(opts: &Opts) -> Plan {
+    pub(crate) fn now(opts: &Opts) -> Plan {
         let start = Instant::now();
         let measure_start = start + opts.warmup;
         let measure_end = measure_start + opts.duration;
@@ -41,13 +41,13 @@ impl Plan {
     }
 
     /// Whether `t` lies in the measurement window.
-    pub fn measures(&self, t: Instant) -> bool {
+    pub(crate) fn measures(&self, t: Instant) -> bool {
         t >= self.measure_start && t < self.measure_end
     }
 }
 
 /// The fields every result starts with: what ran, against what, with which parameters.
-pub fn base(opts: &Opts) -> Map<String, Value> {
+pub(crate) fn base(opts: &Opts) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert("case".into(), json!(opts.case));
     out.insert("scenario".into(), json!(opts.scenario.name()));
@@ -58,6 +58,6 @@ pub fn base(opts: &Opts) -> Map<String, Value> {
 }
 
 /// Seconds as a JSON number with millisecond precision.
-pub fn secs(d: Duration) -> Value {
+pub(crate) fn secs(d: Duration) -> Value {
     json!(crate::metrics::round(d.as_secs_f64(), 3))
 }

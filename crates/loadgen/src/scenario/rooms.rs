@@ -46,7 +46,7 @@ async fn join(mut ws: Ws, proto: Proto, room: String) -> anyhow::Result<(Ws, Dur
 }
 
 /// The `rooms` scenario.
-pub async fn run(opts: &Opts) -> anyhow::Result<Value> {
+pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     let target = Target::new(opts);
     let proto = target.proto();
     let mut out = base(opts);
