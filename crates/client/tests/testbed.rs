@@ -510,6 +510,20 @@ async fn manager_close_disconnects_without_reconnecting_and_any_handler_sees_all
         names.next(WAIT).await,
         ("hello".to_owned(), json!("/dyn-room"))
     );
+
+    // A connect right after close (before the driver has closed, or after) connects again.
+    for round in 0..20 {
+        manager.close();
+        socket
+            .connect()
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: {error:?}"));
+        assert_eq!(reasons.next(WAIT).await, DisconnectReason::ForcedClose);
+        assert!(
+            eventually(WAIT, || socket.connected()).await,
+            "round {round}"
+        );
+    }
 }
 
 /// The connections are cut under the client (no goodbye, as when a network drops) while the
@@ -641,4 +655,96 @@ async fn cut_connection_reconnects_and_recovers_after_upgrade() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cut_connection_reconnects_and_recovers_over_polling() {
     cut_and_recover(Transports::Polling).await;
+}
+
+/// An auth function handing out a bad token until `good` is set.
+fn switchable_auth(good: &Arc<std::sync::atomic::AtomicBool>) -> SocketOptions {
+    let good = good.clone();
+    SocketOptions::default().auth_fn(move || {
+        let token = if good.load(Ordering::SeqCst) {
+            "secret"
+        } else {
+            "wrong"
+        };
+        async move { json!({ "token": token }) }
+    })
+}
+
+async fn expect_unauthorized(socket: &switchyard_client::Socket, round: usize) {
+    match socket.connect().await {
+        Err(ConnectError::Refused { message, .. }) => assert_eq!(message, "unauthorized"),
+        other => panic!("round {round}: expected a refusal, got {other:?}"),
+    }
+}
+
+/// Issue "Hardening" 13: a refused CONNECT that leaves no socket active closes the connection;
+/// a `connect()` right after it must still succeed (it used to fail now and then with
+/// `disconnected before connecting`), and so must another namespace connecting at that moment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_right_after_a_refusal_succeeds() {
+    let server = Testbed::start().await;
+    let manager = Manager::new(&server.url(), config(Transports::default())).unwrap();
+    let good = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let private = manager.socket_with("/private", switchable_auth(&good));
+    let other = manager.socket("/dyn-other");
+    for round in 0..50 {
+        good.store(false, Ordering::SeqCst);
+        expect_unauthorized(&private, round).await;
+        good.store(true, Ordering::SeqCst);
+        if round % 2 == 0 {
+            private
+                .connect()
+                .await
+                .unwrap_or_else(|error| panic!("round {round}: {error:?}"));
+        } else {
+            let (a, b) = tokio::join!(private.connect(), other.connect());
+            a.unwrap_or_else(|error| panic!("round {round}, /private: {error:?}"));
+            b.unwrap_or_else(|error| panic!("round {round}, /dyn-other: {error:?}"));
+            assert!(other.connected());
+            other.disconnect();
+        }
+        assert!(private.connected(), "round {round}");
+        assert!(private.id().is_some(), "round {round}");
+        // Leaving the only active namespace closes the connection; the next round's connect
+        // comes right after, racing that close too.
+        private.disconnect();
+    }
+    private.connect().await.unwrap();
+    assert!(private.connected());
+}
+
+/// Issue "Hardening" 13, with a second namespace connected throughout: refusals and
+/// reconnections of one namespace never touch the other, nor the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_leave_the_managers_other_sockets_connected() {
+    let server = Testbed::start().await;
+    let manager = Manager::new(&server.url(), config(Transports::default())).unwrap();
+    let main = manager.socket("/");
+    let mut main_disconnects = Inbox::new();
+    let tx = main_disconnects.sender();
+    main.on_disconnect(move |_, reason| {
+        let _ = tx.send(reason);
+    });
+    main.connect().await.unwrap();
+    let main_id = main.id().unwrap();
+    let engine_id = manager.engine_id();
+    let good = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let private = manager.socket_with("/private", switchable_auth(&good));
+    for round in 0..50 {
+        good.store(false, Ordering::SeqCst);
+        expect_unauthorized(&private, round).await;
+        assert!(main.connected(), "round {round}");
+        good.store(true, Ordering::SeqCst);
+        private
+            .connect()
+            .await
+            .unwrap_or_else(|error| panic!("round {round}: {error:?}"));
+        assert!(private.connected(), "round {round}");
+        private.disconnect();
+    }
+    assert!(main_disconnects.take_ready().is_empty());
+    assert_eq!(main.id().as_deref(), Some(main_id.as_str()));
+    assert_eq!(manager.engine_id(), engine_id, "one Engine.IO connection");
+    let rooms = main.emit_with_ack("rooms", (), WAIT).await.unwrap();
+    assert_eq!(rooms.values, vec![json!([main_id])]);
 }

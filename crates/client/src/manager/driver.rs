@@ -135,7 +135,13 @@ impl Driver {
         self.reconnection.stop();
         loop {
             match self.commands.recv().await {
-                Some(Command::Connect { .. }) => return Flow::Attempt,
+                Some(Command::Connect { nsp, request }) => {
+                    self.connect_seen(&nsp, request);
+                    // A request from a socket that has left again meanwhile opens nothing.
+                    if self.shared.any_active() {
+                        return Flow::Attempt;
+                    }
+                }
                 command => {
                     if let Flow::Exit = self.command_while_down(command) {
                         return Flow::Exit;
@@ -153,7 +159,10 @@ impl Driver {
                 self.rebuffer(&nsp, seq, packet);
                 Flow::Attempt
             }
-            Some(Command::Connect { .. }) => Flow::Attempt,
+            Some(Command::Connect { nsp, request }) => {
+                self.connect_seen(&nsp, request);
+                Flow::Attempt
+            }
             Some(Command::Disconnect { nsp, was_connected }) => {
                 self.client_disconnected(&nsp, was_connected);
                 if self.shared.any_active() {
@@ -292,8 +301,8 @@ impl Driver {
                 command = self.commands.recv() => match command {
                     None => break (End::Exit, true),
                     Some(Command::Packet { nsp, seq, packet }) => self.send_packet(&engine, &nsp, seq, packet),
-                    Some(Command::Connect { nsp }) => {
-                        if let Some(socket) = self.shared.socket(&nsp) {
+                    Some(Command::Connect { nsp, request }) => {
+                        if let Some(socket) = self.connect_seen(&nsp, request) {
                             self.start_connect(&engine, &socket);
                         }
                     }
@@ -589,12 +598,32 @@ impl Driver {
         }
     }
 
-    /// No more attempts will be made: sockets waiting in `connect` are told.
+    /// Records that the driver took connect request `request` of socket `nsp`.
+    fn connect_seen(&self, nsp: &str, request: u64) -> Option<Arc<SocketInner>> {
+        let socket = self.shared.socket(nsp)?;
+        {
+            let mut state = socket.lock();
+            state.connect_seen = state.connect_seen.max(request);
+        }
+        Some(socket)
+    }
+
+    /// No more attempts will be made: sockets waiting in `connect` are told, except those
+    /// whose latest request the driver has not taken yet. Such a request came after the
+    /// decision to stop (a `connect()` right after the last socket was refused, say): it
+    /// waits in the queue and opens a new connection, so its caller must not get
+    /// `disconnected before connecting`.
     fn fail_pending_connects(&self) {
         for socket in self.shared.all_sockets() {
-            if matches!(*socket.status.borrow(), Status::Connecting) {
+            // Under the state lock, as `Socket::connect` counts its request and sets the
+            // status under it too.
+            let state = socket.lock();
+            let in_flight = state.connect_seen < state.connect_requested;
+            let waiting = matches!(*socket.status.borrow(), Status::Connecting);
+            if waiting && !in_flight {
                 socket.set_status(Status::Failed(ConnectError::Disconnected));
             }
+            drop(state);
         }
     }
 }

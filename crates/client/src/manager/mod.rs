@@ -51,8 +51,9 @@ pub(crate) enum Command {
         seq: Option<u64>,
         packet: Packet,
     },
-    /// Socket `nsp` became active: open the connection or send its CONNECT.
-    Connect { nsp: String },
+    /// Socket `nsp` became active: open the connection or send its CONNECT. `request` is the
+    /// socket's `connect_requested` count when it was sent.
+    Connect { nsp: String, request: u64 },
     /// Socket `nsp` was disconnected by the application.
     Disconnect { nsp: String, was_connected: bool },
     /// Close the connection and stop reconnecting.
