@@ -53,6 +53,12 @@ pub mod reconnect;
 pub mod recovery;
 mod socket;
 
+/// The example of the crate's README, compiled (not run) with the doctests so it keeps
+/// building as the API changes.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
+
 pub use backoff::Backoff;
 pub use config::{Auth, AuthFn, AuthFuture, ManagerConfig, SocketOptions, Transports};
 pub use error::{AckError, ConnectError, EmitError, EngineError};

@@ -114,6 +114,12 @@ pub(crate) struct SocketState {
     pub(crate) recovered: bool,
     /// The connection generation a CONNECT was sent on, so it is sent once per connection.
     pub(crate) connect_sent: Option<u64>,
+    /// How many times [`Socket::connect`] asked the driver to connect this socket.
+    pub(crate) connect_requested: u64,
+    /// The last of those requests the driver has taken. While it is behind
+    /// `connect_requested`, a request is on its way: the driver must not fail the waiting
+    /// `connect()` for a connection that ended before it saw the request.
+    pub(crate) connect_seen: u64,
     pub(crate) next_ack_id: u64,
     pub(crate) acks: HashMap<u64, oneshot::Sender<Result<Args, AckError>>>,
     /// Events emitted while disconnected, with their emit sequence number, in order.
@@ -320,19 +326,25 @@ impl Socket {
     /// returns the error; a refusal deactivates it.
     pub async fn connect(&self) -> Result<(), ConnectError> {
         let mut status = self.inner.status.subscribe();
-        {
+        let (request, connected) = {
             let mut state = self.inner.lock();
-            if state.connected {
-                return Ok(());
-            }
             state.active = true;
-            self.inner.set_status(Status::Connecting);
+            state.connect_requested += 1;
+            if !state.connected {
+                self.inner.set_status(Status::Connecting);
+            }
+            (state.connect_requested, state.connected)
+        };
+        // Sent even when connected: the driver may be closing the connection right now (a
+        // `Manager::close` just before), and then this request opens it again.
+        let sent = self.manager.command(Command::Connect {
+            nsp: self.inner.nsp.clone(),
+            request,
+        });
+        if connected {
+            return Ok(());
         }
-        self.manager
-            .command(Command::Connect {
-                nsp: self.inner.nsp.clone(),
-            })
-            .map_err(|_| ConnectError::Disconnected)?;
+        sent.map_err(|_| ConnectError::Disconnected)?;
         loop {
             match &*status.borrow_and_update() {
                 Status::Connected => return Ok(()),

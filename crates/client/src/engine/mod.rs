@@ -406,6 +406,9 @@ impl EngineTask {
         let close = vec![Packet::Close.encode()];
         match &mut self.transport {
             Transport::Polling(polling) => {
+                // No new GET after the one in flight: the server forgets the session on the
+                // close packet and would refuse it (`Session ID unknown`).
+                polling.pause.store(true, Ordering::Release);
                 let (done_tx, done_rx) = oneshot::channel();
                 let _ = polling.writer.send(WriterMsg::Frames(close));
                 let _ = polling.writer.send(WriterMsg::Flush(done_tx));

@@ -1,8 +1,8 @@
 // Node's reference Socket.IO server (socket.io 4.8.1) for the switchyard-client tests.
 //
-// `PORT=<port> node server.mjs` listens on 127.0.0.1:<port>, path /socket.io/, with
-// connection state recovery on, and prints `listening <port>` once ready. Events (acked
-// when the client asks):
+// `node server.mjs` listens on 127.0.0.1 at port $PORT (default 0: the system picks a free
+// one), path /socket.io/, with connection state recovery on, and prints `listening <port>`
+// with the port it got once ready. Events (acked when the client asks):
 // - on connection: emits `hello` [socket.id, socket.recovered] (with an offset appended by
 //   the recovery machinery, which the client strips);
 // - `echo` ...args → acks the same args (binary kept);
@@ -16,7 +16,7 @@
 import { createServer } from "node:http";
 import { Server } from "socket.io";
 
-const port = Number(process.env.PORT ?? 3000);
+const port = Number(process.env.PORT ?? 0);
 const httpServer = createServer();
 const io = new Server(httpServer, {
   pingInterval: 500,
@@ -68,5 +68,5 @@ io.on("connection", (socket) => {
 });
 
 httpServer.listen(port, "127.0.0.1", () => {
-  console.log(`listening ${port}`);
+  console.log(`listening ${httpServer.address().port}`);
 });

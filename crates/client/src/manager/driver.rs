@@ -1,315 +1,28 @@
-//! The manager: one Engine.IO connection, its sockets, and reconnection.
+//! The manager's task: it owns the Engine.IO connection, routes packets to the sockets, and
+//! reconnects. Only this task sends on the connection, so the state machine needs no lock
+//! across an await.
 
-use std::collections::HashMap;
-use std::fmt;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use switchyard_core::Args;
-use switchyard_engineio_proto::TransportKind;
+use switchyard_core::{split_event, Args, PacketDecoder};
 use switchyard_socketio_proto::Packet;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
+use super::{Command, ManagerEvent, Shared};
 use crate::backoff::Backoff;
 use crate::codec::{encode, MAX_ATTACHMENTS};
-use crate::config::{Auth, ManagerConfig, SocketOptions};
-use crate::dispatch::{self, Dispatch};
+use crate::config::Auth;
+use crate::dispatch::Dispatch;
 use crate::engine::{CloseReason, Endpoint, Engine, EngineEvent, EngineSettings};
-use crate::error::{AckError, ConnectError, EmitError, EngineError};
+use crate::error::{AckError, ConnectError};
 use crate::reconnect::{Next, Reconnection};
 use crate::recovery::{connect_payload, is_recovered, take_offset};
-use crate::socket::{DisconnectReason, Incoming, Socket, SocketInner, Status};
-use switchyard_core::{split_event, PacketDecoder};
-
-/// What happens to a manager's connection (socket.io-client's Manager events).
-#[derive(Debug, Clone)]
-pub enum ManagerEvent {
-    /// The Engine.IO connection opened (`open`).
-    Open,
-    /// The Engine.IO connection closed (`close`).
-    Close(DisconnectReason),
-    /// The Engine.IO connection could not be opened (`error`).
-    Error(Arc<EngineError>),
-    /// The connection moved to WebSocket.
-    Upgrade(TransportKind),
-    /// Reconnection attempt `n` starts (`reconnect_attempt`, 1-based).
-    ReconnectAttempt(u32),
-    /// Attempt `n` reconnected (`reconnect`).
-    Reconnect(u32),
-    /// A reconnection attempt failed (`reconnect_error`).
-    ReconnectError(Arc<EngineError>),
-    /// The allowed attempts are used up (`reconnect_failed`).
-    ReconnectFailed,
-}
-
-type Listener = Arc<dyn Fn(&ManagerEvent) + Send + Sync>;
-
-/// What sockets ask of the driver.
-pub(crate) enum Command {
-    /// Send a packet of socket `nsp`; `seq` is its emit order when it may be buffered again.
-    Packet {
-        nsp: String,
-        seq: Option<u64>,
-        packet: Packet,
-    },
-    /// Socket `nsp` became active: open the connection or send its CONNECT.
-    Connect { nsp: String },
-    /// Socket `nsp` was disconnected by the application.
-    Disconnect { nsp: String, was_connected: bool },
-    /// Close the connection and stop reconnecting.
-    Close,
-}
-
-/// State shared by the handles and the driver.
-pub(crate) struct Shared {
-    config: ManagerConfig,
-    sockets: Mutex<HashMap<String, Arc<SocketInner>>>,
-    engine: Mutex<(Option<String>, Option<TransportKind>)>,
-    listeners: RwLock<Vec<Listener>>,
-}
-
-impl Shared {
-    fn sockets(&self) -> MutexGuard<'_, HashMap<String, Arc<SocketInner>>> {
-        self.sockets
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn socket(&self, nsp: &str) -> Option<Arc<SocketInner>> {
-        self.sockets().get(nsp).cloned()
-    }
-
-    fn all_sockets(&self) -> Vec<Arc<SocketInner>> {
-        self.sockets().values().cloned().collect()
-    }
-
-    fn any_active(&self) -> bool {
-        self.sockets().values().any(|socket| socket.lock().active)
-    }
-
-    fn set_engine(&self, sid: Option<String>, transport: Option<TransportKind>) {
-        *self
-            .engine
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = (sid, transport);
-    }
-}
-
-/// The part of a manager that lives as long as a handle does; dropping the last one ends
-/// the driver.
-pub(crate) struct ManagerInner {
-    shared: Arc<Shared>,
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-/// A Socket.IO manager: one Engine.IO connection to a server, shared by the sockets of
-/// every namespace created with [`socket`](Manager::socket), with automatic reconnection.
-///
-/// Cheap to clone. Must be created inside a Tokio runtime. The connection opens when a
-/// socket first [connects](Socket::connect); it closes when the last active socket
-/// disconnects, on [`close`](Manager::close), or when every handle is dropped.
-#[derive(Clone)]
-pub struct Manager {
-    pub(crate) inner: Arc<ManagerInner>,
-}
-
-impl fmt::Debug for Manager {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Manager")
-            .field("engine_id", &self.engine_id())
-            .field("transport", &self.transport())
-            .finish()
-    }
-}
-
-impl Manager {
-    /// A manager for the server at `url` (`http://host:port`; the path is
-    /// `config.path`). Panics outside a Tokio runtime, like `tokio::spawn`.
-    pub fn new(url: &str, config: ManagerConfig) -> Result<Manager, EngineError> {
-        let endpoint = Endpoint::parse(url, &config.path, &config.query)?;
-        let settings = Arc::new(EngineSettings {
-            endpoint: Arc::new(endpoint),
-            transports: config.transports,
-            timeout: config.timeout,
-            upgrade_timeout: config.upgrade_timeout,
-            max_response_bytes: config.max_response_bytes,
-        });
-        let reconnection = Reconnection::new(
-            config.reconnection,
-            config.reconnection_attempts,
-            Backoff::new(
-                config.reconnection_delay,
-                config.reconnection_delay_max,
-                config.randomization_factor,
-            ),
-        );
-        let parser = config.parser;
-        let shared = Arc::new(Shared {
-            config,
-            sockets: Mutex::new(HashMap::new()),
-            engine: Mutex::new((None, None)),
-            listeners: RwLock::new(Vec::new()),
-        });
-        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (dispatch_tx, dispatch_rx) = mpsc::unbounded_channel();
-        let (internal_tx, internal_rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(ManagerInner {
-            shared: shared.clone(),
-            commands: commands_tx,
-        });
-        tokio::spawn(dispatch::run(dispatch_rx, Arc::downgrade(&inner)));
-        let driver = Driver {
-            shared,
-            settings,
-            parser,
-            commands: commands_rx,
-            internal_tx,
-            internal_rx,
-            dispatch: dispatch_tx,
-            reconnection,
-            rng: StdRng::from_entropy(),
-            generation: 0,
-        };
-        tokio::spawn(driver.run());
-        Ok(Manager { inner })
-    }
-
-    /// The socket of namespace `nsp` (created with default options if new). Register its
-    /// handlers, then [`connect`](Socket::connect) it.
-    pub fn socket(&self, nsp: &str) -> Socket {
-        self.socket_with(nsp, SocketOptions::default())
-    }
-
-    /// The socket of namespace `nsp`, created with `options` if new (an existing socket
-    /// keeps its options).
-    pub fn socket_with(&self, nsp: &str, options: SocketOptions) -> Socket {
-        let nsp = if nsp.starts_with('/') {
-            nsp.to_owned()
-        } else {
-            format!("/{nsp}")
-        };
-        let inner = self
-            .inner
-            .shared
-            .sockets()
-            .entry(nsp.clone())
-            .or_insert_with(|| Arc::new(SocketInner::new(nsp, options)))
-            .clone();
-        self.wrap(inner)
-    }
-
-    /// The options the manager was created with.
-    pub fn config(&self) -> &ManagerConfig {
-        &self.inner.shared.config
-    }
-
-    /// The Engine.IO session id while connected.
-    pub fn engine_id(&self) -> Option<String> {
-        self.engine_state().0
-    }
-
-    /// The transport in use while connected.
-    pub fn transport(&self) -> Option<TransportKind> {
-        self.engine_state().1
-    }
-
-    /// Calls `listener` on every [`ManagerEvent`].
-    pub fn on_event(&self, listener: impl Fn(&ManagerEvent) + Send + Sync + 'static) -> &Manager {
-        self.inner
-            .shared
-            .listeners
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(Arc::new(listener));
-        self
-    }
-
-    /// Calls `listener(n)` when reconnection attempt `n` starts.
-    pub fn on_reconnect_attempt(&self, listener: impl Fn(u32) + Send + Sync + 'static) -> &Manager {
-        self.on_event(move |event| {
-            if let ManagerEvent::ReconnectAttempt(n) = event {
-                listener(*n);
-            }
-        })
-    }
-
-    /// Calls `listener(n)` when attempt `n` reconnected.
-    pub fn on_reconnect(&self, listener: impl Fn(u32) + Send + Sync + 'static) -> &Manager {
-        self.on_event(move |event| {
-            if let ManagerEvent::Reconnect(n) = event {
-                listener(*n);
-            }
-        })
-    }
-
-    /// Calls `listener` when a reconnection attempt failed.
-    pub fn on_reconnect_error(
-        &self,
-        listener: impl Fn(&EngineError) + Send + Sync + 'static,
-    ) -> &Manager {
-        self.on_event(move |event| {
-            if let ManagerEvent::ReconnectError(error) = event {
-                listener(error);
-            }
-        })
-    }
-
-    /// Calls `listener` when the reconnection attempts are used up.
-    pub fn on_reconnect_failed(&self, listener: impl Fn() + Send + Sync + 'static) -> &Manager {
-        self.on_event(move |event| {
-            if matches!(event, ManagerEvent::ReconnectFailed) {
-                listener();
-            }
-        })
-    }
-
-    /// Closes the connection and stops reconnecting; connected sockets are disconnected
-    /// with [`DisconnectReason::ForcedClose`]. A later [`Socket::connect`] opens it again.
-    pub fn close(&self) {
-        let _ = self.command(Command::Close);
-    }
-
-    /// Hands `command` to the driver; fails only when the driver is gone.
-    pub(crate) fn command(&self, command: Command) -> Result<(), EmitError> {
-        self.inner
-            .commands
-            .send(command)
-            .map_err(|_| EmitError::Closed)
-    }
-
-    pub(crate) fn wrap(&self, inner: Arc<SocketInner>) -> Socket {
-        Socket {
-            inner,
-            manager: self.clone(),
-        }
-    }
-
-    pub(crate) fn notify(&self, event: &ManagerEvent) {
-        let listeners = self
-            .inner
-            .shared
-            .listeners
-            .read()
-            .map(|listeners| listeners.clone())
-            .unwrap_or_default();
-        for listener in listeners {
-            listener(event);
-        }
-    }
-
-    fn engine_state(&self) -> (Option<String>, Option<TransportKind>) {
-        self.inner
-            .shared
-            .engine
-            .lock()
-            .map(|state| state.clone())
-            .unwrap_or_default()
-    }
-}
+use crate::socket::{DisconnectReason, Incoming, SocketInner, Status};
 
 /// Work the driver gives itself.
 enum Internal {
@@ -339,6 +52,48 @@ enum End {
     Closed,
     /// Every handle is gone.
     Exit,
+}
+
+/// Starts the driver of a manager whose handles share `shared` and send `commands`; what the
+/// application should hear about goes to `dispatch`.
+pub(super) fn spawn(
+    shared: Arc<Shared>,
+    endpoint: Endpoint,
+    commands: mpsc::UnboundedReceiver<Command>,
+    dispatch: mpsc::UnboundedSender<Dispatch>,
+) {
+    let config = &shared.config;
+    let settings = Arc::new(EngineSettings {
+        endpoint: Arc::new(endpoint),
+        transports: config.transports,
+        timeout: config.timeout,
+        upgrade_timeout: config.upgrade_timeout,
+        max_response_bytes: config.max_response_bytes,
+    });
+    let reconnection = Reconnection::new(
+        config.reconnection,
+        config.reconnection_attempts,
+        Backoff::new(
+            config.reconnection_delay,
+            config.reconnection_delay_max,
+            config.randomization_factor,
+        ),
+    );
+    let parser = config.parser;
+    let (internal_tx, internal_rx) = mpsc::unbounded_channel();
+    let driver = Driver {
+        shared,
+        settings,
+        parser,
+        commands,
+        internal_tx,
+        internal_rx,
+        dispatch,
+        reconnection,
+        rng: StdRng::from_entropy(),
+        generation: 0,
+    };
+    tokio::spawn(driver.run());
 }
 
 /// The manager's task: opens connections, routes packets, reconnects.
@@ -380,7 +135,13 @@ impl Driver {
         self.reconnection.stop();
         loop {
             match self.commands.recv().await {
-                Some(Command::Connect { .. }) => return Flow::Attempt,
+                Some(Command::Connect { nsp, request }) => {
+                    self.connect_seen(&nsp, request);
+                    // A request from a socket that has left again meanwhile opens nothing.
+                    if self.shared.any_active() {
+                        return Flow::Attempt;
+                    }
+                }
                 command => {
                     if let Flow::Exit = self.command_while_down(command) {
                         return Flow::Exit;
@@ -398,7 +159,10 @@ impl Driver {
                 self.rebuffer(&nsp, seq, packet);
                 Flow::Attempt
             }
-            Some(Command::Connect { .. }) => Flow::Attempt,
+            Some(Command::Connect { nsp, request }) => {
+                self.connect_seen(&nsp, request);
+                Flow::Attempt
+            }
             Some(Command::Disconnect { nsp, was_connected }) => {
                 self.client_disconnected(&nsp, was_connected);
                 if self.shared.any_active() {
@@ -537,8 +301,8 @@ impl Driver {
                 command = self.commands.recv() => match command {
                     None => break (End::Exit, true),
                     Some(Command::Packet { nsp, seq, packet }) => self.send_packet(&engine, &nsp, seq, packet),
-                    Some(Command::Connect { nsp }) => {
-                        if let Some(socket) = self.shared.socket(&nsp) {
+                    Some(Command::Connect { nsp, request }) => {
+                        if let Some(socket) = self.connect_seen(&nsp, request) {
                             self.start_connect(&engine, &socket);
                         }
                     }
@@ -834,12 +598,32 @@ impl Driver {
         }
     }
 
-    /// No more attempts will be made: sockets waiting in `connect` are told.
+    /// Records that the driver took connect request `request` of socket `nsp`.
+    fn connect_seen(&self, nsp: &str, request: u64) -> Option<Arc<SocketInner>> {
+        let socket = self.shared.socket(nsp)?;
+        {
+            let mut state = socket.lock();
+            state.connect_seen = state.connect_seen.max(request);
+        }
+        Some(socket)
+    }
+
+    /// No more attempts will be made: sockets waiting in `connect` are told, except those
+    /// whose latest request the driver has not taken yet. Such a request came after the
+    /// decision to stop (a `connect()` right after the last socket was refused, say): it
+    /// waits in the queue and opens a new connection, so its caller must not get
+    /// `disconnected before connecting`.
     fn fail_pending_connects(&self) {
         for socket in self.shared.all_sockets() {
-            if matches!(*socket.status.borrow(), Status::Connecting) {
+            // Under the state lock, as `Socket::connect` counts its request and sets the
+            // status under it too.
+            let state = socket.lock();
+            let in_flight = state.connect_seen < state.connect_requested;
+            let waiting = matches!(*socket.status.borrow(), Status::Connecting);
+            if waiting && !in_flight {
                 socket.set_status(Status::Failed(ConnectError::Disconnected));
             }
+            drop(state);
         }
     }
 }
