@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::node::NodeServer;
-use common::proxy::Proxy;
 use common::{Inbox, Timeline};
 use serde_json::{json, Value};
 use switchyard_client::{
     Args, Backoff, Binary, DisconnectReason, Manager, ManagerConfig, ManagerEvent, Socket,
     SocketOptions, Transports,
 };
+use switchyard_testkit::{Proxy, Route};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -256,7 +256,7 @@ async fn server_restart_reconnects_with_backoff_within_bounds() {
     assert_eq!(who.values[0]["auth"], json!({"token": "t1"}));
 
     // Down: nothing answers at the address until the new process is up.
-    proxy.set_upstream(None);
+    proxy.route(Route::Refuse);
     server.kill().await;
     // Down long enough for at least three failed attempts (about 0.2 + 0.4 + 0.8 s).
     assert!(
@@ -272,7 +272,7 @@ async fn server_restart_reconnects_with_backoff_within_bounds() {
         "three failed attempts while the server is down"
     );
     let restarted = NodeServer::start().await;
-    proxy.set_upstream(Some(restarted.addr()));
+    proxy.route(Route::To(restarted.addr()));
     let (second_id, recovered) = connects.next(Duration::from_secs(10)).await;
     assert!(!recovered, "a new server process has no session to recover");
     assert_ne!(second_id, first_id);

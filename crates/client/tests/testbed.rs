@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::proxy::Proxy;
 use common::testbed::{Options, Testbed, PING_INTERVAL, PING_TIMEOUT};
 use common::{eventually, Inbox};
 use serde_json::{json, Value};
@@ -16,6 +15,7 @@ use switchyard_client::{
     Args, Binary, ConnectError, DisconnectReason, Manager, ManagerConfig, Parser, SocketOptions,
     TransportKind, Transports,
 };
+use switchyard_testkit::{Proxy, Route};
 
 const WAIT: Duration = Duration::from_secs(5);
 
@@ -590,7 +590,7 @@ async fn cut_and_recover(transports: Transports) {
     assert_eq!(messages.next(WAIT).await, vec![json!(0)]);
 
     // Down: connections cut, new ones refused until the server has let go of the session.
-    proxy.set_upstream(None);
+    proxy.route(Route::Refuse);
     proxy.cut();
     let reason = disconnects.next(WAIT).await;
     assert!(
@@ -612,7 +612,7 @@ async fn cut_and_recover(transports: Transports) {
             .unwrap();
         assert_eq!(sent.values, vec![json!(true)]);
     }
-    proxy.set_upstream(Some(server.addr()));
+    proxy.route(Route::To(server.addr()));
 
     let (second_id, recovered) = connects.next(WAIT).await;
     assert!(recovered, "the session should be recovered");

@@ -7,9 +7,8 @@ use axum::routing::get;
 use axum::Router;
 use switchyard::{Socket, SocketIo, SocketIoConfig};
 use switchyard_client::{Manager, ManagerConfig};
+use switchyard_testkit::{wait_until, DEADLINE};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const DEADLINE: Duration = Duration::from_secs(10);
 
 async fn http_get(port: u16, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -76,14 +75,7 @@ async fn socket_io_and_axum_routes_share_a_port_and_shutdown_drains_clients() {
         .expect("server stops within the drain time")
         .expect("server task")
         .expect("served");
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while socket.connected() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "client still connected"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    wait_until("the client sees the shutdown", || !socket.connected()).await;
     assert_eq!(io.engine().session_count(), 0);
     manager.close();
 }

@@ -5,8 +5,6 @@
 
 #[path = "support/bus.rs"]
 mod bus;
-#[path = "support/proxy.rs"]
-mod proxy;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,19 +14,22 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use switchyard::{Args, Binary, RecoveryConfig, Socket, SocketIo, SocketIoConfig};
 use switchyard_client::{Manager, ManagerConfig, Transports};
+use switchyard_testkit::{wait_until, Proxy, Route, DEADLINE};
 use tokio::sync::mpsc;
 
 use bus::Bus;
-use proxy::Proxy;
-
-/// Long enough for anything that should happen on a loaded machine.
-const DEADLINE: Duration = Duration::from_secs(10);
 
 struct Node {
     io: SocketIo,
     port: u16,
     server_events: Arc<AtomicUsize>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Node {
+    fn addr(&self) -> std::net::SocketAddr {
+        ([127, 0, 0, 1], self.port).into()
+    }
 }
 
 impl Drop for Node {
@@ -163,14 +164,6 @@ impl Client {
     async fn next_value(&mut self) -> (String, Value) {
         let (name, args) = self.next().await;
         (name, args.values.first().cloned().unwrap_or(Value::Null))
-    }
-}
-
-async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !condition() {
-        assert!(tokio::time::Instant::now() < deadline, "timed out: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -382,14 +375,14 @@ async fn broadcast_with_ack_counts_and_collects_clients_on_every_instance() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_session_recovers_on_another_instance_with_everything_it_missed() {
     let nodes = cluster(2, true).await;
-    let proxy = Proxy::start(nodes[0].port).await;
+    let proxy = Proxy::start(nodes[0].addr()).await;
     let config = ManagerConfig {
         transports: Transports::WebSocket,
         reconnection_delay: Duration::from_millis(50),
         reconnection_delay_max: Duration::from_millis(200),
         ..ManagerConfig::default()
     };
-    let mut client = Client::connect_with(proxy.port, config).await;
+    let mut client = Client::connect_with(proxy.port(), config).await;
     let id = client.id();
     client.call("join", "room").await;
     client.call("set-data", json!({ "user": "ann" })).await;
@@ -397,14 +390,14 @@ async fn a_dropped_session_recovers_on_another_instance_with_everything_it_misse
     assert_eq!(client.next_value().await, ("m".into(), json!(0)));
 
     // Move the client: hold new connections, cut the current one, route to instance 1.
-    proxy.hold();
+    proxy.route(Route::Hold);
     proxy.cut();
     let node0 = nodes[0].io.of("/");
     wait_until("instance 0 saw the drop", || node0.socket_count() == 0).await;
     for n in 1..=3 {
         nodes[1].io.of("/").to("room").emit("m", n).expect("emit");
     }
-    proxy.route_to(nodes[1].port);
+    proxy.route(Route::To(nodes[1].addr()));
 
     for n in 1..=3 {
         assert_eq!(client.next_value().await, ("m".into(), json!(n)));

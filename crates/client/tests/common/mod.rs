@@ -7,7 +7,6 @@
 #![allow(dead_code)]
 
 pub(crate) mod node;
-pub(crate) mod proxy;
 pub(crate) mod testbed;
 
 use std::sync::{Arc, Mutex};
