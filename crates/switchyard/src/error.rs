@@ -69,4 +69,7 @@ pub enum JoinError {
         /// The limit.
         max: usize,
     },
+    /// The socket has disconnected.
+    #[error("socket disconnected")]
+    Disconnected,
 }

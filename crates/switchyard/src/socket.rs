@@ -464,6 +464,12 @@ impl Socket {
     pub fn try_join(&self, rooms: impl crate::IntoRooms) -> Result<(), JoinError> {
         let rooms = rooms.into_rooms();
         let adapter = self.0.ns.adapter();
+        // Held while joining: a socket that closes at the same time either sees these rooms
+        // when it leaves all of its rooms, or is seen closed here; it never stays in a room.
+        let state = lock(&self.0.state);
+        if state.disconnected {
+            return Err(JoinError::Disconnected);
+        }
         if let Some(max) = self.0.ns.config.limits.max_rooms_per_socket {
             let current = adapter.socket_rooms(&self.0.id);
             let new = rooms.iter().filter(|room| !current.contains(room)).count();
@@ -472,6 +478,7 @@ impl Socket {
             }
         }
         adapter.add_all(&self.0.id, &rooms);
+        drop(state);
         Ok(())
     }
 

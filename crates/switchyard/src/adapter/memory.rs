@@ -192,11 +192,13 @@ impl Adapter for InMemoryAdapter {
         let recoverable = !options.volatile && matches!(packet, Packet::Event { id: None, .. });
         match self.store().filter(|_| recoverable) {
             Some(mut store) => {
-                // Offset, encoding and storage under one lock, so the store holds packets in
-                // offset order however many tasks broadcast at once.
+                // Offset, encoding, storage and delivery under one lock, so the store holds
+                // packets in offset order and every client receives them in that order, however
+                // many tasks broadcast at once. Delivery only queues frames: it never waits, and
+                // never calls back into the adapter.
                 let encoded = store.append(packet, &options, self.local.parser(), Instant::now());
-                drop(store);
                 self.local.deliver(&encoded, &options);
+                drop(store);
             }
             None => {
                 self.local.broadcast(&packet, &options);

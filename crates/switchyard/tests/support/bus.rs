@@ -148,11 +148,12 @@ impl Adapter for BusAdapter {
                 return ready(Err(AdapterError::Backend("no recovery store".into())));
             };
             let encoded = store.append(packet, &options, self.local.parser(), Instant::now());
-            drop(stores);
+            // Delivered under the store's lock: every client sees offsets in order.
             self.local.deliver(&encoded, &options);
             for remote in self.remotes(&options) {
                 remote.deliver(&encoded, &remote_options);
             }
+            drop(stores);
         } else {
             self.local.broadcast(&packet, &options);
             for remote in self.remotes(&options) {
