@@ -67,7 +67,7 @@ pub(crate) struct Config {
     pub ping_timeout: Duration,
 
     /// Cross-origin access (browsers' CORS): `*`, or comma-separated origins such as
-    /// https://app.example.com. Unset: same origin only (no CORS headers).
+    /// `https://app.example.com`. Unset: same origin only (no CORS headers).
     #[arg(long = "cors-origins", env = "CORS_ORIGINS", value_name = "LIST", value_parser = parse_cors)]
     pub cors: Option<Cors>,
 

@@ -146,7 +146,7 @@ impl Manager {
     }
 
     /// Closes the connection and stops reconnecting; connected sockets are disconnected
-    /// with [`DisconnectReason::ForcedClose`]. A later [`Socket::connect`] opens it again.
+    /// with [`DisconnectReason::ForcedClose`](crate::DisconnectReason::ForcedClose). A later [`Socket::connect`] opens it again.
     pub fn close(&self) {
         let _ = self.command(Command::Close);
     }
