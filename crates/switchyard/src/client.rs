@@ -9,10 +9,10 @@ use switchyard_engineio::{CloseReason, Message, Rate, Socket as EngineSocket};
 use switchyard_socketio_proto::Packet;
 use tracing::{debug, warn};
 
+use crate::adapter::AttachSession;
 use crate::encode::send_to;
 use crate::handler::run_inline;
 use crate::limits::{EventBucket, RateVerdict};
-use crate::recovery::RestoredSession;
 use crate::server::{Joining, ServerInner};
 use crate::socket::{DisconnectReason, Socket};
 use crate::Namespace;
@@ -281,17 +281,35 @@ impl Client {
     async fn join(self: &Arc<Self>, joining: Joining, nsp: String, auth: Option<Value>) {
         let namespace = joining.namespace.clone();
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
-        let restored = self.try_recover(&namespace, &auth).await;
-        let recovered = restored.is_some();
-        let (socket, missed) = match restored {
-            Some(restored) => (
-                Socket::restore(namespace.0.clone(), self.clone(), auth, restored.state),
-                restored.missed,
-            ),
-            None => (
-                Socket::new(namespace.0.clone(), self.clone(), auth),
-                Vec::new(),
-            ),
+        // A restored socket is put back in the namespace by the adapter, at the instant its
+        // missed packets are cut off (see `Adapter::restore_session`).
+        let attached: Arc<Mutex<Option<Socket>>> = Arc::default();
+        let attach: AttachSession = {
+            let (ns, client, auth, attached) = (
+                namespace.0.clone(),
+                self.clone(),
+                auth.clone(),
+                attached.clone(),
+            );
+            Box::new(move |state| {
+                let socket = Socket::restore(ns.clone(), client, auth, state);
+                ns.add_socket(socket.clone());
+                *lock(&attached) = Some(socket);
+            })
+        };
+        let missed = self.try_recover(&namespace, &auth, attach).await;
+        let restored = lock(&attached).take();
+        let (socket, missed, recovered) = match (restored, missed) {
+            (Some(socket), Some(missed)) => (socket, missed, true),
+            (restored, _) => {
+                if let Some(socket) = restored {
+                    // An adapter that attached a session it did not return: undo.
+                    namespace.0.remove_socket(socket.id());
+                    socket.refused();
+                }
+                let socket = Socket::new(namespace.0.clone(), self.clone(), auth);
+                (socket, Vec::new(), false)
+            }
         };
         let skip_middlewares = recovered
             && self
@@ -304,6 +322,9 @@ impl Client {
             for middleware in namespace.0.handlers.middlewares() {
                 if let Err(error) = middleware(socket.clone()).await {
                     debug!(nsp, %error, "middleware refused connection");
+                    if recovered {
+                        namespace.0.remove_socket(socket.id());
+                    }
                     socket.refused();
                     self.refuse(nsp, error.to_json());
                     return;
@@ -311,7 +332,9 @@ impl Client {
             }
         }
         joining.admitted();
-        namespace.0.add_socket(socket.clone());
+        if !recovered {
+            namespace.0.add_socket(socket.clone());
+        }
         lock(&self.sockets).push((namespace.0.name.clone(), socket.clone()));
         drop(joining);
         if self.engine.is_closed() {
@@ -373,7 +396,12 @@ impl Client {
 
     /// The session a reconnecting client asks for with `pid` and `offset` in its auth, if
     /// recovery is on and the session can be given back whole.
-    async fn try_recover(&self, namespace: &Namespace, auth: &Value) -> Option<RestoredSession> {
+    async fn try_recover(
+        &self,
+        namespace: &Namespace,
+        auth: &Value,
+        attach: AttachSession,
+    ) -> Option<Vec<EncodedPacket>> {
         self.server.config.connection_state_recovery.as_ref()?;
         let pid = auth.get("pid")?.as_str()?;
         let offset = auth
@@ -393,7 +421,7 @@ impl Client {
         let restored = namespace
             .0
             .adapter()
-            .restore_session(pid.to_owned(), offset)
+            .restore_session(pid.to_owned(), offset, attach)
             .await;
         restored.unwrap_or_else(|error| {
             warn!(%error, pid, "session could not be restored; connecting afresh");

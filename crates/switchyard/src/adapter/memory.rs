@@ -4,10 +4,12 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use switchyard_core::Args;
+use switchyard_core::{Args, EncodedPacket};
 use switchyard_socketio_proto::Packet;
 
-use super::{AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, LocalNamespace};
+use super::{
+    AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, AttachSession, LocalNamespace,
+};
 use crate::recovery::{RecoveryConfig, RecoveryStore, RestoredSession, SessionState};
 use crate::types::{BoxFuture, BroadcastOptions, Room, Sid, SocketInfo};
 
@@ -272,11 +274,21 @@ impl Adapter for InMemoryAdapter {
         &self,
         pid: String,
         offset: Option<String>,
-    ) -> BoxFuture<Result<Option<RestoredSession>, AdapterError>> {
-        let restored = self
-            .store()
-            .and_then(|mut store| store.restore(Instant::now(), &pid, offset.as_deref()));
-        ready(Ok(restored))
+        attach: AttachSession,
+    ) -> BoxFuture<Result<Option<Vec<EncodedPacket>>, AdapterError>> {
+        let Some(mut store) = self.store() else {
+            return ready(Ok(None));
+        };
+        // Under the store's lock, which broadcasts hold while they deliver: the socket is back
+        // before any later packet is delivered.
+        let missed = store.restore(Instant::now(), &pid, offset.as_deref()).map(
+            |RestoredSession { state, missed }| {
+                attach(state);
+                missed
+            },
+        );
+        drop(store);
+        ready(Ok(missed))
     }
 }
 

@@ -40,6 +40,7 @@ pub use crate::recovery::{RecoveryConfig, RecoveryStore, RestoredSession, Sessio
 pub use crate::types::{BoxFuture, BroadcastOptions, HandshakeInfo, Room, Sid, SocketInfo};
 pub use local::{AckReply, LocalAcks, LocalNamespace};
 pub use memory::{InMemoryAdapter, RoomIndex};
+pub use switchyard_core::EncodedPacket;
 
 /// A namespace's room index and its link to the other servers of a cluster.
 ///
@@ -144,14 +145,24 @@ pub trait Adapter: Send + Sync + 'static {
 
     /// Gives back session `pid` with the packets it missed after `offset` (`None`: from the
     /// session's start); `Ok(None)` if it cannot be recovered whole.
+    ///
+    /// The adapter hands the session to `attach` at the instant it cuts the list of missed
+    /// packets, in step with its broadcasts (under the lock that orders them, say): `attach`
+    /// puts the socket back in its namespace, so every packet broadcast after the cut reaches
+    /// it live and every packet before is in the list. Nothing is lost or doubled in between.
+    /// `attach` is called exactly when the answer is `Ok(Some(missed))`.
     fn restore_session(
         &self,
         _pid: String,
         _offset: Option<String>,
-    ) -> BoxFuture<Result<Option<RestoredSession>, AdapterError>> {
+        _attach: AttachSession,
+    ) -> BoxFuture<Result<Option<Vec<EncodedPacket>>, AdapterError>> {
         Box::pin(std::future::ready(Ok(None)))
     }
 }
+
+/// Puts a restored session's socket back in its namespace; see [`Adapter::restore_session`].
+pub type AttachSession = Box<dyn FnOnce(SessionState) + Send>;
 
 /// What an adapter factory knows of the namespace it builds an adapter for.
 #[derive(Debug, Clone)]

@@ -13,9 +13,9 @@ use futures_util::future::join_all;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard::adapter::{
-    AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, BoxFuture, BroadcastOptions,
-    LocalNamespace, RecoveryConfig, RecoveryStore, RestoredSession, Room, RoomIndex, SessionState,
-    Sid, SocketInfo,
+    AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, AttachSession, BoxFuture,
+    BroadcastOptions, EncodedPacket, LocalNamespace, RecoveryConfig, RecoveryStore,
+    RestoredSession, Room, RoomIndex, SessionState, Sid, SocketInfo,
 };
 use switchyard::proto::Packet;
 use switchyard::{AckError, Args};
@@ -300,10 +300,17 @@ impl Adapter for BusAdapter {
         &self,
         pid: String,
         offset: Option<String>,
-    ) -> BoxFuture<Result<Option<RestoredSession>, AdapterError>> {
-        let restored = lock(&self.bus.stores)
+        attach: AttachSession,
+    ) -> BoxFuture<Result<Option<Vec<EncodedPacket>>, AdapterError>> {
+        let mut stores = lock(&self.bus.stores);
+        let missed = stores
             .get_mut(self.local.name())
-            .and_then(|store| store.restore(Instant::now(), &pid, offset.as_deref()));
-        ready(Ok(restored))
+            .and_then(|store| store.restore(Instant::now(), &pid, offset.as_deref()))
+            .map(|RestoredSession { state, missed }| {
+                attach(state);
+                missed
+            });
+        drop(stores);
+        ready(Ok(missed))
     }
 }
