@@ -344,11 +344,18 @@ impl<'a> Decoder<'a> {
         };
         let mut packet = assemble(packet_type, nsp, id, data)?;
         match &mut packet {
-            Packet::Event { attachments, .. } | Packet::Ack { attachments, .. } => {
+            Packet::Event {
+                data, attachments, ..
+            }
+            | Packet::Ack {
+                data, attachments, ..
+            } => {
                 if self.literal_placeholder {
                     return Err(ParseError::InvalidPlaceholder);
                 }
-                *attachments = self.attachments;
+                if !self.attachments.is_empty() {
+                    *attachments = canonical_attachments(data, self.attachments);
+                }
             }
             _ if !self.attachments.is_empty() => {
                 return Err(ParseError::BinaryNotAllowed(packet_type));
@@ -560,6 +567,33 @@ impl<'a> Decoder<'a> {
             _ => Err(ParseError::UnsupportedMsgpack("extension type")),
         }
     }
+}
+
+/// Renumbers the placeholders of `data` in the order the encoder writes them and returns the
+/// attachments in that order, dropping those no placeholder names.
+///
+/// The wire order of `bin` values differs from the encoder's when map keys are not sorted, and
+/// a map key given twice keeps only its last value (as in JavaScript): a `bin` in a value it
+/// replaced must not stay behind as an attachment nothing refers to.
+fn canonical_attachments(data: &mut Value, mut found: Vec<Bytes>) -> Vec<Bytes> {
+    fn renumber(value: &mut Value, found: &mut [Bytes], out: &mut Vec<Bytes>) {
+        if let Some(num) = is_placeholder(value) {
+            // Each placeholder the decoder made names its own attachment, so `take` is enough.
+            if let Some(bin) = found.get_mut(num) {
+                out.push(std::mem::take(bin));
+                *value = placeholder(out.len() - 1);
+            }
+            return;
+        }
+        match value {
+            Value::Array(items) => items.iter_mut().for_each(|v| renumber(v, found, out)),
+            Value::Object(map) => map.values_mut().for_each(|v| renumber(v, found, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::with_capacity(found.len());
+    renumber(data, &mut found, &mut out);
+    out
 }
 
 /// The value of an integral number, as JavaScript's `Number.isInteger` sees it, if it is a
@@ -1114,6 +1148,60 @@ mod tests {
                     .with_attachments(vec![Bytes::from_static(b"c")])
             )
         );
+    }
+
+    /// Found by the `socketio_msgpack` fuzz target: a `bin` replaced by a repeated map key
+    /// stayed behind as an attachment no placeholder named.
+    #[test]
+    fn a_bin_replaced_by_a_repeated_key_is_dropped() {
+        let bytes = mp(&[
+            b"\x83\xa4type\x02",
+            b"\xa4data\x93\xa1e\x82\xa1k\xc4\x01a\xa1k\x01\xc4\x01b",
+            b"\xa3nsp\xa1/",
+        ]);
+        let expected = Packet::event("/", "e", vec![json!({"k": 1}), placeholder(0)])
+            .with_attachments(vec![Bytes::from_static(b"b")]);
+        assert_eq!(decode_msgpack(&bytes).ok(), Some(expected.clone()));
+        assert_eq!(
+            decode_msgpack_bytes(&Bytes::from(bytes)).ok(),
+            Some(expected)
+        );
+        // The replacing value may hold a bin of its own.
+        let bytes = mp(&[
+            b"\x84\xa4type\x03\xa2id\x07",
+            b"\xa4data\x91\x82\xa1k\x92\xc4\x01a\xc4\x01b\xa1k\xc4\x01c",
+            b"\xa3nsp\xa1/",
+        ]);
+        let expected = Packet::ack("/", 7, vec![json!({"k": placeholder(0)})])
+            .with_attachments(vec![Bytes::from_static(b"c")]);
+        assert_eq!(decode_msgpack(&bytes).ok(), Some(expected));
+    }
+
+    /// Attachments are numbered in the order the encoder writes them (map keys sorted), so a
+    /// decoded packet encodes and decodes back to itself.
+    #[test]
+    fn bins_are_numbered_in_encoder_order() {
+        let bytes = mp(&[
+            b"\x83\xa4type\x02",
+            b"\xa4data\x93\xa1e\x82\xa1b\xc4\x01x\xa1a\xc4\x01y\xc4\x01z",
+            b"\xa3nsp\xa1/",
+        ]);
+        let expected = Packet::event(
+            "/",
+            "e",
+            vec![
+                json!({"a": placeholder(0), "b": placeholder(1)}),
+                placeholder(2),
+            ],
+        )
+        .with_attachments(vec![
+            Bytes::from_static(b"y"),
+            Bytes::from_static(b"x"),
+            Bytes::from_static(b"z"),
+        ]);
+        let decoded = decode_msgpack(&bytes).ok();
+        assert_eq!(decoded, Some(expected.clone()));
+        assert_eq!(decode_msgpack(&encode_msgpack(&expected)).ok(), decoded);
     }
 
     #[test]
