@@ -19,9 +19,9 @@
 //! ambiguous with real binary data.
 //!
 //! Hostile input is bounded: at most a chosen number of `bin` values per message
-//! ([`MsgPackDecoder`]), nesting up to 128 arrays and maps deep (as serde_json for the text
-//! parser), and nothing is reserved from a declared length beyond what the rest of the message
-//! can hold.
+//! ([`MsgPackDecoder`]), arrays and maps nested fewer than 128 deep (as serde_json for the
+//! text parser), and what is reserved from a declared length is capped by what the rest of the
+//! message can hold and by a small constant.
 
 use bytes::Bytes;
 use serde_json::{Map, Number, Value};
