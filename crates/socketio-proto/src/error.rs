@@ -29,6 +29,12 @@ pub enum ParseError {
         /// The configured limit.
         max: usize,
     },
+    /// A msgpack packet holds more `bin` values (attachments) than the decoder accepts.
+    #[error("msgpack packet holds more than {max} binary values")]
+    TooManyBinaryValues {
+        /// The configured limit.
+        max: usize,
+    },
     /// The namespace is missing, not a string or does not start with `/`.
     #[error("invalid namespace: it must be a string starting with '/'")]
     InvalidNamespace,

@@ -6,8 +6,9 @@
 //! * The default text parser: [`encode_json`] writes `<type>[<count>-][<nsp>,][<id>][<json>]`,
 //!   and [`JsonDecoder`] is fed one Engine.IO message at a time, holding a binary packet until
 //!   its attachments have arrived.
-//! * With the `msgpack` feature (on by default), [`encode_msgpack`] and [`decode_msgpack`]
-//!   speak the wire format of npm `socket.io-msgpack-parser`.
+//! * With the `msgpack` feature (on by default), [`encode_msgpack`] and [`MsgPackDecoder`] (or
+//!   [`decode_msgpack`] with the default attachment limit) speak the wire format of npm
+//!   `socket.io-msgpack-parser`.
 //!
 //! Decoders validate as the reference server does; any [`ParseError`] means the peer broke the
 //! protocol and the Engine.IO connection should be closed.
@@ -49,5 +50,5 @@ mod packet;
 pub use error::ParseError;
 pub use json::{encode_json, JsonDecoder, DEFAULT_MAX_ATTACHMENTS};
 #[cfg(feature = "msgpack")]
-pub use msgpack::{decode_msgpack, decode_msgpack_bytes, encode_msgpack};
+pub use msgpack::{decode_msgpack, decode_msgpack_bytes, encode_msgpack, MsgPackDecoder};
 pub use packet::{is_placeholder, placeholder, Packet, PacketType, RESERVED_EVENTS};

@@ -17,17 +17,28 @@
 //! names, ack ids, namespaces starting with `/`). A `nil` `data` or `id` counts as absent. An
 //! object shaped like a placeholder in EVENT or ACK data is rejected, since it would be
 //! ambiguous with real binary data.
+//!
+//! Hostile input is bounded: at most a chosen number of `bin` values per message
+//! ([`MsgPackDecoder`]), arrays and maps nested fewer than 128 deep (as serde_json for the
+//! text parser), and what is reserved from a declared length is capped by what the rest of the
+//! message can hold and by a small constant.
 
 use bytes::Bytes;
 use serde_json::{Map, Number, Value};
 
 use crate::error::ParseError;
+use crate::json::DEFAULT_MAX_ATTACHMENTS;
 use crate::packet::{
     assemble, is_marked_placeholder, is_placeholder, placeholder, Packet, PacketType,
 };
 
 /// The deepest nesting of arrays and maps accepted in the data, like serde_json's limit.
 const MAX_NESTING: usize = 128;
+
+/// The most items reserved for an array before they are read: with `MAX_NESTING` open arrays
+/// that is at most 127 × 128 × 32 bytes (half a megabyte) beyond what the items themselves
+/// take.
+const MAX_PREALLOCATED_ITEMS: usize = 128;
 
 /// Encodes `packet` as one msgpack message.
 ///
@@ -64,13 +75,60 @@ pub fn encode_msgpack(packet: &Packet) -> Bytes {
 }
 
 /// Decodes one msgpack message into a packet; attachments are copied out of `data`.
+///
+/// At most [`DEFAULT_MAX_ATTACHMENTS`] `bin` values are accepted; use [`MsgPackDecoder`] to
+/// choose the limit.
 pub fn decode_msgpack(data: &[u8]) -> Result<Packet, ParseError> {
-    Decoder::new(data, None).packet()
+    MsgPackDecoder::default().decode(data)
 }
 
 /// Decodes one msgpack message into a packet; attachments are slices of `data`, not copies.
+///
+/// At most [`DEFAULT_MAX_ATTACHMENTS`] `bin` values are accepted; use [`MsgPackDecoder`] to
+/// choose the limit.
 pub fn decode_msgpack_bytes(data: &Bytes) -> Result<Packet, ParseError> {
-    Decoder::new(data, Some(data)).packet()
+    MsgPackDecoder::default().decode_bytes(data)
+}
+
+/// Decoder for the msgpack parser, with a limit on the binary values of one packet.
+///
+/// Each msgpack `bin` costs a placeholder object in the packet data, far more memory than its
+/// two bytes on the wire, so their number is bounded like the text parser's attachments
+/// ([`JsonDecoder::new`](crate::JsonDecoder::new)). Every `bin` of the message counts,
+/// including those in fields the parser ignores. The decoder holds no state between messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsgPackDecoder {
+    max_attachments: usize,
+}
+
+impl Default for MsgPackDecoder {
+    /// A decoder accepting up to [`DEFAULT_MAX_ATTACHMENTS`] `bin` values per packet.
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_ATTACHMENTS)
+    }
+}
+
+impl MsgPackDecoder {
+    /// A decoder rejecting messages that hold more than `max_attachments` `bin` values.
+    pub fn new(max_attachments: usize) -> Self {
+        Self { max_attachments }
+    }
+
+    /// The limit on `bin` values (attachments) per packet.
+    pub fn max_attachments(&self) -> usize {
+        self.max_attachments
+    }
+
+    /// Decodes one msgpack message into a packet; attachments are copied out of `data`.
+    pub fn decode(&self, data: &[u8]) -> Result<Packet, ParseError> {
+        Decoder::new(data, None, self.max_attachments).packet()
+    }
+
+    /// Decodes one msgpack message into a packet; attachments are slices of `data`, not
+    /// copies.
+    pub fn decode_bytes(&self, data: &Bytes) -> Result<Packet, ParseError> {
+        Decoder::new(data, Some(data), self.max_attachments).packet()
+    }
 }
 
 fn write_map_len(out: &mut Vec<u8>, len: usize) {
@@ -197,6 +255,10 @@ struct Decoder<'a> {
     /// When set, `input` is this buffer and attachments are sliced out of it.
     source: Option<&'a Bytes>,
     attachments: Vec<Bytes>,
+    /// `bin` values seen in the whole message, ignored fields included.
+    bins: usize,
+    /// The most `bin` values the message may hold.
+    max_bins: usize,
     /// A map marked as a placeholder was found in the data.
     literal_placeholder: bool,
 }
@@ -211,12 +273,14 @@ struct Fields {
 }
 
 impl<'a> Decoder<'a> {
-    fn new(input: &'a [u8], source: Option<&'a Bytes>) -> Self {
+    fn new(input: &'a [u8], source: Option<&'a Bytes>, max_bins: usize) -> Self {
         Self {
             input,
             pos: 0,
             source,
             attachments: Vec::new(),
+            bins: 0,
+            max_bins,
             literal_placeholder: false,
         }
     }
@@ -280,11 +344,18 @@ impl<'a> Decoder<'a> {
         };
         let mut packet = assemble(packet_type, nsp, id, data)?;
         match &mut packet {
-            Packet::Event { attachments, .. } | Packet::Ack { attachments, .. } => {
+            Packet::Event {
+                data, attachments, ..
+            }
+            | Packet::Ack {
+                data, attachments, ..
+            } => {
                 if self.literal_placeholder {
                     return Err(ParseError::InvalidPlaceholder);
                 }
-                *attachments = self.attachments;
+                if !self.attachments.is_empty() {
+                    *attachments = canonical_attachments(data, self.attachments);
+                }
             }
             _ if !self.attachments.is_empty() => {
                 return Err(ParseError::BinaryNotAllowed(packet_type));
@@ -426,6 +497,11 @@ impl<'a> Decoder<'a> {
     }
 
     fn binary(&mut self, len: usize) -> Result<Value, ParseError> {
+        // Refused before the placeholder is built: that is where the memory goes.
+        self.bins += 1;
+        if self.bins > self.max_bins {
+            return Err(ParseError::TooManyBinaryValues { max: self.max_bins });
+        }
         let start = self.pos;
         let bytes = self.take(len)?;
         let bin = match self.source {
@@ -445,8 +521,14 @@ impl<'a> Decoder<'a> {
 
     fn seq(&mut self, len: usize, depth: usize) -> Result<Value, ParseError> {
         let depth = self.nest(depth)?;
-        // Every item takes at least one byte: never reserve more than the input can hold.
-        let mut items = Vec::with_capacity(len.min(self.input.len() - self.pos));
+        // The declared length is untrusted: every item takes at least one byte, so never
+        // reserve more than the rest of the input can hold, and never more than a few items
+        // either, since each of the enclosing arrays (up to `MAX_NESTING`) would otherwise
+        // reserve for the same remaining bytes. Longer arrays grow as they fill.
+        let mut items = Vec::with_capacity(
+            len.min(self.input.len() - self.pos)
+                .min(MAX_PREALLOCATED_ITEMS),
+        );
         for _ in 0..len {
             items.push(self.value(depth)?);
         }
@@ -485,6 +567,33 @@ impl<'a> Decoder<'a> {
             _ => Err(ParseError::UnsupportedMsgpack("extension type")),
         }
     }
+}
+
+/// Renumbers the placeholders of `data` in the order the encoder writes them and returns the
+/// attachments in that order, dropping those no placeholder names.
+///
+/// The wire order of `bin` values differs from the encoder's when map keys are not sorted, and
+/// a map key given twice keeps only its last value (as in JavaScript): a `bin` in a value it
+/// replaced must not stay behind as an attachment nothing refers to.
+fn canonical_attachments(data: &mut Value, mut found: Vec<Bytes>) -> Vec<Bytes> {
+    fn renumber(value: &mut Value, found: &mut [Bytes], out: &mut Vec<Bytes>) {
+        if let Some(num) = is_placeholder(value) {
+            // Each placeholder the decoder made names its own attachment, so `take` is enough.
+            if let Some(bin) = found.get_mut(num) {
+                out.push(std::mem::take(bin));
+                *value = placeholder(out.len() - 1);
+            }
+            return;
+        }
+        match value {
+            Value::Array(items) => items.iter_mut().for_each(|v| renumber(v, found, out)),
+            Value::Object(map) => map.values_mut().for_each(|v| renumber(v, found, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::with_capacity(found.len());
+    renumber(data, &mut found, &mut out);
+    out
 }
 
 /// The value of an integral number, as JavaScript's `Number.isInteger` sees it, if it is a
@@ -1039,6 +1148,60 @@ mod tests {
                     .with_attachments(vec![Bytes::from_static(b"c")])
             )
         );
+    }
+
+    /// Found by the `socketio_msgpack` fuzz target: a `bin` replaced by a repeated map key
+    /// stayed behind as an attachment no placeholder named.
+    #[test]
+    fn a_bin_replaced_by_a_repeated_key_is_dropped() {
+        let bytes = mp(&[
+            b"\x83\xa4type\x02",
+            b"\xa4data\x93\xa1e\x82\xa1k\xc4\x01a\xa1k\x01\xc4\x01b",
+            b"\xa3nsp\xa1/",
+        ]);
+        let expected = Packet::event("/", "e", vec![json!({"k": 1}), placeholder(0)])
+            .with_attachments(vec![Bytes::from_static(b"b")]);
+        assert_eq!(decode_msgpack(&bytes).ok(), Some(expected.clone()));
+        assert_eq!(
+            decode_msgpack_bytes(&Bytes::from(bytes)).ok(),
+            Some(expected)
+        );
+        // The replacing value may hold a bin of its own.
+        let bytes = mp(&[
+            b"\x84\xa4type\x03\xa2id\x07",
+            b"\xa4data\x91\x82\xa1k\x92\xc4\x01a\xc4\x01b\xa1k\xc4\x01c",
+            b"\xa3nsp\xa1/",
+        ]);
+        let expected = Packet::ack("/", 7, vec![json!({"k": placeholder(0)})])
+            .with_attachments(vec![Bytes::from_static(b"c")]);
+        assert_eq!(decode_msgpack(&bytes).ok(), Some(expected));
+    }
+
+    /// Attachments are numbered in the order the encoder writes them (map keys sorted), so a
+    /// decoded packet encodes and decodes back to itself.
+    #[test]
+    fn bins_are_numbered_in_encoder_order() {
+        let bytes = mp(&[
+            b"\x83\xa4type\x02",
+            b"\xa4data\x93\xa1e\x82\xa1b\xc4\x01x\xa1a\xc4\x01y\xc4\x01z",
+            b"\xa3nsp\xa1/",
+        ]);
+        let expected = Packet::event(
+            "/",
+            "e",
+            vec![
+                json!({"a": placeholder(0), "b": placeholder(1)}),
+                placeholder(2),
+            ],
+        )
+        .with_attachments(vec![
+            Bytes::from_static(b"y"),
+            Bytes::from_static(b"x"),
+            Bytes::from_static(b"z"),
+        ]);
+        let decoded = decode_msgpack(&bytes).ok();
+        assert_eq!(decoded, Some(expected.clone()));
+        assert_eq!(decode_msgpack(&encode_msgpack(&expected)).ok(), decoded);
     }
 
     #[test]

@@ -164,11 +164,12 @@ proptest! {
     #[cfg(feature = "msgpack")]
     #[test]
     fn msgpack_round_trips(packet in packet()) {
-        use switchyard_socketio_proto::{decode_msgpack, decode_msgpack_bytes, encode_msgpack};
+        use switchyard_socketio_proto::{encode_msgpack, MsgPackDecoder};
         let bytes = encode_msgpack(&packet);
-        let decoded = decode_msgpack(&bytes);
+        let decoder = MsgPackDecoder::new(MAX_ATTACHMENTS);
+        let decoded = decoder.decode(&bytes);
         prop_assert!(matches!(&decoded, Ok(p) if *p == packet), "{:?} -> {:?}", packet, decoded);
-        let decoded = decode_msgpack_bytes(&bytes);
+        let decoded = decoder.decode_bytes(&bytes);
         prop_assert!(matches!(&decoded, Ok(p) if *p == packet), "{:?} -> {:?}", packet, decoded);
     }
 
