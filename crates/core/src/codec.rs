@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::Value;
 use switchyard_engineio_proto::{Frame, Message};
 use switchyard_socketio_proto::{
-    decode_msgpack_bytes, encode_json, encode_msgpack, JsonDecoder, Packet, ParseError,
+    encode_json, encode_msgpack, JsonDecoder, MsgPackDecoder, Packet, ParseError,
 };
 
 use crate::args::Args;
@@ -95,7 +95,7 @@ pub struct PacketDecoder {
 #[derive(Debug)]
 enum DecoderState {
     Json(JsonDecoder),
-    MsgPack { max_attachments: usize },
+    MsgPack(MsgPackDecoder),
 }
 
 impl PacketDecoder {
@@ -104,7 +104,7 @@ impl PacketDecoder {
     pub fn new(parser: Parser, max_attachments: usize) -> PacketDecoder {
         let inner = match parser {
             Parser::Json => DecoderState::Json(JsonDecoder::new(max_attachments)),
-            Parser::MsgPack => DecoderState::MsgPack { max_attachments },
+            Parser::MsgPack => DecoderState::MsgPack(MsgPackDecoder::new(max_attachments)),
         };
         PacketDecoder { inner }
     }
@@ -116,22 +116,14 @@ impl PacketDecoder {
             (DecoderState::Json(decoder), Message::Binary(data)) => {
                 Ok(decoder.decode_binary(data)?)
             }
-            (DecoderState::MsgPack { max_attachments }, Message::Binary(data)) => {
-                let packet = decode_msgpack_bytes(&data)?;
-                check_attachments(&packet, *max_attachments)?;
-                Ok(Some(packet))
+            // The msgpack decoder counts binary values as it reads them: one message cannot
+            // make it build more than `max_attachments`.
+            (DecoderState::MsgPack(decoder), Message::Binary(data)) => {
+                Ok(Some(decoder.decode_bytes(&data)?))
             }
-            (DecoderState::MsgPack { .. }, Message::Text(_)) => Err(DecodeError::TextWithMsgPack),
+            (DecoderState::MsgPack(_), Message::Text(_)) => Err(DecodeError::TextWithMsgPack),
         }
     }
-}
-
-fn check_attachments(packet: &Packet, max: usize) -> Result<(), ParseError> {
-    let count = packet.attachments().len();
-    if count > max {
-        return Err(ParseError::TooManyAttachments { count, max });
-    }
-    Ok(())
 }
 
 /// Builds an EVENT packet `[event, ...args]`, with an ack id if the sender waits for an answer.
@@ -185,6 +177,7 @@ mod tests {
     use crate::Binary;
     use serde_json::json;
     use switchyard_engineio_proto::Text;
+    use switchyard_socketio_proto::ParseError;
 
     #[test]
     fn json_packet_is_one_text_frame_with_the_message_type() {
@@ -254,7 +247,7 @@ mod tests {
         let mut over = PacketDecoder::new(Parser::MsgPack, 2);
         assert!(matches!(
             over.decode(Message::Binary(data.clone())),
-            Err(DecodeError::Parse(ParseError::TooManyAttachments { .. }))
+            Err(DecodeError::Parse(ParseError::TooManyBinaryValues { .. }))
         ));
     }
 

@@ -6,7 +6,7 @@
 //! * The default text parser: [`encode_json`] writes `<type>[<count>-][<nsp>,][<id>][<json>]`,
 //!   and [`JsonDecoder`] is fed one Engine.IO message at a time, holding a binary packet until
 //!   its attachments have arrived.
-//! * With the `msgpack` feature (on by default), [`encode_msgpack`] and [`MsgPackDecoder`] (or
+//! * [`encode_msgpack`] and [`MsgPackDecoder`] (or
 //!   [`decode_msgpack`] with the default attachment limit) speak the wire format of npm
 //!   `socket.io-msgpack-parser`.
 //!
@@ -43,12 +43,10 @@
 
 mod error;
 mod json;
-#[cfg(feature = "msgpack")]
 mod msgpack;
 mod packet;
 
 pub use error::ParseError;
 pub use json::{encode_json, JsonDecoder, DEFAULT_MAX_ATTACHMENTS};
-#[cfg(feature = "msgpack")]
 pub use msgpack::{decode_msgpack, decode_msgpack_bytes, encode_msgpack, MsgPackDecoder};
 pub use packet::{is_placeholder, placeholder, Packet, PacketType, RESERVED_EVENTS};

@@ -351,7 +351,6 @@ pub(crate) fn check_placeholders(value: &Value, count: usize) -> Result<(), Pars
 }
 
 /// Whether the object is marked as a placeholder (`"_placeholder": true`).
-#[cfg(feature = "msgpack")]
 pub(crate) fn is_marked_placeholder(map: &Map<String, Value>) -> bool {
     map.get(PLACEHOLDER_KEY) == Some(&Value::Bool(true))
 }

@@ -161,8 +161,7 @@ proptest! {
         prop_assert!(matches!(&decoded, Ok(Some(p)) if *p == packet), "{:?} -> {:?}", packet, decoded);
     }
 
-    #[cfg(feature = "msgpack")]
-    #[test]
+        #[test]
     fn msgpack_round_trips(packet in packet()) {
         use switchyard_socketio_proto::{encode_msgpack, MsgPackDecoder};
         let bytes = encode_msgpack(&packet);
@@ -216,15 +215,13 @@ proptest! {
         }
     }
 
-    #[cfg(feature = "msgpack")]
-    #[test]
+        #[test]
     fn msgpack_decoder_survives_any_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = switchyard_socketio_proto::decode_msgpack(&bytes);
     }
 
     /// Mutated and truncated valid messages never panic the msgpack decoder.
-    #[cfg(feature = "msgpack")]
-    #[test]
+        #[test]
     fn msgpack_decoder_survives_mutations(
         packet in packet(),
         edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),

@@ -376,9 +376,11 @@ impl Client {
         self.engine.close();
     }
 
-    /// Disconnects every socket of this connection from its namespace (the client sees
-    /// `io server disconnect` and does not reconnect on its own), then closes the connection.
-    pub(crate) fn disconnect_all_and_close(&self) {
+    /// Disconnects every socket of this connection from its namespace: the client sees
+    /// `io server disconnect` and does not reconnect on its own (socket.io-client then closes
+    /// the connection itself). A client that comes back with CONNECTs spends the same budget,
+    /// and one that floods those has its connection closed.
+    pub(crate) fn disconnect_all(&self) {
         let sockets: Vec<Socket> = lock(&self.sockets)
             .iter()
             .map(|(_, socket)| socket.clone())
@@ -386,7 +388,6 @@ impl Client {
         for socket in sockets {
             socket.disconnect();
         }
-        self.engine.close();
     }
 
     /// Takes one event (or CONNECT) from this connection's budget.

@@ -15,7 +15,8 @@ pub struct SocketLimits {
     /// and leaves (default: no limit; the server binary sets one). Past it, events are dropped
     /// (an ack asked for gets `{"error":"rate limited"}`, a CONNECT gets CONNECT_ERROR
     /// `rate limited`), the client is warned once with a `rate-limit` event, and a client that
-    /// keeps flooding for a full burst more has its connection closed.
+    /// keeps flooding for a full burst more is disconnected from every namespace (and its
+    /// connection closed if it floods CONNECTs).
     pub event_rate: Option<Rate>,
     /// Rooms one socket may be in (default: no limit; the server binary sets one).
     pub max_rooms_per_socket: Option<usize>,

@@ -723,11 +723,11 @@ impl Socket {
             RateVerdict::Disconnect => {
                 warn!(
                     sid = &*self.0.id,
-                    "client kept flooding past the event rate; closing its connection"
+                    "client kept flooding past the event rate; disconnecting it from every namespace"
                 );
                 // The budget belongs to the connection: leaving the namespace alone would not
                 // stop the flood.
-                self.0.client.disconnect_all_and_close();
+                self.0.client.disconnect_all();
                 false
             }
         }
