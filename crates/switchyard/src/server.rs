@@ -36,23 +36,32 @@ pub(crate) struct ServerInner {
 }
 
 impl ServerInner {
+    /// Builds namespace `name` (its adapter built, not started) and puts it in `namespaces`.
+    fn insert(
+        &self,
+        namespaces: &mut HashMap<Arc<str>, Namespace>,
+        name: &str,
+        handlers: Arc<NamespaceHandlers>,
+        dynamic: bool,
+    ) -> Namespace {
+        let name: Arc<str> = Arc::from(name);
+        let namespace = Namespace(NamespaceInner::create(
+            name.clone(),
+            self.config.clone(),
+            handlers,
+            &self.adapter_factory,
+            dynamic,
+        ));
+        namespaces.insert(name, namespace.clone());
+        namespace
+    }
+
     /// The namespace `name`, created (and its adapter started) if needed.
     fn create(&self, name: &str, handlers: Arc<NamespaceHandlers>) -> Namespace {
         let mut namespaces = self.namespaces.write().unwrap_or_else(|p| p.into_inner());
         let namespace = match namespaces.get(name) {
             Some(existing) => existing.clone(),
-            None => {
-                let name: Arc<str> = Arc::from(name);
-                let namespace = Namespace(NamespaceInner::create(
-                    name.clone(),
-                    self.config.clone(),
-                    handlers,
-                    &self.adapter_factory,
-                    false,
-                ));
-                namespaces.insert(name, namespace.clone());
-                namespace
-            }
+            None => self.insert(&mut namespaces, name, handlers, false),
         };
         drop(namespaces);
         start_adapter(&namespace);
@@ -75,16 +84,7 @@ impl ServerInner {
                     .iter()
                     .find(|entry| (entry.matcher)(name))
                     .map(|entry| entry.handlers.clone())?;
-                let name: Arc<str> = Arc::from(name);
-                let namespace = Namespace(NamespaceInner::create(
-                    name.clone(),
-                    self.config.clone(),
-                    handlers,
-                    &self.adapter_factory,
-                    true,
-                ));
-                namespaces.insert(name, namespace.clone());
-                namespace
+                self.insert(&mut namespaces, name, handlers, true)
             }
         };
         // Counted under the map's lock, so a namespace is never removed while a client is
