@@ -161,15 +161,16 @@ fn check_accepted(
         .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
         .and_then(|c| serde_json::from_slice(&c).ok())
         .unwrap_or_default();
-    let exp = claims.get("exp").and_then(Value::as_u64);
+    // NumericDate may be fractional (RFC 7519 §2): compare as numbers, not integers.
+    let exp = claims.get("exp").and_then(Value::as_f64);
     assert!(
-        exp.is_some_and(|exp| exp.saturating_add(30) >= before),
+        exp.is_some_and(|exp| exp + 30.0 >= before as f64),
         "expired or no exp: {claims}"
     );
     if let Some(nbf) = claims.get("nbf") {
         let after = now();
         assert!(
-            nbf.as_u64().is_some_and(|nbf| nbf <= after + 30),
+            nbf.as_f64().is_some_and(|nbf| nbf <= (after + 30) as f64),
             "not yet valid: {claims}"
         );
     }
