@@ -31,7 +31,9 @@
 //! - `rss` → the server's resident memory in KiB.
 //!
 //! `--recovery-ms N` turns connection state recovery on with a maximum disconnection duration of
-//! N ms; `--recovery-max-packets N` bounds the packets kept for replay. Limits:
+//! N ms, skipping the middlewares of a recovered socket as the reference server does by default
+//! (the interop suite checks that behaviour); `--recovery-max-packets N` bounds the packets kept
+//! for replay. Limits:
 //! `--event-rate PER_SECOND:BURST`, `--max-rooms N`, `--max-pending-acks N`,
 //! `--max-buffer BYTES` (outgoing buffer per connection).
 //!
@@ -302,11 +304,11 @@ fn parse_options() -> anyhow::Result<Options> {
                 }
             }
             "--recovery-ms" => {
-                let recovery = options.recovery.get_or_insert_with(RecoveryConfig::default);
+                let recovery = options.recovery.get_or_insert_with(reference_recovery);
                 recovery.max_disconnection_duration = Duration::from_millis(value.parse()?);
             }
             "--recovery-max-packets" => {
-                let recovery = options.recovery.get_or_insert_with(RecoveryConfig::default);
+                let recovery = options.recovery.get_or_insert_with(reference_recovery);
                 recovery.max_packets = value.parse()?;
             }
             "--event-rate" => {
@@ -373,4 +375,13 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("testbed listening on http://127.0.0.1:{port}/socket.io/");
     server(options).serve(listener).await?;
     Ok(())
+}
+
+/// Recovery as the reference server does it by default: the private id alone re-admits a
+/// client, without its middlewares.
+fn reference_recovery() -> RecoveryConfig {
+    RecoveryConfig {
+        skip_middlewares: true,
+        ..RecoveryConfig::default()
+    }
 }

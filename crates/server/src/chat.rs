@@ -38,6 +38,7 @@ pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &Namespace
         prefix: CHAT_PREFIX,
         policy: with_token.then_some(settings.rooms),
     });
+    rooms::guard_recovery(&chat, &rules);
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     chat.on_connection(move |socket: Socket| {
         let rules = rules.clone();

@@ -76,6 +76,13 @@ pub(crate) struct Config {
     #[arg(long = "drain-timeout-ms", env = "DRAIN_TIMEOUT_MS", value_name = "MS", default_value = "3000", value_parser = parse_millis_or_zero)]
     pub drain_timeout: Duration,
 
+    /// Connection state recovery: how long the session of a client whose connection broke
+    /// (socket id, rooms, the messages it misses) is kept for it to resume, in milliseconds
+    /// (0: off, as on the reference server). A resuming client is authenticated again first
+    /// and gets back only the rooms its token still allows.
+    #[arg(long = "recovery-ms", env = "RECOVERY_MS", value_name = "MS", default_value = "0", value_parser = parse_millis_or_zero)]
+    pub recovery: Duration,
+
     /// TLS certificate chain, PEM; with --tls-key. Without them the server speaks plain
     /// HTTP/WS.
     #[arg(long, env = "TLS_CERT", value_name = "FILE", requires = "tls_key", value_parser = parse_path, help_heading = "TLS")]

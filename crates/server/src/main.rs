@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate, ServeConfig};
-use switchyard::{SocketIo, SocketIoConfig, SocketLimits};
+use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig, SocketLimits};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
 use tokio::net::TcpStream;
 use tower_layer::Layer;
@@ -132,6 +132,10 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
             max_namespaces_per_connection: limits.max_namespaces_per_connection,
             max_auth_bytes: limits.max_auth_bytes,
         },
+        connection_state_recovery: (!config.recovery.is_zero()).then(|| RecoveryConfig {
+            max_disconnection_duration: config.recovery,
+            ..RecoveryConfig::default()
+        }),
         ..SocketIoConfig::default()
     });
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;

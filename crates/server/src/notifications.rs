@@ -32,6 +32,7 @@ pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &Namespace
         prefix: "room:",
         policy: with_token.then_some(settings.rooms),
     });
+    rooms::guard_recovery(&notifications, &rules);
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     // Rooms are joined once connected (a refused socket must leave nothing behind); this runs
     // before the client learns it is connected, so no notification can be missed.

@@ -52,11 +52,28 @@ impl RoomRules {
         }
     }
 
+    /// Whether a recovered `socket` gets back the kept room `key`: a client room its token
+    /// still allows, or its own personal room; a resuming client that authenticated as someone
+    /// else gets neither the other's rooms nor what was sent to them.
+    pub(crate) fn may_keep(&self, socket: &Socket, key: &Room) -> bool {
+        if let Some(room) = key.strip_prefix(self.prefix) {
+            return self.may_join(socket, room).is_ok();
+        }
+        identity::of(socket).is_some_and(|user| **key == *crate::notifications::user_room(&user))
+    }
+
     /// The sender of `socket`'s events.
     pub(crate) fn sender(&self, socket: &Socket) -> Result<Arc<str>, InputError> {
         // The middleware stored it; it is gone only once the socket is closed.
         identity::of(socket).ok_or_else(|| InputError::new("not connected"))
     }
+}
+
+/// Makes recovered sockets of `namespace` keep only the rooms `rules` still allow them.
+pub(crate) fn guard_recovery(namespace: &Namespace, rules: &Arc<RoomRules>) {
+    let rules = rules.clone();
+    namespace
+        .filter_recovered_rooms(move |socket: &Socket, key: &Room| rules.may_keep(socket, key));
 }
 
 /// Registers `join`, `leave` and the relayed events on a connected socket. `message` and

@@ -277,63 +277,58 @@ impl Client {
     }
 
     /// Runs the middlewares of the namespace `joining` leads to and, if they admit the client,
-    /// connects its socket there.
+    /// connects its socket there, recovering its session if it presents one.
+    ///
+    /// The middlewares run before a presented session is touched (unless recovery is set to
+    /// skip them): a client must be admitted before its private id closes a stale connection
+    /// or takes over a kept session.
     async fn join(self: &Arc<Self>, joining: Joining, nsp: String, auth: Option<Value>) {
         let namespace = joining.namespace.clone();
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
-        // A restored socket is put back in the namespace by the adapter, at the instant its
-        // missed packets are cut off (see `Adapter::restore_session`).
-        let attached: Arc<Mutex<Option<Socket>>> = Arc::default();
-        let attach: AttachSession = {
-            let (ns, client, auth, attached) = (
-                namespace.0.clone(),
-                self.clone(),
-                auth.clone(),
-                attached.clone(),
-            );
-            Box::new(move |state| {
-                let socket = Socket::restore(ns.clone(), client, auth, state);
-                ns.add_socket(socket.clone());
-                *lock(&attached) = Some(socket);
-            })
-        };
-        let missed = self.try_recover(&namespace, &auth, attach).await;
-        let restored = lock(&attached).take();
-        let (socket, missed, recovered) = match (restored, missed) {
-            (Some(socket), Some(missed)) => (socket, missed, true),
-            (restored, _) => {
-                if let Some(socket) = restored {
-                    // An adapter that attached a session it did not return: undo.
-                    namespace.0.remove_socket(socket.id());
-                    socket.refused();
-                }
-                let socket = Socket::new(namespace.0.clone(), self.clone(), auth);
-                (socket, Vec::new(), false)
-            }
-        };
-        let skip_middlewares = recovered
-            && self
-                .server
-                .config
-                .connection_state_recovery
-                .as_ref()
-                .is_some_and(|config| config.skip_middlewares);
+        let recovery = self.server.config.connection_state_recovery.as_ref();
+        let recovering = recovery.is_some() && pid_of(&auth).is_some();
+        let skip_middlewares = recovering && recovery.is_some_and(|config| config.skip_middlewares);
+        let admitted = Socket::new(namespace.0.clone(), self.clone(), auth.clone());
         if !skip_middlewares {
             for middleware in namespace.0.handlers.middlewares() {
-                if let Err(error) = middleware(socket.clone()).await {
+                if let Err(error) = middleware(admitted.clone()).await {
                     debug!(nsp, %error, "middleware refused connection");
-                    if recovered {
-                        namespace.0.remove_socket(socket.id());
-                    }
-                    socket.refused();
+                    admitted.refused();
                     self.refuse(nsp, error.to_json());
                     return;
                 }
             }
         }
+        let recovered = if recovering {
+            self.try_recover(&namespace, &auth, &admitted).await
+        } else {
+            Recovery::None
+        };
+        let (socket, missed) = match recovered {
+            Recovery::Recovered(socket, missed) => (socket, Some(missed)),
+            Recovery::Broken => {
+                self.refuse(nsp, json!({ "message": "session could not be restored" }));
+                return;
+            }
+            Recovery::None if skip_middlewares => {
+                // Nothing to recover: a new socket, which the middlewares must admit.
+                for middleware in namespace.0.handlers.middlewares() {
+                    if let Err(error) = middleware(admitted.clone()).await {
+                        debug!(nsp, %error, "middleware refused connection");
+                        admitted.refused();
+                        self.refuse(nsp, error.to_json());
+                        return;
+                    }
+                }
+                (admitted, None)
+            }
+            Recovery::None => (admitted, None),
+        };
         joining.admitted();
-        if !recovered {
-            namespace.0.add_socket(socket.clone());
+        if missed.is_none() {
+            let adapter = namespace.0.adapter();
+            let start = adapter.attach_socket(&mut || namespace.0.add_socket(socket.clone()));
+            socket.set_start_offset(start);
         }
         lock(&self.sockets).push((namespace.0.name.clone(), socket.clone()));
         drop(joining);
@@ -344,12 +339,12 @@ impl Client {
         self.mark_connected();
         // Missed packets go before the CONNECT reply, as on the reference server; the
         // client holds them until it sees the reply.
-        for packet in &missed {
-            if let Err(error) = send_to(packet, &self.engine) {
-                warn!(sid = self.engine.sid(), %error, "replay of a missed packet failed");
+        if let Some(missed) = &missed {
+            for packet in missed {
+                if let Err(error) = send_to(packet, &self.engine) {
+                    warn!(sid = self.engine.sid(), %error, "replay of a missed packet failed");
+                }
             }
-        }
-        if recovered {
             debug!(
                 sid = &**socket.id(),
                 missed = missed.len(),
@@ -395,16 +390,18 @@ impl Client {
         lock(&self.rate).take(Instant::now(), rate)
     }
 
-    /// The session a reconnecting client asks for with `pid` and `offset` in its auth, if
-    /// recovery is on and the session can be given back whole.
+    /// The session a reconnecting client asks for with `pid` and `offset` in its auth, put
+    /// back in `namespace` with what `admitted` (the socket the middlewares admitted) was
+    /// given, and the packets it missed.
     async fn try_recover(
-        &self,
+        self: &Arc<Self>,
         namespace: &Namespace,
         auth: &Value,
-        attach: AttachSession,
-    ) -> Option<Vec<EncodedPacket>> {
-        self.server.config.connection_state_recovery.as_ref()?;
-        let pid = auth.get("pid")?.as_str()?;
+        admitted: &Socket,
+    ) -> Recovery {
+        let Some(pid) = pid_of(auth) else {
+            return Recovery::None;
+        };
         let offset = auth
             .get("offset")
             .and_then(Value::as_str)
@@ -419,15 +416,68 @@ impl Client {
             stale.0.client.engine.close();
             stale.close(DisconnectReason::TransportClose);
         }
+        // A restored socket is put back in the namespace by the adapter, at the instant its
+        // missed packets are cut off (see `Adapter::restore_session`).
+        let attached: Arc<Mutex<Option<Socket>>> = Arc::default();
+        let attach: AttachSession = {
+            let (ns, client, auth, admitted, attached) = (
+                namespace.0.clone(),
+                self.clone(),
+                auth.clone(),
+                admitted.clone(),
+                attached.clone(),
+            );
+            Box::new(move |mut state| {
+                let filter = ns.handlers.recovered_rooms();
+                let kept = std::mem::take(&mut state.rooms);
+                let socket = Socket::restore(ns.clone(), client, auth, state);
+                socket.absorb(&admitted);
+                if let Some(filter) = filter {
+                    let refused: Vec<crate::Room> = kept
+                        .iter()
+                        .filter(|room| !filter(&socket, room))
+                        .cloned()
+                        .collect();
+                    if !refused.is_empty() {
+                        debug!(sid = &**socket.id(), ?refused, "kept rooms not given back");
+                    }
+                    socket.join(
+                        kept.into_iter()
+                            .filter(|room| !refused.contains(room))
+                            .collect::<Vec<_>>(),
+                    );
+                } else {
+                    socket.join(kept);
+                }
+                ns.add_socket(socket.clone());
+                let rooms = ns.adapter().socket_rooms(socket.id());
+                *lock(&attached) = Some(socket);
+                rooms
+            })
+        };
         let restored = namespace
             .0
             .adapter()
             .restore_session(pid.to_owned(), offset, attach)
             .await;
-        restored.unwrap_or_else(|error| {
+        let missed = restored.unwrap_or_else(|error| {
             warn!(%error, pid, "session could not be restored; connecting afresh");
             None
-        })
+        });
+        let socket = lock(&attached).take();
+        match (socket, missed) {
+            (Some(socket), Some(missed)) => Recovery::Recovered(socket, missed),
+            (Some(socket), None) => {
+                // An adapter that attached a session it did not return (against the
+                // contract): undo, and keep the session for another try. The admitted socket
+                // gave its state away, so the CONNECT is refused.
+                warn!(pid, "adapter attached a session it did not return");
+                namespace.0.remove_socket(socket.id());
+                socket.refused();
+                Recovery::Broken
+            }
+            (None, _) => Recovery::None,
+        }
     }
 
     pub(crate) fn on_close(&self, reason: CloseReason) {
@@ -461,6 +511,21 @@ fn oversized_connect(text: &str, max: usize) -> Option<&str> {
         None => ("/", rest),
     };
     (payload.len() > max).then_some(nsp)
+}
+
+/// What came of a reconnecting client's request for its session.
+enum Recovery {
+    /// The session is back, with the packets it missed.
+    Recovered(Socket, Vec<EncodedPacket>),
+    /// No session to give back (none asked for, unknown, expired, or not whole).
+    None,
+    /// The adapter failed half-way; the session is kept for another try.
+    Broken,
+}
+
+/// The private session id a reconnecting client presents in its `auth`.
+fn pid_of(auth: &Value) -> Option<&str> {
+    auth.get("pid")?.as_str()
 }
 
 #[cfg(test)]

@@ -28,7 +28,11 @@ pub(crate) struct NamespaceHandlers {
     pub(crate) connection: RwLock<Option<ErasedConnectHandler>>,
     pub(crate) middlewares: RwLock<Vec<ErasedMiddleware>>,
     server_events: RwLock<HashMap<String, ErasedServerEventHandler>>,
+    recovered_rooms: RwLock<Option<RecoveredRoomFilter>>,
 }
+
+/// Decides which of its kept rooms a recovered socket gets back.
+pub(crate) type RecoveredRoomFilter = Arc<dyn Fn(&Socket, &Room) -> bool + Send + Sync>;
 
 impl NamespaceHandlers {
     pub(crate) fn connection(&self) -> Option<ErasedConnectHandler> {
@@ -40,6 +44,13 @@ impl NamespaceHandlers {
 
     pub(crate) fn middlewares(&self) -> Vec<ErasedMiddleware> {
         self.middlewares
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn recovered_rooms(&self) -> Option<RecoveredRoomFilter> {
+        self.recovered_rooms
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
@@ -230,6 +241,30 @@ impl Namespace {
         Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
         add_middleware(&self.0.handlers, middleware);
+        self
+    }
+
+    /// Sets which of its kept rooms a recovered socket gets back (default: all of them).
+    ///
+    /// With connection state recovery, a client that reconnects gets its session back, rooms
+    /// included; but its new credentials may no longer allow some of them (a token whose
+    /// `rooms` claim shrank, a user removed from a channel). `filter` sees the recovered
+    /// socket, with what the middlewares of this connection stored on it (claims, identity),
+    /// and each kept room; the rooms it refuses are not rejoined, and what was sent to them
+    /// while the client was away is not replayed.
+    ///
+    /// It runs while the adapter holds the namespace's broadcasts back (the restore window),
+    /// so it must be quick and must not call into the namespace or its adapter.
+    pub fn filter_recovered_rooms<F>(&self, filter: F) -> &Self
+    where
+        F: Fn(&Socket, &Room) -> bool + Send + Sync + 'static,
+    {
+        *self
+            .0
+            .handlers
+            .recovered_rooms
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(filter));
         self
     }
 

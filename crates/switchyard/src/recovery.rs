@@ -24,7 +24,13 @@ use crate::types::{BroadcastOptions, Room, Sid};
 pub struct RecoveryConfig {
     /// How long a disconnected session is kept (default 2 minutes).
     pub max_disconnection_duration: Duration,
-    /// Whether a recovered socket skips the connect middlewares (default true).
+    /// Whether a recovering client skips the connect middlewares (default false).
+    ///
+    /// By default the middlewares run first, on a fresh socket, before the kept session is
+    /// touched: a client must authenticate again (its token may have expired or lost rooms)
+    /// before the private id takes over a session, and what the middlewares store (claims,
+    /// session data, rooms) moves to the recovered socket. With `true`, as on the reference
+    /// server, the private id alone re-admits the client.
     pub skip_middlewares: bool,
     /// Most packets kept per namespace for replay; the oldest go first (default 10,000).
     pub max_packets: usize,
@@ -36,7 +42,7 @@ impl Default for RecoveryConfig {
     fn default() -> Self {
         RecoveryConfig {
             max_disconnection_duration: Duration::from_secs(120),
-            skip_middlewares: true,
+            skip_middlewares: false,
             max_packets: 10_000,
             max_bytes: 32 * 1024 * 1024,
         }
@@ -61,6 +67,11 @@ pub struct SessionState {
     pub rooms: Vec<Room>,
     /// The socket's session data; `null` when none was set.
     pub data: Value,
+    /// The offset of the last recoverable packet handed out before the socket joined (`None`:
+    /// none yet). A client that drops before it saw any packet reports no offset: its replay
+    /// starts here ([`crate::adapter::Adapter::attach_socket`]).
+    #[serde(default)]
+    pub start_offset: Option<String>,
     /// The socket's typed extensions, while the session stays on this server.
     #[serde(skip)]
     pub(crate) extensions: Option<Extensions>,
@@ -73,17 +84,9 @@ impl std::fmt::Debug for SessionState {
             .field("pid", &self.pid)
             .field("rooms", &self.rooms)
             .field("data", &self.data)
+            .field("start_offset", &self.start_offset)
             .finish()
     }
-}
-
-/// A session given back to a reconnecting client, with what it missed.
-#[derive(Debug)]
-pub struct RestoredSession {
-    /// The session as it was kept.
-    pub state: SessionState,
-    /// The packets it missed, in order, offsets included.
-    pub missed: Vec<EncodedPacket>,
 }
 
 struct StoredPacket {
@@ -185,6 +188,26 @@ impl RecoveryStore {
             .retain(|_, kept| now.saturating_duration_since(kept.at) <= max_age);
     }
 
+    /// Drops the sessions kept for longer than `max_disconnection_duration`, and the packets
+    /// no session can still need. Called on a timer by the in-memory adapter, so that expired
+    /// sessions go even when nothing else happens in the namespace.
+    pub fn prune(&mut self, now: Instant) {
+        self.last_session_prune = None;
+        self.prune_sessions(now);
+        self.prune_packets(now);
+    }
+
+    /// How many disconnected sessions are kept.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The offset of the last packet appended, `None` before the first: the
+    /// [`SessionState::start_offset`] of a socket that joins now.
+    pub fn last_offset(&self) -> Option<String> {
+        self.next_offset.checked_sub(1).map(|last| last.to_string())
+    }
+
     /// Keeps the session of a socket that ended uncleanly.
     pub fn persist(&mut self, now: Instant, state: SessionState) {
         self.prune_sessions(now);
@@ -192,45 +215,53 @@ impl RecoveryStore {
             .insert(state.pid.clone(), KeptSession { state, at: now });
     }
 
-    /// Gives back session `pid` with the packets after `offset` meant for it, or nothing if the
-    /// session expired, is unknown, or any packet it missed is no longer held.
+    /// Gives back session `pid` with the packets after `offset` (`None`: after the session's
+    /// [`SessionState::start_offset`]) that were meant for it, or nothing if the session
+    /// expired, is unknown, or any packet it missed is no longer held.
+    ///
+    /// `attach` gets the session first and answers the rooms the socket is back in (the kept
+    /// rooms it is still entitled to): only packets for those rooms, or for the socket itself,
+    /// are replayed. Call under the lock that orders broadcasts, so that nothing is delivered
+    /// between the cut and the socket's return.
     pub fn restore(
         &mut self,
         now: Instant,
         pid: &str,
         offset: Option<&str>,
-    ) -> Option<RestoredSession> {
+        attach: impl FnOnce(SessionState) -> Vec<Room>,
+    ) -> Option<Vec<EncodedPacket>> {
         self.prune_packets(now);
         let kept = self.sessions.remove(pid)?;
         if now.saturating_duration_since(kept.at) > self.config.max_disconnection_duration {
             return None;
         }
-        let offset: u64 = offset?.parse().ok()?;
-        if offset >= self.next_offset {
+        // The first offset the client may have missed.
+        let first_missed: u64 = match offset.or(kept.state.start_offset.as_deref()) {
+            Some(offset) => offset.parse::<u64>().ok()?.checked_add(1)?,
+            None => 0,
+        };
+        if first_missed > self.next_offset {
             return None;
         }
-        // Every offset was stored; if the first still held is past the one after the client's,
-        // a packet it may have missed was evicted.
-        let first_missed = offset + 1;
+        // Every offset was stored; if the first still held is past the first missed one, a
+        // packet the client may have missed was evicted.
         if first_missed < self.next_offset {
             match self.packets.front() {
                 Some(front) if front.offset <= first_missed => {}
                 _ => return None,
             }
         }
-        let mut member_of: Vec<Room> = kept.state.rooms.clone();
-        member_of.push(kept.state.sid.clone());
-        let start = self.packets.partition_point(|p| p.offset <= offset);
+        let sid = kept.state.sid.clone();
+        let mut member_of = attach(kept.state);
+        member_of.push(sid);
+        let start = self.packets.partition_point(|p| p.offset < first_missed);
         let missed = self
             .packets
             .range(start..)
             .filter(|p| p.options.targets(&member_of))
             .map(|p| p.packet.clone())
             .collect();
-        Some(RestoredSession {
-            state: kept.state,
-            missed,
-        })
+        Some(missed)
     }
 
     #[cfg(test)]
@@ -269,7 +300,7 @@ mod tests {
     fn config() -> RecoveryConfig {
         RecoveryConfig {
             max_disconnection_duration: Duration::from_secs(10),
-            skip_middlewares: true,
+            skip_middlewares: false,
             max_packets: 3,
             max_bytes: 1_000,
         }
@@ -288,8 +319,24 @@ mod tests {
             pid: Arc::from(pid),
             rooms: rooms.iter().map(|r| Arc::from(*r)).collect(),
             data: Value::Null,
+            start_offset: None,
             extensions: None,
         }
+    }
+
+    /// `store.restore` with the kept rooms given back whole: the socket id and the replay.
+    fn restore(
+        store: &mut RecoveryStore,
+        now: Instant,
+        pid: &str,
+        offset: Option<&str>,
+    ) -> Option<(Sid, Vec<EncodedPacket>)> {
+        let mut sid = None;
+        let missed = store.restore(now, pid, offset, |state| {
+            sid = Some(state.sid.clone());
+            state.rooms
+        })?;
+        Some((sid?, missed))
     }
 
     fn to(rooms: &[&str]) -> BroadcastOptions {
@@ -318,15 +365,11 @@ mod tests {
         store_n(&mut store, t0, &to(&["a"]));
         store_n(&mut store, t0, &to(&["b"]));
         store_n(&mut store, t0, &to(&["s1"]));
-        let restored = store
-            .restore(t0, "p1", Some(seen.to_string().as_str()))
-            .unwrap();
-        assert_eq!(&*restored.state.sid, "s1");
-        assert_eq!(restored.missed, vec![packet(1), packet(3)]);
+        let (sid, missed) = restore(&mut store, t0, "p1", Some(&seen.to_string())).unwrap();
+        assert_eq!(&*sid, "s1");
+        assert_eq!(missed, vec![packet(1), packet(3)]);
         // A session is given back once.
-        assert!(store
-            .restore(t0, "p1", Some(seen.to_string().as_str()))
-            .is_none());
+        assert!(restore(&mut store, t0, "p1", Some(&seen.to_string())).is_none());
     }
 
     #[test]
@@ -340,10 +383,8 @@ mod tests {
             ..BroadcastOptions::default()
         };
         store_n(&mut store, t0, &options);
-        let restored = store
-            .restore(t0, "p1", Some(seen.to_string().as_str()))
-            .unwrap();
-        assert!(restored.missed.is_empty());
+        let (_, missed) = restore(&mut store, t0, "p1", Some(&seen.to_string())).unwrap();
+        assert!(missed.is_empty());
     }
 
     #[test]
@@ -356,9 +397,7 @@ mod tests {
             store_n(&mut store, t0, &to(&[]));
         }
         assert_eq!(store.held().0, 3);
-        assert!(store
-            .restore(t0, "p1", Some(seen.to_string().as_str()))
-            .is_none());
+        assert!(restore(&mut store, t0, "p1", Some(&seen.to_string())).is_none());
     }
 
     #[test]
@@ -369,8 +408,8 @@ mod tests {
             store_n(&mut store, t0, &to(&[]));
         }
         store.persist(t0, session("s1", "p1", &[]));
-        let restored = store.restore(t0, "p1", Some("4")).unwrap();
-        assert!(restored.missed.is_empty());
+        let (_, missed) = restore(&mut store, t0, "p1", Some("4")).unwrap();
+        assert!(missed.is_empty());
     }
 
     #[test]
@@ -379,14 +418,12 @@ mod tests {
         let mut store = RecoveryStore::new(config());
         store_n(&mut store, t0, &to(&[]));
         store.persist(t0, session("s1", "p1", &[]));
-        assert!(store
-            .restore(t0 + Duration::from_secs(11), "p1", Some("0"))
-            .is_none());
+        assert!(restore(&mut store, t0 + Duration::from_secs(11), "p1", Some("0")).is_none());
         store.persist(t0, session("s2", "p2", &[]));
-        assert!(store.restore(t0, "p2", Some("99")).is_none());
+        assert!(restore(&mut store, t0, "p2", Some("99")).is_none());
         store.persist(t0, session("s3", "p3", &[]));
-        assert!(store.restore(t0, "p3", Some("not-a-number")).is_none());
-        assert!(store.restore(t0, "unknown", Some("0")).is_none());
+        assert!(restore(&mut store, t0, "p3", Some("not-a-number")).is_none());
+        assert!(restore(&mut store, t0, "unknown", Some("0")).is_none());
     }
 
     #[test]
@@ -412,5 +449,69 @@ mod tests {
         store_n(&mut store, t0, &to(&[]));
         store_n(&mut store, t0 + Duration::from_secs(11), &to(&[]));
         assert_eq!(store.held().0, 1);
+    }
+
+    /// socket.io-client reconnects with its `pid` but no `offset` when it dropped before it
+    /// saw its first packet: the replay starts where the socket joined, not nowhere.
+    #[test]
+    fn a_session_without_an_offset_resumes_from_where_it_joined() {
+        let t0 = Instant::now();
+        let mut store = RecoveryStore::new(RecoveryConfig {
+            max_packets: 100,
+            ..config()
+        });
+        assert_eq!(store.last_offset(), None);
+        store_n(&mut store, t0, &to(&[]));
+        let joined_at = store.last_offset();
+        assert_eq!(joined_at.as_deref(), Some("0"));
+        store_n(&mut store, t0, &to(&[]));
+        store_n(&mut store, t0, &to(&["a"]));
+        store.persist(
+            t0,
+            SessionState {
+                start_offset: joined_at,
+                ..session("s1", "p1", &[])
+            },
+        );
+        let (_, missed) = restore(&mut store, t0, "p1", None).unwrap();
+        assert_eq!(missed, vec![packet(1)], "from the join on, for its rooms");
+        // Joined before any packet: everything is replayed.
+        store.persist(t0, session("s2", "p2", &["a"]));
+        let (_, missed) = restore(&mut store, t0, "p2", None).unwrap();
+        assert_eq!(missed, vec![packet(0), packet(1), packet(2)]);
+    }
+
+    /// Rooms the socket is no longer entitled to (its new token lost them) are not rejoined,
+    /// and what was sent to them while it was away is not replayed.
+    #[test]
+    fn only_the_rooms_attach_keeps_are_replayed() {
+        let t0 = Instant::now();
+        let mut store = RecoveryStore::new(config());
+        let seen = store_n(&mut store, t0, &to(&[]));
+        store.persist(t0, session("s1", "p1", &["a", "secret"]));
+        store_n(&mut store, t0, &to(&["secret"]));
+        store_n(&mut store, t0, &to(&["a"]));
+        let missed = store
+            .restore(t0, "p1", Some(&seen.to_string()), |state| {
+                state
+                    .rooms
+                    .into_iter()
+                    .filter(|room| &**room != "secret")
+                    .collect()
+            })
+            .unwrap();
+        assert_eq!(missed, vec![packet(2)]);
+    }
+
+    #[test]
+    fn pruning_drops_expired_sessions_without_other_activity() {
+        let t0 = Instant::now();
+        let mut store = RecoveryStore::new(config());
+        store.persist(t0, session("s1", "p1", &[]));
+        store.persist(t0 + Duration::from_secs(5), session("s2", "p2", &[]));
+        store.prune(t0 + Duration::from_secs(11));
+        assert_eq!(store.session_count(), 1);
+        store.prune(t0 + Duration::from_secs(16));
+        assert_eq!(store.session_count(), 0);
     }
 }

@@ -231,6 +231,9 @@ pub(crate) struct SocketInner {
     extensions: Mutex<Extensions>,
     /// Session data: serializable, kept in recovered sessions and shown to other servers.
     session_data: Mutex<Value>,
+    /// Where a replay of this socket's session starts if its client saw no packet
+    /// ([`SessionState::start_offset`]).
+    start_offset: Mutex<Option<String>>,
 }
 
 /// A client's connection to a namespace: receive events, emit, join rooms, acknowledge.
@@ -275,6 +278,7 @@ impl Socket {
             pid,
             rooms,
             data,
+            start_offset,
             extensions,
         } = state;
         let socket = Socket::build(
@@ -285,8 +289,36 @@ impl Socket {
             Some(extensions.unwrap_or_default()),
         );
         *lock(&socket.0.session_data) = data;
+        *lock(&socket.0.start_offset) = start_offset;
         socket.join(rooms);
         socket
+    }
+
+    /// Takes over what the connect middlewares gave `admitted`, the fresh socket they ran on
+    /// before this socket's session was restored: its typed data (claims, identity) over the
+    /// kept one, its session data if it set any, and the rooms it joined. `admitted` leaves
+    /// its rooms and is dropped.
+    pub(crate) fn absorb(&self, admitted: &Socket) {
+        let fresh = std::mem::take(&mut *lock(&admitted.0.extensions));
+        lock(&self.0.extensions).extend(fresh);
+        let data = std::mem::take(&mut *lock(&admitted.0.session_data));
+        if !data.is_null() {
+            *lock(&self.0.session_data) = data;
+        }
+        let adapter = self.0.ns.adapter();
+        let rooms = adapter.socket_rooms(&admitted.0.id);
+        lock(&admitted.0.state).disconnected = true;
+        adapter.del_all(&admitted.0.id);
+        let own = &admitted.0.id;
+        let rooms: Vec<Room> = rooms.into_iter().filter(|room| room != own).collect();
+        if !rooms.is_empty() {
+            self.join(rooms);
+        }
+    }
+
+    /// Notes where this socket's session resumes if its client drops before any packet.
+    pub(crate) fn set_start_offset(&self, offset: Option<String>) {
+        *lock(&self.0.start_offset) = offset;
     }
 
     fn build(
@@ -316,6 +348,7 @@ impl Socket {
             state: Mutex::default(),
             extensions: Mutex::new(restored.unwrap_or_default()),
             session_data: Mutex::new(Value::Null),
+            start_offset: Mutex::default(),
         }))
     }
 
@@ -788,6 +821,7 @@ impl Socket {
             pid: self.0.pid.clone(),
             rooms: adapter.socket_rooms(&self.0.id),
             data: std::mem::take(&mut *lock(&self.0.session_data)),
+            start_offset: lock(&self.0.start_offset).clone(),
             extensions: Some(std::mem::take(&mut *lock(&self.0.extensions))),
         });
     }

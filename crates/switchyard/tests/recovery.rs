@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{
-    client_config, connect_with, start, wait_until, within, Client, Proxy, TestServer, WAIT,
+    client_config, connect_with, socket_with, start, wait_until, within, Client, Proxy, TestServer,
+    WAIT,
 };
 use serde_json::{json, Value};
 use switchyard::{RecoveryConfig, Socket, SocketIo, SocketIoConfig};
@@ -362,8 +363,8 @@ async fn middlewares_run_again_unless_skipped() {
     }
 }
 
-/// A recovering socket whose (async) middleware is still running is not yet among the
-/// namespace's sockets: a broadcast in that window must still reach it once it is connected.
+/// A recovering client's middlewares run before its session is restored: a broadcast while
+/// they run is among the packets it missed, and one after reaches it live.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broadcast_during_a_recovering_middleware_is_not_lost() {
     let entered = Arc::new(Notify::new());
@@ -378,7 +379,9 @@ async fn a_broadcast_during_a_recovering_middleware_is_not_lost() {
             io.of("/").use_middleware(move |socket: Socket| {
                 let (entered, release) = (entered.clone(), release.clone());
                 async move {
-                    if socket.recovered() {
+                    if socket.handshake().auth.get("pid").is_some() {
+                        // Not restored yet: the middlewares admit the client first.
+                        assert!(!socket.recovered());
                         entered.notify_one();
                         release.notified().await;
                     }
@@ -397,18 +400,173 @@ async fn a_broadcast_during_a_recovering_middleware_is_not_lost() {
     setup.proxy.resume();
 
     within(entered.notified()).await;
-    // The session is restored (n 1 is in the replay), the middleware has not finished.
     ns.to("a").emit("n", 2).unwrap();
     release.notify_one();
 
     expect_recovered(&mut setup, &client, &sid).await;
     assert_eq!(client.events.expect_value("n").await, json!(1));
+    assert_eq!(client.events.expect_value("n").await, json!(2));
+    ns.to("a").emit("n", 3).unwrap();
     let (name, args) = client.events.next().await;
     assert_eq!(
         (name.as_str(), args.values.first()),
-        ("n", Some(&json!(2))),
-        "n 2 was broadcast to the room while the socket was recovering"
+        ("welcome", Some(&json!(true))),
     );
+    assert_eq!(client.events.expect_value("n").await, json!(3));
+}
+
+/// socket.io-client reconnects with its `pid` and no `offset` when its transport broke before
+/// it saw a recoverable packet; the reference server then starts afresh. Here the session is
+/// recovered from where the socket joined.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_saw_no_packet_resumes_from_its_start() {
+    let (tx, mut connected) = mpsc::unbounded_channel();
+    let server = start(recovery_config(RecoveryConfig::default()), move |io| {
+        io.of("/").on_connection(move |socket: Socket| {
+            let tx = tx.clone();
+            async move {
+                // No greeting: the client has no offset when it drops.
+                socket.join("a");
+                let _ = tx.send((socket.id().to_string(), socket.recovered()));
+            }
+        });
+    })
+    .await;
+    // A packet before the socket joined: not its to replay.
+    server.ns("/").to("a").emit("n", 0).unwrap();
+    let proxy = Proxy::start(server.addr).await;
+    let mut client = connect_with(
+        &proxy.url(),
+        "/",
+        client_config(Transports::WebSocket, Parser::Json),
+        SocketOptions::default(),
+    )
+    .await;
+    let (sid, recovered) = within(connected.recv()).await.unwrap();
+    assert!(!recovered);
+    let ns = server.ns("/");
+    proxy.cut();
+    wait_until("the server saw the socket go", || ns.socket_count() == 0).await;
+    ns.to("a").emit("n", 1).unwrap();
+    ns.to("b").emit("n", 2).unwrap();
+    proxy.resume();
+    let (again, recovered) = within(connected.recv()).await.unwrap();
+    assert_eq!((again.as_str(), recovered), (sid.as_str(), true));
+    wait_until("the client is connected again", || {
+        client.socket.connected()
+    })
+    .await;
+    assert!(client.socket.recovered());
+    assert_eq!(client.events.expect_value("n").await, json!(1));
+    ns.emit("end", ()).unwrap();
+    client.events.expect("end").await;
+}
+
+/// Rooms a recovering client may no longer be in (its new credentials lost them) are not
+/// given back, and what was sent to them while it was away is not replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_the_new_credentials_lost_are_not_given_back() {
+    let mut setup = setup(RecoveryConfig::default(), |io| {
+        io.of("/")
+            .use_middleware(|socket: Socket| {
+                let allowed = socket.handshake().auth.get("pid").is_none();
+                socket.insert_data(MaySeeSecrets(allowed));
+                async { Ok(()) }
+            })
+            .filter_recovered_rooms(|socket: &Socket, room: &switchyard::Room| {
+                &**room != "secret" || socket.data::<MaySeeSecrets>().is_some_and(|m| m.0)
+            });
+    })
+    .await;
+    let mut client = prepared_client(&mut setup, Transports::WebSocket).await;
+    within(client.socket.emit_with_ack("join", "secret", WAIT))
+        .await
+        .unwrap();
+    let sid = client.id();
+    let ns = setup.server.ns("/");
+    setup.proxy.cut();
+    wait_until("the server saw the socket go", || ns.socket_count() == 0).await;
+    ns.to("secret").emit("secret", 1).unwrap();
+    ns.to("a").emit("n", 1).unwrap();
+    setup.proxy.resume();
+    expect_recovered(&mut setup, &client, &sid).await;
+    assert!(!ns.get_socket(&sid).unwrap().in_room("secret"));
+    let (name, _) = client.events.next().await;
+    assert_eq!(name, "n", "the packet to the lost room was not replayed");
+    assert_eq!(client.events.expect_value("welcome").await, json!(true));
+    ns.to("secret").emit("secret", 2).unwrap();
+    ns.emit("end", ()).unwrap();
+    client.events.expect("end").await;
+}
+
+#[derive(Clone, Copy)]
+struct MaySeeSecrets(bool);
+
+/// Someone who learnt a client's private id but cannot authenticate gets a CONNECT_ERROR, and
+/// neither the client's live connection nor its session is touched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stolen_pid_without_credentials_takes_nothing_over() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let server = start(recovery_config(RecoveryConfig::default()), |io| {
+        io.of("/").use_middleware(|socket: Socket| {
+            let good = socket.handshake().auth.get("token") == Some(&json!("good"));
+            async move {
+                if good {
+                    Ok(())
+                } else {
+                    Err(switchyard::ConnectError::new("unauthorized"))
+                }
+            }
+        });
+    })
+    .await;
+    let ns = server.ns("/");
+    let (mut victim, _) = {
+        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
+        within(tokio_tungstenite::client_async(url, stream))
+            .await
+            .unwrap()
+    };
+    async fn text(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> String {
+        loop {
+            match within(ws.next()).await {
+                Some(Ok(Message::Text(text))) if text.as_str() != "2" => return text.to_string(),
+                Some(Ok(_)) => continue,
+                other => panic!("WebSocket ended: {other:?}"),
+            }
+        }
+    }
+    assert!(text(&mut victim).await.starts_with('0'), "open packet");
+    victim
+        .send(Message::text(r#"40{"token":"good"}"#))
+        .await
+        .unwrap();
+    let reply: Value =
+        serde_json::from_str(text(&mut victim).await.strip_prefix("40").unwrap()).unwrap();
+    let (sid, pid) = (
+        reply["sid"].as_str().unwrap(),
+        reply["pid"].as_str().unwrap(),
+    );
+
+    let attacker = socket_with(
+        &server.url(),
+        "/",
+        client_config(Transports::WebSocket, Parser::Json),
+        SocketOptions::default().auth(json!({ "pid": pid, "token": "stolen" })),
+    );
+    let error = within(attacker.connect()).await.unwrap_err();
+    assert!(error.to_string().contains("unauthorized"), "{error}");
+
+    // The victim is still connected, as itself, and still served.
+    assert_eq!(ns.socket_count(), 1);
+    let socket = ns.get_socket(sid).expect("the victim's socket");
+    assert!(!socket.recovered());
+    socket.emit("still", "here").unwrap();
+    let event = text(&mut victim).await;
+    assert!(event.starts_with(r#"42["still","here""#), "{event}");
 }
 
 /// A client keeps the offset of the last event it saw; a replay starts after it. So each

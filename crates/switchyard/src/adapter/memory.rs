@@ -1,7 +1,7 @@
 //! The in-memory adapter: one server, rooms in memory.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use switchyard_core::{Args, EncodedPacket};
@@ -10,7 +10,7 @@ use switchyard_socketio_proto::Packet;
 use super::{
     AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, AttachSession, LocalNamespace,
 };
-use crate::recovery::{RecoveryConfig, RecoveryStore, RestoredSession, SessionState};
+use crate::recovery::{RecoveryConfig, RecoveryStore, SessionState};
 use crate::types::{BoxFuture, BroadcastOptions, Room, Sid, SocketInfo};
 
 /// The index of one server's rooms: which local sockets are in which room, both ways.
@@ -119,7 +119,7 @@ impl RoomIndex {
 pub struct InMemoryAdapter {
     index: RoomIndex,
     local: LocalNamespace,
-    recovery: Option<Mutex<RecoveryStore>>,
+    recovery: Option<Arc<Mutex<RecoveryStore>>>,
 }
 
 impl std::fmt::Debug for InMemoryAdapter {
@@ -134,20 +134,21 @@ impl std::fmt::Debug for InMemoryAdapter {
 impl InMemoryAdapter {
     /// The adapter of the namespace `context` describes.
     pub fn new(context: AdapterContext<'_>) -> InMemoryAdapter {
+        let recovery = context.recovery.map(|config: &RecoveryConfig| {
+            let store = Arc::new(Mutex::new(RecoveryStore::new(config.clone())));
+            prune_on_a_timer(&store, config.max_disconnection_duration);
+            store
+        });
         InMemoryAdapter {
             index: RoomIndex::new(),
-            recovery: context
-                .recovery
-                .map(|config: &RecoveryConfig| Mutex::new(RecoveryStore::new(config.clone()))),
+            recovery,
             local: context.local,
         }
     }
 
     /// A factory giving each namespace its own in-memory adapter.
     pub fn factory() -> AdapterFactory {
-        std::sync::Arc::new(|context: AdapterContext<'_>| {
-            std::sync::Arc::new(InMemoryAdapter::new(context))
-        })
+        Arc::new(|context: AdapterContext<'_>| Arc::new(InMemoryAdapter::new(context)))
     }
 
     fn store(&self) -> Option<MutexGuard<'_, RecoveryStore>> {
@@ -155,6 +156,30 @@ impl InMemoryAdapter {
             .as_ref()
             .map(|store| store.lock().unwrap_or_else(|p| p.into_inner()))
     }
+}
+
+/// Expired sessions are dropped as they expire (within a tenth of their lifetime), not only
+/// when the next session is kept. The task ends with the store.
+fn prune_on_a_timer(store: &Arc<Mutex<RecoveryStore>>, lifetime: Duration) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    let every = (lifetime / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
+    let store = Arc::downgrade(store);
+    runtime.spawn(async move {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let Some(store) = store.upgrade() else {
+                return;
+            };
+            store
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .prune(Instant::now());
+        }
+    });
 }
 
 fn ready<T: Send + 'static>(value: T) -> BoxFuture<T> {
@@ -264,6 +289,14 @@ impl Adapter for InMemoryAdapter {
         ready(Ok(Vec::new()))
     }
 
+    fn attach_socket(&self, attach: &mut dyn FnMut()) -> Option<String> {
+        // Under the lock broadcasts deliver under: every packet after the answered offset
+        // reaches the socket live.
+        let store = self.store();
+        attach();
+        store.and_then(|store| store.last_offset())
+    }
+
     fn persist_session(&self, session: SessionState) {
         if let Some(mut store) = self.store() {
             store.persist(Instant::now(), session);
@@ -281,12 +314,7 @@ impl Adapter for InMemoryAdapter {
         };
         // Under the store's lock, which broadcasts hold while they deliver: the socket is back
         // before any later packet is delivered.
-        let missed = store.restore(Instant::now(), &pid, offset.as_deref()).map(
-            |RestoredSession { state, missed }| {
-                attach(state);
-                missed
-            },
-        );
+        let missed = store.restore(Instant::now(), &pid, offset.as_deref(), attach);
         drop(store);
         ready(Ok(missed))
     }

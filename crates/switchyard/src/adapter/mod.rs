@@ -36,7 +36,7 @@ use switchyard_core::Args;
 use switchyard_socketio_proto::Packet;
 
 pub use crate::error::AdapterError;
-pub use crate::recovery::{RecoveryConfig, RecoveryStore, RestoredSession, SessionState};
+pub use crate::recovery::{RecoveryConfig, RecoveryStore, SessionState};
 pub use crate::types::{BoxFuture, BroadcastOptions, HandshakeInfo, Room, Sid, SocketInfo};
 pub use local::{AckReply, LocalAcks, LocalNamespace};
 pub use memory::{InMemoryAdapter, RoomIndex};
@@ -140,6 +140,16 @@ pub trait Adapter: Send + Sync + 'static {
         ack: Option<Duration>,
     ) -> BoxFuture<Result<Vec<Args>, AdapterError>>;
 
+    /// Puts a new socket in its namespace (`attach` does it) in step with the broadcasts, and
+    /// answers the offset of the last recoverable packet handed out before it (`None`: none
+    /// yet, or recovery off). That is where the socket's session resumes if its client drops
+    /// before it saw any packet and so reconnects with no offset
+    /// ([`SessionState::start_offset`]).
+    fn attach_socket(&self, attach: &mut dyn FnMut()) -> Option<String> {
+        attach();
+        None
+    }
+
     /// Keeps the session of a socket that ended uncleanly, for connection state recovery.
     fn persist_session(&self, _session: SessionState) {}
 
@@ -150,7 +160,10 @@ pub trait Adapter: Send + Sync + 'static {
     /// packets, in step with its broadcasts (under the lock that orders them, say): `attach`
     /// puts the socket back in its namespace, so every packet broadcast after the cut reaches
     /// it live and every packet before is in the list. Nothing is lost or doubled in between.
-    /// `attach` is called exactly when the answer is `Ok(Some(missed))`.
+    /// `attach` answers the rooms the socket is back in, which may be fewer than it kept (it
+    /// lost the right to some): only packets meant for those rooms or for the socket itself
+    /// are in the list. `attach` is called exactly when the answer is `Ok(Some(missed))`
+    /// ([`RecoveryStore::restore`] does all of this for a store held in memory).
     fn restore_session(
         &self,
         _pid: String,
@@ -161,8 +174,9 @@ pub trait Adapter: Send + Sync + 'static {
     }
 }
 
-/// Puts a restored session's socket back in its namespace; see [`Adapter::restore_session`].
-pub type AttachSession = Box<dyn FnOnce(SessionState) + Send>;
+/// Puts a restored session's socket back in its namespace and answers the rooms it is back in;
+/// see [`Adapter::restore_session`].
+pub type AttachSession = Box<dyn FnOnce(SessionState) -> Vec<Room> + Send>;
 
 /// What an adapter factory knows of the namespace it builds an adapter for.
 #[derive(Debug, Clone)]

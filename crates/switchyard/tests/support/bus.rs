@@ -14,8 +14,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchyard::adapter::{
     AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, AttachSession, BoxFuture,
-    BroadcastOptions, EncodedPacket, LocalNamespace, RecoveryConfig, RecoveryStore,
-    RestoredSession, Room, RoomIndex, SessionState, Sid, SocketInfo,
+    BroadcastOptions, EncodedPacket, LocalNamespace, RecoveryConfig, RecoveryStore, Room,
+    RoomIndex, SessionState, Sid, SocketInfo,
 };
 use switchyard::proto::Packet;
 use switchyard::{AckError, Args};
@@ -288,6 +288,13 @@ impl Adapter for BusAdapter {
         })
     }
 
+    fn attach_socket(&self, attach: &mut dyn FnMut()) -> Option<String> {
+        // Under the lock every server's recoverable broadcasts deliver under.
+        let stores = lock(&self.bus.stores);
+        attach();
+        stores.get(self.local.name())?.last_offset()
+    }
+
     fn persist_session(&self, session: SessionState) {
         // Only what serializes crosses to the store every server reads.
         let session: SessionState = wire(&session);
@@ -305,11 +312,7 @@ impl Adapter for BusAdapter {
         let mut stores = lock(&self.bus.stores);
         let missed = stores
             .get_mut(self.local.name())
-            .and_then(|store| store.restore(Instant::now(), &pid, offset.as_deref()))
-            .map(|RestoredSession { state, missed }| {
-                attach(state);
-                missed
-            });
+            .and_then(|store| store.restore(Instant::now(), &pid, offset.as_deref(), attach));
         drop(stores);
         ready(Ok(missed))
     }
