@@ -109,6 +109,15 @@ impl PacketDecoder {
         PacketDecoder { inner }
     }
 
+    /// Bounds the bytes of all attachments of one packet, which the JSON parser holds until
+    /// the last one arrives (a msgpack packet comes whole, in one message).
+    pub fn with_max_attachment_bytes(mut self, bytes: usize) -> PacketDecoder {
+        if let DecoderState::Json(decoder) = self.inner {
+            self.inner = DecoderState::Json(decoder.with_max_attachment_bytes(bytes));
+        }
+        self
+    }
+
     /// Feeds one Engine.IO message; returns the packet it completes, if any.
     pub fn decode(&mut self, message: Message) -> Result<Option<Packet>, DecodeError> {
         match (&mut self.inner, message) {

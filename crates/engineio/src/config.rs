@@ -45,6 +45,10 @@ pub struct EngineConfig {
     /// (default 64, at most 128): one host usually holds a whole /64. IPv4 addresses, and
     /// IPv4-mapped IPv6 ones, count one by one.
     pub ipv6_prefix_len: u8,
+    /// Most bytes of request headers a handshake may carry (names and values; default 16 KiB,
+    /// as Node's HTTP server). The session keeps its handshake's headers for its whole life, so
+    /// a bigger handshake is answered 431 with a JSON body instead.
+    pub max_header_bytes: usize,
 }
 
 /// Default of [`EngineConfig::write_timeout`].
@@ -53,6 +57,8 @@ const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default of [`EngineConfig::ipv6_prefix_len`].
 const DEFAULT_IPV6_PREFIX_LEN: u8 = 64;
+/// Default of [`EngineConfig::max_header_bytes`].
+const DEFAULT_MAX_HEADER_BYTES: usize = 16 * 1024;
 
 impl Default for EngineConfig {
     fn default() -> Self {
@@ -67,6 +73,7 @@ impl Default for EngineConfig {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
             ipv6_prefix_len: DEFAULT_IPV6_PREFIX_LEN,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
         }
     }
 }
@@ -84,6 +91,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("write_timeout", &self.write_timeout)
             .field("body_timeout", &self.body_timeout)
             .field("ipv6_prefix_len", &self.ipv6_prefix_len)
+            .field("max_header_bytes", &self.max_header_bytes)
             .finish()
     }
 }
@@ -159,6 +167,12 @@ impl EngineConfig {
     /// Sets how long a write to a peer may make no progress.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets the most bytes of request headers a handshake may carry.
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
         self
     }
 

@@ -243,6 +243,18 @@ impl<H: EngineHandler> EngineInner<H> {
         if transport == TransportKind::WebSocket && !upgrade {
             return self.refuse(ErrorCode::BadRequest, request.headers(), upgrade);
         }
+        let header_bytes = header_bytes(request.headers());
+        if header_bytes > self.config.max_header_bytes {
+            if let Some(held_back) = self.refusal_log.allow(Instant::now()) {
+                warn!(
+                    header_bytes,
+                    held_back, "handshake refused: headers too large"
+                );
+            } else {
+                debug!(header_bytes, "handshake refused: headers too large");
+            }
+            return self.refuse_limit(Refusal::HeadersTooLarge, request.headers(), upgrade);
+        }
         // A WebSocket handshake is checked whole before anything is counted for it.
         let websocket = match transport {
             TransportKind::WebSocket => match ws::accept(&mut request) {
@@ -398,6 +410,14 @@ impl<H: EngineHandler> EngineInner<H> {
         self.apply_cors(headers, response.headers_mut());
         response
     }
+}
+
+/// The bytes of `headers` as the session keeps them: names and values.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum()
 }
 
 /// Ends a session whose driving task stops without having ended it (a panic in the handler,

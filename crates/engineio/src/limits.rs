@@ -112,6 +112,9 @@ pub enum Refusal {
     /// The server is shutting down: its sessions are closing and no new one is opened.
     #[error("Server shutting down")]
     ShuttingDown,
+    /// The handshake's headers are bigger than `max_header_bytes`.
+    #[error("Request headers too large")]
+    HeadersTooLarge,
 }
 
 impl Refusal {
@@ -123,12 +126,18 @@ impl Refusal {
                 StatusCode::TOO_MANY_REQUESTS
             }
             Refusal::OriginNotAllowed => StatusCode::FORBIDDEN,
+            Refusal::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         }
     }
 
-    /// The JSON body: the engine's `Forbidden` code (4) with a message saying which limit.
+    /// The JSON body: the engine's `Forbidden` code (4), or `Bad request` (3) for oversized
+    /// headers, with a message saying which limit.
     pub fn json_body(self) -> String {
-        format!(r#"{{"code":4,"message":"{self}"}}"#)
+        let code = match self {
+            Refusal::HeadersTooLarge => 3,
+            _ => 4,
+        };
+        format!(r#"{{"code":{code},"message":"{self}"}}"#)
     }
 }
 

@@ -422,3 +422,63 @@ async fn a_session_whose_task_panics_still_gives_its_counts_back() {
     open_polling(addr).await;
     task.abort();
 }
+
+/// A session keeps its handshake's headers for its life: headers past `max_header_bytes` are
+/// refused (431 with a JSON body on polling, plain text on an upgrade), nothing is counted for
+/// them, and a handshake just under the bound still opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_handshake_headers_are_refused_and_cost_nothing() {
+    const MAX: usize = 4096;
+    let server = Server::with_config(config().max_header_bytes(MAX)).await;
+    let big = "x".repeat(MAX);
+    let refused = request(
+        server.addr,
+        "GET",
+        &path("EIO=4&transport=polling"),
+        &[("X-Pad", big.as_str())],
+        b"",
+    )
+    .await;
+    assert_error(&refused, 431, 3, "Request headers too large");
+    // Many small headers count as much as one big one.
+    let pad = "y".repeat(100);
+    let many: Vec<(String, &str)> = (0..50)
+        .map(|i| (format!("X-Pad-{i}"), pad.as_str()))
+        .collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+    let refused = request(
+        server.addr,
+        "GET",
+        &path("EIO=4&transport=polling"),
+        &many,
+        b"",
+    )
+    .await;
+    assert_eq!(refused.status, 431);
+    let mut stream = within("connect", TcpStream::connect(server.addr))
+        .await
+        .unwrap();
+    stream
+        .write_all(&ws_request(&[
+            UPGRADE,
+            CONNECTION,
+            KEY,
+            VERSION,
+            ("X-Pad", big.as_str()),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(read_one_response(&mut stream).await.status, 431);
+    assert_counts_return_to_zero(&server.engine).await;
+    // Under the bound: admitted.
+    let fits = "z".repeat(MAX / 2);
+    let admitted = request(
+        server.addr,
+        "GET",
+        &path("EIO=4&transport=polling"),
+        &[("X-Pad", fits.as_str())],
+        b"",
+    )
+    .await;
+    assert_eq!(admitted.status, 200);
+}

@@ -182,6 +182,11 @@ pub(crate) struct LimitSettings {
     #[arg(long, env = "IPV6_PREFIX_LEN", value_name = "BITS", default_value = "64", value_parser = parse_prefix_len)]
     pub ipv6_prefix_len: u8,
 
+    /// Most bytes of request headers (names and values) a handshake may carry; the session
+    /// keeps them for its life. A bigger handshake gets 431 with a JSON body.
+    #[arg(long, env = "MAX_HEADER_BYTES", value_name = "BYTES", default_value = "16384", value_parser = parse_bytes)]
+    pub max_header_bytes: usize,
+
     /// Origins allowed to connect (the `Origin` header), comma-separated, or off (`*` too):
     /// any. Clients sending no Origin are not concerned.
     #[arg(long, env = "ALLOWED_ORIGINS", value_name = "LIST", default_value = "off", value_parser = parse_allowed_origins)]
@@ -950,6 +955,11 @@ mod tests {
         assert_eq!(config.ping_timeout, Duration::from_secs(20));
         assert_eq!(config.max_payload, 1_000_000);
         assert_eq!(config.drain_timeout, Duration::from_secs(3));
+        assert_eq!(
+            config.recovery,
+            Duration::ZERO,
+            "recovery is off by default"
+        );
         assert_eq!(config.cors, None);
         assert_eq!(config.cors_config(), None);
         assert_eq!(config.tls(), None);
@@ -975,6 +985,7 @@ mod tests {
                 write_timeout: Duration::from_secs(10),
                 body_timeout: Duration::from_secs(10),
                 ipv6_prefix_len: 64,
+                max_header_bytes: 16_384,
                 allowed_origins: None,
             }
         );
@@ -1053,6 +1064,7 @@ mod tests {
                 ("PING_INTERVAL_MS", "1500"),
                 ("PING_TIMEOUT_MS", "700"),
                 ("DRAIN_TIMEOUT_MS", "0"),
+                ("RECOVERY_MS", "90000"),
                 ("MAX_PAYLOAD", "4096"),
                 ("CORS_ORIGINS", "https://a.example, http://localhost:5173"),
                 ("TLS_CERT", "/tmp/cert.pem"),
@@ -1071,6 +1083,7 @@ mod tests {
                 ("WRITE_TIMEOUT_MS", "1500"),
                 ("BODY_TIMEOUT_MS", "2500"),
                 ("IPV6_PREFIX_LEN", "48"),
+                ("MAX_HEADER_BYTES", "8192"),
                 ("ALLOWED_ORIGINS", "https://a.example"),
                 ("JWT_SECRET", "0123456789abcdef0123"),
                 ("JWT_DEV_SECRET", "yes"),
@@ -1095,6 +1108,7 @@ mod tests {
         assert_eq!(config.ping_interval, Duration::from_millis(1500));
         assert_eq!(config.ping_timeout, Duration::from_millis(700));
         assert_eq!(config.drain_timeout, Duration::ZERO);
+        assert_eq!(config.recovery, Duration::from_secs(90));
         assert_eq!(config.max_payload, 4096);
         assert_eq!(
             config.cors,
@@ -1127,6 +1141,7 @@ mod tests {
                 write_timeout: Duration::from_millis(1500),
                 body_timeout: Duration::from_millis(2500),
                 ipv6_prefix_len: 48,
+                max_header_bytes: 8192,
                 allowed_origins: Some(vec!["https://a.example".to_owned()]),
             }
         );

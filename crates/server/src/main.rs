@@ -112,6 +112,7 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
         .write_timeout(limits.write_timeout)
         .body_timeout(limits.body_timeout)
         .ipv6_prefix_len(limits.ipv6_prefix_len)
+        .max_header_bytes(limits.max_header_bytes)
         .limits(Limits {
             max_sessions: Some(limits.max_connections),
             max_sessions_per_ip: limits.max_connections_per_ip,

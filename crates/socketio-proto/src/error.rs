@@ -29,6 +29,12 @@ pub enum ParseError {
         /// The configured limit.
         max: usize,
     },
+    /// The attachments of one binary packet add up to more bytes than the decoder accepts.
+    #[error("attachments of one packet exceed {max} bytes")]
+    AttachmentsTooLarge {
+        /// The configured limit.
+        max: usize,
+    },
     /// A msgpack packet holds more `bin` values (attachments) than the decoder accepts.
     #[error("msgpack packet holds more than {max} binary values")]
     TooManyBinaryValues {

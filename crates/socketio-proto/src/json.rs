@@ -58,6 +58,8 @@ fn write_decimal(out: &mut Vec<u8>, mut n: u64) {
 struct Pending {
     packet: Packet,
     expected: usize,
+    /// Bytes of the attachments received so far.
+    bytes: usize,
 }
 
 /// Decoder for the text parser, fed one Engine.IO message at a time (without the Engine.IO
@@ -69,6 +71,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct JsonDecoder {
     max_attachments: usize,
+    max_attachment_bytes: usize,
     pending: Option<Pending>,
 }
 
@@ -85,8 +88,18 @@ impl JsonDecoder {
     pub fn new(max_attachments: usize) -> Self {
         Self {
             max_attachments,
+            max_attachment_bytes: usize::MAX,
             pending: None,
         }
+    }
+
+    /// Bounds the bytes of all attachments of one packet (default: no bound beyond the count).
+    /// A peer that announces attachments and sends them one by one makes the decoder hold
+    /// them until the last arrives: without this bound, `max_attachments` messages of the
+    /// largest size a transport accepts.
+    pub fn with_max_attachment_bytes(mut self, bytes: usize) -> Self {
+        self.max_attachment_bytes = bytes;
+        self
     }
 
     /// The limit on attachments per packet.
@@ -124,7 +137,11 @@ impl JsonDecoder {
         if let Packet::Event { attachments, .. } | Packet::Ack { attachments, .. } = &mut packet {
             attachments.reserve_exact(expected);
         }
-        self.pending = Some(Pending { packet, expected });
+        self.pending = Some(Pending {
+            packet,
+            expected,
+            bytes: 0,
+        });
         Ok(None)
     }
 
@@ -136,6 +153,13 @@ impl JsonDecoder {
         let Some(pending) = self.pending.as_mut() else {
             return Err(ParseError::UnexpectedBinary);
         };
+        pending.bytes = pending.bytes.saturating_add(data.len());
+        if pending.bytes > self.max_attachment_bytes {
+            self.pending = None;
+            return Err(ParseError::AttachmentsTooLarge {
+                max: self.max_attachment_bytes,
+            });
+        }
         if let Packet::Event { attachments, .. } | Packet::Ack { attachments, .. } =
             &mut pending.packet
         {

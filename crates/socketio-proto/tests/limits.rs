@@ -403,3 +403,35 @@ fn decoded_memory_is_linear_in_the_input() {
         text.len()
     );
 }
+
+/// A peer that announces attachments and sends them one by one makes the decoder hold them
+/// until the last: their bytes together are bounded, and the pending packet is dropped when
+/// the bound is passed.
+#[test]
+fn pending_attachments_are_bounded_in_bytes() {
+    let mut decoder = JsonDecoder::new(DEFAULT_MAX_ATTACHMENTS).with_max_attachment_bytes(1000);
+    let header = r#"52-["e",{"_placeholder":true,"num":0},{"_placeholder":true,"num":1}]"#;
+    assert!(decoder.decode_text(header).unwrap().is_none());
+    assert!(decoder
+        .decode_binary(Bytes::from(vec![0u8; 600]))
+        .unwrap()
+        .is_none());
+    let error = expect_err(decoder.decode_binary(Bytes::from(vec![0u8; 401])));
+    assert!(
+        matches!(error, ParseError::AttachmentsTooLarge { max: 1000 }),
+        "{error:?}"
+    );
+    assert_eq!(
+        decoder.pending_attachments(),
+        0,
+        "the pending packet is dropped"
+    );
+    // Up to the bound exactly: decoded.
+    assert!(decoder.decode_text(header).unwrap().is_none());
+    decoder.decode_binary(Bytes::from(vec![0u8; 600])).unwrap();
+    let packet = decoder
+        .decode_binary(Bytes::from(vec![0u8; 400]))
+        .unwrap()
+        .expect("complete");
+    assert_eq!(packet.attachments().len(), 2);
+}

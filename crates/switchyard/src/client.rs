@@ -45,7 +45,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Client {
     pub(crate) fn new(server: Arc<ServerInner>, engine: Arc<EngineSocket>) -> Arc<Client> {
-        let decoder = PacketDecoder::new(server.config.parser, server.config.max_attachments);
+        // One packet's attachments together weigh no more than one message may.
+        let decoder = PacketDecoder::new(server.config.parser, server.config.max_attachments)
+            .with_max_attachment_bytes(server.config.engine.session.max_payload);
         let client = Arc::new(Client {
             engine,
             server,
@@ -115,9 +117,19 @@ impl Client {
             }
         }
         let decoded = lock(&self.decoder).decode(message);
-        if let Ok(Some(Packet::Connect { nsp, data: Some(_) })) = &decoded {
+        if let Ok(Some(Packet::Connect {
+            nsp,
+            data: Some(auth),
+        })) = &decoded
+        {
             // msgpack: the message is the packet; its size bounds the payload's.
             if size > max_auth && self.server.config.parser == Parser::MsgPack {
+                self.refuse_auth_size(nsp.clone(), size, max_auth);
+                return;
+            }
+            // The socket keeps its parsed `auth` for its life; parsed, small objects cost many
+            // times their text (`{"":0}`, 6 bytes, is a map of several hundred).
+            if retained_bytes(auth) > AUTH_PARSED_FACTOR * max_auth {
                 self.refuse_auth_size(nsp.clone(), size, max_auth);
                 return;
             }
@@ -523,6 +535,32 @@ enum Recovery {
     Broken,
 }
 
+/// How many times `max_auth_bytes` a parsed `auth` may take in memory, by [`retained_bytes`].
+const AUTH_PARSED_FACTOR: usize = 4;
+
+/// An estimate, from above, of the memory a parsed JSON value holds: every value its 32-byte
+/// slot; strings their bytes; objects a B-tree node (up to 11 entries, about 640 bytes) per 11
+/// entries and their keys.
+pub(crate) fn retained_bytes(value: &Value) -> usize {
+    const SLOT: usize = std::mem::size_of::<Value>();
+    const MAP_NODE: usize = 640;
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => SLOT,
+        Value::String(text) => SLOT + text.len(),
+        Value::Array(values) => SLOT + values.iter().map(retained_bytes).sum::<usize>(),
+        Value::Object(map) => {
+            let nodes = map.len().div_ceil(11).max(1);
+            let entries: usize = map
+                .iter()
+                .map(|(key, value)| {
+                    std::mem::size_of::<String>() + key.len() + retained_bytes(value)
+                })
+                .sum();
+            SLOT + nodes * MAP_NODE + entries
+        }
+    }
+}
+
 /// The private session id a reconnecting client presents in its `auth`.
 fn pid_of(auth: &Value) -> Option<&str> {
     auth.get("pid")?.as_str()
@@ -530,7 +568,8 @@ fn pid_of(auth: &Value) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use super::oversized_connect;
+    use super::{oversized_connect, retained_bytes};
+    use serde_json::json;
 
     #[test]
     fn oversized_connects_are_found_before_parsing() {
@@ -543,5 +582,19 @@ mod tests {
         );
         assert_eq!(oversized_connect(r#"0/chat,{}"#, 4), None);
         assert_eq!(oversized_connect(r#"2["event","xxxxxxxxxx"]"#, 4), None);
+    }
+
+    #[test]
+    fn retained_bytes_charges_small_objects_their_real_cost() {
+        let token = json!({ "token": "x".repeat(800) });
+        assert!(
+            retained_bytes(&token) < 2 * 1024,
+            "{}",
+            retained_bytes(&token)
+        );
+        // 16 KiB of text, over a megabyte once parsed: refused under the default factor.
+        let pad = json!({ "pad": vec![json!({ "": 0 }); 2300] });
+        assert!(serde_json::to_string(&pad).unwrap().len() < 16 * 1024);
+        assert!(retained_bytes(&pad) > 1_000_000);
     }
 }

@@ -90,6 +90,29 @@ async fn an_oversized_auth_payload_is_refused_unparsed_and_the_connection_stays_
     assert!(reply.starts_with(r#"40{"sid":"#), "{reply}");
 }
 
+/// Under the byte bound but made of tiny objects (each `{"":0}`, six bytes of text, is a map of
+/// hundreds of bytes once parsed): refused too, since the socket would keep it for its life.
+#[tokio::test]
+async fn an_auth_payload_that_parses_into_too_much_memory_is_refused() {
+    let server = start(SocketIoConfig::default(), |_| {}).await;
+    let mut raw = Raw::open(&server).await;
+    let objects = vec![r#"{"":0}"#; 2000].join(",");
+    let payload = format!(r#"40{{"pad":[{objects}]}}"#);
+    assert!(payload.len() < SocketLimits::default().max_auth_bytes);
+    raw.send(&payload).await;
+    let reply = raw.next().await.expect("connect error");
+    let error: serde_json::Value =
+        serde_json::from_str(reply.strip_prefix("44").expect("CONNECT_ERROR")).expect("json");
+    assert_eq!(error["message"], "auth payload too large", "{reply}");
+    assert_eq!(server.ns("/").socket_count(), 0);
+    // A realistic auth of the same size is fine.
+    let token = "x".repeat(12_000);
+    raw.send(&format!(r#"40{{"token":"{token}","device":{{"id":1}}}}"#))
+        .await;
+    let reply = raw.next().await.expect("connect reply");
+    assert!(reply.starts_with(r#"40{"sid":"#), "{reply}");
+}
+
 #[tokio::test]
 async fn leaving_and_rejoining_does_not_refill_the_event_budget() {
     let counted = Arc::new(AtomicUsize::new(0));
