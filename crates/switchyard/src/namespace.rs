@@ -173,9 +173,23 @@ impl NamespaceInner {
                 .map(|(_, socket)| socket.clone())
                 .collect();
         }
+        let mut targets = Vec::new();
+        if let [room] = options.rooms.as_slice() {
+            if !sockets.contains_key(room) {
+                // One room that is no socket's id: the adapter lists each member once (the
+                // common case, kept free of a set of the sockets seen).
+                self.adapter.for_each_in_room(room, &mut |sid| {
+                    if !excluded.contains(sid) {
+                        if let Some(socket) = sockets.get(sid) {
+                            targets.push(socket.clone());
+                        }
+                    }
+                });
+                return targets;
+            }
+        }
         // A socket in several target rooms still gets the packet once.
         let mut seen: HashSet<Sid> = HashSet::new();
-        let mut targets = Vec::new();
         for room in &options.rooms {
             self.room_members(&sockets, room, &mut |sid| {
                 if !excluded.contains(sid) && seen.insert(sid.clone()) {
