@@ -273,12 +273,7 @@ impl Namespace {
     where
         F: Fn(&Socket, &Room) -> bool + Send + Sync + 'static,
     {
-        *self
-            .0
-            .handlers
-            .recovered_rooms
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(filter));
+        set_recovered_room_filter(&self.0.handlers, filter);
         self
     }
 
@@ -437,6 +432,16 @@ where
         .connection
         .write()
         .unwrap_or_else(|p| p.into_inner()) = Some(handler);
+}
+
+pub(crate) fn set_recovered_room_filter<F>(handlers: &NamespaceHandlers, filter: F)
+where
+    F: Fn(&Socket, &Room) -> bool + Send + Sync + 'static,
+{
+    *handlers
+        .recovered_rooms
+        .write()
+        .unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(filter));
 }
 
 pub(crate) fn add_middleware<F, Fut>(handlers: &NamespaceHandlers, middleware: F)

@@ -17,7 +17,8 @@ use crate::client::Client;
 use crate::config::SocketIoConfig;
 use crate::handler::ConnectError;
 use crate::namespace::{
-    add_middleware, set_connection, Namespace, NamespaceHandlers, NamespaceInner,
+    add_middleware, set_connection, set_recovered_room_filter, Namespace, NamespaceHandlers,
+    NamespaceInner,
 };
 use crate::socket::Socket;
 
@@ -394,6 +395,16 @@ impl DynamicNamespace {
         Fut: Future<Output = Result<(), ConnectError>> + Send + 'static,
     {
         add_middleware(&self.handlers, middleware);
+        self
+    }
+
+    /// Sets which of its kept rooms a recovered socket of a matching namespace gets back; see
+    /// [`Namespace::filter_recovered_rooms`].
+    pub fn filter_recovered_rooms<F>(&self, filter: F) -> &Self
+    where
+        F: Fn(&Socket, &crate::Room) -> bool + Send + Sync + 'static,
+    {
+        set_recovered_room_filter(&self.handlers, filter);
         self
     }
 }
