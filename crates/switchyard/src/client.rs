@@ -301,15 +301,8 @@ impl Client {
         let recovering = recovery.is_some() && pid_of(&auth).is_some();
         let skip_middlewares = recovering && recovery.is_some_and(|config| config.skip_middlewares);
         let admitted = Socket::new(namespace.0.clone(), self.clone(), auth.clone());
-        if !skip_middlewares {
-            for middleware in namespace.0.handlers.middlewares() {
-                if let Err(error) = middleware(admitted.clone()).await {
-                    debug!(nsp, %error, "middleware refused connection");
-                    admitted.refused();
-                    self.refuse(nsp, error.to_json());
-                    return;
-                }
-            }
+        if !skip_middlewares && !self.admits(&namespace, &admitted, &nsp).await {
+            return;
         }
         let recovered = if recovering {
             self.try_recover(&namespace, &auth, &admitted).await
@@ -324,13 +317,8 @@ impl Client {
             }
             Recovery::None if skip_middlewares => {
                 // Nothing to recover: a new socket, which the middlewares must admit.
-                for middleware in namespace.0.handlers.middlewares() {
-                    if let Err(error) = middleware(admitted.clone()).await {
-                        debug!(nsp, %error, "middleware refused connection");
-                        admitted.refused();
-                        self.refuse(nsp, error.to_json());
-                        return;
-                    }
+                if !self.admits(&namespace, &admitted, &nsp).await {
+                    return;
                 }
                 (admitted, None)
             }
@@ -367,6 +355,20 @@ impl Client {
             run_inline(handler(socket.clone()));
         }
         socket.send_connect();
+    }
+
+    /// Runs the namespace's middlewares on `socket`; the first refusal answers the CONNECT
+    /// with CONNECT_ERROR and leaves nothing of the socket behind.
+    async fn admits(&self, namespace: &Namespace, socket: &Socket, nsp: &str) -> bool {
+        for middleware in namespace.0.handlers.middlewares() {
+            if let Err(error) = middleware(socket.clone()).await {
+                debug!(nsp, %error, "middleware refused connection");
+                socket.refused();
+                self.refuse(nsp.to_owned(), error.to_json());
+                return false;
+            }
+        }
+        true
     }
 
     /// Answers a CONNECT to `nsp` with CONNECT_ERROR `data`; the connection stays open.

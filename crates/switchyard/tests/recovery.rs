@@ -502,11 +502,36 @@ async fn rooms_the_new_credentials_lost_are_not_given_back() {
 #[derive(Clone, Copy)]
 struct MaySeeSecrets(bool);
 
+type RawWebSocket = tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>;
+
+/// A WebSocket to the server without a Socket.IO client: what the server sends, as sent.
+async fn raw_websocket(addr: std::net::SocketAddr) -> RawWebSocket {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    within(tokio_tungstenite::client_async(url, stream))
+        .await
+        .unwrap()
+        .0
+}
+
+/// The next text message other than a heartbeat ping.
+async fn raw_text(ws: &mut RawWebSocket) -> String {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        match within(ws.next()).await {
+            Some(Ok(Message::Text(text))) if text.as_str() != "2" => return text.to_string(),
+            Some(Ok(_)) => continue,
+            other => panic!("WebSocket ended: {other:?}"),
+        }
+    }
+}
+
 /// Someone who learnt a client's private id but cannot authenticate gets a CONNECT_ERROR, and
 /// neither the client's live connection nor its session is touched.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stolen_pid_without_credentials_takes_nothing_over() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
     let server = start(recovery_config(RecoveryConfig::default()), |io| {
@@ -523,29 +548,14 @@ async fn a_stolen_pid_without_credentials_takes_nothing_over() {
     })
     .await;
     let ns = server.ns("/");
-    let (mut victim, _) = {
-        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
-        within(tokio_tungstenite::client_async(url, stream))
-            .await
-            .unwrap()
-    };
-    async fn text(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> String {
-        loop {
-            match within(ws.next()).await {
-                Some(Ok(Message::Text(text))) if text.as_str() != "2" => return text.to_string(),
-                Some(Ok(_)) => continue,
-                other => panic!("WebSocket ended: {other:?}"),
-            }
-        }
-    }
-    assert!(text(&mut victim).await.starts_with('0'), "open packet");
+    let mut victim = raw_websocket(server.addr).await;
+    assert!(raw_text(&mut victim).await.starts_with('0'), "open packet");
     victim
         .send(Message::text(r#"40{"token":"good"}"#))
         .await
         .unwrap();
     let reply: Value =
-        serde_json::from_str(text(&mut victim).await.strip_prefix("40").unwrap()).unwrap();
+        serde_json::from_str(raw_text(&mut victim).await.strip_prefix("40").unwrap()).unwrap();
     let (sid, pid) = (
         reply["sid"].as_str().unwrap(),
         reply["pid"].as_str().unwrap(),
@@ -565,7 +575,7 @@ async fn a_stolen_pid_without_credentials_takes_nothing_over() {
     let socket = ns.get_socket(sid).expect("the victim's socket");
     assert!(!socket.recovered());
     socket.emit("still", "here").unwrap();
-    let event = text(&mut victim).await;
+    let event = raw_text(&mut victim).await;
     assert!(event.starts_with(r#"42["still","here""#), "{event}");
 }
 
@@ -574,32 +584,17 @@ async fn a_stolen_pid_without_credentials_takes_nothing_over() {
 /// had. Read with a raw WebSocket, since the Rust client strips offsets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offsets_reach_each_client_in_increasing_order() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
 
     const TASKS: u64 = 4;
     const PER_TASK: u64 = 500;
     let server = start(recovery_config(RecoveryConfig::default()), |_| {}).await;
     let ns = server.ns("/");
-    let (mut ws, _) = {
-        let stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-        let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", server.addr);
-        within(tokio_tungstenite::client_async(url, stream))
-            .await
-            .unwrap()
-    };
-    async fn text(ws: &mut tokio_tungstenite::WebSocketStream<tokio::net::TcpStream>) -> String {
-        loop {
-            match within(ws.next()).await {
-                Some(Ok(Message::Text(text))) => return text.to_string(),
-                Some(Ok(_)) => continue,
-                other => panic!("WebSocket ended: {other:?}"),
-            }
-        }
-    }
-    assert!(text(&mut ws).await.starts_with('0'), "open packet");
+    let mut ws = raw_websocket(server.addr).await;
+    assert!(raw_text(&mut ws).await.starts_with('0'), "open packet");
     ws.send(Message::text("40")).await.unwrap();
-    let connected = text(&mut ws).await;
+    let connected = raw_text(&mut ws).await;
     let reply: Value = serde_json::from_str(connected.strip_prefix("40").unwrap()).unwrap();
     let sid = reply["sid"].as_str().unwrap().to_owned();
     assert!(reply["pid"].is_string(), "{connected}");
@@ -617,7 +612,7 @@ async fn offsets_reach_each_client_in_increasing_order() {
     let mut last: Option<u64> = None;
     let mut inversions = Vec::new();
     for _ in 0..TASKS * PER_TASK {
-        let packet = text(&mut ws).await;
+        let packet = raw_text(&mut ws).await;
         let Some(event) = packet.strip_prefix("42") else {
             continue;
         };
