@@ -40,7 +40,8 @@
 //! ```
 //!
 //! Modules of note: [`backoff`] and [`reconnect`] are the sans-IO reconnection policy,
-//! [`recovery`] the connection-state-recovery rules; both are pure and unit-tested.
+//! [`recovery`] the connection-state-recovery rules, [`incoming`] how a server's packets are
+//! read; all are pure, unit-tested, and [`incoming`] is fuzzed.
 
 pub mod backoff;
 mod codec;
@@ -48,6 +49,7 @@ mod config;
 mod dispatch;
 mod engine;
 mod error;
+pub mod incoming;
 mod manager;
 pub mod reconnect;
 pub mod recovery;

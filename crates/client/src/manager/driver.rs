@@ -8,20 +8,20 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
-use switchyard_core::{split_event, Args, PacketDecoder};
 use switchyard_socketio_proto::Packet;
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::{Command, ManagerEvent, Shared};
 use crate::backoff::Backoff;
-use crate::codec::{encode, MAX_ATTACHMENTS};
+use crate::codec::encode;
 use crate::config::Auth;
 use crate::dispatch::Dispatch;
 use crate::engine::{CloseReason, Endpoint, Engine, EngineEvent, EngineSettings};
 use crate::error::{AckError, ConnectError};
+use crate::incoming;
 use crate::reconnect::{Next, Reconnection};
-use crate::recovery::{connect_payload, is_recovered, take_offset};
+use crate::recovery::{connect_payload, is_recovered};
 use crate::socket::{DisconnectReason, Incoming, SocketInner, Status};
 
 /// Work the driver gives itself.
@@ -268,7 +268,7 @@ impl Driver {
     /// Runs one open connection until it ends.
     async fn run_engine(&mut self, mut engine: Engine) -> End {
         self.generation += 1;
-        let mut decoder = PacketDecoder::new(self.parser, MAX_ATTACHMENTS);
+        let mut decoder = incoming::decoder(self.parser);
         self.shared
             .set_engine(Some(engine.sid.clone()), Some(engine.transport));
         for socket in self.shared.all_sockets() {
@@ -421,19 +421,14 @@ impl Driver {
         };
         match packet {
             Packet::Connect { data, .. } => {
-                let data = data.unwrap_or(Value::Null);
-                let Some(sid) = data.get("sid").and_then(Value::as_str) else {
-                    self.refused(
-                        &socket,
-                        ConnectError::Refused {
-                            message: "CONNECT reply without sid: is the server Socket.IO v2?"
-                                .to_owned(),
-                            data: None,
-                        },
-                    );
-                    return !self.shared.any_active();
+                let (sid, pid) = match incoming::connect_reply(data.as_ref()) {
+                    Ok(ids) => ids,
+                    Err(error) => {
+                        self.refused(&socket, error);
+                        return !self.shared.any_active();
+                    }
                 };
-                let pid = data.get("pid").and_then(Value::as_str).map(str::to_owned);
+                let sid = sid.as_str();
                 let (events, sends) = {
                     let mut state = socket.lock();
                     if !state.active {
@@ -465,19 +460,7 @@ impl Driver {
                 false
             }
             Packet::ConnectError { data, .. } => {
-                let (message, data) = match data {
-                    Value::Object(mut map) => (
-                        match map.remove("message") {
-                            Some(Value::String(message)) => message,
-                            Some(other) => other.to_string(),
-                            None => String::new(),
-                        },
-                        map.remove("data"),
-                    ),
-                    Value::String(message) => (message, None),
-                    other => (other.to_string(), None),
-                };
-                self.refused(&socket, ConnectError::Refused { message, data });
+                self.refused(&socket, incoming::connect_error(data));
                 !self.shared.any_active()
             }
             Packet::Event {
@@ -486,13 +469,13 @@ impl Driver {
                 attachments,
                 ..
             } => {
-                let Some((name, mut args)) = split_event(data, attachments) else {
+                let mut state = socket.lock();
+                let Some((name, args, offset)) =
+                    incoming::event(data, attachments, state.pid.is_some(), id)
+                else {
                     return false;
                 };
-                let mut state = socket.lock();
-                if let Some(offset) =
-                    take_offset(&mut args.values, state.pid.is_some(), id.is_some())
-                {
+                if let Some(offset) = offset {
                     state.last_offset = Some(offset);
                 }
                 if state.connected {
@@ -518,15 +501,8 @@ impl Driver {
                 attachments,
                 ..
             } => {
-                let values = match data {
-                    Value::Array(values) => values,
-                    other => vec![other],
-                };
                 if let Some(ack) = socket.lock().acks.remove(&id) {
-                    let _ = ack.send(Ok(Args {
-                        values,
-                        attachments,
-                    }));
+                    let _ = ack.send(Ok(incoming::ack_args(data, attachments)));
                 } else {
                     debug!(id, "ack for no pending event");
                 }
