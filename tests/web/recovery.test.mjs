@@ -16,10 +16,12 @@ const server = new SwitchyardServer({
   RECOVERY_MS: "30000",
   RELAY_EVENTS: "/chat=message",
   HANDSHAKE_RATE: "off",
+  JWT_LEEWAY_S: "0",
 });
 const test = wrapTest(server);
 
-const token = (sub, rooms) => sign("HS256", { sub, exp: nowS() + 600, rooms }, SECRET);
+const token = (sub, rooms, lifetime = 600) =>
+  sign("HS256", { sub, exp: nowS() + lifetime, rooms }, SECRET);
 
 describe("recovery with JWT", { concurrency: false }, () => {
   before(() => server.start());
@@ -90,10 +92,11 @@ describe("recovery with JWT", { concurrency: false }, () => {
 
     // Ann's token loses team-* while her connection is down.
     current = token("ann", ["general"]);
+    const reconnected = once(ann, "connect");
     ann.io.engine.close();
     await ask(bob, "message", { room: "team-a", text: "secret plans" });
     await ask(bob, "message", { room: "general", text: "hello all" });
-    await once(ann, "connect");
+    await reconnected;
     assert.equal(ann.recovered, true);
     assert.equal(ann.id, annId);
 
@@ -113,8 +116,12 @@ describe("recovery with JWT", { concurrency: false }, () => {
     const annId = ann.id;
     ann.io.engine.close();
     const bob = await connected(socketFor("/notifications", { auth: { token: token("bob", []) } }));
-    await waitFor("ann's socket to be gone", () => !ann.connected);
-    assert.deepEqual(await ask(bob, "notify", { to: "ann", text: "while away" }), { delivered: 0 });
+    // Until the server has seen ann go, a notification still reaches her old socket.
+    const deadline = Date.now() + 5000;
+    while ((await ask(bob, "notify", { to: "ann", text: "while away" })).delivered !== 0) {
+      if (Date.now() > deadline) throw new Error("the server never saw ann's socket go");
+      await new Promise((r) => setTimeout(r, 20));
+    }
 
     const mallory = socketFor("/notifications", { auth: { token: token("mallory", []), pid } });
     const notes = [];
@@ -127,6 +134,23 @@ describe("recovery with JWT", { concurrency: false }, () => {
     assert.deepEqual(await ask(bob, "notify", { to: "mallory", text: "yours" }), { delivered: 1 });
     await waitFor("mallory's own notification", () => notes.includes("yours"));
     assert.deepEqual(notes, ["yours"]);
+  });
+
+  test("a recovered socket is still disconnected when its token expires", async () => {
+    let current = token("dan", ["general"], 600);
+    const dan = await connected(socketFor("/chat", { auth: (cb) => cb({ token: current }) }));
+    const danId = dan.id;
+    // The token it resumes with expires in about two seconds.
+    current = token("dan", ["general"], 2);
+    const reconnected = once(dan, "connect");
+    dan.io.engine.close();
+    await reconnected;
+    assert.equal(dan.recovered, true);
+    assert.equal(dan.id, danId);
+    const expired = once(dan, "auth_expired", 6000);
+    const [reason] = await once(dan, "disconnect", 6000);
+    assert.equal(reason, "io server disconnect");
+    assert.deepEqual((await expired)[0], { reason: "expired" });
   });
 
   test("a resuming client whose token is refused gets a CONNECT_ERROR, not the session", async () => {

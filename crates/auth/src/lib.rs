@@ -333,20 +333,26 @@ pub fn token_from_sources(
 }
 
 /// Starts the timer that disconnects `socket` when `deadline` (seconds since the Unix epoch)
-/// passes.
+/// passes, once the socket has joined its namespace: with connection state recovery the socket
+/// a middleware sees is not the one that connects, so the timer is keyed on the one that does.
 fn arm_expiry(socket: &Socket, deadline: u64) {
-    let (guard, cancelled) = oneshot::channel();
-    socket.insert_data(ExpiryGuard(guard));
-    let namespace = socket.namespace();
-    let sid = socket.id().clone();
-    let wait = Duration::from_secs(deadline).saturating_sub(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default(),
-    );
-    // The task holds the namespace and the socket id, not the socket: a socket refused by a
-    // later middleware is dropped, with the guard, which ends the task.
-    tokio::spawn(expire_after(namespace, sid, wait, cancelled));
+    socket.when_connected(move |socket| {
+        let (guard, cancelled) = oneshot::channel();
+        socket.insert_data(ExpiryGuard(guard));
+        let wait = Duration::from_secs(deadline).saturating_sub(
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+        );
+        // The task holds the namespace and the socket id, not the socket: a socket that ends
+        // drops the guard with its data, which ends the task.
+        tokio::spawn(expire_after(
+            socket.namespace(),
+            socket.id().clone(),
+            wait,
+            cancelled,
+        ));
+    });
 }
 
 async fn expire_after(
@@ -359,22 +365,14 @@ async fn expire_after(
         _ = tokio::time::sleep(wait) => {}
         _ = &mut cancelled => return,
     }
-    loop {
-        // The socket joins the namespace just after the middlewares; it may not have yet.
-        if let Some(socket) = namespace.get_socket(&sid) {
-            debug!(
-                sid = &*sid,
-                nsp = namespace.name(),
-                "token expired; disconnecting"
-            );
-            let _ = socket.emit(EXPIRED_EVENT, serde_json::json!({ "reason": "expired" }));
-            socket.disconnect();
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(20)) => {}
-            _ = &mut cancelled => return,
-        }
+    if let Some(socket) = namespace.get_socket(&sid) {
+        debug!(
+            sid = &*sid,
+            nsp = namespace.name(),
+            "token expired; disconnecting"
+        );
+        let _ = socket.emit(EXPIRED_EVENT, serde_json::json!({ "reason": "expired" }));
+        socket.disconnect();
     }
 }
 

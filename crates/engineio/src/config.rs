@@ -45,9 +45,10 @@ pub struct EngineConfig {
     /// (default 64, at most 128): one host usually holds a whole /64. IPv4 addresses, and
     /// IPv4-mapped IPv6 ones, count one by one.
     pub ipv6_prefix_len: u8,
-    /// Most bytes of request headers a handshake may carry (names and values; default 16 KiB,
-    /// as Node's HTTP server). The session keeps its handshake's headers for its whole life, so
-    /// a bigger handshake is answered 431 with a JSON body instead.
+    /// Most bytes of request headers a handshake may carry (names and values, and the request
+    /// URI with its query; default 16 KiB, as Node's HTTP server). The session keeps its
+    /// handshake's headers and URI for its whole life, so a bigger handshake is answered 431
+    /// with a JSON body instead.
     pub max_header_bytes: usize,
 }
 

@@ -243,7 +243,8 @@ impl<H: EngineHandler> EngineInner<H> {
         if transport == TransportKind::WebSocket && !upgrade {
             return self.refuse(ErrorCode::BadRequest, request.headers(), upgrade);
         }
-        let header_bytes = header_bytes(request.headers());
+        // The URI (with its query) is kept with the headers.
+        let header_bytes = header_bytes(request.headers()) + request.uri().to_string().len();
         if header_bytes > self.config.max_header_bytes {
             if let Some(held_back) = self.refusal_log.allow(Instant::now()) {
                 warn!(

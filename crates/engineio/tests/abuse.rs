@@ -455,6 +455,10 @@ async fn oversized_handshake_headers_are_refused_and_cost_nothing() {
     )
     .await;
     assert_eq!(refused.status, 431);
+    // The URI is kept too: a long query counts.
+    let query = format!("EIO=4&transport=polling&pad={big}");
+    let refused = request(server.addr, "GET", &path(&query), &[], b"").await;
+    assert_eq!(refused.status, 431);
     let mut stream = within("connect", TcpStream::connect(server.addr))
         .await
         .unwrap();

@@ -182,7 +182,7 @@ pub(crate) struct LimitSettings {
     #[arg(long, env = "IPV6_PREFIX_LEN", value_name = "BITS", default_value = "64", value_parser = parse_prefix_len)]
     pub ipv6_prefix_len: u8,
 
-    /// Most bytes of request headers (names and values) a handshake may carry; the session
+    /// Most bytes of request headers (names and values) and URI a handshake may carry; the session
     /// keeps them for its life. A bigger handshake gets 431 with a JSON body.
     #[arg(long, env = "MAX_HEADER_BYTES", value_name = "BYTES", default_value = "16384", value_parser = parse_bytes)]
     pub max_header_bytes: usize,

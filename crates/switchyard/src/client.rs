@@ -351,6 +351,7 @@ impl Client {
                 "session recovered"
             );
         }
+        socket.run_connected_hooks();
         if let Some(handler) = namespace.0.handlers.connection() {
             run_inline(handler(socket.clone()));
         }
@@ -429,6 +430,15 @@ impl Client {
             );
             stale.0.client.engine.close();
             stale.close(DisconnectReason::TransportClose);
+            // The stale connection's own task may be closing it too: its session is kept once
+            // that close has finished, whoever runs it.
+            if tokio::time::timeout(STALE_CLOSE_WAIT, stale.closed())
+                .await
+                .is_err()
+            {
+                warn!(pid, "stale socket still closing; connecting afresh");
+                return Recovery::None;
+            }
         }
         // A restored socket is put back in the namespace by the adapter, at the instant its
         // missed packets are cut off (see `Adapter::restore_session`).
@@ -442,31 +452,27 @@ impl Client {
                 attached.clone(),
             );
             Box::new(move |mut state| {
-                let filter = ns.handlers.recovered_rooms();
                 let kept = std::mem::take(&mut state.rooms);
                 let socket = Socket::restore(ns.clone(), client, auth, state);
-                socket.absorb(&admitted);
-                if let Some(filter) = filter {
-                    let refused: Vec<crate::Room> = kept
-                        .iter()
-                        .filter(|room| !filter(&socket, room))
-                        .cloned()
-                        .collect();
-                    if !refused.is_empty() {
-                        debug!(sid = &**socket.id(), ?refused, "kept rooms not given back");
+                // The admitted socket's claims first: the filter judges the new credentials.
+                socket.absorb_data(&admitted);
+                let kept: Vec<crate::Room> = match ns.handlers.recovered_rooms() {
+                    Some(filter) => {
+                        let (given, refused): (Vec<_>, Vec<_>) =
+                            kept.into_iter().partition(|room| filter(&socket, room));
+                        if !refused.is_empty() {
+                            debug!(sid = &**socket.id(), ?refused, "kept rooms not given back");
+                        }
+                        given
                     }
-                    socket.join(
-                        kept.into_iter()
-                            .filter(|room| !refused.contains(room))
-                            .collect::<Vec<_>>(),
-                    );
-                } else {
-                    socket.join(kept);
-                }
+                    None => kept,
+                };
+                socket.join(kept.clone());
+                // Then the rooms the middlewares joined: live from now on, nothing replayed.
+                socket.absorb_rooms(&admitted);
                 ns.add_socket(socket.clone());
-                let rooms = ns.adapter().socket_rooms(socket.id());
                 *lock(&attached) = Some(socket);
-                rooms
+                kept
             })
         };
         let restored = namespace
@@ -486,7 +492,7 @@ impl Client {
                 // contract): undo, and keep the session for another try. The admitted socket
                 // gave its state away, so the CONNECT is refused.
                 warn!(pid, "adapter attached a session it did not return");
-                namespace.0.remove_socket(socket.id());
+                namespace.0.remove_socket(&socket);
                 socket.refused();
                 Recovery::Broken
             }
@@ -527,6 +533,9 @@ fn oversized_connect(text: &str, max: usize) -> Option<&str> {
     (payload.len() > max).then_some(nsp)
 }
 
+/// How long a reconnecting client waits for the stale socket holding its session to close.
+const STALE_CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What came of a reconnecting client's request for its session.
 enum Recovery {
     /// The session is back, with the packets it missed.
@@ -541,21 +550,25 @@ enum Recovery {
 const AUTH_PARSED_FACTOR: usize = 4;
 
 /// An estimate, from above, of the memory a parsed JSON value holds: every value its 32-byte
-/// slot; strings their bytes; objects a B-tree node (up to 11 entries, about 640 bytes) per 11
+/// slot; strings and arrays what they allocated (their capacity, which growth may have made
+/// up to twice their length); objects a B-tree node (up to 11 entries, about 640 bytes) per 11
 /// entries and their keys.
 pub(crate) fn retained_bytes(value: &Value) -> usize {
     const SLOT: usize = std::mem::size_of::<Value>();
     const MAP_NODE: usize = 640;
     match value {
         Value::Null | Value::Bool(_) | Value::Number(_) => SLOT,
-        Value::String(text) => SLOT + text.len(),
-        Value::Array(values) => SLOT + values.iter().map(retained_bytes).sum::<usize>(),
+        Value::String(text) => SLOT + text.capacity(),
+        Value::Array(values) => {
+            let spare = values.capacity() - values.len();
+            SLOT + spare * SLOT + values.iter().map(retained_bytes).sum::<usize>()
+        }
         Value::Object(map) => {
             let nodes = map.len().div_ceil(11).max(1);
             let entries: usize = map
                 .iter()
                 .map(|(key, value)| {
-                    std::mem::size_of::<String>() + key.len() + retained_bytes(value)
+                    std::mem::size_of::<String>() + key.capacity() + retained_bytes(value)
                 })
                 .sum();
             SLOT + nodes * MAP_NODE + entries

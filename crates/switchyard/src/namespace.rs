@@ -149,11 +149,16 @@ impl NamespaceInner {
             .insert(socket.id().clone(), socket);
     }
 
-    pub(crate) fn remove_socket(&self, sid: &Sid) {
-        self.sockets
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(sid);
+    /// Removes `socket`, if it is the one registered under its id (a recovered socket that
+    /// took its id over is left alone).
+    pub(crate) fn remove_socket(&self, socket: &Socket) {
+        let mut sockets = self.sockets.write().unwrap_or_else(|p| p.into_inner());
+        if sockets
+            .get(socket.id())
+            .is_some_and(|registered| Arc::ptr_eq(&registered.0, &socket.0))
+        {
+            sockets.remove(socket.id());
+        }
     }
 
     /// The local sockets `options` targets. The locks are released before it returns, so
@@ -268,7 +273,9 @@ impl Namespace {
     /// while the client was away is not replayed.
     ///
     /// It runs while the adapter holds the namespace's broadcasts back (the restore window),
-    /// so it must be quick and must not call into the namespace or its adapter.
+    /// so it must be quick and must not call into the namespace or its adapter: no emit, no
+    /// join (with recovery on, an emit waits for that same lock). Reading the socket's data is
+    /// what it is for.
     pub fn filter_recovered_rooms<F>(&self, filter: F) -> &Self
     where
         F: Fn(&Socket, &Room) -> bool + Send + Sync + 'static,

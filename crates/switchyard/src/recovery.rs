@@ -67,9 +67,11 @@ pub struct SessionState {
     pub rooms: Vec<Room>,
     /// The socket's session data; `null` when none was set.
     pub data: Value,
-    /// The offset of the last recoverable packet handed out before the socket joined (`None`:
-    /// none yet). A client that drops before it saw any packet reports no offset: its replay
-    /// starts here ([`crate::adapter::Adapter::attach_socket`]).
+    /// The offset of the last recoverable packet handed out before the socket joined: the
+    /// empty string if none had been, `None` if unknown (an adapter that does not track it).
+    /// A client that drops before it saw any packet reports no offset, and its replay starts
+    /// here; one that reports an offset from an earlier session never gets packets from
+    /// before this one ([`crate::adapter::Adapter::attach_socket`]).
     #[serde(default)]
     pub start_offset: Option<String>,
     /// The socket's typed extensions, while the session stays on this server.
@@ -202,10 +204,13 @@ impl RecoveryStore {
         self.sessions.len()
     }
 
-    /// The offset of the last packet appended, `None` before the first: the
-    /// [`SessionState::start_offset`] of a socket that joins now.
-    pub fn last_offset(&self) -> Option<String> {
-        self.next_offset.checked_sub(1).map(|last| last.to_string())
+    /// The [`SessionState::start_offset`] of a socket that joins now: the offset of the last
+    /// packet appended, or the empty string before the first.
+    pub fn start_offset(&self) -> String {
+        self.next_offset
+            .checked_sub(1)
+            .map(|last| last.to_string())
+            .unwrap_or_default()
     }
 
     /// Keeps the session of a socket that ended uncleanly.
@@ -215,9 +220,10 @@ impl RecoveryStore {
             .insert(state.pid.clone(), KeptSession { state, at: now });
     }
 
-    /// Gives back session `pid` with the packets after `offset` (`None`: after the session's
-    /// [`SessionState::start_offset`]) that were meant for it, or nothing if the session
-    /// expired, is unknown, or any packet it missed is no longer held.
+    /// Gives back session `pid` with the packets meant for it after `offset` and after the
+    /// session's [`SessionState::start_offset`] (the later of the two; a client may still
+    /// report an offset from an earlier session), or nothing if the session expired, is
+    /// unknown, where to start is unknown, or any packet it missed is no longer held.
     ///
     /// `attach` gets the session first and answers the rooms the socket is back in (the kept
     /// rooms it is still entitled to): only packets for those rooms, or for the socket itself,
@@ -236,9 +242,20 @@ impl RecoveryStore {
             return None;
         }
         // The first offset the client may have missed.
-        let first_missed: u64 = match offset.or(kept.state.start_offset.as_deref()) {
-            Some(offset) => offset.parse::<u64>().ok()?.checked_add(1)?,
-            None => 0,
+        let after = |offset: &str| offset.parse::<u64>().ok()?.checked_add(1);
+        let from_client = match offset {
+            Some(offset) => Some(after(offset)?),
+            None => None,
+        };
+        let from_start = match kept.state.start_offset.as_deref() {
+            Some("") => Some(0),
+            Some(start) => Some(after(start)?),
+            None => None,
+        };
+        let first_missed = match (from_client, from_start) {
+            (Some(client), Some(start)) => client.max(start),
+            (Some(first), None) | (None, Some(first)) => first,
+            (None, None) => return None,
         };
         if first_missed > self.next_offset {
             return None;
@@ -460,9 +477,9 @@ mod tests {
             max_packets: 100,
             ..config()
         });
-        assert_eq!(store.last_offset(), None);
+        assert_eq!(store.start_offset(), "");
         store_n(&mut store, t0, &to(&[]));
-        let joined_at = store.last_offset();
+        let joined_at = Some(store.start_offset());
         assert_eq!(joined_at.as_deref(), Some("0"));
         store_n(&mut store, t0, &to(&[]));
         store_n(&mut store, t0, &to(&["a"]));
@@ -476,9 +493,43 @@ mod tests {
         let (_, missed) = restore(&mut store, t0, "p1", None).unwrap();
         assert_eq!(missed, vec![packet(1)], "from the join on, for its rooms");
         // Joined before any packet: everything is replayed.
-        store.persist(t0, session("s2", "p2", &["a"]));
+        store.persist(
+            t0,
+            SessionState {
+                start_offset: Some(String::new()),
+                ..session("s2", "p2", &["a"])
+            },
+        );
         let (_, missed) = restore(&mut store, t0, "p2", None).unwrap();
         assert_eq!(missed, vec![packet(0), packet(1), packet(2)]);
+        // Where it joined unknown, and no offset: nothing to start from.
+        store.persist(t0, session("s3", "p3", &[]));
+        assert!(restore(&mut store, t0, "p3", None).is_none());
+    }
+
+    /// A client keeps its last offset across sessions: one from before this session joined
+    /// never replays what was sent before it.
+    #[test]
+    fn an_offset_from_an_earlier_session_replays_nothing_from_before_the_join() {
+        let t0 = Instant::now();
+        let mut store = RecoveryStore::new(RecoveryConfig {
+            max_packets: 100,
+            ..config()
+        });
+        for _ in 0..3 {
+            store_n(&mut store, t0, &to(&[]));
+        }
+        let joined_at = Some(store.start_offset());
+        store_n(&mut store, t0, &to(&[]));
+        store.persist(
+            t0,
+            SessionState {
+                start_offset: joined_at,
+                ..session("s1", "p1", &[])
+            },
+        );
+        let (_, missed) = restore(&mut store, t0, "p1", Some("0")).unwrap();
+        assert_eq!(missed, vec![packet(3)]);
     }
 
     /// Rooms the socket is no longer entitled to (its new token lost them) are not rejoined,

@@ -234,7 +234,16 @@ pub(crate) struct SocketInner {
     /// Where a replay of this socket's session starts if its client saw no packet
     /// ([`SessionState::start_offset`]).
     start_offset: Mutex<Option<String>>,
+    /// Run with the socket that joins the namespace ([`Socket::when_connected`]); `None`
+    /// once they ran.
+    connected_hooks: Mutex<Option<Vec<ConnectedHook>>>,
+    /// Set once [`Socket::close`] has finished; see `closed`.
+    close_done: AtomicBool,
+    closed: tokio::sync::Notify,
 }
+
+/// A callback [`Socket::when_connected`] keeps until the socket joins its namespace.
+type ConnectedHook = Box<dyn FnOnce(Socket) + Send>;
 
 /// A client's connection to a namespace: receive events, emit, join rooms, acknowledge.
 ///
@@ -296,15 +305,23 @@ impl Socket {
 
     /// Takes over what the connect middlewares gave `admitted`, the fresh socket they ran on
     /// before this socket's session was restored: its typed data (claims, identity) over the
-    /// kept one, its session data if it set any, and the rooms it joined. `admitted` leaves
-    /// its rooms and is dropped.
-    pub(crate) fn absorb(&self, admitted: &Socket) {
+    /// kept one, its session data if it set any, and its [`Socket::when_connected`] callbacks.
+    pub(crate) fn absorb_data(&self, admitted: &Socket) {
         let fresh = std::mem::take(&mut *lock(&admitted.0.extensions));
         lock(&self.0.extensions).extend(fresh);
+        let hooks = lock(&admitted.0.connected_hooks).take().unwrap_or_default();
+        if let Some(mine) = lock(&self.0.connected_hooks).as_mut() {
+            mine.extend(hooks);
+        }
         let data = std::mem::take(&mut *lock(&admitted.0.session_data));
         if !data.is_null() {
             *lock(&self.0.session_data) = data;
         }
+    }
+
+    /// Moves the rooms the middlewares made `admitted` join over to this socket; `admitted`
+    /// leaves them and is done with.
+    pub(crate) fn absorb_rooms(&self, admitted: &Socket) {
         let adapter = self.0.ns.adapter();
         let rooms = adapter.socket_rooms(&admitted.0.id);
         lock(&admitted.0.state).disconnected = true;
@@ -313,6 +330,45 @@ impl Socket {
         let rooms: Vec<Room> = rooms.into_iter().filter(|room| room != own).collect();
         if !rooms.is_empty() {
             self.join(rooms);
+        }
+    }
+
+    /// Runs `hook` with this socket once it has joined its namespace, before the connection
+    /// handler (at once if it already has).
+    ///
+    /// For middlewares that need the socket as it will live: with connection state recovery, a
+    /// reconnecting client is authenticated on a fresh socket before its session is restored,
+    /// so the socket a middleware sees is not the one that connects (its id differs); what the
+    /// middleware stores with [`Socket::insert_data`] moves over, and so do these hooks, which
+    /// then get the recovered socket. Timers keyed on the socket id (a token's expiry, say)
+    /// belong here.
+    pub fn when_connected(&self, hook: impl FnOnce(Socket) + Send + 'static) {
+        let mut hooks = lock(&self.0.connected_hooks);
+        match hooks.as_mut() {
+            Some(waiting) => waiting.push(Box::new(hook)),
+            None => {
+                drop(hooks);
+                hook(self.clone());
+            }
+        }
+    }
+
+    /// Runs the [`Socket::when_connected`] hooks; the socket is in its namespace.
+    pub(crate) fn run_connected_hooks(&self) {
+        let hooks = lock(&self.0.connected_hooks).take().unwrap_or_default();
+        for hook in hooks {
+            hook(self.clone());
+        }
+    }
+
+    /// Waits until [`Socket::close`] has finished, whichever task ran it.
+    pub(crate) async fn closed(&self) {
+        loop {
+            let notified = self.0.closed.notified();
+            if self.0.close_done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
         }
     }
 
@@ -349,6 +405,9 @@ impl Socket {
             extensions: Mutex::new(restored.unwrap_or_default()),
             session_data: Mutex::new(Value::Null),
             start_offset: Mutex::default(),
+            connected_hooks: Mutex::new(Some(Vec::new())),
+            close_done: AtomicBool::new(false),
+            closed: tokio::sync::Notify::new(),
         }))
     }
 
@@ -812,31 +871,41 @@ impl Socket {
         adapter.del_all(&self.0.id);
     }
 
-    /// Hands the socket's session (id, rooms, data, extensions) to the adapter to keep for a
-    /// reconnection.
-    fn keep_session(&self) {
-        let adapter = self.0.ns.adapter();
-        adapter.persist_session(SessionState {
+    /// The socket's session (id, `rooms`, data, extensions), as kept for a reconnection. No
+    /// lock of the socket is held once it returns: the adapter keeps it under its own.
+    fn session(&self, rooms: Vec<Room>) -> SessionState {
+        let data = std::mem::take(&mut *lock(&self.0.session_data));
+        let start_offset = lock(&self.0.start_offset).clone();
+        let extensions = std::mem::take(&mut *lock(&self.0.extensions));
+        SessionState {
             sid: self.0.id.clone(),
             pid: self.0.pid.clone(),
-            rooms: adapter.socket_rooms(&self.0.id),
-            data: std::mem::take(&mut *lock(&self.0.session_data)),
-            start_offset: lock(&self.0.start_offset).clone(),
-            extensions: Some(std::mem::take(&mut *lock(&self.0.extensions))),
-        });
+            rooms,
+            data,
+            start_offset,
+            extensions: Some(extensions),
+        }
+    }
+
+    /// Hands the socket's session to the adapter to keep for a reconnection.
+    fn keep_session(&self) {
+        let adapter = self.0.ns.adapter();
+        let session = self.session(adapter.socket_rooms(&self.0.id));
+        adapter.persist_session(session);
     }
 
     /// Ends the socket: leaves its rooms and namespace, fails pending acks, runs the
     /// disconnect handlers. Runs once.
     pub(crate) fn close(&self, reason: DisconnectReason) {
-        {
+        let was_connected = {
             let mut state = lock(&self.0.state);
             if state.disconnected {
                 return;
             }
             state.disconnected = true;
             state.early.clear();
-        }
+            state.connected
+        };
         self.0.connected.store(false, Ordering::Release);
         self.0.client.remove_socket(&self.0.ns.name, &self.0.id);
         let handlers = std::mem::take(&mut *lock(&self.0.disconnect_handlers));
@@ -844,14 +913,22 @@ impl Socket {
             run_inline(handler(self.clone(), reason));
         }
         let adapter = self.0.ns.adapter();
-        if self.0.ns.recovery && reason.is_recoverable() {
-            self.keep_session();
-        }
+        // Out of the rooms and the namespace before the session is kept: a client that takes
+        // the session over at once finds it whole, and nothing of this socket is left to undo
+        // what its recovered self does under the same id.
+        let rooms = adapter.socket_rooms(&self.0.id);
         adapter.del_all(&self.0.id);
-        self.0.ns.remove_socket(&self.0.id);
+        self.0.ns.remove_socket(self);
+        // Only a socket that was connected, or recovered, has a session its client knows of.
+        if self.0.ns.recovery && reason.is_recoverable() && (was_connected || self.0.recovered) {
+            let session = self.session(rooms);
+            adapter.persist_session(session);
+        }
         self.0.client.server.forget_if_unused(&self.0.ns);
         lock(&self.0.acks).clear();
         lock(&self.0.extensions).clear();
+        self.0.close_done.store(true, Ordering::Release);
+        self.0.closed.notify_waiters();
         debug!(sid = &*self.0.id, nsp = &*self.0.ns.name, %reason, "socket disconnected");
     }
 }

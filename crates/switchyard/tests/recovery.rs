@@ -499,6 +499,65 @@ async fn rooms_the_new_credentials_lost_are_not_given_back() {
     client.events.expect("end").await;
 }
 
+/// Rooms the middlewares join for a resuming client are live from then on; what was sent to
+/// them while the client was away (it was not in them) is not replayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_joined_by_middlewares_on_recovery_replay_nothing() {
+    let mut setup = setup(RecoveryConfig::default(), |io| {
+        io.of("/").use_middleware(|socket: Socket| {
+            if socket.handshake().auth.get("pid").is_some() {
+                socket.join("late");
+            }
+            async { Ok(()) }
+        });
+    })
+    .await;
+    let mut client = prepared_client(&mut setup, Transports::WebSocket).await;
+    let sid = client.id();
+    let ns = setup.server.ns("/");
+    setup.proxy.cut();
+    wait_until("the server saw the socket go", || ns.socket_count() == 0).await;
+    ns.to("late").emit("late", 1).unwrap();
+    ns.to("a").emit("n", 1).unwrap();
+    setup.proxy.resume();
+    let again = within(setup.connected.recv()).await.unwrap();
+    assert_eq!((again.sid.as_str(), again.recovered), (sid.as_str(), true));
+    assert!(again.rooms.contains(&"late".to_owned()), "{again:?}");
+    let (name, _) = client.events.next().await;
+    assert_eq!(
+        name, "n",
+        "nothing sent to `late` before the client was in it"
+    );
+    assert_eq!(client.events.expect_value("welcome").await, json!(true));
+    ns.to("late").emit("late", 2).unwrap();
+    assert_eq!(client.events.expect_value("late").await, json!(2));
+}
+
+/// A hook a middleware registers with `when_connected` gets the socket that connects: on
+/// recovery, the recovered one (same id as before), not the fresh one the middleware saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_connected_hooks_get_the_recovered_socket() {
+    let (hooked, mut seen) = mpsc::unbounded_channel::<(String, bool)>();
+    let mut setup = setup(RecoveryConfig::default(), move |io| {
+        io.of("/").use_middleware(move |socket: Socket| {
+            let hooked = hooked.clone();
+            socket.when_connected(move |socket| {
+                let _ = hooked.send((socket.id().to_string(), socket.recovered()));
+            });
+            async { Ok(()) }
+        });
+    })
+    .await;
+    let client = prepared_client(&mut setup, Transports::WebSocket).await;
+    let sid = client.id();
+    assert_eq!(within(seen.recv()).await.unwrap(), (sid.clone(), false));
+    let ns = setup.server.ns("/");
+    setup.proxy.cut();
+    wait_until("the server saw the socket go", || ns.socket_count() == 0).await;
+    setup.proxy.resume();
+    assert_eq!(within(seen.recv()).await.unwrap(), (sid, true));
+}
+
 #[derive(Clone, Copy)]
 struct MaySeeSecrets(bool);
 

@@ -294,7 +294,7 @@ impl Adapter for InMemoryAdapter {
         // reaches the socket live.
         let store = self.store();
         attach();
-        store.and_then(|store| store.last_offset())
+        store.map(|store| store.start_offset())
     }
 
     fn persist_session(&self, session: SessionState) {

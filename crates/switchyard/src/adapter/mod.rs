@@ -60,8 +60,8 @@ pub trait Adapter: Send + Sync + 'static {
     /// The rooms socket `sid` is in (its own id room is not listed).
     fn socket_rooms(&self, sid: &Sid) -> Vec<Room>;
 
-    /// Calls `visit` with every local socket in `room`. `visit` must not call back into the
-    /// adapter: it may run under the adapter's lock.
+    /// Calls `visit` with every local socket in `room`, each once. `visit` must not call back
+    /// into the adapter: it may run under the adapter's lock.
     fn for_each_in_room(&self, room: &Room, visit: &mut dyn FnMut(&Sid));
 
     /// Every room that has at least one local socket.
@@ -141,10 +141,10 @@ pub trait Adapter: Send + Sync + 'static {
     ) -> BoxFuture<Result<Vec<Args>, AdapterError>>;
 
     /// Puts a new socket in its namespace (`attach` does it) in step with the broadcasts, and
-    /// answers the offset of the last recoverable packet handed out before it (`None`: none
-    /// yet, or recovery off). That is where the socket's session resumes if its client drops
-    /// before it saw any packet and so reconnects with no offset
-    /// ([`SessionState::start_offset`]).
+    /// answers the offset of the last recoverable packet handed out before it (the empty
+    /// string if none was yet; `None`: not tracked, or recovery off). That is where the
+    /// socket's session resumes if its client drops before it saw any packet and so reconnects
+    /// with no offset ([`SessionState::start_offset`]).
     fn attach_socket(&self, attach: &mut dyn FnMut()) -> Option<String> {
         attach();
         None

@@ -292,7 +292,9 @@ impl Adapter for BusAdapter {
         // Under the lock every server's recoverable broadcasts deliver under.
         let stores = lock(&self.bus.stores);
         attach();
-        stores.get(self.local.name())?.last_offset()
+        stores
+            .get(self.local.name())
+            .map(RecoveryStore::start_offset)
     }
 
     fn persist_session(&self, session: SessionState) {
