@@ -35,6 +35,8 @@ export async function runDelivery({
   let recovered = 0;
   let notRecovered = 0;
   let drops = 0;
+  // Why subscribers lost their connection: our drops show as "transport close".
+  const reasons = {};
   for (let i = 0; i < clients; i++) {
     const socket = io(url, {
       forceNew: true,
@@ -62,8 +64,9 @@ export async function runDelivery({
         state.away = null;
       }
     });
-    socket.on("disconnect", () => {
+    socket.on("disconnect", (reason) => {
       state.away = Date.now();
+      reasons[reason] = (reasons[reason] ?? 0) + 1;
     });
     subscribers.push(state);
     // Connecting a thousand sockets at once is its own benchmark; pace it.
@@ -163,6 +166,7 @@ export async function runDelivery({
     delivery_ratio: received / expected,
     duplicates,
     transport_drops: drops,
+    disconnect_reasons: reasons,
     recovered,
     not_recovered: notRecovered,
     live_latency_ms: { p50: percentile(live, 50), p99: percentile(live, 99), count: live.length },
