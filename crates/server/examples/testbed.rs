@@ -1,7 +1,8 @@
 //! A Socket.IO server exercising the whole server API, for the interoperability tests.
 //!
 //! `cargo run --release --example testbed [-- --parser msgpack]` listens on 127.0.0.1, port
-//! `$PORT` (default 3000), path `/socket.io/`, pingInterval 300 ms, pingTimeout 200 ms. Events of
+//! `$PORT` (default 3000), path `/socket.io/`, pingInterval 300 ms, pingTimeout 200 ms (quick, for
+//! the tests; `--ping-interval-ms N` and `--ping-timeout-ms N` set others). Events of
 //! the main namespace (each acked unless said otherwise):
 //! - `join` room / `leave` room → the socket's rooms afterwards (a refused join answers
 //!   `{"error": reason}`);
@@ -281,6 +282,8 @@ struct Options {
     recovery: Option<RecoveryConfig>,
     limits: SocketLimits,
     max_buffer: Option<usize>,
+    ping_interval: Duration,
+    ping_timeout: Duration,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -289,6 +292,8 @@ fn parse_options() -> anyhow::Result<Options> {
         recovery: None,
         limits: SocketLimits::default(),
         max_buffer: None,
+        ping_interval: Duration::from_millis(300),
+        ping_timeout: Duration::from_millis(200),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -320,6 +325,8 @@ fn parse_options() -> anyhow::Result<Options> {
             "--max-rooms" => options.limits.max_rooms_per_socket = Some(value.parse()?),
             "--max-pending-acks" => options.limits.max_pending_acks = value.parse()?,
             "--max-buffer" => options.max_buffer = Some(value.parse()?),
+            "--ping-interval-ms" => options.ping_interval = Duration::from_millis(value.parse()?),
+            "--ping-timeout-ms" => options.ping_timeout = Duration::from_millis(value.parse()?),
             other => bail!("unknown option {other:?}"),
         }
     }
@@ -338,8 +345,8 @@ fn server(options: Options) -> SocketIo {
     }
     config.engine = config
         .engine
-        .ping_interval(Duration::from_millis(300))
-        .ping_timeout(Duration::from_millis(200))
+        .ping_interval(options.ping_interval)
+        .ping_timeout(options.ping_timeout)
         .cors(CorsConfig::any());
     let io = SocketIo::new(config);
     let log: Log = Arc::default();
