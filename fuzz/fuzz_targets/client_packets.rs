@@ -17,25 +17,11 @@ use serde_json::Value;
 use switchyard_client::incoming::{decoder, interpret, Interpreted};
 use switchyard_core::Parser;
 use switchyard_engineio_proto::Message;
-use switchyard_fuzz::{assert_bounded, check_decoded, peak_during};
+use switchyard_fuzz::{assert_bounded, check_decoded, messages, peak_during};
 use switchyard_socketio_proto::Packet;
 
 /// The client's own bound on attachments per packet.
 const CLIENT_MAX_ATTACHMENTS: usize = 1024;
-
-fn messages(mut data: &[u8]) -> Vec<(bool, &[u8])> {
-    let mut out = Vec::new();
-    while let Some((&kind, rest)) = data.split_first() {
-        let (len, rest) = match rest.split_first_chunk::<4>() {
-            Some((len, rest)) => (u32::from_be_bytes(*len) as usize, rest),
-            None => (rest.len(), &rest[rest.len()..]),
-        };
-        let (message, rest) = rest.split_at(len.min(rest.len()));
-        out.push((kind % 2 == 0, message));
-        data = rest;
-    }
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {

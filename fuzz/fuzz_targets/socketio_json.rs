@@ -11,24 +11,9 @@
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use switchyard_fuzz::{
-    approx_same_packet, assert_bounded, check_decoded, json_round_trip, peak_during,
+    approx_same_packet, assert_bounded, check_decoded, json_round_trip, messages, peak_during,
 };
 use switchyard_socketio_proto::JsonDecoder;
-
-/// Splits the input after the limit byte into `(is_text, bytes)` messages.
-fn messages(mut data: &[u8]) -> Vec<(bool, &[u8])> {
-    let mut out = Vec::new();
-    while let Some((&kind, rest)) = data.split_first() {
-        let (len, rest) = match rest.split_first_chunk::<4>() {
-            Some((len, rest)) => (u32::from_be_bytes(*len) as usize, rest),
-            None => (rest.len(), &rest[rest.len()..]),
-        };
-        let (message, rest) = rest.split_at(len.min(rest.len()));
-        out.push((kind % 2 == 0, message));
-        data = rest;
-    }
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&limit, rest)) = data.split_first() else {

@@ -339,3 +339,20 @@ pub fn packet(u: &mut Unstructured) -> Result<Packet> {
         },
     })
 }
+
+/// Splits fuzz input into Engine.IO messages: each a kind byte (even: text, odd: binary), a
+/// big-endian u32 length and that many bytes (fewer if the input ends first). Returns
+/// `(is_text, bytes)` pairs.
+pub fn messages(mut data: &[u8]) -> Vec<(bool, &[u8])> {
+    let mut out = Vec::new();
+    while let Some((&kind, rest)) = data.split_first() {
+        let (len, rest) = match rest.split_first_chunk::<4>() {
+            Some((len, rest)) => (u32::from_be_bytes(*len) as usize, rest),
+            None => (rest.len(), &rest[rest.len()..]),
+        };
+        let (message, rest) = rest.split_at(len.min(rest.len()));
+        out.push((kind % 2 == 0, message));
+        data = rest;
+    }
+    out
+}
