@@ -1,37 +1,73 @@
 #!/usr/bin/env node
-// The full delivery benchmark: `node bench/delivery.mjs [clients] [seconds] [rate] [dropEveryMs]`
-// (defaults 1000 clients, 180 s, 10 messages/s, a drop about every 15 s per client). Starts the
-// `testbed` example with connection state recovery and the reference server's heartbeat
-// (pingInterval 25 s, pingTimeout 20 s: the testbed's quick test heartbeat would cut off
-// clients whose one Node process stalls for half a second) (TESTBED_BIN, else target/release), runs
-// tests/interop/lib/delivery.mjs against it, and prints one JSON line. Needs
-// `npm ci` in tests/interop first (bench/run does it).
+// The full delivery benchmark:
+//   node bench/delivery.mjs [clients] [seconds] [rate] [dropEveryMs] [workers]
+// (defaults 1000 clients, 180 s, 10 messages/s, a drop about every 15 s per client, 1 worker).
+// Starts the `testbed` example with connection state recovery and the reference server's
+// heartbeat (pingInterval 25 s, pingTimeout 20 s: the testbed's quick test heartbeat would cut
+// off clients whose Node process stalls for half a second) (TESTBED_BIN, else
+// target/release), runs the scenario of tests/interop/lib/delivery.mjs against it, and prints
+// one JSON line. With several workers, the subscribers are spread over that many Node
+// processes (this file run as a worker), so that one process's event loop does not set the
+// latencies; the publisher stays in this process. Needs `npm ci` in tests/interop first
+// (bench/run does it).
 
-import { runDelivery } from "../tests/interop/lib/delivery.mjs";
+import { fork } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { publish, subscribe, summarize } from "../tests/interop/lib/delivery.mjs";
 import { Testbed } from "../tests/interop/lib/testbed.mjs";
 
-const [clients = 1000, seconds = 180, rate = 10, dropEveryMs = 15_000] = process.argv
-  .slice(2)
-  .map(Number);
-const server = new Testbed([
-  "--recovery-ms",
-  "120000",
-  "--ping-interval-ms",
-  "25000",
-  "--ping-timeout-ms",
-  "20000",
-]);
-await server.start();
-try {
-  const result = await runDelivery({
-    url: server.url,
-    clients,
-    seconds,
-    rate,
-    dropEveryMs,
-    log: (line) => console.error(line),
+if (process.argv[2] === "--worker") {
+  // A worker: subscribers only, driven by its parent over IPC.
+  const [url, clients, dropEveryMs] = process.argv.slice(3);
+  const group = await subscribe({ url, clients: Number(clients), dropEveryMs: Number(dropEveryMs) });
+  process.send({ ready: true });
+  process.once("message", async ({ sent }) => {
+    const report = await group.finish(sent);
+    process.send({ report }, () => process.exit(0));
   });
-  console.log(JSON.stringify(result));
-} finally {
-  await server.stop();
+} else {
+  const [clients = 1000, seconds = 180, rate = 10, dropEveryMs = 15_000, workers = 1] = process.argv
+    .slice(2)
+    .map(Number);
+  const server = new Testbed([
+    "--recovery-ms",
+    "120000",
+    "--ping-interval-ms",
+    "25000",
+    "--ping-timeout-ms",
+    "20000",
+  ]);
+  await server.start();
+  const children = [];
+  try {
+    const share = (i) => Math.floor(clients / workers) + (i < clients % workers ? 1 : 0);
+    for (let i = 0; i < workers; i++) {
+      const child = fork(fileURLToPath(import.meta.url), ["--worker", server.url, share(i), dropEveryMs], {
+        serialization: "advanced",
+      });
+      children.push(child);
+    }
+    const message = (child) =>
+      new Promise((resolve, reject) => {
+        child.once("message", resolve);
+        child.once("exit", (code) => reject(new Error(`a worker exited with code ${code}`)));
+      });
+    await Promise.all(children.map(message));
+    console.error(`${clients} subscribers in ${workers} process(es)`);
+    const sent = await publish({ url: server.url, rate, seconds });
+    const reports = children.map(message);
+    for (const child of children) child.send({ sent });
+    const result = summarize({
+      clients,
+      rate,
+      seconds,
+      dropEveryMs,
+      sent,
+      reports: (await Promise.all(reports)).map(({ report }) => report),
+    });
+    console.log(JSON.stringify({ ...result, workers }));
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill();
+    await server.stop();
+  }
 }

@@ -20,7 +20,8 @@ function percentile(sorted, p) {
 
 /**
  * Runs the scenario against a server at `url` whose `ns-to-room` relays [room, data] to the
- * room (the `testbed` example started with `--recovery-ms`).
+ * room (the `testbed` example started with `--recovery-ms`): subscribers and publisher in this
+ * process.
  */
 export async function runDelivery({
   url,
@@ -31,11 +32,25 @@ export async function runDelivery({
   room = "delivery",
   log = () => {},
 }) {
+  const group = await subscribe({ url, clients, dropEveryMs, room });
+  log(`${clients} subscribers in room ${room}`);
+  const sent = await publish({ url, rate, seconds, room });
+  const report = await group.finish(sent);
+  return summarize({ clients, rate, seconds, dropEveryMs, sent, reports: [report] });
+}
+
+/**
+ * Connects `clients` subscribers to `room` and starts dropping their transports at random,
+ * about every `dropEveryMs`. Resolves once all are in the room, with `finish(sent)`: stops the
+ * drops, waits (15 s at most) for the `sent` messages to arrive, closes the subscribers and
+ * answers what they saw (a report for `summarize`).
+ */
+export async function subscribe({ url, clients, dropEveryMs, room = "delivery" }) {
   const subscribers = [];
   let recovered = 0;
   let notRecovered = 0;
   let drops = 0;
-  // Why subscribers lost their connection: our drops show as "transport close".
+  // Why subscribers lost their connection: our drops show as "forced close".
   const reasons = {};
   for (let i = 0; i < clients; i++) {
     const socket = io(url, {
@@ -80,10 +95,6 @@ export async function runDelivery({
   for (const s of subscribers) {
     await s.socket.emitWithAck("join", room);
   }
-  log(`${clients} subscribers in room ${room}`);
-
-  const publisher = io(url, { forceNew: true, transports: ["websocket"] });
-  await new Promise((resolve) => publisher.once("connect", resolve));
 
   // Each subscriber drops its transport at random, about every dropEveryMs.
   const timers = [];
@@ -106,75 +117,93 @@ export async function runDelivery({
     schedule();
   }
 
-  const sent = [];
+  async function finish(sent) {
+    running = false;
+    for (const timer of timers) clearTimeout(timer);
+    // Let the last reconnections recover and drain.
+    const settle = Date.now() + 15_000;
+    while (Date.now() < settle) {
+      const missing = subscribers.some((s) => !s.socket.connected || s.seen.size < sent);
+      if (!missing) break;
+      await sleep(100);
+    }
+    let received = 0;
+    let duplicates = 0;
+    const live = [];
+    const replayed = [];
+    const afterReconnect = [];
+    for (const s of subscribers) {
+      received += s.seen.size;
+      duplicates += s.duplicates;
+      for (const { t, received: at } of s.seen.values()) {
+        // Replayed: published while this subscriber was away, so it came with the recovery.
+        const gap = s.gaps.find(([from, to]) => t >= from && t <= to);
+        if (gap) {
+          replayed.push(at - t);
+          if (gap[2] !== null && at >= gap[2]) afterReconnect.push(at - gap[2]);
+        } else {
+          live.push(at - t);
+        }
+      }
+    }
+    for (const s of subscribers) s.socket.close();
+    return { received, duplicates, drops, recovered, notRecovered, reasons, live, replayed, afterReconnect };
+  }
+
+  return { finish };
+}
+
+/** Publishes `rate` messages a second to `room` for `seconds`; answers how many it sent. */
+export async function publish({ url, rate, seconds, room = "delivery" }) {
+  const publisher = io(url, { forceNew: true, transports: ["websocket"] });
+  await new Promise((resolve) => publisher.once("connect", resolve));
   const interval = 1000 / rate;
   const start = Date.now();
   let seq = 0;
   while (Date.now() - start < seconds * 1000) {
-    const t = Date.now();
-    sent.push(seq);
-    publisher.emit("ns-to-room", room, { seq, t });
+    publisher.emit("ns-to-room", room, { seq, t: Date.now() });
     seq++;
     const next = start + seq * interval;
     await sleep(Math.max(0, next - Date.now()));
   }
-  running = false;
-  for (const timer of timers) clearTimeout(timer);
-  // Let the last reconnections recover and drain.
-  const settle = Date.now() + 15_000;
-  while (Date.now() < settle) {
-    const missing = subscribers.some((s) => !s.socket.connected || s.seen.size < sent.length);
-    if (!missing) break;
-    await sleep(100);
-  }
+  publisher.close();
+  return seq;
+}
 
-  let received = 0;
-  let duplicates = 0;
-  const live = [];
-  const replayed = [];
-  const afterReconnect = [];
-  for (const s of subscribers) {
-    received += s.seen.size;
-    duplicates += s.duplicates;
-    for (const { t, received: at } of s.seen.values()) {
-      // Replayed: published while this subscriber was away, so it came with the recovery.
-      const gap = s.gaps.find(([from, to]) => t >= from && t <= to);
-      if (gap) {
-        replayed.push(at - t);
-        if (gap[2] !== null && at >= gap[2]) afterReconnect.push(at - gap[2]);
-      } else {
-        live.push(at - t);
-      }
+/** The result line: the reports of every subscriber group merged. */
+export function summarize({ clients, rate, seconds, dropEveryMs, sent, reports }) {
+  const merged = (key) => reports.flatMap((report) => report[key]).sort((a, b) => a - b);
+  const sum = (key) => reports.reduce((total, report) => total + report[key], 0);
+  const reasons = {};
+  for (const report of reports) {
+    for (const [reason, count] of Object.entries(report.reasons)) {
+      reasons[reason] = (reasons[reason] ?? 0) + count;
     }
   }
-  live.sort((a, b) => a - b);
-  replayed.sort((a, b) => a - b);
-  afterReconnect.sort((a, b) => a - b);
-  publisher.close();
-  for (const s of subscribers) s.socket.close();
-
-  const expected = sent.length * clients;
+  const latency = (values) => ({
+    p50: percentile(values, 50),
+    p99: percentile(values, 99),
+    count: values.length,
+  });
+  const received = sum("received");
+  const expected = sent * clients;
   return {
     scenario: "delivery",
     clients,
     rate,
     seconds,
     drop_every_ms: dropEveryMs,
-    sent: sent.length,
+    sent,
     expected,
     received,
     delivery_ratio: received / expected,
-    duplicates,
-    transport_drops: drops,
+    duplicates: sum("duplicates"),
+    transport_drops: sum("drops"),
     disconnect_reasons: reasons,
-    recovered,
-    not_recovered: notRecovered,
-    live_latency_ms: { p50: percentile(live, 50), p99: percentile(live, 99), count: live.length },
-    replay_latency_ms: { p50: percentile(replayed, 50), p99: percentile(replayed, 99), count: replayed.length },
-    replay_after_reconnect_ms: {
-      p50: percentile(afterReconnect, 50),
-      p99: percentile(afterReconnect, 99),
-      count: afterReconnect.length,
-    },
+    recovered: sum("recovered"),
+    not_recovered: sum("notRecovered"),
+    live_latency_ms: latency(merged("live")),
+    replay_latency_ms: latency(merged("replayed")),
+    replay_after_reconnect_ms: latency(merged("afterReconnect")),
   };
 }
