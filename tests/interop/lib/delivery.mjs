@@ -93,7 +93,8 @@ export async function subscribe({ url, clients, dropEveryMs, room = "delivery" }
     await sleep(20);
   }
   for (const s of subscribers) {
-    await s.socket.emitWithAck("join", room);
+    // A server that never answers fails the run instead of hanging it.
+    await s.socket.timeout(10_000).emitWithAck("join", room);
   }
 
   // Each subscriber drops its transport at random, about every dropEveryMs.
@@ -156,7 +157,13 @@ export async function subscribe({ url, clients, dropEveryMs, room = "delivery" }
 /** Publishes `rate` messages a second to `room` for `seconds`; answers how many it sent. */
 export async function publish({ url, rate, seconds, room = "delivery" }) {
   const publisher = io(url, { forceNew: true, transports: ["websocket"] });
-  await new Promise((resolve) => publisher.once("connect", resolve));
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("the publisher did not connect in 10 s")), 10_000);
+    publisher.once("connect", () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
   const interval = 1000 / rate;
   const start = Date.now();
   let seq = 0;
