@@ -83,6 +83,25 @@ pub(crate) struct Config {
     #[arg(long = "recovery-ms", env = "RECOVERY_MS", value_name = "MS", default_value = "0", value_parser = parse_millis_or_zero)]
     pub recovery: Duration,
 
+    /// Redis server to form a cluster with other Switchyard and Node socket.io servers on it
+    /// (`redis://host:port/db`); without it the server runs alone, rooms in memory.
+    #[arg(long = "redis-url", env = "REDIS_URL", value_name = "URL", value_parser = parse_trimmed, help_heading = "Cluster")]
+    pub redis_url: Option<String>,
+
+    /// The wire protocol of the cluster, that of a Node adapter: `redis` (the classic
+    /// `@socket.io/redis-adapter`, `createAdapter`).
+    #[arg(long, env = "ADAPTER", value_name = "KIND", default_value = "redis", value_parser = parse_adapter, help_heading = "Cluster")]
+    pub adapter: AdapterKind,
+
+    /// The prefix of the cluster's Redis channels (Node's `key`).
+    #[arg(long = "redis-prefix", env = "REDIS_PREFIX", value_name = "PREFIX", default_value = "socket.io", value_parser = parse_trimmed, help_heading = "Cluster")]
+    pub redis_prefix: String,
+
+    /// How long a request to the other servers of the cluster (fetch sockets, server-side
+    /// emit, broadcast with acks) waits for their answers, in milliseconds.
+    #[arg(long = "redis-requests-timeout-ms", env = "REDIS_REQUESTS_TIMEOUT_MS", value_name = "MS", default_value = "5000", value_parser = parse_millis, help_heading = "Cluster")]
+    pub redis_requests_timeout: Duration,
+
     /// TLS certificate chain, PEM; with --tls-key. Without them the server speaks plain
     /// HTTP/WS.
     #[arg(long, env = "TLS_CERT", value_name = "FILE", requires = "tls_key", value_parser = parse_path, help_heading = "TLS")]
@@ -707,6 +726,24 @@ fn parse_bool(value: &str) -> Result<bool, String> {
         "true" | "1" | "yes" | "on" => Ok(true),
         "false" | "0" | "no" | "off" => Ok(false),
         _ => Err("expected true or false".to_owned()),
+    }
+}
+
+/// The cluster's wire protocols the binary speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AdapterKind {
+    /// `@socket.io/redis-adapter`'s classic pub/sub protocol (`createAdapter`).
+    Redis,
+}
+
+fn parse_adapter(value: &str) -> Result<AdapterKind, String> {
+    match value.trim() {
+        "redis" => Ok(AdapterKind::Redis),
+        "redis-sharded" | "redis-streams" => Err(format!(
+            "the {} adapter is not available yet; use redis",
+            value.trim()
+        )),
+        _ => Err("expected redis".to_owned()),
     }
 }
 

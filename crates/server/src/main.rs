@@ -20,14 +20,16 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use switchyard::adapter::AdapterFactory;
 use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate, ServeConfig};
 use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig, SocketLimits};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
+use switchyard_redis::{RedisAdapterConfig, RedisCluster};
 use tokio::net::TcpStream;
 use tower_layer::Layer;
 use tracing::{info, warn};
 
-use crate::config::{Command, Config, JwtSettings};
+use crate::config::{AdapterKind, Command, Config, JwtSettings};
 
 /// How often at most a JWKS file is looked at for changes.
 const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -101,7 +103,7 @@ fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
 }
 
 /// The Socket.IO server for `config`, with both namespaces registered.
-fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
+fn socket_io(config: &Config, adapter: Option<AdapterFactory>) -> anyhow::Result<SocketIo> {
     let limits = &config.limits;
     let mut engine = EngineConfig::default()
         .path("/socket.io/")
@@ -122,7 +124,7 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
             allowed_origins: limits.allowed_origins.clone(),
         });
     engine.cors = config.cors_config();
-    let io = SocketIo::new(SocketIoConfig {
+    let io_config = SocketIoConfig {
         engine,
         limits: SocketLimits {
             event_rate: limits
@@ -138,7 +140,11 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
             ..RecoveryConfig::default()
         }),
         ..SocketIoConfig::default()
-    });
+    };
+    let io = match adapter {
+        Some(factory) => SocketIo::with_adapter(io_config, factory),
+        None => SocketIo::new(io_config),
+    };
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
     let namespaces = config.namespaces.resolve();
     let required = |public: bool| jwt.clone().filter(|_| !public);
@@ -182,8 +188,30 @@ fn socket_io(config: &Config) -> anyhow::Result<SocketIo> {
     Ok(io)
 }
 
+/// The cluster's adapters, when a Redis server is configured.
+async fn cluster(config: &Config) -> anyhow::Result<Option<AdapterFactory>> {
+    let Some(url) = &config.redis_url else {
+        return Ok(None);
+    };
+    let AdapterKind::Redis = config.adapter;
+    let options = RedisAdapterConfig {
+        prefix: config.redis_prefix.clone(),
+        requests_timeout: config.redis_requests_timeout,
+        ..RedisAdapterConfig::default()
+    };
+    let cluster = RedisCluster::connect(url, options)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {url}"))?;
+    info!(adapter = "redis", prefix = %config.redis_prefix, "clustered on Redis");
+    if !config.recovery.is_zero() {
+        warn!("with the redis adapter a client recovers its session only on the server it dropped from (sticky sessions)");
+    }
+    Ok(Some(cluster.factory()))
+}
+
 async fn run(config: Config) -> anyhow::Result<()> {
-    let io = socket_io(&config)?;
+    let adapter = cluster(&config).await?;
+    let io = socket_io(&config, adapter)?;
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await

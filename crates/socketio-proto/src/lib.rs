@@ -48,5 +48,8 @@ mod packet;
 
 pub use error::ParseError;
 pub use json::{encode_json, JsonDecoder, DEFAULT_MAX_ATTACHMENTS};
-pub use msgpack::{decode_msgpack, decode_msgpack_bytes, encode_msgpack, MsgPackDecoder};
+pub use msgpack::{
+    decode_msgpack, decode_msgpack_bytes, encode_msgpack, encode_msgpack_value, MsgPackDecoder,
+    MsgPackValue,
+};
 pub use packet::{is_placeholder, placeholder, Packet, PacketType, RESERVED_EVENTS};

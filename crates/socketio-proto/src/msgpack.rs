@@ -131,6 +131,54 @@ impl MsgPackDecoder {
     }
 }
 
+/// A msgpack document decoded into JSON: `bin` values became placeholders numbered in the
+/// order they were read, and `bins` holds them.
+///
+/// For messages that carry packets inside a larger document (the Redis adapters' `[uid,
+/// packet, opts]`, say): take the part that is packet data out of `value`, then give it its own
+/// attachments with [`MsgPackValue::attachments_of`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct MsgPackValue {
+    /// The document, with placeholders for its `bin` values.
+    pub value: Value,
+    /// The `bin` values, in the order they were read.
+    pub bins: Vec<Bytes>,
+}
+
+impl MsgPackValue {
+    /// Decodes one whole msgpack document; at most `max_bins` `bin` values are accepted, and a
+    /// map shaped like a placeholder is refused (it would be taken for binary data).
+    /// Attachments are slices of `data`.
+    pub fn decode(data: &Bytes, max_bins: usize) -> Result<MsgPackValue, ParseError> {
+        let mut decoder = Decoder::new(data, Some(data), max_bins);
+        let value = decoder.value(0)?;
+        if decoder.pos != data.len() {
+            return Err(ParseError::InvalidMsgpack("trailing bytes after the value"));
+        }
+        if decoder.literal_placeholder {
+            return Err(ParseError::InvalidPlaceholder);
+        }
+        Ok(MsgPackValue {
+            value,
+            bins: decoder.attachments,
+        })
+    }
+
+    /// Renumbers the placeholders of `part` (a value taken out of this document) from 0, in
+    /// the order the encoder writes them, and returns the attachments they name.
+    pub fn attachments_of(&self, part: &mut Value) -> Vec<Bytes> {
+        canonical_attachments(part, self.bins.clone())
+    }
+}
+
+/// Encodes `value` as one msgpack document: placeholders naming one of `attachments` become
+/// `bin` values, numbers their smallest integer form or a float 64, as notepack writes them.
+pub fn encode_msgpack_value(value: &Value, attachments: &[Bytes]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    write_value(&mut out, value, attachments);
+    out
+}
+
 fn write_map_len(out: &mut Vec<u8>, len: usize) {
     write_len(out, len, 0x80, 16, 0xde);
 }
@@ -1214,6 +1262,40 @@ mod tests {
         let packet = Packet::connect("/", Some(placeholder(0)));
         assert_eq!(decode_msgpack(&bytes).ok(), Some(packet.clone()));
         assert_eq!(encode_msgpack(&packet).as_ref(), &bytes[..]);
+    }
+
+    #[test]
+    fn documents_with_packet_data_inside() {
+        // ["u", {"data": ["ev", bin(01)]}, bin(02)]: the packet data gets attachment 0 only.
+        let bytes = Bytes::from(mp(&[
+            b"\x93\xa1u\x81\xa4data\x92\xa2ev\xc4\x01\x01",
+            b"\xc4\x01\x02",
+        ]));
+        let mut doc = MsgPackValue::decode(&bytes, 10).unwrap();
+        assert_eq!(
+            doc.value,
+            json!(["u", {"data": ["ev", placeholder(0)]}, placeholder(1)])
+        );
+        let original = doc.value.clone();
+        let mut data = doc.value[1]["data"].take();
+        assert_eq!(
+            doc.attachments_of(&mut data),
+            vec![Bytes::from_static(b"\x01")]
+        );
+        let mut last = doc.value[2].clone();
+        assert_eq!(last, placeholder(1));
+        assert_eq!(
+            doc.attachments_of(&mut last),
+            vec![Bytes::from_static(b"\x02")]
+        );
+        assert_eq!(last, placeholder(0));
+        // Written back, the document is the same bytes.
+        assert_eq!(encode_msgpack_value(&original, &doc.bins), bytes.as_ref());
+        // Limits and ambiguity hold as for packets.
+        assert!(MsgPackValue::decode(&bytes, 1).is_err());
+        let literal = Bytes::from_static(b"\x82\xac_placeholder\xc3\xa3num\x00");
+        assert!(MsgPackValue::decode(&literal, 10).is_err());
+        assert!(MsgPackValue::decode(&Bytes::from_static(b"\x90\x90"), 10).is_err());
     }
 
     #[test]

@@ -649,13 +649,18 @@ impl Socket {
         lock(&self.0.session_data).clone()
     }
 
-    /// This socket as other servers see it: id, handshake, rooms and session data.
+    /// This socket as other servers see it: id, handshake, rooms and session data (`{}` when
+    /// none was set, as the reference server's `socket.data` starts).
     pub fn info(&self) -> SocketInfo {
+        let data = match self.session_data_value() {
+            Value::Null => Value::Object(serde_json::Map::new()),
+            data => data,
+        };
         SocketInfo {
             id: self.0.id.clone(),
             handshake: self.0.handshake.info(),
             rooms: self.rooms(),
-            data: self.session_data_value(),
+            data,
         }
     }
 

@@ -77,6 +77,7 @@ pub struct SocketInfo {
     pub handshake: HandshakeInfo,
     /// The rooms it is in, its own id room included (as on the reference server).
     pub rooms: Vec<Room>,
-    /// Its session data ([`crate::Socket::session_data`]), `null` when none was set.
+    /// Its session data ([`crate::Socket::session_data`]); `{}` when none was set, as on the
+    /// reference server.
     pub data: Value,
 }

@@ -1,0 +1,27 @@
+//! Redis adapters for Switchyard: several servers, Switchyard and Node ones alike, form one
+//! cluster on a Redis server, and any service can emit to the cluster's clients.
+//!
+//! * [`RedisCluster`] connects a server to Redis and gives each of its namespaces a
+//!   [`RedisAdapter`] that speaks the wire protocol of Node's `@socket.io/redis-adapter` 8.3
+//!   (`createAdapter`): broadcasts on `socket.io#<nsp>#` and `socket.io#<nsp>#<room>#`,
+//!   requests and responses on `socket.io-request#<nsp>#` and `socket.io-response#<nsp>#`.
+//! * [`Emitter`] publishes like `@socket.io/redis-emitter` 5.1: emits, room changes and
+//!   server-side events, without a socket server.
+//!
+//! The protocol itself is in the private `wire` module, sans-IO and tested byte for byte;
+//! `docs/design/redis-wire.md` in the repository describes it.
+//!
+//! While Redis is away, local delivery goes on; messages for the other servers wait in a
+//! bounded buffer ([`RedisAdapterConfig::publish_buffer`]) and beyond it are dropped and
+//! counted. The link reconnects and subscribes again by itself, and logs each change of state
+//! once.
+
+mod classic;
+mod driver;
+mod emitter;
+mod error;
+mod wire;
+
+pub use classic::{RedisAdapter, RedisAdapterConfig, RedisCluster};
+pub use emitter::Emitter;
+pub use error::RedisAdapterError;

@@ -1,0 +1,417 @@
+//! The classic Redis adapter and the emitter against a real `redis-server` (Debian's, which
+//! `scripts/test` installs), started on a free loopback port by each test: several `SocketIo`
+//! instances in this process, each with its own link to Redis, and Rust clients on each.
+//!
+//! Behind the `redis-server-tests` feature, since plain `cargo test` installs nothing.
+#![cfg(feature = "redis-server-tests")]
+
+use std::collections::BTreeSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use switchyard::{Args, Binary, Socket, SocketIo, SocketIoConfig};
+use switchyard_client::{Manager, ManagerConfig};
+use switchyard_redis::{Emitter, RedisAdapterConfig, RedisCluster};
+use switchyard_testkit::{wait_until, DEADLINE};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct RedisServer {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl RedisServer {
+    async fn start() -> RedisServer {
+        let port = {
+            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+            probe.local_addr().expect("address").port()
+        };
+        let mut server = RedisServer { port, child: None };
+        server.restart().await;
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it (again, on the same port) and waits until it answers.
+    async fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server is installed (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        loop {
+            let client = redis::Client::open(self.url()).expect("url");
+            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
+                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
+                if pong.is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.expect("kill redis-server");
+        }
+    }
+}
+
+struct Node {
+    io: SocketIo,
+    port: u16,
+    serving: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
+async fn node(redis: &RedisServer, name: &'static str) -> Node {
+    let config = RedisAdapterConfig {
+        requests_timeout: Duration::from_secs(3),
+        ..Default::default()
+    };
+    let cluster = RedisCluster::connect(&redis.url(), config)
+        .await
+        .expect("connect to redis");
+    let io = SocketIo::with_adapter(SocketIoConfig::default(), cluster.factory());
+    let main = io.of("/");
+    main.on_connection(|socket: Socket| async move {
+        socket.on("join", |socket: Socket, room: String| async move {
+            socket.join(room.as_str());
+            Ok::<_, String>(true)
+        });
+        socket.on("set-data", |socket: Socket, data: Value| async move {
+            socket.set_session_data(&data).map_err(|e| e.to_string())?;
+            Ok::<_, String>(true)
+        });
+    });
+    main.on_server_event("who", move |args: Args| async move {
+        json!({ "name": name, "got": args.values })
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("address").port();
+    let serving = tokio::spawn(io.clone().serve(listener));
+    Node { io, port, serving }
+}
+
+/// Nodes `names` on one Redis, each once it sees all the others subscribed.
+async fn cluster(redis: &RedisServer, names: &[&'static str]) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for name in names {
+        nodes.push(node(redis, name).await);
+    }
+    for node in &nodes {
+        let main = node.io.of("/");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while main.server_count().await.unwrap_or(0) < names.len() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nodes did not subscribe"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    nodes
+}
+
+struct Client {
+    _manager: Manager,
+    socket: switchyard_client::Socket,
+    events: mpsc::UnboundedReceiver<(String, Args)>,
+}
+
+impl Client {
+    async fn connect(port: u16) -> Client {
+        let manager = Manager::new(
+            &format!("http://127.0.0.1:{port}"),
+            ManagerConfig::default(),
+        )
+        .expect("manager");
+        let socket = manager.socket("/");
+        let (sender, events) = mpsc::unbounded_channel();
+        socket.on_any(move |event| {
+            let sender = sender.clone();
+            async move {
+                let _ = sender.send((event.name().to_owned(), event.args().clone()));
+            }
+        });
+        socket.on("ask", |event| async move {
+            let n: i64 = event.arg(0).unwrap_or(0);
+            let _ = event.ack(n + 1);
+        });
+        tokio::time::timeout(DEADLINE, socket.connect())
+            .await
+            .expect("connect in time")
+            .expect("connected");
+        Client {
+            _manager: manager,
+            socket,
+            events,
+        }
+    }
+
+    fn id(&self) -> String {
+        self.socket.id().expect("connected socket has an id")
+    }
+
+    async fn call(&self, event: &str, data: impl switchyard::IntoArgs) -> Value {
+        let answer = self
+            .socket
+            .emit_with_ack(event, data, DEADLINE)
+            .await
+            .expect("answered");
+        answer.values.first().cloned().unwrap_or(Value::Null)
+    }
+
+    /// The next event, other than the "ask"s this client answers by itself.
+    async fn next(&mut self) -> (String, Args) {
+        loop {
+            let event = tokio::time::timeout(DEADLINE, self.events.recv())
+                .await
+                .expect("an event in time")
+                .expect("events channel open");
+            if event.0 != "ask" {
+                return event;
+            }
+        }
+    }
+
+    async fn next_value(&mut self) -> (String, Value) {
+        let (name, args) = self.next().await;
+        (name, args.values.first().cloned().unwrap_or(Value::Null))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_cross_nodes_with_rooms_except_and_binary() {
+    let redis = RedisServer::start().await;
+    let nodes = cluster(&redis, &["a", "b", "c"]).await;
+    let mut c0 = Client::connect(nodes[0].port).await;
+    let mut c1 = Client::connect(nodes[1].port).await;
+    let mut c2 = Client::connect(nodes[2].port).await;
+    c1.call("join", "r").await;
+    c2.call("join", "r").await;
+    c2.call("join", "x").await;
+
+    let main = nodes[0].io.of("/");
+    main.to("r").except("x").emit("to-r", 1).expect("emit");
+    // A marker to everyone after it: a client that was left out sees the marker first.
+    main.emit("marker", 2).expect("emit");
+    assert_eq!(c1.next_value().await, ("to-r".into(), json!(1)));
+    assert_eq!(c1.next_value().await, ("marker".into(), json!(2)));
+    assert_eq!(c2.next_value().await, ("marker".into(), json!(2)));
+    assert_eq!(c0.next_value().await, ("marker".into(), json!(2)));
+
+    // Binary crosses inline, nested JSON intact; to one socket by its id room.
+    let args = Args::one(&json!({"deep": [1, {"k": "v"}]}))
+        .and_then(|a| a.push(&Binary::from(vec![0xde, 0xad])))
+        .expect("args");
+    nodes[1]
+        .io
+        .of("/")
+        .to(c2.id())
+        .emit("bin", args)
+        .expect("emit");
+    let (name, got) = c2.next().await;
+    assert_eq!(name, "bin");
+    assert_eq!(got.values[0], json!({"deep": [1, {"k": "v"}]}));
+    assert_eq!(
+        got.get::<Binary>(1).expect("binary"),
+        Binary::from(vec![0xde, 0xad])
+    );
+
+    // Local only: no other node's client sees it.
+    nodes[1]
+        .io
+        .of("/")
+        .broadcast()
+        .local()
+        .emit("local", 3)
+        .expect("emit");
+    main.emit("marker", 4).expect("emit");
+    assert_eq!(c1.next_value().await, ("local".into(), json!(3)));
+    for client in [&mut c0, &mut c1, &mut c2] {
+        assert_eq!(client.next_value().await, ("marker".into(), json!(4)));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_fetch_join_disconnect_server_side_emit_and_acks() {
+    let redis = RedisServer::start().await;
+    let nodes = cluster(&redis, &["a", "b", "c"]).await;
+    let c0 = Client::connect(nodes[0].port).await;
+    let c1 = Client::connect(nodes[1].port).await;
+    let mut c2 = Client::connect(nodes[2].port).await;
+    c1.call("join", "r").await;
+    c2.call("join", "r").await;
+    c2.call("set-data", json!({ "user": "ann" })).await;
+    let main = nodes[0].io.of("/");
+
+    let all = main.fetch_sockets().await.expect("fetch");
+    let ids: BTreeSet<String> = all.iter().map(|s| s.id().to_string()).collect();
+    assert_eq!(ids, BTreeSet::from([c0.id(), c1.id(), c2.id()]));
+    let in_r = main.to("r").fetch_sockets().await.expect("fetch");
+    let remote = in_r.iter().find(|s| **s.id() == *c2.id()).expect("c2 in r");
+    assert_eq!(remote.data(), &json!({ "user": "ann" }));
+    assert!(remote.rooms().iter().any(|r| &**r == "r"));
+    assert!(
+        remote.rooms().iter().any(|r| **r == *c2.id()),
+        "own id room included"
+    );
+
+    // Broadcast with acks: every client of every node answers.
+    let replies = main
+        .broadcast()
+        .timeout(Duration::from_secs(3))
+        .emit_with_ack("ask", 41)
+        .await
+        .expect("acks");
+    assert_eq!(replies.len(), 3);
+    for reply in &replies {
+        assert_eq!(
+            reply
+                .result
+                .as_ref()
+                .expect("answered")
+                .get::<i64>(0)
+                .expect("n"),
+            42
+        );
+    }
+
+    // Server-side emit: every other node answers.
+    let answers = main
+        .server_side_emit_with_ack("who", "hi", DEADLINE)
+        .await
+        .expect("answers");
+    let mut names: Vec<String> = answers
+        .iter()
+        .map(|a| a.values[0]["name"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["b", "c"]);
+    assert_eq!(answers[0].values[0]["got"], json!(["hi"]));
+
+    // Room changes on other nodes.
+    main.to("r").sockets_join("team").await.expect("join");
+    let (n1, n2) = (nodes[1].io.of("/"), nodes[2].io.of("/"));
+    wait_until("r members joined team", || {
+        n1.room_size("team") == 1 && n2.room_size("team") == 1
+    })
+    .await;
+    main.to("team").emit("team", 1).expect("emit");
+    assert_eq!(c2.next_value().await, ("team".into(), json!(1)));
+    main.to(c2.id()).sockets_leave("team").await.expect("leave");
+    wait_until("c2 left team", || n2.room_size("team") == 0).await;
+
+    main.to("r")
+        .disconnect_sockets(false)
+        .await
+        .expect("disconnect");
+    wait_until("r members disconnected", || {
+        !c1.socket.connected() && !c2.socket.connected()
+    })
+    .await;
+    assert!(c0.socket.connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_emitter_reaches_every_node() {
+    let redis = RedisServer::start().await;
+    let nodes = cluster(&redis, &["a", "b"]).await;
+    let mut c0 = Client::connect(nodes[0].port).await;
+    let mut c1 = Client::connect(nodes[1].port).await;
+    c1.call("join", "r").await;
+    let emitter = Emitter::connect(&redis.url()).await.expect("emitter");
+
+    emitter.emit("all", 1).await.expect("emit");
+    assert_eq!(c0.next_value().await, ("all".into(), json!(1)));
+    assert_eq!(c1.next_value().await, ("all".into(), json!(1)));
+    emitter.to("r").emit("room", 2).await.expect("emit");
+    emitter.except("r").emit("except", 3).await.expect("emit");
+    assert_eq!(c1.next_value().await, ("room".into(), json!(2)));
+    assert_eq!(c0.next_value().await, ("except".into(), json!(3)));
+    assert!(
+        emitter.emit("connect", 1).await.is_err(),
+        "reserved names are refused"
+    );
+
+    emitter.sockets_join("joined").await.expect("join");
+    let (n0, n1) = (nodes[0].io.of("/"), nodes[1].io.of("/"));
+    wait_until("every socket joined", || {
+        n0.room_size("joined") == 1 && n1.room_size("joined") == 1
+    })
+    .await;
+    emitter
+        .to("r")
+        .disconnect_sockets(false)
+        .await
+        .expect("disconnect");
+    wait_until("c1 disconnected", || !c1.socket.connected()).await;
+    assert!(c0.socket.connected());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself() {
+    let mut redis = RedisServer::start().await;
+    let nodes = cluster(&redis, &["a", "b"]).await;
+    let mut c0 = Client::connect(nodes[0].port).await;
+    let mut c1 = Client::connect(nodes[1].port).await;
+
+    redis.stop().await;
+    // Local clients keep being served while Redis is away.
+    for n in 0..20 {
+        nodes[0].io.of("/").emit("during", n).expect("emit");
+        assert_eq!(c0.next_value().await, ("during".into(), json!(n)));
+    }
+    // Requests to the other nodes fail within their timeout rather than hang.
+    let fetch = tokio::time::timeout(DEADLINE, nodes[0].io.of("/").fetch_sockets()).await;
+    assert!(matches!(fetch, Ok(Err(_))), "{fetch:?}");
+
+    redis.restart().await;
+    // Cross-node delivery resumes by itself: re-send until it does.
+    let healed = tokio::time::Instant::now();
+    let deadline = healed + Duration::from_secs(30);
+    let mut n = 0;
+    loop {
+        nodes[0].io.of("/").emit("after", n).expect("emit");
+        n += 1;
+        if let Ok(Some((name, _))) =
+            tokio::time::timeout(Duration::from_millis(500), c1.events.recv()).await
+        {
+            if name == "after" {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "cross-node delivery did not resume"
+        );
+    }
+    eprintln!(
+        "cross-node delivery resumed {:?} after Redis came back",
+        healed.elapsed()
+    );
+    assert!(c0.socket.connected() && c1.socket.connected());
+}

@@ -1,0 +1,302 @@
+// A cluster for one test file or describe block: a private redis-server plus three nodes (kinds
+// from CLUSTER_KINDS), and official socket.io-client clients connected to them.
+
+import assert from "node:assert/strict";
+import { after, before, test as nodeTest } from "node:test";
+import { io } from "socket.io-client";
+import { RedisServer } from "./redis.mjs";
+import { ClusterNode, clusterKinds } from "./nodes.mjs";
+import { logDirectory, sleep, waitUntil, withTimeout } from "./util.mjs";
+
+export const CONTROL_TIMEOUT_MS = 10_000;
+
+export class Cluster {
+  constructor(kinds = clusterKinds(), { tag = "c" } = {}) {
+    this.kinds = kinds;
+    this.tag = tag;
+    this.redis = new RedisServer(`${tag}-redis`);
+    this.nodes = [];
+  }
+
+  async start() {
+    await this.redis.start();
+    this.nodes = this.kinds.map(
+      (kind, i) => new ClusterNode({ kind, name: `${this.tag}-n${i}-${kind}`, redisUrl: this.redis.url }),
+    );
+    // one after the other: a node subscribes while starting, and a failure names one node
+    for (const node of this.nodes) await node.start();
+  }
+
+  async stop() {
+    for (const node of this.nodes) await node.stop();
+    await this.redis.close();
+  }
+
+  logs() {
+    return [...this.nodes.map((n) => n.logTail()), this.redis.logTail(800)].join("\n");
+  }
+
+  assertAlive() {
+    for (const node of this.nodes) node.assertAlive();
+  }
+}
+
+/**
+ * Call inside a `describe` block. Starts a cluster in a `before` hook and stops it (every process by its PID) in an `after`
+ * hook. Returns it and a `test` like node:test's, whose failures carry the tails of every
+ * process's log, which closes the clients a test opened, and which checks that no node died.
+ */
+export function useCluster(options = {}) {
+  const cluster = new Cluster(options.kinds, options);
+  // one hook each way (Node 20 may run several root-level `before` hooks at once): the
+  // optional setup(cluster) runs once the cluster is up, teardown(cluster) before it stops
+  before(
+    async () => {
+      await cluster.start();
+      if (options.setup) await options.setup(cluster);
+    },
+    { timeout: 120_000 },
+  );
+  after(
+    async () => {
+      try {
+        if (options.teardown) await options.teardown(cluster);
+      } finally {
+        await cluster.stop();
+      }
+    },
+    { timeout: 30_000 },
+  );
+  const test = (name, opts, fn) => {
+    if (typeof opts === "function") {
+      fn = opts;
+      opts = {};
+    }
+    return nodeTest(name, { timeout: 60_000, ...opts }, async (t) => {
+      const clients = new ClientSet();
+      try {
+        await fn(t, clients);
+        cluster.assertAlive();
+      } catch (err) {
+        if (err && typeof err === "object") {
+          try {
+            err.message = `${err.message}\n(logs in ${logDirectory()})\n${cluster.logs()}`;
+          } catch {}
+        }
+        throw err;
+      } finally {
+        clients.closeAll();
+      }
+    });
+  };
+  return { cluster, test };
+}
+
+/** One official client, recording every event it receives. */
+export class Client {
+  constructor(node, label, transport) {
+    this.node = node;
+    this.label = label;
+    this.transport = transport;
+    this.events = []; // {event, args} in arrival order
+    this.disconnects = []; // reasons
+    this.socket = null;
+    this.sid = undefined; // kept after a disconnect (socket.id is then undefined)
+  }
+
+  get id() {
+    return this.sid;
+  }
+
+  get connected() {
+    return !!this.socket && this.socket.connected;
+  }
+
+  async connect() {
+    const socket = io(this.node.url, {
+      forceNew: true,
+      reconnection: false,
+      transports: [this.transport],
+      upgrade: false,
+      timeout: 10_000,
+    });
+    this.socket = socket;
+    socket.onAny((event, ...args) => {
+      if (typeof args[args.length - 1] === "function") args.pop();
+      this.events.push({ event, args, at: Date.now() });
+    });
+    // broadcast-with-ack events: every client answers with its own label
+    socket.on("ask", (...args) => {
+      const cb = args[args.length - 1];
+      if (typeof cb === "function") cb(this.label);
+    });
+    socket.on("disconnect", (reason) => this.disconnects.push(reason));
+    const failed = new Promise((_, reject) =>
+      socket.once("connect_error", (e) => reject(new Error(`${this.label}: connect_error ${e.message}`))),
+    );
+    failed.catch(() => {});
+    await withTimeout(
+      Promise.race([new Promise((r) => socket.once("connect", r)), failed]),
+      15_000,
+      `${this.label} to connect to ${this.node.label}`,
+    );
+    this.sid = socket.id;
+    return this;
+  }
+
+  /** A control request: emitWithAck with a time limit; answers the single ack argument. */
+  async ctl(event, arg, timeout = CONTROL_TIMEOUT_MS) {
+    const s = this.socket.timeout(timeout);
+    let res;
+    try {
+      res = arg === undefined ? await s.emitWithAck(event) : await s.emitWithAck(event, arg);
+    } catch (err) {
+      throw new Error(
+        `control ${event} ${JSON.stringify(arg)} from ${this.label} on ${this.node.label}: ${err.message}`,
+      );
+    }
+    assert.ok(
+      res && typeof res === "object",
+      `control ${event}: the ack must be one object, got ${JSON.stringify(res)}`,
+    );
+    return res;
+  }
+
+  /** Like ctl, but the answer must be {ok: true}. */
+  async ok(event, arg) {
+    const res = await this.ctl(event, arg);
+    assert.deepStrictEqual(res, { ok: true }, `control ${event} from ${this.label}`);
+    return res;
+  }
+
+  /** Received events named `event` whose first argument is `token` (or all, without a token). */
+  got(event, token) {
+    return this.events.filter((e) => e.event === event && (token === undefined || e.args[0] === token));
+  }
+
+  count(event, token) {
+    return this.got(event, token).length;
+  }
+
+  close() {
+    try {
+      if (this.socket) this.socket.disconnect();
+    } catch {}
+  }
+}
+
+/** The clients of one test, all closed at its end. */
+export class ClientSet {
+  constructor() {
+    this.all = [];
+  }
+
+  async connect(node, label, transport = "websocket") {
+    const c = new Client(node, label, transport);
+    this.all.push(c);
+    await c.connect();
+    return c;
+  }
+
+  /**
+   * Per node: `a` and `b` on WebSocket, `p` on HTTP long-polling. Answers
+   * {all, byNode: [{a, b, p, list}], labels}.
+   */
+  async group(nodes, prefix = "") {
+    const byNode = [];
+    for (const node of nodes) {
+      const [a, b, p] = await Promise.all([
+        this.connect(node, `${prefix}${node.name}/a`, "websocket"),
+        this.connect(node, `${prefix}${node.name}/b`, "websocket"),
+        this.connect(node, `${prefix}${node.name}/p`, "polling"),
+      ]);
+      byNode.push({ a, b, p, list: [a, b, p] });
+    }
+    return { all: byNode.flatMap((n) => n.list), byNode };
+  }
+
+  closeAll() {
+    for (const c of this.all.splice(0)) c.close();
+  }
+}
+
+let seq = 0;
+/** A unique token / room name for this test process. */
+export function unique(what = "t") {
+  return `${what}-${process.pid}-${++seq}`;
+}
+
+/**
+ * Waits until every client in `clients` has received `event` with first argument `token`.
+ * The message names the clients still missing it.
+ */
+export async function waitAllGot(clients, event, token, timeout = 10_000) {
+  await waitUntil(
+    () => clients.every((c) => c.count(event, token) > 0),
+    () => {
+      const missing = clients.filter((c) => c.count(event, token) === 0).map((c) => c.label);
+      return `"${event}" ${token} at ${missing.join(", ")}`;
+    },
+    { timeout },
+  );
+}
+
+/**
+ * A settle point after a broadcast from `from` (a client on the initiating node): a marker
+ * broadcast to all, received by every connected client of `clients`; then a round trip through
+ * Redis from that node (fetch-sockets waits for the answers of the other nodes, which come after
+ * anything that node published earlier, its own echoes included); then a second marker. Any
+ * duplicate or late copy of an earlier broadcast has arrived by then.
+ */
+export async function settle(from, clients) {
+  const live = clients.filter((c) => c.connected);
+  for (let round = 0; round < 2; round++) {
+    const token = unique("marker");
+    await from.ok("broadcast", { event: "marker", args: [token] });
+    await waitAllGot(live, "marker", token);
+    if (round === 0) await from.ctl("fetch-sockets", {});
+  }
+}
+
+/** Asserts that each client got `event` with `token` exactly `expected(c)` (0 or 1) times. */
+export function assertCounts(clients, event, token, expected) {
+  const wrong = clients
+    .map((c) => ({ label: c.label, got: c.count(event, token), want: expected(c) }))
+    .filter((x) => x.got !== x.want);
+  assert.deepStrictEqual(wrong, [], `"${event}" ${token}: clients with a wrong count (got/want)`);
+}
+
+/** Polls fetch-sockets from `from` until `accept(answer)`; answers the last answer. */
+export async function pollFetch(from, arg, accept, what, timeout = 15_000) {
+  let last = null;
+  await waitUntil(
+    async () => {
+      last = await from.ctl("fetch-sockets", arg);
+      return !last.error && accept(last);
+    },
+    () => `${what}; last fetch-sockets answer: ${JSON.stringify(last)}`,
+    { timeout, interval: 50 },
+  );
+  return last;
+}
+
+export const ids = (clients) => clients.map((c) => c.id).sort();
+export const sortedIds = (answer) => answer.sockets.map((s) => s.id);
+export { sleep, waitUntil };
+
+const sameList = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
+export { sameList };
+
+/**
+ * Waits until fetch-sockets (all sockets) from `from` answers exactly the ids of `clients`:
+ * sockets of earlier tests, closed by their clients, are gone from every node.
+ */
+export function quiesce(from, clients) {
+  const want = ids(clients);
+  return pollFetch(
+    from,
+    {},
+    (a) => sameList(sortedIds(a), want),
+    `fetch-sockets to list exactly the ${want.length} sockets of this test`,
+  );
+}
