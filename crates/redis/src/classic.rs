@@ -27,8 +27,10 @@ use crate::wire::{self, kind, Channels, Message};
 pub struct RedisAdapterConfig {
     /// The prefix of every channel (Node's `key`): `socket.io`.
     pub prefix: String,
-    /// How long a request to the other servers (fetch sockets, server-side emit with acks,
-    /// the server count of a broadcast with acks) waits for their answers: 5 s.
+    /// How long Redis may take to count the servers, how long this server's server-side
+    /// handlers may take to answer another server, and how long another server's broadcast
+    /// with acks waits for this server's clients when it names no timeout: 5 s. Fetches and
+    /// server-side emits wait as long as their caller says.
     pub requests_timeout: Duration,
     /// Answer requests on the requester's own response channel rather than the shared one
     /// (Node's `publishOnSpecificResponseChannel`): off.
@@ -55,6 +57,9 @@ impl Default for RedisAdapterConfig {
 }
 
 /// A server's connection to a Redis-backed cluster: gives each namespace a [`RedisAdapter`].
+///
+/// One per server: Redis counts servers by their subscriber connections, so two servers
+/// sharing one would count as one.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -273,7 +278,8 @@ impl Shared {
                 if uid.as_deref() == Some(self.uid.as_str()) {
                     return;
                 }
-                if message.field("opts").is_some() {
+                // Node takes the modern form only for a truthy `opts`.
+                if message.field("opts").is_some_and(|opts| opts.is_object()) {
                     let options = message.options();
                     match kind {
                         kind::REMOTE_JOIN => self
@@ -340,11 +346,13 @@ impl Shared {
         let args = message.args_of(Value::Array(parts.collect()));
         let answering = self.local.server_side_emit(&event, args);
         let shared = self.clone();
+        let limit = self.config.requests_timeout;
         tokio::spawn(async move {
-            let answer = answering.await;
+            // The requester stops waiting after its own timeout: no use holding a task longer.
+            let answer = tokio::time::timeout(limit, answering).await.ok().flatten();
             // Node answers server-side emits on the shared channel whatever its option.
             if let (Some(request_id), Some(answer)) = (request_id, answer) {
-                let first = answer.values.first().cloned().unwrap_or(Value::Null);
+                let first = wire::first_as_json(&answer);
                 shared.publish_json(
                     shared.channels.response.clone(),
                     &json!({"type": kind::SERVER_SIDE_EMIT, "requestId": request_id, "data": first}),
@@ -365,9 +373,18 @@ impl Shared {
             return;
         };
         let Some(delivery) = message.delivery(packet, opts, self.local.name()) else {
+            // Counted as a server by the requester, which waits for our count: none here.
+            self.publish_json(
+                answer_to,
+                &json!({"type": kind::BROADCAST_CLIENT_COUNT, "requestId": request_id, "clientCount": 0}),
+            );
             return;
         };
-        let timeout = delivery.timeout.unwrap_or(self.config.requests_timeout);
+        // Another server's timeout holds our clients' ack slots: bounded here.
+        let timeout = delivery
+            .timeout
+            .unwrap_or(self.config.requests_timeout)
+            .min(MAX_REMOTE_ACK_TIMEOUT);
         let mut acks = self
             .local
             .broadcast_with_ack(delivery.packet, &delivery.options, timeout);
@@ -406,6 +423,19 @@ impl Shared {
             ),
         }
     }
+}
+
+/// The longest another server may have our clients' acks waited for.
+const MAX_REMOTE_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The most acks a broadcast waits for from the other servers.
+const MAX_REMOTE_CLIENTS: usize = 1 << 20;
+
+/// `timeout` from now; far away (not a panic) for a huge one.
+fn deadline_after(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 fn close_flag(message: &Message) -> bool {
@@ -569,12 +599,15 @@ impl Adapter for RedisAdapter {
         }
         let mut local = shared.local.broadcast_with_ack(packet, &options, timeout);
         Box::pin(async move {
-            let deadline = Instant::now() + timeout;
+            let deadline = deadline_after(timeout);
             let servers = if options.local {
                 1
             } else {
                 // Without a count, every answer that comes in time is still taken.
-                shared.server_count().await.unwrap_or(usize::MAX)
+                match timeout_at(deadline, shared.server_count()).await {
+                    Ok(Ok(count)) => count,
+                    _ => usize::MAX,
+                }
             };
             let mut replies = Vec::with_capacity(local.count);
             let (mut local_done, mut reports, mut expected_acks, mut remote_acks) =
@@ -592,16 +625,18 @@ impl Adapter for RedisAdapter {
                         Some(answer) => match answer.kind() {
                             Some(kind::BROADCAST_CLIENT_COUNT) => {
                                 reports += 1;
-                                expected_acks += answer
+                                let count = answer
                                     .field("clientCount")
                                     .and_then(Value::as_u64)
-                                    .unwrap_or(0) as usize;
+                                    .unwrap_or(0);
+                                // Whoever can publish on Redis could claim any count.
+                                expected_acks = expected_acks
+                                    .saturating_add(usize::try_from(count).unwrap_or(usize::MAX))
+                                    .min(MAX_REMOTE_CLIENTS);
                             }
                             Some(kind::BROADCAST_ACK) => {
                                 remote_acks += 1;
-                                let args = answer.args_of(
-                                    answer.field("packet").cloned().unwrap_or(Value::Null),
-                                );
+                                let args = answer.argument("packet");
                                 replies.push(AckReply { sid: None, result: Ok(args) });
                             }
                             _ => {}
@@ -677,8 +712,10 @@ impl Adapter for RedisAdapter {
             return ready(Ok(found));
         }
         Box::pin(async move {
-            let deadline = Instant::now() + timeout;
-            let servers = shared.server_count().await?;
+            let deadline = deadline_after(timeout);
+            let servers = timeout_at(deadline, shared.server_count())
+                .await
+                .map_err(|_| AdapterError::Timeout)??;
             if servers <= 1 {
                 return Ok(found);
             }
@@ -722,8 +759,11 @@ impl Adapter for RedisAdapter {
             return ready(Ok(Vec::new()));
         };
         Box::pin(async move {
-            let deadline = Instant::now() + timeout;
-            let others = shared.server_count().await?.saturating_sub(1);
+            let deadline = deadline_after(timeout);
+            let others = timeout_at(deadline, shared.server_count())
+                .await
+                .map_err(|_| AdapterError::Timeout)??
+                .saturating_sub(1);
             if others == 0 {
                 return Ok(Vec::new());
             }
@@ -741,8 +781,7 @@ impl Adapter for RedisAdapter {
             while answers.len() < others {
                 let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
                 if answer.kind() == Some(kind::SERVER_SIDE_EMIT) {
-                    answers
-                        .push(answer.args_of(answer.field("data").cloned().unwrap_or(Value::Null)));
+                    answers.push(answer.argument("data"));
                 }
             }
             Ok(answers)

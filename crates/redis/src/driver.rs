@@ -89,10 +89,18 @@ impl LinkState {
         }
     }
 
+    /// The link works: logs its return, or the messages a full buffer dropped meanwhile, and
+    /// starts a new count.
     fn recovered(&self) {
-        if !self.up.swap(true, Ordering::AcqRel) {
-            let dropped = self.dropped.swap(0, Ordering::AcqRel);
+        let was_up = self.up.swap(true, Ordering::AcqRel);
+        let dropped = self.dropped.swap(0, Ordering::AcqRel);
+        if !was_up {
             info!(link = self.what, dropped, "Redis link back");
+        } else if dropped > 0 {
+            warn!(
+                link = self.what,
+                dropped, "messages dropped while the buffer was full"
+            );
         }
     }
 
@@ -104,10 +112,6 @@ impl LinkState {
                 reason, "message dropped (counted until the link is healthy again)"
             );
         }
-    }
-
-    fn is_up(&self) -> bool {
-        self.up.load(Ordering::Acquire)
     }
 }
 
@@ -123,8 +127,11 @@ pub(crate) struct Driver {
     commands: ConnectionManager,
     subscriber: ConnectionManager,
     outbox: mpsc::Sender<Outgoing>,
-    /// Pattern or channel to the subscription that wants it.
-    routes: Mutex<HashMap<String, Arc<Subscription>>>,
+    /// Pattern or channel to the subscriptions that want it (several when servers share the
+    /// link).
+    routes: Mutex<HashMap<String, Vec<Arc<Subscription>>>>,
+    /// Subscribing and unsubscribing one at a time.
+    turns: tokio::sync::Mutex<()>,
     publish_state: LinkState,
     receive_state: Arc<LinkState>,
 }
@@ -181,6 +188,7 @@ impl Driver {
             subscriber,
             outbox,
             routes: Mutex::new(HashMap::new()),
+            turns: tokio::sync::Mutex::new(()),
             publish_state: LinkState::new("publisher"),
             receive_state,
         });
@@ -207,22 +215,52 @@ impl Driver {
         }
     }
 
-    /// Routes `subscription`'s pattern and channels to it and subscribes to them.
+    /// Routes `subscription`'s pattern and channels to it and subscribes to those no other
+    /// subscription holds yet. Subscribing and unsubscribing take turns (one at a time), so a
+    /// namespace closed while it still subscribes, or made again while the old one
+    /// unsubscribes, leaves Redis subscribed to exactly what is routed.
     pub(crate) async fn subscribe(
         &self,
         subscription: Arc<Subscription>,
     ) -> Result<(), redis::RedisError> {
-        {
+        let _turn = self.turns.lock().await;
+        let (pattern, channels) = {
             let mut routes = lock(&self.routes);
-            routes.insert(subscription.pattern.clone(), subscription.clone());
-            for channel in &subscription.channels {
-                routes.insert(channel.clone(), subscription.clone());
-            }
+            let mut first = |key: &String| {
+                let holders = routes.entry(key.clone()).or_default();
+                holders.push(subscription.clone());
+                holders.len() == 1
+            };
+            let pattern = first(&subscription.pattern);
+            let channels: Vec<String> = subscription
+                .channels
+                .iter()
+                .filter(|channel| first(channel))
+                .cloned()
+                .collect();
+            (pattern, channels)
+        };
+        let mut connection = self.subscriber.clone();
+        if pattern {
+            connection.psubscribe(&subscription.pattern).await?;
         }
-        self.send_subscribe(&subscription).await
+        if !channels.is_empty() {
+            connection.subscribe(&channels).await?;
+        }
+        subscription.confirmed.store(true, Ordering::Release);
+        Ok(())
     }
 
-    async fn send_subscribe(&self, subscription: &Subscription) -> Result<(), redis::RedisError> {
+    /// Subscribes again to what `subscription` wants, if it is still routed (Redis ignores a
+    /// subscription it already has).
+    async fn resubscribe(&self, subscription: &Arc<Subscription>) -> Result<(), redis::RedisError> {
+        let _turn = self.turns.lock().await;
+        let routed = lock(&self.routes)
+            .get(&subscription.pattern)
+            .is_some_and(|holders| holders.iter().any(|h| Arc::ptr_eq(h, subscription)));
+        if !routed {
+            return Ok(());
+        }
         let mut connection = self.subscriber.clone();
         connection.psubscribe(&subscription.pattern).await?;
         connection.subscribe(&subscription.channels).await?;
@@ -230,28 +268,62 @@ impl Driver {
         Ok(())
     }
 
-    /// Unsubscribes and forgets `subscription`.
-    pub(crate) async fn unsubscribe(&self, subscription: &Subscription) {
-        {
+    /// Forgets `subscription`, and unsubscribes from what no other subscription holds.
+    pub(crate) async fn unsubscribe(&self, subscription: &Arc<Subscription>) {
+        let _turn = self.turns.lock().await;
+        let (pattern, channels) = {
             let mut routes = lock(&self.routes);
-            routes.remove(&subscription.pattern);
-            for channel in &subscription.channels {
-                routes.remove(channel);
-            }
-        }
+            let mut last = |key: &String| {
+                let Some(holders) = routes.get_mut(key) else {
+                    return false;
+                };
+                holders.retain(|h| !Arc::ptr_eq(h, subscription));
+                let empty = holders.is_empty();
+                if empty {
+                    routes.remove(key);
+                }
+                empty
+            };
+            let pattern = last(&subscription.pattern);
+            let channels: Vec<String> = subscription
+                .channels
+                .iter()
+                .filter(|channel| last(channel))
+                .cloned()
+                .collect();
+            (pattern, channels)
+        };
         let mut connection = self.subscriber.clone();
         let done = async {
-            connection.punsubscribe(&subscription.pattern).await?;
-            connection.unsubscribe(&subscription.channels).await
+            if pattern {
+                connection.punsubscribe(&subscription.pattern).await?;
+            }
+            if !channels.is_empty() {
+                connection.unsubscribe(&channels).await?;
+            }
+            Ok::<_, redis::RedisError>(())
         };
-        if let Err(error) = done.await {
-            debug!(%error, "unsubscribe failed");
+        match tokio::time::timeout(RESPONSE_TIMEOUT, done).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => debug!(%error, "unsubscribe failed"),
+            Err(_) => debug!("unsubscribe timed out"),
         }
     }
 
-    fn route(&self, key: &[u8]) -> Option<Arc<dyn Subscriber>> {
-        let key = std::str::from_utf8(key).ok()?;
-        lock(&self.routes).get(key)?.subscriber.upgrade()
+    /// The live subscribers `key` (a pattern or a channel) is routed to.
+    fn route(&self, key: &[u8]) -> Vec<Arc<dyn Subscriber>> {
+        let Ok(key) = std::str::from_utf8(key) else {
+            return Vec::new();
+        };
+        lock(&self.routes)
+            .get(key)
+            .map(|holders| {
+                holders
+                    .iter()
+                    .filter_map(|h| h.subscriber.upgrade())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -329,9 +401,9 @@ async fn dispatch(driver: Weak<Driver>, mut pushes: mpsc::Receiver<PushInfo>) {
                 else {
                     continue;
                 };
-                if let Some(subscriber) = driver.route(&pattern) {
-                    let channel = String::from_utf8_lossy(&channel);
-                    subscriber.on_pattern_message(&channel, Bytes::from(payload));
+                let (channel, payload) = (String::from_utf8_lossy(&channel), Bytes::from(payload));
+                for subscriber in driver.route(&pattern) {
+                    subscriber.on_pattern_message(&channel, payload.clone());
                 }
             }
             PushKind::Message => {
@@ -341,9 +413,9 @@ async fn dispatch(driver: Weak<Driver>, mut pushes: mpsc::Receiver<PushInfo>) {
                 let (Some(channel), Some(payload)) = (bulk(channel), bulk(payload)) else {
                     continue;
                 };
-                if let Some(subscriber) = driver.route(&channel) {
-                    let channel = String::from_utf8_lossy(&channel);
-                    subscriber.on_message(&channel, Bytes::from(payload));
+                let (channel, payload) = (String::from_utf8_lossy(&channel), Bytes::from(payload));
+                for subscriber in driver.route(channel.as_bytes()) {
+                    subscriber.on_message(&channel, payload.clone());
                 }
             }
             PushKind::Disconnection => {
@@ -354,9 +426,10 @@ async fn dispatch(driver: Weak<Driver>, mut pushes: mpsc::Receiver<PushInfo>) {
     }
 }
 
-/// Checks the subscriber link every [`WATCH_INTERVAL`]: a PING keeps reconnection going while
-/// Redis is away (the connection manager reconnects on a failed command), and subscriptions
-/// Redis never confirmed are sent again.
+/// Checks both links every [`WATCH_INTERVAL`]: a PING on each keeps reconnection going while
+/// Redis is away and finds a dead connection before a publish or a request does (the
+/// connection manager reconnects after a failed command), and subscriptions Redis never
+/// confirmed are sent again.
 async fn watch(driver: Weak<Driver>) {
     let mut tick = tokio::time::interval(WATCH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -365,31 +438,35 @@ async fn watch(driver: Weak<Driver>) {
         let Some(driver) = driver.upgrade() else {
             return;
         };
-        let mut connection = driver.subscriber.clone();
-        let ping = tokio::time::timeout(
-            RESPONSE_TIMEOUT,
-            redis::cmd("PING").query_async::<Value>(&mut connection),
-        )
-        .await;
-        match ping {
-            Ok(Ok(_)) => {
+        if let Err(error) = ping(driver.commands.clone()).await {
+            driver.publish_state.failed(&error);
+        }
+        match ping(driver.subscriber.clone()).await {
+            Ok(()) => {
                 driver.receive_state.recovered();
                 let unconfirmed: Vec<_> = lock(&driver.routes)
                     .values()
+                    .flatten()
                     .filter(|s| !s.confirmed.load(Ordering::Acquire))
                     .cloned()
                     .collect();
                 for subscription in unconfirmed {
-                    if let Err(error) = driver.send_subscribe(&subscription).await {
+                    if let Err(error) = driver.resubscribe(&subscription).await {
                         debug!(%error, "subscribe retry failed");
                     }
                 }
             }
-            Ok(Err(error)) => driver.receive_state.failed(&error),
-            Err(_) => driver.receive_state.failed(&"PING timed out"),
+            Err(error) => driver.receive_state.failed(&error),
         }
-        if !driver.receive_state.is_up() {
-            debug!("Redis subscriber link still down");
-        }
+    }
+}
+
+async fn ping(mut connection: ConnectionManager) -> Result<(), String> {
+    let command = redis::cmd("PING");
+    let ping = command.query_async::<Value>(&mut connection);
+    match tokio::time::timeout(RESPONSE_TIMEOUT, ping).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => Err(error.to_string()),
+        Err(_) => Err("PING timed out".to_owned()),
     }
 }

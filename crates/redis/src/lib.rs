@@ -11,10 +11,10 @@
 //! The protocol itself is in the private `wire` module, sans-IO and tested byte for byte;
 //! `docs/design/redis-wire.md` in the repository describes it.
 //!
-//! While Redis is away, local delivery goes on; messages for the other servers wait in a
-//! bounded buffer ([`RedisAdapterConfig::publish_buffer`]) and beyond it are dropped and
-//! counted. The link reconnects and subscribes again by itself, and logs each change of state
-//! once.
+//! While Redis is away, local delivery goes on; messages for the other servers queue in a
+//! bounded buffer ([`RedisAdapterConfig::publish_buffer`]) while a publish waits for a
+//! reconnection, and what cannot be published is dropped and counted. The link reconnects and
+//! subscribes again by itself, and logs each change of state once.
 
 mod classic;
 mod driver;

@@ -17,8 +17,9 @@ use switchyard_socketio_proto::{encode_msgpack_value, MsgPackValue};
 
 use crate::error::WireError;
 
-/// The most `bin` values one adapter message may hold, as for a client's packet.
-pub(crate) const MAX_BINS: usize = switchyard_socketio_proto::DEFAULT_MAX_ATTACHMENTS;
+/// The most `bin` values one adapter message may hold: Node sets no limit here, so this is
+/// only a bound on what a message can make us build.
+pub(crate) const MAX_BINS: usize = 4096;
 
 /// The uid the emitters publish under: 7 characters, so it never equals a server's 6.
 pub(crate) const EMITTER_UID: &str = "emitter";
@@ -132,7 +133,17 @@ impl Message {
         self.str_field("uid")
     }
 
-    /// `value` (a part of this payload) as arguments with their own attachments.
+    /// Field `name` as one argument (an ack's or a server-side answer's first argument),
+    /// with its own attachments; no argument when the field is absent (`undefined` on Node).
+    pub(crate) fn argument(&self, name: &str) -> Args {
+        match self.field(name) {
+            Some(value) => self.args_of(Value::Array(vec![value.clone()])),
+            None => Args::empty(),
+        }
+    }
+
+    /// `value` (a part of this payload) as arguments with their own attachments: an array is
+    /// the argument list, anything else one argument.
     pub(crate) fn args_of(&self, mut value: Value) -> Args {
         let attachments = self.doc.attachments_of(&mut value);
         let values = match value {
@@ -309,13 +320,23 @@ pub(crate) fn encode_broadcast_request(
 
 /// One client's acknowledgement of a broadcast request (type 9), msgpack: its first argument.
 pub(crate) fn encode_broadcast_ack(request_id: &str, args: &Args) -> Bytes {
-    let first = args.values.first().cloned().unwrap_or(Value::Null);
-    let message = json!({
+    let mut message = json!({
         "type": kind::BROADCAST_ACK,
         "requestId": request_id,
-        "packet": first,
     });
+    // No argument: Node's `undefined`, a key notepack leaves out.
+    if let (Some(first), Value::Object(map)) = (args.values.first(), &mut message) {
+        map.insert("packet".into(), first.clone());
+    }
     Bytes::from(encode_msgpack_value(&message, &args.attachments))
+}
+
+/// The first argument as JSON carries it (binary in Node's Buffer shape); `null` when none.
+pub(crate) fn first_as_json(args: &Args) -> Value {
+    args.values
+        .first()
+        .map(|value| buffers_to_json(value, &args.attachments))
+        .unwrap_or(Value::Null)
 }
 
 /// A JSON payload (requests and most responses).
@@ -571,8 +592,16 @@ mod tests {
         let message = Message::decode(&ack).unwrap();
         assert_eq!(message.kind(), Some(kind::BROADCAST_ACK));
         assert_eq!(ack.len(), 1 + 5 + 1 + 10 + 7 + 7 + 5);
-        let args = message.args_of(message.field("packet").cloned().unwrap());
+        let args = message.argument("packet");
         assert_eq!(args.values, vec![json!("pong")]);
+        // An array is one argument; no argument is no `packet` key.
+        let ack = encode_broadcast_ack("r", &Args::one(&json!([1, 2])).unwrap());
+        let message = Message::decode(&ack).unwrap();
+        assert_eq!(message.argument("packet").values, vec![json!([1, 2])]);
+        let ack = encode_broadcast_ack("r", &Args::empty());
+        let message = Message::decode(&ack).unwrap();
+        assert!(message.field("packet").is_none());
+        assert!(message.argument("packet").is_empty());
     }
 
     #[test]

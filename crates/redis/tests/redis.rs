@@ -72,6 +72,22 @@ impl RedisServer {
     }
 }
 
+/// How many connections subscribe to `channel`, asked on a connection of our own.
+async fn subscribers(redis: &RedisServer, channel: &str) -> i64 {
+    let Ok(client) = redis::Client::open(redis.url()) else {
+        return 0;
+    };
+    let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+        return 0;
+    };
+    let reply: Result<(String, i64), _> = redis::cmd("PUBSUB")
+        .arg("NUMSUB")
+        .arg(channel)
+        .query_async(&mut connection)
+        .await;
+    reply.map(|(_, count)| count).unwrap_or(0)
+}
+
 struct Node {
     io: SocketIo,
     port: u16,
@@ -414,4 +430,29 @@ async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself() {
         healed.elapsed()
     );
     assert!(c0.socket.connected() && c1.socket.connected());
+
+    // An idle restart: once both servers are subscribed again, the very first broadcast
+    // crosses (no stale connection eats it).
+    redis.stop().await;
+    redis.restart().await;
+    let main = nodes[0].io.of("/");
+    // Counted from outside: the servers' own command connections stay untouched.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while subscribers(&redis, "socket.io-request#/#").await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "servers did not subscribe again"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Leave the link a moment of idleness, as between real messages.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    main.emit("first", 1).expect("emit");
+    loop {
+        let (name, value) = c1.next_value().await;
+        if name == "first" {
+            assert_eq!(value, json!(1));
+            break;
+        }
+    }
 }

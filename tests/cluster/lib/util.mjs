@@ -8,6 +8,9 @@ import path from "node:path";
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
+/** A sleep that does not keep the process alive (grace periods of children that exited). */
+const graceSleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
+
 /** Asks the kernel for a free TCP port on 127.0.0.1 (binds port 0, reads it, closes). */
 export function freePort() {
   return new Promise((resolve, reject) => {
@@ -100,15 +103,15 @@ export async function stopChild(child, { signal = "SIGTERM", graceMs = 3000 } = 
     return;
   }
   if (signal === "SIGKILL") {
-    await Promise.race([exited, sleep(5000)]);
+    await Promise.race([exited, graceSleep(5000)]);
     return;
   }
-  const late = await Promise.race([exited.then(() => false), sleep(graceMs).then(() => true)]);
+  const late = await Promise.race([exited.then(() => false), graceSleep(graceMs).then(() => true)]);
   if (late && child.exitCode === null && child.signalCode === null) {
     try {
       process.kill(child.pid, "SIGKILL");
     } catch {}
-    await Promise.race([exited, sleep(2000)]);
+    await Promise.race([exited, graceSleep(2000)]);
   }
 }
 
