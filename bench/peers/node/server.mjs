@@ -1,5 +1,6 @@
 // Node socket.io peer of the Switchyard benchmarks (bench/run).
 //
+// With REDIS_URL set, it is a node of a Redis cluster (the classic @socket.io/redis-adapter).
 // Listens on 127.0.0.1, port $PORT (default 3000), path /socket.io/, default options
 // (pingInterval 25 s, pingTimeout 20 s, polling and WebSocket, no compression). The main
 // namespace has exactly the events of crates/server/examples/bench_server.rs:
@@ -14,6 +15,18 @@ const port = Number(process.env.PORT ?? 3000);
 
 const httpServer = createServer();
 const io = new Server(httpServer, { path: "/socket.io/" });
+
+// REDIS_URL (for bench/cluster): a node of a cluster with @socket.io/redis-adapter's classic
+// adapter, as Switchyard's bench_server is with its own.
+if (process.env.REDIS_URL) {
+  const { createClient } = await import("redis");
+  const { createAdapter } = await import("@socket.io/redis-adapter");
+  const pubClient = createClient({ url: process.env.REDIS_URL });
+  const subClient = pubClient.duplicate();
+  for (const client of [pubClient, subClient]) client.on("error", (e) => console.error("redis:", e.message));
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createAdapter(pubClient, subClient));
+}
 
 // Splits a handler's arguments into the data and the ack callback (if the client asked).
 function split(args) {

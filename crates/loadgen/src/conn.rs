@@ -50,6 +50,14 @@ impl Target {
         }
     }
 
+    /// The same target at another address (another node of a cluster).
+    pub(crate) fn at(&self, addr: SocketAddr) -> Target {
+        Target {
+            addr,
+            ..self.clone()
+        }
+    }
+
     /// The framing spoken.
     pub(crate) fn proto(&self) -> Proto {
         self.proto

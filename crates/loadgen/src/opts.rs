@@ -22,6 +22,8 @@ Scenarios:
 
 Options:
   --addr HOST:PORT       server, loopback only (default 127.0.0.1:3000)
+  --publisher-addr HOST:PORT  fanout: the publisher's server, when it is another node of a
+                         cluster than the subscribers' (default: --addr)
   --path PATH            Engine.IO path (default /socket.io/)
   --bare                 speak the bare framing of bench/peers/bare (echo, fanout, connect, idle)
   --server NAME          label of the server in results (default `server`)
@@ -79,6 +81,8 @@ pub(crate) struct Opts {
     pub scenario: Scenario,
     /// The server's address.
     pub addr: SocketAddr,
+    /// Fanout: the publisher's server, when it differs (a cluster's other node).
+    pub publisher_addr: Option<SocketAddr>,
     /// The Engine.IO path, with a trailing slash.
     pub path: String,
     /// The framing.
@@ -141,6 +145,7 @@ impl Opts {
         let mut opts = Opts {
             scenario,
             addr: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            publisher_addr: None,
             path: "/socket.io/".to_owned(),
             proto: Proto::SocketIo,
             server: "server".to_owned(),
@@ -189,6 +194,11 @@ impl Opts {
                         .parse()
                         .with_context(|| format!("--addr: {value:?} is not HOST:PORT"))?
                 }
+                "--publisher-addr" => {
+                    opts.publisher_addr = Some(value.parse().with_context(|| {
+                        format!("--publisher-addr: {value:?} is not HOST:PORT")
+                    })?)
+                }
                 "--path" => {
                     opts.path = value.clone();
                     if !opts.path.ends_with('/') {
@@ -227,8 +237,9 @@ impl Opts {
         }
         // Load goes to this machine only.
         ensure!(
-            opts.addr.ip().is_loopback(),
-            "--addr must be a loopback address (127.0.0.0/8 or ::1)"
+            opts.addr.ip().is_loopback()
+                && opts.publisher_addr.is_none_or(|addr| addr.ip().is_loopback()),
+            "--addr and --publisher-addr must be loopback addresses (127.0.0.0/8 or ::1)"
         );
         ensure!(
             opts.source_ips.iter().all(IpAddr::is_loopback),

@@ -12,6 +12,9 @@
 //! The peers in `bench/peers/` (Node socket.io, socketioxide) implement the same three events,
 //! so one load generator drives them all.
 //!
+//! `REDIS_URL` (unset by default) makes it a node of a Redis cluster with the classic adapter,
+//! for the cluster benchmark (`bench/cluster`).
+//!
 //! Runtime: a current_thread tokio runtime by default, since the benchmark pins the server to
 //! one core (`taskset -c 0`). `WORKERS=n` (n ≥ 1) selects a multi-thread runtime with `n`
 //! worker threads instead. `RUST_LOG` sets the log filter (default `warn`).
@@ -20,6 +23,7 @@ use std::convert::Infallible;
 
 use anyhow::Context;
 use switchyard::{Args, Socket, SocketIo, SocketIoConfig};
+use switchyard_redis::{RedisAdapterConfig, RedisCluster};
 
 /// Registers the three benchmark events on a freshly connected socket.
 fn register(socket: &Socket) {
@@ -40,7 +44,15 @@ fn register(socket: &Socket) {
 
 /// Binds the listener and serves until the process is stopped.
 async fn serve(port: u16) -> anyhow::Result<()> {
-    let io = SocketIo::new(SocketIoConfig::default());
+    let io = match std::env::var("REDIS_URL") {
+        Ok(url) if !url.is_empty() => {
+            let cluster = RedisCluster::connect(&url, RedisAdapterConfig::default())
+                .await
+                .with_context(|| format!("cannot connect to Redis at {url}"))?;
+            SocketIo::with_adapter(SocketIoConfig::default(), cluster.factory())
+        }
+        _ => SocketIo::new(SocketIoConfig::default()),
+    };
     io.of("/").on_connection(|socket: Socket| {
         register(&socket);
         async {}

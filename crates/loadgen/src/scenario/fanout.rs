@@ -7,6 +7,9 @@
 //! R / N per second (R deliveries/s), stamped with their scheduled time, so a late send shows
 //! in the latency instead of hiding it.
 //!
+//! With `--publisher-addr`, the publisher connects to another node of a cluster than the
+//! subscribers, so every delivery crosses from one server to the other (through Redis, say).
+//!
 //! Counted are the broadcasts stamped inside the measurement window and the deliveries of
 //! those broadcasts that arrive before the drain ends: deliveries/s = delivered / window,
 //! delivery ratio = delivered / (broadcasts × subscribers), latency = arrival − stamp.
@@ -197,7 +200,9 @@ pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     let mut out = base(opts);
     let opened = open_many(&target, 0, opts.clients, opts.concurrency, false).await;
     // The publisher connects last, so every subscriber is in the namespace already.
-    let publisher_conn = open_many(&target, opts.clients, 1, 1, false).await;
+    // With `--publisher-addr`, on another node: every delivery crosses the cluster.
+    let publisher_target = opts.publisher_addr.map_or_else(|| target.clone(), |a| target.at(a));
+    let publisher_conn = open_many(&publisher_target, opts.clients, 1, 1, false).await;
     let failures = opened.failures + publisher_conn.failures;
     out.insert("connect_failures".into(), json!(failures));
     let mut errors = opened.errors;
