@@ -195,9 +195,10 @@ impl Opts {
                         .with_context(|| format!("--addr: {value:?} is not HOST:PORT"))?
                 }
                 "--publisher-addr" => {
-                    opts.publisher_addr = Some(value.parse().with_context(|| {
-                        format!("--publisher-addr: {value:?} is not HOST:PORT")
-                    })?)
+                    opts.publisher_addr =
+                        Some(value.parse().with_context(|| {
+                            format!("--publisher-addr: {value:?} is not HOST:PORT")
+                        })?)
                 }
                 "--path" => {
                     opts.path = value.clone();
@@ -238,7 +239,9 @@ impl Opts {
         // Load goes to this machine only.
         ensure!(
             opts.addr.ip().is_loopback()
-                && opts.publisher_addr.is_none_or(|addr| addr.ip().is_loopback()),
+                && opts
+                    .publisher_addr
+                    .is_none_or(|addr| addr.ip().is_loopback()),
             "--addr and --publisher-addr must be loopback addresses (127.0.0.0/8 or ::1)"
         );
         ensure!(

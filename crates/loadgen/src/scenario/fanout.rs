@@ -201,7 +201,9 @@ pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     let opened = open_many(&target, 0, opts.clients, opts.concurrency, false).await;
     // The publisher connects last, so every subscriber is in the namespace already.
     // With `--publisher-addr`, on another node: every delivery crosses the cluster.
-    let publisher_target = opts.publisher_addr.map_or_else(|| target.clone(), |a| target.at(a));
+    let publisher_target = opts
+        .publisher_addr
+        .map_or_else(|| target.clone(), |a| target.at(a));
     let publisher_conn = open_many(&publisher_target, opts.clients, 1, 1, false).await;
     let failures = opened.failures + publisher_conn.failures;
     out.insert("connect_failures".into(), json!(failures));
