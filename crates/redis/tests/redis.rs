@@ -17,31 +17,38 @@ use switchyard_testkit::{wait_until, DEADLINE};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-/// A `redis-server` on a free loopback port, killed when dropped.
+/// A `redis-server` on a Unix socket of its own (no TCP port, so no other process can take its
+/// address between two starts), killed when dropped.
 struct RedisServer {
-    port: u16,
+    dir: std::path::PathBuf,
     child: Option<Child>,
 }
 
 impl RedisServer {
     async fn start() -> RedisServer {
-        let port = {
-            let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-            probe.local_addr().expect("address").port()
-        };
-        let mut server = RedisServer { port, child: None };
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sy-redis-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let mut server = RedisServer { dir, child: None };
         server.restart().await;
         server
     }
 
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+    fn socket(&self) -> std::path::PathBuf {
+        self.dir.join("redis.sock")
     }
 
-    /// Starts it (again, on the same port) and waits until it answers.
+    fn url(&self) -> String {
+        format!("redis+unix://{}", self.socket().display())
+    }
+
+    /// Starts it (again, on the same socket) and waits until it answers.
     async fn restart(&mut self) {
+        let socket = self.socket();
         let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&socket)
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .kill_on_drop(true)
@@ -69,6 +76,15 @@ impl RedisServer {
         if let Some(mut child) = self.child.take() {
             child.kill().await.expect("kill redis-server");
         }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
