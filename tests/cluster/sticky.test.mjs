@@ -232,7 +232,11 @@ ${location("switchyard_rr")}
     }
   }
 
-  /** Starts nginx on two free loopback ports (new ports, up to 3 tries, if a bind races). */
+  /**
+   * Starts nginx on two free loopback ports. If it exits (or never answers) before it is ready,
+   * e.g. because another process took a port between freePort() and the bind, it is stopped by
+   * its PID and started again on new ports, 3 attempts in all.
+   */
   async start(upstreams) {
     mkdirSync(this.dir, { recursive: true });
     let lastErr;
@@ -248,7 +252,12 @@ ${location("switchyard_rr")}
       } catch (err) {
         lastErr = err;
         await this.stop();
-        if (!/in use/.test(err.message)) throw err;
+        if (!err.retryable) throw err;
+        if (attempt < 2) {
+          this.log +=
+            `=== start on ports ${this.stickyPort}/${this.rrPort} failed before ready; retrying on new ports ` +
+            `(attempt ${attempt + 2} of 3) ===\n`;
+        }
       }
     }
     throw lastErr;
@@ -281,14 +290,18 @@ ${location("switchyard_rr")}
             "`apt-get install -y --no-install-recommends nginx`, or set NGINX_BIN)",
         );
       }
-      if (this.exit) throw new Error(`nginx exited before serving\n${this.logTail()}`);
+      if (this.exit) {
+        throw Object.assign(new Error(`nginx exited before serving\n${this.logTail()}`), { retryable: true });
+      }
       if ((await this.ready(this.stickyPort)) && (await this.ready(this.rrPort))) {
         this.recordWorkers();
         return;
       }
       await sleep(25);
     }
-    throw new Error(`nginx did not answer /ready within ${START_TIMEOUT_MS} ms\n${this.logTail()}`);
+    throw Object.assign(new Error(`nginx did not answer /ready within ${START_TIMEOUT_MS} ms\n${this.logTail()}`), {
+      retryable: true,
+    });
   }
 
   recordWorkers() {

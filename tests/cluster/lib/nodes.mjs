@@ -22,6 +22,7 @@ export const DEFAULT_NODE_BIN = path.resolve(CLUSTER_DIR, "../../target/release/
 export const REQUESTS_TIMEOUT_MS = 3000;
 
 const START_TIMEOUT_MS = 30_000;
+const START_ATTEMPTS = 3; // a new port each time
 const LOG_LIMIT = 64 * 1024;
 
 export function clusterNodeBin() {
@@ -146,10 +147,30 @@ export class ClusterNode {
     return { bin, args };
   }
 
+  /**
+   * Starts the node on a free port. If it exits (or never answers) before it is ready, e.g.
+   * because another process took the port between freePort() and the bind, it is stopped by its
+   * PID and started again on a new port, START_ATTEMPTS in all.
+   */
   async start() {
-    this.port = await freePort();
+    for (let attempt = 1; ; attempt++) {
+      this.port = await freePort();
+      try {
+        return await this.startOnce();
+      } catch (err) {
+        if (!err.retryable || attempt >= START_ATTEMPTS) throw err;
+        if (this.child && !this.exit) await stopChild(this.child, { graceMs: 3000 });
+        this.append(
+          `=== start on port ${this.port} failed before ready; retrying on a new port ` +
+            `(attempt ${attempt + 1} of ${START_ATTEMPTS}) ===\n`,
+        );
+      }
+    }
+  }
+
+  async startOnce() {
     const { bin, args } = this.command();
-    this.logStream = createWriteStream(this.logFile, { flags: "a" });
+    if (!this.logStream) this.logStream = createWriteStream(this.logFile, { flags: "a" });
     this.append(`=== ${bin} ${args.join(" ")} ===\n`);
     const child = trackChild(
       spawn(bin, args, {
@@ -161,10 +182,11 @@ export class ClusterNode {
       }),
     );
     this.child = child;
+    this.exit = null;
     child.stdout.on("data", (c) => this.append(c));
     child.stderr.on("data", (c) => this.append(c));
     child.once("exit", (code, signal) => {
-      this.exit = { code, signal };
+      if (this.child === child) this.exit = { code, signal };
       this.append(`=== exited: code ${code}, signal ${signal} ===\n`);
     });
     let spawnError = null;
@@ -174,13 +196,20 @@ export class ClusterNode {
     const deadline = Date.now() + START_TIMEOUT_MS;
     while (Date.now() < deadline) {
       if (spawnError) throw new Error(`cannot start ${bin}: ${spawnError.message}`);
-      if (this.exit) throw new Error(`${this.label} exited before serving HTTP\n${this.logTail()}`);
+      if (this.exit) {
+        throw Object.assign(new Error(`${this.label} exited before serving HTTP\n${this.logTail()}`), {
+          retryable: true,
+        });
+      }
       if (await httpReady(this.port)) return;
       await sleep(50);
     }
-    await this.stop();
-    throw new Error(
-      `${this.label} did not answer the Engine.IO handshake within ${START_TIMEOUT_MS} ms\n${this.logTail()}`,
+    await stopChild(child, { graceMs: 3000 });
+    throw Object.assign(
+      new Error(
+        `${this.label} did not answer the Engine.IO handshake within ${START_TIMEOUT_MS} ms\n${this.logTail()}`,
+      ),
+      { retryable: true },
     );
   }
 

@@ -12,6 +12,7 @@ import { freePort, logDirectory, sleep, stopChild, trackChild } from "./util.mjs
 
 const LOG_LIMIT = 64 * 1024;
 const START_TIMEOUT_MS = 15_000;
+const START_ATTEMPTS = 3; // first start only: a new port each time
 
 export function redisServerBin() {
   const fromEnv = process.env.REDIS_SERVER_BIN;
@@ -79,15 +80,31 @@ export class RedisServer {
     return `--- ${this.name} (redis-server) on 127.0.0.1:${this.port}: ${status}; full log ${this.logFile} ---\n${text || "(no output)"}`;
   }
 
-  /** Starts redis-server on a free port (first start) or on the same port (restart). */
+  /**
+   * Starts redis-server on a free port (first start) or on the same port (restart). A first
+   * start whose server exits (or never answers) before it is ready, e.g. because another process
+   * took the port between freePort() and the bind, is retried on a new port, START_ATTEMPTS in all.
+   */
   async start() {
     if (this.running) throw new Error(`${this.name} is already running (pid ${this.pid})`);
-    if (!this.port) {
-      for (;;) {
-        this.port = await freePort();
-        if (this.port !== 6379) break;
+    if (this.port) return this.startOnce(); // restart: same port
+    for (let attempt = 1; ; attempt++) {
+      do this.port = await freePort();
+      while (this.port === 6379);
+      try {
+        return await this.startOnce();
+      } catch (err) {
+        if (!err.retryable || attempt >= START_ATTEMPTS) throw err;
+        await this.stop();
+        this.append(
+          `=== start on port ${this.port} failed before ready; retrying on a new port ` +
+            `(attempt ${attempt + 1} of ${START_ATTEMPTS}) ===\n`,
+        );
       }
     }
+  }
+
+  async startOnce() {
     if (!this.logStream) this.logStream = createWriteStream(this.logFile, { flags: "a" });
     this.starts++;
     this.append(`\n=== start #${this.starts} on port ${this.port} ===\n`);
@@ -129,12 +146,19 @@ export class RedisServer {
             "`apt-get install -y --no-install-recommends redis-server`, or set REDIS_SERVER_BIN)",
         );
       }
-      if (this.exit) throw new Error(`redis-server exited before answering PING\n${this.logTail()}`);
+      if (this.exit) {
+        throw Object.assign(new Error(`redis-server exited before answering PING\n${this.logTail()}`), {
+          retryable: true,
+        });
+      }
       if (await ping(this.port)) return;
       await sleep(25);
     }
     await this.stop();
-    throw new Error(`redis-server did not answer PING within ${START_TIMEOUT_MS} ms\n${this.logTail()}`);
+    throw Object.assign(
+      new Error(`redis-server did not answer PING within ${START_TIMEOUT_MS} ms\n${this.logTail()}`),
+      { retryable: true },
+    );
   }
 
   /** Stops the server by its PID: SIGTERM, SIGKILL after 5 s. */
