@@ -240,15 +240,37 @@ impl Driver {
                 .collect();
             (pattern, channels)
         };
-        let mut connection = self.subscriber.clone();
-        if pattern {
-            connection.psubscribe(&subscription.pattern).await?;
-        }
-        if !channels.is_empty() {
-            connection.subscribe(&channels).await?;
-        }
+        let pattern = pattern.then_some(subscription.pattern.as_str());
+        self.send_subscribe(pattern, &channels).await?;
         subscription.confirmed.store(true, Ordering::Release);
         Ok(())
+    }
+
+    /// Subscribes to `pattern` and `channels`, within [`RESPONSE_TIMEOUT`]: the caller holds
+    /// the turn, which must not wait on Redis for longer.
+    async fn send_subscribe(
+        &self,
+        pattern: Option<&str>,
+        channels: &[String],
+    ) -> Result<(), redis::RedisError> {
+        let mut connection = self.subscriber.clone();
+        let sending = async {
+            if let Some(pattern) = pattern {
+                connection.psubscribe(pattern).await?;
+            }
+            if !channels.is_empty() {
+                connection.subscribe(channels).await?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(RESPONSE_TIMEOUT, sending)
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "subscribe timed out",
+                )))
+            })
     }
 
     /// Subscribes again to what `subscription` wants, if it is still routed (Redis ignores a
@@ -261,9 +283,8 @@ impl Driver {
         if !routed {
             return Ok(());
         }
-        let mut connection = self.subscriber.clone();
-        connection.psubscribe(&subscription.pattern).await?;
-        connection.subscribe(&subscription.channels).await?;
+        self.send_subscribe(Some(&subscription.pattern), &subscription.channels)
+            .await?;
         subscription.confirmed.store(true, Ordering::Release);
         Ok(())
     }
