@@ -38,6 +38,11 @@
 //! `--event-rate PER_SECOND:BURST`, `--max-rooms N`, `--max-pending-acks N`,
 //! `--max-buffer BYTES` (outgoing buffer per connection).
 //!
+//! Runtime: one thread (tokio's current-thread runtime) unless `--worker-threads N` asks for
+//! the multi-thread runtime with N workers, as the `switchyard` binary runs. The benchmark of
+//! delivery under drops uses that, so that a reconnecting client's CONNECT is not queued
+//! behind a broadcast's fan-out to a thousand sockets.
+//!
 //! `/private` needs `auth.token == "secret"`; otherwise CONNECT_ERROR `unauthorized` with data
 //! `{"code":401,"reason":"bad token"}`. Namespaces matching `/dyn-*` are created on demand and
 //! emit `hello` with their name on connection.
@@ -284,6 +289,8 @@ struct Options {
     max_buffer: Option<usize>,
     ping_interval: Duration,
     ping_timeout: Duration,
+    /// Workers of a multi-thread runtime; 0 for the current-thread runtime.
+    worker_threads: usize,
 }
 
 fn parse_options() -> anyhow::Result<Options> {
@@ -294,6 +301,7 @@ fn parse_options() -> anyhow::Result<Options> {
         max_buffer: None,
         ping_interval: Duration::from_millis(300),
         ping_timeout: Duration::from_millis(200),
+        worker_threads: 0,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -327,6 +335,7 @@ fn parse_options() -> anyhow::Result<Options> {
             "--max-buffer" => options.max_buffer = Some(value.parse()?),
             "--ping-interval-ms" => options.ping_interval = Duration::from_millis(value.parse()?),
             "--ping-timeout-ms" => options.ping_timeout = Duration::from_millis(value.parse()?),
+            "--worker-threads" => options.worker_threads = value.parse()?,
             other => bail!("unknown option {other:?}"),
         }
     }
@@ -374,14 +383,24 @@ fn server(options: Options) -> SocketIo {
     io
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     support::init_logging();
     let options = parse_options()?;
-    let (listener, port) = support::listen().await?;
-    eprintln!("testbed listening on http://127.0.0.1:{port}/socket.io/");
-    server(options).serve(listener).await?;
-    Ok(())
+    let runtime = match options.worker_threads {
+        0 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        workers => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?,
+    };
+    runtime.block_on(async {
+        let (listener, port) = support::listen().await?;
+        eprintln!("testbed listening on http://127.0.0.1:{port}/socket.io/");
+        server(options).serve(listener).await?;
+        Ok(())
+    })
 }
 
 /// Recovery as the reference server does it by default: the private id alone re-admits a
