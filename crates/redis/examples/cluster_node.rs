@@ -5,7 +5,12 @@
 //!
 //! ```text
 //! cluster_node --port 3001 --redis-url redis://127.0.0.1:6379 --name a [--requests-timeout-ms 3000]
+//!              [--adapter classic|streams] [--recovery-ms N]
 //! ```
+//!
+//! `--adapter streams` speaks the protocol of `@socket.io/redis-streams-adapter` 0.3 instead of
+//! the classic one; `--recovery-ms N` turns connection state recovery on (maximum disconnection
+//! duration N ms, middlewares skipped as on the reference server).
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -15,8 +20,10 @@ use anyhow::Context;
 use clap::Parser;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use switchyard::{Args, BroadcastOperator, Namespace, Socket, SocketIo, SocketIoConfig};
-use switchyard_redis::{RedisAdapterConfig, RedisCluster};
+use switchyard::{
+    Args, BroadcastOperator, Namespace, RecoveryConfig, Socket, SocketIo, SocketIoConfig,
+};
+use switchyard_redis::{RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig};
 
 #[derive(Parser)]
 struct Options {
@@ -32,6 +39,12 @@ struct Options {
     /// How long requests to the other nodes wait.
     #[arg(long, default_value_t = 5000)]
     requests_timeout_ms: u64,
+    /// The adapter: `classic` (pub/sub) or `streams`.
+    #[arg(long, default_value = "classic")]
+    adapter: String,
+    /// Connection state recovery, with this maximum disconnection duration.
+    #[arg(long)]
+    recovery_ms: Option<u64>,
 }
 
 /// Which sockets a control event targets.
@@ -239,14 +252,39 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let options = Options::parse();
-    let config = RedisAdapterConfig {
-        requests_timeout: Duration::from_millis(options.requests_timeout_ms),
-        ..Default::default()
+    let requests_timeout = Duration::from_millis(options.requests_timeout_ms);
+    let factory = match options.adapter.as_str() {
+        "classic" => {
+            let config = RedisAdapterConfig {
+                requests_timeout,
+                ..Default::default()
+            };
+            RedisCluster::connect(&options.redis_url, config)
+                .await
+                .context("connecting to Redis")?
+                .factory()
+        }
+        "streams" => {
+            let config = RedisStreamsConfig {
+                requests_timeout,
+                ..Default::default()
+            };
+            RedisStreamsCluster::connect(&options.redis_url, config)
+                .await
+                .context("connecting to Redis")?
+                .factory()
+        }
+        other => anyhow::bail!("unknown adapter {other:?} (classic or streams)"),
     };
-    let cluster = RedisCluster::connect(&options.redis_url, config)
-        .await
-        .context("connecting to Redis")?;
-    let io = SocketIo::with_adapter(SocketIoConfig::default(), cluster.factory());
+    let config = SocketIoConfig {
+        connection_state_recovery: options.recovery_ms.map(|ms| RecoveryConfig {
+            max_disconnection_duration: Duration::from_millis(ms),
+            skip_middlewares: true,
+            ..RecoveryConfig::default()
+        }),
+        ..SocketIoConfig::default()
+    };
+    let io = SocketIo::with_adapter(config, factory);
     let name: Arc<str> = options.name.as_str().into();
     let events: Events = Arc::default();
 

@@ -1,8 +1,7 @@
 //! The classic Redis adapter: the wire protocol of `@socket.io/redis-adapter` 8.3's
 //! `createAdapter`, so Switchyard and Node servers on one Redis form one cluster.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,13 +12,16 @@ use switchyard::adapter::{
     SocketInfo,
 };
 use switchyard::proto::Packet;
-use switchyard::{AckError, Args};
-use tokio::sync::mpsc;
-use tokio::time::{timeout_at, Instant};
-use tracing::{debug, warn};
+use switchyard::Args;
+use tokio::time::timeout_at;
+use tracing::warn;
 
 use crate::driver::{numsub, Driver, LinkOptions, Subscriber, Subscription};
 use crate::error::{backend, RedisAdapterError};
+use crate::requests::{
+    collect_broadcast_acks, deadline_after, AckKinds, Answer, Pending, Requests,
+    MAX_REMOTE_ACK_TIMEOUT,
+};
 use crate::wire::{self, kind, Channels, Message};
 
 /// Options of the Redis adapters; the defaults are those of the Node adapter.
@@ -135,50 +137,12 @@ struct Shared {
     /// Rooms, local delivery and recovery.
     memory: InMemoryAdapter,
     local: LocalNamespace,
-    /// Our requests waiting for answers, by request id.
-    pending: Mutex<HashMap<String, mpsc::UnboundedSender<Message>>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
+    /// Our requests waiting for answers.
+    requests: Arc<Requests>,
 }
 
 fn ready<T: Send + 'static>(value: T) -> BoxFuture<T> {
     Box::pin(std::future::ready(value))
-}
-
-/// A request of ours waiting for answers; forgotten when dropped, on every path.
-struct Pending {
-    shared: Arc<Shared>,
-    id: String,
-    answers: mpsc::UnboundedReceiver<Message>,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        lock(&self.shared.pending).remove(&self.id);
-    }
-}
-
-impl Pending {
-    fn new(shared: &Arc<Shared>) -> Pending {
-        let id = wire::new_id();
-        let (sender, answers) = mpsc::unbounded_channel();
-        lock(&shared.pending).insert(id.clone(), sender);
-        Pending {
-            shared: shared.clone(),
-            id,
-            answers,
-        }
-    }
-
-    /// The next answer before `deadline`.
-    async fn next(&mut self, deadline: Instant) -> Option<Message> {
-        timeout_at(deadline, self.answers.recv())
-            .await
-            .ok()
-            .flatten()
-    }
 }
 
 impl RedisAdapter {
@@ -193,12 +157,12 @@ impl RedisAdapter {
             channels: channels.clone(),
             memory,
             local,
-            pending: Mutex::new(HashMap::new()),
+            requests: Arc::default(),
             uid: uid.clone(),
         });
         let subscriber: Weak<dyn Subscriber> = Arc::downgrade(&shared) as Weak<dyn Subscriber>;
         let subscription = Subscription::new(
-            channels.pattern.clone(),
+            Some(channels.pattern.clone()),
             vec![
                 channels.request.clone(),
                 channels.response.clone(),
@@ -239,7 +203,11 @@ impl Shared {
     }
 
     fn is_ours(&self, request_id: Option<&str>) -> bool {
-        request_id.is_some_and(|id| lock(&self.pending).contains_key(id))
+        self.requests.is_ours(request_id)
+    }
+
+    fn pending(&self) -> Pending {
+        Pending::new(&self.requests, wire::new_id())
     }
 
     fn on_request(self: &Arc<Self>, message: Message) {
@@ -410,32 +378,12 @@ impl Shared {
     }
 
     fn on_response(&self, message: Message) {
-        let Some(request_id) = message.request_id() else {
+        let Some(request_id) = message.request_id().map(str::to_owned) else {
             return;
         };
-        match lock(&self.pending).get(request_id) {
-            Some(waiting) => {
-                let _ = waiting.send(message);
-            }
-            None => debug!(
-                request_id,
-                "answer to a request that is not ours (or is over)"
-            ),
-        }
+        let kind = message.kind();
+        self.requests.answer(&request_id, Answer { kind, message });
     }
-}
-
-/// The longest another server may have our clients' acks waited for.
-const MAX_REMOTE_ACK_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The most acks a broadcast waits for from the other servers.
-const MAX_REMOTE_CLIENTS: usize = 1 << 20;
-
-/// `timeout` from now; far away (not a panic) for a huge one.
-fn deadline_after(timeout: Duration) -> Instant {
-    let now = Instant::now();
-    now.checked_add(timeout)
-        .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
 }
 
 fn close_flag(message: &Message) -> bool {
@@ -584,7 +532,7 @@ impl Adapter for RedisAdapter {
         timeout: Duration,
     ) -> BoxFuture<Result<Vec<AckReply>, AdapterError>> {
         let shared = self.shared.clone();
-        let mut pending = Pending::new(&shared);
+        let pending = shared.pending();
         if !options.local {
             let request = wire::encode_broadcast_request(
                 &shared.uid,
@@ -597,7 +545,7 @@ impl Adapter for RedisAdapter {
                 .driver
                 .publish(shared.channels.request.clone(), request);
         }
-        let mut local = shared.local.broadcast_with_ack(packet, &options, timeout);
+        let local = shared.local.broadcast_with_ack(packet, &options, timeout);
         Box::pin(async move {
             let deadline = deadline_after(timeout);
             let servers = if options.local {
@@ -609,55 +557,11 @@ impl Adapter for RedisAdapter {
                     _ => usize::MAX,
                 }
             };
-            let mut replies = Vec::with_capacity(local.count);
-            let (mut local_done, mut reports, mut expected_acks, mut remote_acks) =
-                (local.count == 0, 0usize, 0usize, 0usize);
-            let remote_done = |reports: usize, expected: usize, received: usize| {
-                reports + 1 >= servers && received >= expected
+            let kinds = AckKinds {
+                client_count: kind::BROADCAST_CLIENT_COUNT,
+                ack: kind::BROADCAST_ACK,
             };
-            while !(local_done && remote_done(reports, expected_acks, remote_acks)) {
-                tokio::select! {
-                    reply = local.replies.recv(), if !local_done => match reply {
-                        Some(reply) => replies.push(reply),
-                        None => local_done = true,
-                    },
-                    answer = pending.next(deadline) => match answer {
-                        Some(answer) => match answer.kind() {
-                            Some(kind::BROADCAST_CLIENT_COUNT) => {
-                                reports += 1;
-                                let count = answer
-                                    .field("clientCount")
-                                    .and_then(Value::as_u64)
-                                    .unwrap_or(0);
-                                // Whoever can publish on Redis could claim any count.
-                                expected_acks = expected_acks
-                                    .saturating_add(usize::try_from(count).unwrap_or(usize::MAX))
-                                    .min(MAX_REMOTE_CLIENTS);
-                            }
-                            Some(kind::BROADCAST_ACK) => {
-                                remote_acks += 1;
-                                let args = answer.argument("packet");
-                                replies.push(AckReply { sid: None, result: Ok(args) });
-                            }
-                            _ => {}
-                        },
-                        // Past the deadline: what has not answered has timed out.
-                        None => break,
-                    },
-                }
-            }
-            // Local clients time out by themselves; count the remote ones that did not answer.
-            if !local_done {
-                while let Some(reply) = local.replies.recv().await {
-                    replies.push(reply);
-                }
-            }
-            for _ in remote_acks..expected_acks {
-                replies.push(AckReply {
-                    sid: None,
-                    result: Err(AckError::Timeout),
-                });
-            }
+            let replies = collect_broadcast_acks(local, pending, servers, deadline, kinds).await;
             Ok(replies)
         })
     }
@@ -719,7 +623,7 @@ impl Adapter for RedisAdapter {
             if servers <= 1 {
                 return Ok(found);
             }
-            let mut pending = Pending::new(&shared);
+            let mut pending = shared.pending();
             shared.publish_json(
                 shared.channels.request.clone(),
                 &json!({
@@ -731,7 +635,7 @@ impl Adapter for RedisAdapter {
             );
             for _ in 1..servers {
                 let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
-                let sockets = answer.field("sockets").and_then(Value::as_array);
+                let sockets = answer.message.field("sockets").and_then(Value::as_array);
                 found.extend(
                     sockets
                         .into_iter()
@@ -767,7 +671,7 @@ impl Adapter for RedisAdapter {
             if others == 0 {
                 return Ok(Vec::new());
             }
-            let mut pending = Pending::new(&shared);
+            let mut pending = shared.pending();
             shared.publish_json(
                 shared.channels.request.clone(),
                 &json!({
@@ -780,8 +684,8 @@ impl Adapter for RedisAdapter {
             let mut answers = Vec::with_capacity(others);
             while answers.len() < others {
                 let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
-                if answer.kind() == Some(kind::SERVER_SIDE_EMIT) {
-                    answers.push(answer.argument("data"));
+                if answer.kind == Some(kind::SERVER_SIDE_EMIT) {
+                    answers.push(answer.message.argument("data"));
                 }
             }
             Ok(answers)

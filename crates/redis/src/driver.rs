@@ -20,9 +20,9 @@ use tracing::{debug, info, warn};
 use crate::error::RedisAdapterError;
 
 /// How long a connection attempt to Redis may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a command may wait for its answer.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the link is checked (and, while Redis is away, a reconnection tried).
 const WATCH_INTERVAL: Duration = Duration::from_secs(1);
 /// The most publishes sent to Redis in one pipeline.
@@ -44,7 +44,7 @@ pub(crate) trait Subscriber: Send + Sync + 'static {
 
 /// The channels and pattern one namespace's adapter listens to.
 pub(crate) struct Subscription {
-    pub(crate) pattern: String,
+    pub(crate) pattern: Option<String>,
     pub(crate) channels: Vec<String>,
     pub(crate) subscriber: Weak<dyn Subscriber>,
     /// Redis confirmed it (else the watcher subscribes again).
@@ -53,7 +53,7 @@ pub(crate) struct Subscription {
 
 impl Subscription {
     pub(crate) fn new(
-        pattern: String,
+        pattern: Option<String>,
         channels: Vec<String>,
         subscriber: Weak<dyn Subscriber>,
     ) -> Arc<Subscription> {
@@ -67,7 +67,7 @@ impl Subscription {
 }
 
 /// A link state that logs its changes, not every failure.
-struct LinkState {
+pub(crate) struct LinkState {
     what: &'static str,
     up: AtomicBool,
     /// Messages dropped since the link went down (or the queue filled).
@@ -75,7 +75,7 @@ struct LinkState {
 }
 
 impl LinkState {
-    fn new(what: &'static str) -> LinkState {
+    pub(crate) fn new(what: &'static str) -> LinkState {
         LinkState {
             what,
             up: AtomicBool::new(true),
@@ -83,7 +83,7 @@ impl LinkState {
         }
     }
 
-    fn failed(&self, error: &dyn std::fmt::Display) {
+    pub(crate) fn failed(&self, error: &dyn std::fmt::Display) {
         if self.up.swap(false, Ordering::AcqRel) {
             warn!(link = self.what, %error, "Redis link down; cross-server messages are dropped until it is back, local delivery goes on");
         }
@@ -91,7 +91,7 @@ impl LinkState {
 
     /// The link works: logs its return, or the messages a full buffer dropped meanwhile, and
     /// starts a new count.
-    fn recovered(&self) {
+    pub(crate) fn recovered(&self) {
         let was_up = self.up.swap(true, Ordering::AcqRel);
         let dropped = self.dropped.swap(0, Ordering::AcqRel);
         if !was_up {
@@ -104,7 +104,12 @@ impl LinkState {
         }
     }
 
-    fn drop_one(&self, reason: &str) {
+    /// Whether the link worked last time it was tried.
+    pub(crate) fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn drop_one(&self, reason: &str) {
         let before = self.dropped.fetch_add(1, Ordering::AcqRel);
         if before == 0 {
             warn!(
@@ -140,7 +145,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn manager_config() -> ConnectionManagerConfig {
+pub(crate) fn manager_config() -> ConnectionManagerConfig {
     ConnectionManagerConfig::new()
         .set_connection_timeout(Some(CONNECT_TIMEOUT))
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -231,7 +236,10 @@ impl Driver {
                 holders.push(subscription.clone());
                 holders.len() == 1
             };
-            let pattern = first(&subscription.pattern);
+            let pattern = subscription
+                .pattern
+                .as_ref()
+                .filter(|pattern| first(pattern));
             let channels: Vec<String> = subscription
                 .channels
                 .iter()
@@ -240,7 +248,7 @@ impl Driver {
                 .collect();
             (pattern, channels)
         };
-        let pattern = pattern.then_some(subscription.pattern.as_str());
+        let pattern = pattern.map(String::as_str);
         self.send_subscribe(pattern, &channels).await?;
         subscription.confirmed.store(true, Ordering::Release);
         Ok(())
@@ -277,13 +285,20 @@ impl Driver {
     /// subscription it already has).
     async fn resubscribe(&self, subscription: &Arc<Subscription>) -> Result<(), redis::RedisError> {
         let _turn = self.turns.lock().await;
-        let routed = lock(&self.routes)
-            .get(&subscription.pattern)
-            .is_some_and(|holders| holders.iter().any(|h| Arc::ptr_eq(h, subscription)));
+        // Every key of a subscription is routed to it while it is routed at all.
+        let key = subscription
+            .pattern
+            .as_ref()
+            .or(subscription.channels.first());
+        let routed = key.is_some_and(|key| {
+            lock(&self.routes)
+                .get(key)
+                .is_some_and(|holders| holders.iter().any(|h| Arc::ptr_eq(h, subscription)))
+        });
         if !routed {
             return Ok(());
         }
-        self.send_subscribe(Some(&subscription.pattern), &subscription.channels)
+        self.send_subscribe(subscription.pattern.as_deref(), &subscription.channels)
             .await?;
         subscription.confirmed.store(true, Ordering::Release);
         Ok(())
@@ -305,7 +320,10 @@ impl Driver {
                 }
                 empty
             };
-            let pattern = last(&subscription.pattern);
+            let pattern = subscription
+                .pattern
+                .as_ref()
+                .filter(|pattern| last(pattern));
             let channels: Vec<String> = subscription
                 .channels
                 .iter()
@@ -316,8 +334,8 @@ impl Driver {
         };
         let mut connection = self.subscriber.clone();
         let done = async {
-            if pattern {
-                connection.punsubscribe(&subscription.pattern).await?;
+            if let Some(pattern) = pattern {
+                connection.punsubscribe(pattern).await?;
             }
             if !channels.is_empty() {
                 connection.unsubscribe(&channels).await?;

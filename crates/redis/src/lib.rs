@@ -17,11 +17,15 @@
 //! subscribes again by itself, and logs each change of state once.
 
 mod classic;
+mod cluster_wire;
 mod driver;
 mod emitter;
 mod error;
+mod requests;
+mod streams;
 mod wire;
 
 pub use classic::{RedisAdapter, RedisAdapterConfig, RedisCluster};
 pub use emitter::Emitter;
 pub use error::RedisAdapterError;
+pub use streams::{RedisStreamsAdapter, RedisStreamsCluster, RedisStreamsConfig};

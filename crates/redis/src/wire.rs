@@ -108,6 +108,34 @@ impl Message {
         Ok(Message { doc })
     }
 
+    /// Decodes a msgpack payload (no JSON form).
+    pub(crate) fn decode_msgpack(payload: &Bytes) -> Result<Message, WireError> {
+        Ok(Message {
+            doc: MsgPackValue::decode(payload, MAX_BINS)?,
+        })
+    }
+
+    /// A JSON value as a message (no binary).
+    pub(crate) fn from_json(value: Value) -> Message {
+        Message {
+            doc: MsgPackValue {
+                value,
+                bins: Vec::new(),
+            },
+        }
+    }
+
+    /// Field `name` of a map payload as a message of its own, with the binary it refers to.
+    pub(crate) fn take(mut self, name: &str) -> Option<Message> {
+        let value = self.doc.value.get_mut(name)?.take();
+        Some(Message {
+            doc: MsgPackValue {
+                value,
+                bins: self.doc.bins,
+            },
+        })
+    }
+
     /// Field `name` of a map payload.
     pub(crate) fn field(&self, name: &str) -> Option<&Value> {
         self.doc.value.get(name)
@@ -284,7 +312,7 @@ pub(crate) fn room_options_to_wire(options: &BroadcastOptions) -> Value {
 }
 
 /// The packet object of an adapter message: `{type: 2, data, nsp}`, binary inline.
-fn packet_to_wire(packet: &Packet) -> (Value, &[Bytes]) {
+pub(crate) fn packet_to_wire(packet: &Packet) -> (Value, &[Bytes]) {
     let data = packet.data().cloned().unwrap_or(Value::Null);
     (
         json!({ "type": 2, "data": data, "nsp": packet.nsp() }),

@@ -1,6 +1,7 @@
-//! The classic Redis adapter and the emitter against a real `redis-server` (Debian's, which
-//! `scripts/test` installs), started on a free loopback port by each test: several `SocketIo`
-//! instances in this process, each with its own link to Redis, and Rust clients on each.
+//! The Redis adapters (classic and streams) and the emitter against a real `redis-server`
+//! (Debian's, which `scripts/test` installs), started by each test on a Unix socket of its own:
+//! several `SocketIo` instances in this process, each with its own link to Redis, and Rust
+//! clients on each. The tests of cluster-wide operations run once per adapter.
 //!
 //! Behind the `redis-server-tests` feature, since plain `cargo test` installs nothing.
 #![cfg(feature = "redis-server-tests")]
@@ -10,9 +11,11 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard::{Args, Binary, Socket, SocketIo, SocketIoConfig};
+use switchyard::{Args, Binary, RecoveryConfig, Socket, SocketIo, SocketIoConfig};
 use switchyard_client::{Manager, ManagerConfig};
-use switchyard_redis::{Emitter, RedisAdapterConfig, RedisCluster};
+use switchyard_redis::{
+    Emitter, RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig,
+};
 use switchyard_testkit::{wait_until, DEADLINE};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
@@ -116,15 +119,59 @@ impl Drop for Node {
     }
 }
 
-async fn node(redis: &RedisServer, name: &'static str) -> Node {
-    let config = RedisAdapterConfig {
-        requests_timeout: Duration::from_secs(3),
-        ..Default::default()
+/// Which adapter the nodes of a test run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flavour {
+    /// `createAdapter` of `@socket.io/redis-adapter`.
+    Classic,
+    /// `@socket.io/redis-streams-adapter`, with connection state recovery on.
+    Streams,
+}
+
+impl Flavour {
+    /// The channel every node of a cluster subscribes to (for `/`).
+    fn counted_channel(self) -> &'static str {
+        match self {
+            Flavour::Classic => "socket.io-request#/#",
+            Flavour::Streams => "socket.io#/#",
+        }
+    }
+}
+
+async fn node(redis: &RedisServer, name: &'static str, flavour: Flavour) -> Node {
+    let requests_timeout = Duration::from_secs(3);
+    let (factory, recovery) = match flavour {
+        Flavour::Classic => {
+            let config = RedisAdapterConfig {
+                requests_timeout,
+                ..Default::default()
+            };
+            let cluster = RedisCluster::connect(&redis.url(), config)
+                .await
+                .expect("connect to redis");
+            (cluster.factory(), None)
+        }
+        Flavour::Streams => {
+            let config = RedisStreamsConfig {
+                requests_timeout,
+                ..Default::default()
+            };
+            let cluster = RedisStreamsCluster::connect(&redis.url(), config)
+                .await
+                .expect("connect to redis");
+            let recovery = RecoveryConfig {
+                max_disconnection_duration: Duration::from_secs(60),
+                skip_middlewares: true,
+                ..RecoveryConfig::default()
+            };
+            (cluster.factory(), Some(recovery))
+        }
     };
-    let cluster = RedisCluster::connect(&redis.url(), config)
-        .await
-        .expect("connect to redis");
-    let io = SocketIo::with_adapter(SocketIoConfig::default(), cluster.factory());
+    let config = SocketIoConfig {
+        connection_state_recovery: recovery,
+        ..SocketIoConfig::default()
+    };
+    let io = SocketIo::with_adapter(config, factory);
     let main = io.of("/");
     main.on_connection(|socket: Socket| async move {
         socket.on("join", |socket: Socket, room: String| async move {
@@ -148,10 +195,10 @@ async fn node(redis: &RedisServer, name: &'static str) -> Node {
 }
 
 /// Nodes `names` on one Redis, each once it sees all the others subscribed.
-async fn cluster(redis: &RedisServer, names: &[&'static str]) -> Vec<Node> {
+async fn cluster(redis: &RedisServer, names: &[&'static str], flavour: Flavour) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in names {
-        nodes.push(node(redis, name).await);
+        nodes.push(node(redis, name, flavour).await);
     }
     for node in &nodes {
         let main = node.io.of("/");
@@ -236,9 +283,18 @@ impl Client {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn broadcasts_cross_nodes_with_rooms_except_and_binary() {
+async fn classic_broadcasts_cross_nodes_with_rooms_except_and_binary() {
+    broadcasts_cross_nodes_with_rooms_except_and_binary(Flavour::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_broadcasts_cross_nodes_with_rooms_except_and_binary() {
+    broadcasts_cross_nodes_with_rooms_except_and_binary(Flavour::Streams).await;
+}
+
+async fn broadcasts_cross_nodes_with_rooms_except_and_binary(flavour: Flavour) {
     let redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b", "c"]).await;
+    let nodes = cluster(&redis, &["a", "b", "c"], flavour).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
     let mut c2 = Client::connect(nodes[2].port).await;
@@ -289,9 +345,18 @@ async fn broadcasts_cross_nodes_with_rooms_except_and_binary() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requests_fetch_join_disconnect_server_side_emit_and_acks() {
+async fn classic_requests_fetch_join_disconnect_server_side_emit_and_acks() {
+    requests_fetch_join_disconnect_server_side_emit_and_acks(Flavour::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_requests_fetch_join_disconnect_server_side_emit_and_acks() {
+    requests_fetch_join_disconnect_server_side_emit_and_acks(Flavour::Streams).await;
+}
+
+async fn requests_fetch_join_disconnect_server_side_emit_and_acks(flavour: Flavour) {
     let redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b", "c"]).await;
+    let nodes = cluster(&redis, &["a", "b", "c"], flavour).await;
     let c0 = Client::connect(nodes[0].port).await;
     let c1 = Client::connect(nodes[1].port).await;
     let mut c2 = Client::connect(nodes[2].port).await;
@@ -371,7 +436,7 @@ async fn requests_fetch_join_disconnect_server_side_emit_and_acks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emitter_reaches_every_node() {
     let redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b"]).await;
+    let nodes = cluster(&redis, &["a", "b"], Flavour::Classic).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
     c1.call("join", "r").await;
@@ -405,9 +470,18 @@ async fn the_emitter_reaches_every_node() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself() {
+async fn classic_redis_outage_keeps_local_delivery_and_heals_by_itself() {
+    a_redis_outage_keeps_local_delivery_and_heals_by_itself(Flavour::Classic).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_redis_outage_keeps_local_delivery_and_heals_by_itself() {
+    a_redis_outage_keeps_local_delivery_and_heals_by_itself(Flavour::Streams).await;
+}
+
+async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself(flavour: Flavour) {
     let mut redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b"]).await;
+    let nodes = cluster(&redis, &["a", "b"], flavour).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
 
@@ -454,7 +528,7 @@ async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself() {
     let main = nodes[0].io.of("/");
     // Counted from outside: the servers' own command connections stay untouched.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while subscribers(&redis, "socket.io-request#/#").await < 2 {
+    while subscribers(&redis, flavour.counted_channel()).await < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "servers did not subscribe again"
@@ -471,4 +545,165 @@ async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself() {
             break;
         }
     }
+}
+
+/// A TCP forwarder standing for a load balancer: every connection goes to the node it points
+/// at when the connection opens; `point_at` turns it to another node and cuts the open ones.
+struct Balancer {
+    port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    accepting: tokio::task::JoinHandle<()>,
+}
+
+impl Balancer {
+    async fn start(target: u16) -> Balancer {
+        use std::sync::atomic::{AtomicU16, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let target = std::sync::Arc::new(AtomicU16::new(target));
+        let connections: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>> =
+            std::sync::Arc::default();
+        let (to, held) = (target.clone(), connections.clone());
+        let accepting = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let port = to.load(Ordering::Acquire);
+                let forwarding = tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", port)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                held.lock().expect("connections").push(forwarding);
+            }
+        });
+        Balancer {
+            port,
+            target,
+            connections,
+            accepting,
+        }
+    }
+
+    /// New connections go to `port`; the open ones are cut.
+    fn point_at(&self, port: u16) {
+        self.target
+            .store(port, std::sync::atomic::Ordering::Release);
+        for connection in self.connections.lock().expect("connections").drain(..) {
+            connection.abort();
+        }
+    }
+}
+
+impl Drop for Balancer {
+    fn drop(&mut self) {
+        self.accepting.abort();
+        self.point_at(0);
+    }
+}
+
+/// Connection state recovery across servers: a client that drops from node a and comes back
+/// through the balancer to node b gets its session (id, rooms, data) and every packet it
+/// missed, while both nodes broadcast to its room all along; each exactly once, each node's
+/// in order, then live ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_recovery_crosses_nodes_exactly_once_under_broadcasts() {
+    let redis = RedisServer::start().await;
+    let nodes = cluster(&redis, &["a", "b"], Flavour::Streams).await;
+    let balancer = Balancer::start(nodes[0].port).await;
+    let manager = Manager::new(
+        &format!("http://127.0.0.1:{}", balancer.port),
+        ManagerConfig {
+            reconnection_delay: Duration::from_millis(100),
+            reconnection_delay_max: Duration::from_millis(200),
+            ..ManagerConfig::default()
+        },
+    )
+    .expect("manager");
+    let socket = manager.socket("/");
+    let (sender, mut events) = mpsc::unbounded_channel::<(String, i64)>();
+    socket.on_any(move |event| {
+        let sender = sender.clone();
+        async move {
+            let n = event.arg::<i64>(0).unwrap_or(-1);
+            let _ = sender.send((event.name().to_owned(), n));
+        }
+    });
+    tokio::time::timeout(DEADLINE, socket.connect())
+        .await
+        .expect("connect in time")
+        .expect("connected");
+    let id = socket.id().expect("id");
+    socket
+        .emit_with_ack("join", "r", DEADLINE)
+        .await
+        .expect("joined");
+    socket
+        .emit_with_ack("set-data", json!({ "user": "ann" }), DEADLINE)
+        .await
+        .expect("data set");
+    assert!(nodes[0].io.of("/").room_size("r") == 1);
+
+    // Both nodes broadcast to the room, 2 ms apart, while the client moves.
+    const COUNT: i64 = 300;
+    let publishers: Vec<_> = [("from-a", 0usize), ("from-b", 1)]
+        .into_iter()
+        .map(|(event, index)| {
+            let io = nodes[index].io.clone();
+            tokio::spawn(async move {
+                for n in 0..COUNT {
+                    io.of("/").to("r").emit(event, n).expect("emit");
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            })
+        })
+        .collect();
+    let mut seen: std::collections::HashMap<String, Vec<i64>> = Default::default();
+    let mut moved = false;
+    while seen.values().map(Vec::len).sum::<usize>() < 2 * COUNT as usize {
+        let (name, n) = tokio::time::timeout(DEADLINE, events.recv())
+            .await
+            .expect("every broadcast in time")
+            .expect("events open");
+        seen.entry(name).or_default().push(n);
+        if !moved && seen.values().map(Vec::len).sum::<usize>() >= 40 {
+            moved = true;
+            balancer.point_at(nodes[1].port);
+        }
+    }
+    for publisher in publishers {
+        publisher.await.expect("publisher");
+    }
+    for event in ["from-a", "from-b"] {
+        assert_eq!(
+            seen[event],
+            (0..COUNT).collect::<Vec<_>>(),
+            "{event}: once each, in order"
+        );
+    }
+    assert!(socket.recovered(), "the session was recovered");
+    assert_eq!(socket.id().as_deref(), Some(id.as_str()), "same socket id");
+    // It is on node b now, with its rooms and data.
+    wait_until("on node b", || nodes[1].io.of("/").room_size("r") == 1).await;
+    assert_eq!(nodes[0].io.of("/").room_size("r"), 0);
+    let found = nodes[0]
+        .io
+        .of("/")
+        .to("r")
+        .fetch_sockets()
+        .await
+        .expect("fetch");
+    assert_eq!(found.len(), 1);
+    assert_eq!(&**found[0].id(), id.as_str());
+    assert_eq!(found[0].data(), &json!({ "user": "ann" }));
+    // And live.
+    nodes[0].io.of("/").to("r").emit("live", 1).expect("emit");
+    let (name, n) = tokio::time::timeout(DEADLINE, events.recv())
+        .await
+        .expect("live in time")
+        .expect("open");
+    assert_eq!((name.as_str(), n), ("live", 1));
 }

@@ -89,9 +89,11 @@ pub(crate) struct Config {
     pub redis_url: Option<String>,
 
     /// The wire protocol of the cluster, that of a Node adapter: `redis` (the classic
-    /// `@socket.io/redis-adapter`, `createAdapter`).
-    #[arg(long, env = "ADAPTER", value_name = "KIND", default_value = "redis", value_parser = parse_adapter, help_heading = "Cluster")]
-    pub adapter: AdapterKind,
+    /// `@socket.io/redis-adapter`, `createAdapter`: pub/sub) or `redis-streams`
+    /// (`@socket.io/redis-streams-adapter`: a Redis stream, with which a client recovers its
+    /// session on any server). Default: `redis-streams` when recovery is on, else `redis`.
+    #[arg(long, env = "ADAPTER", value_name = "KIND", value_parser = parse_adapter, help_heading = "Cluster")]
+    pub adapter: Option<AdapterKind>,
 
     /// The prefix of the cluster's Redis channels (Node's `key`).
     #[arg(long = "redis-prefix", env = "REDIS_PREFIX", value_name = "PREFIX", default_value = "socket.io", value_parser = parse_trimmed, help_heading = "Cluster")]
@@ -734,16 +736,30 @@ fn parse_bool(value: &str) -> Result<bool, String> {
 pub(crate) enum AdapterKind {
     /// `@socket.io/redis-adapter`'s classic pub/sub protocol (`createAdapter`).
     Redis,
+    /// `@socket.io/redis-streams-adapter`'s protocol: recovery across servers.
+    RedisStreams,
 }
 
 fn parse_adapter(value: &str) -> Result<AdapterKind, String> {
     match value.trim() {
         "redis" => Ok(AdapterKind::Redis),
-        "redis-sharded" | "redis-streams" => Err(format!(
-            "the {} adapter is not available yet; use redis",
-            value.trim()
-        )),
-        _ => Err("expected redis".to_owned()),
+        "redis-streams" => Ok(AdapterKind::RedisStreams),
+        "redis-sharded" => Err(
+            "the redis-sharded adapter is not available yet; use redis or redis-streams".to_owned(),
+        ),
+        _ => Err("expected redis or redis-streams".to_owned()),
+    }
+}
+
+impl Config {
+    /// The cluster's protocol: as set, else `redis-streams` when recovery is on (so a client
+    /// recovers on whichever server it reaches), else `redis`.
+    pub(crate) fn adapter_kind(&self) -> AdapterKind {
+        self.adapter.unwrap_or(if self.recovery.is_zero() {
+            AdapterKind::Redis
+        } else {
+            AdapterKind::RedisStreams
+        })
     }
 }
 
@@ -1309,6 +1325,19 @@ mod tests {
             ),
             default_config()
         );
+    }
+
+    #[test]
+    fn the_cluster_protocol_follows_recovery_unless_set() {
+        assert_eq!(config(&[], &[]).adapter_kind(), AdapterKind::Redis);
+        let recovering = config(&[("RECOVERY_MS", "60000")], &[]);
+        assert_eq!(recovering.adapter_kind(), AdapterKind::RedisStreams);
+        let classic = config(&[("RECOVERY_MS", "60000")], &["--adapter", "redis"]);
+        assert_eq!(classic.adapter_kind(), AdapterKind::Redis);
+        let streams = config(&[("ADAPTER", "redis-streams")], &[]);
+        assert_eq!(streams.adapter_kind(), AdapterKind::RedisStreams);
+        assert!(error(&[], &["--adapter", "redis-sharded"]).contains("not available yet"));
+        assert!(error(&[], &["--adapter", "kafka"]).contains("expected redis or redis-streams"));
     }
 
     #[test]

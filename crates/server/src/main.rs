@@ -24,7 +24,7 @@ use switchyard::adapter::AdapterFactory;
 use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate, ServeConfig};
 use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig, SocketLimits};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
-use switchyard_redis::{RedisAdapterConfig, RedisCluster};
+use switchyard_redis::{RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig};
 use tokio::net::TcpStream;
 use tower_layer::Layer;
 use tracing::{info, warn};
@@ -193,20 +193,37 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<AdapterFactory>> {
     let Some(url) = &config.redis_url else {
         return Ok(None);
     };
-    let AdapterKind::Redis = config.adapter;
-    let options = RedisAdapterConfig {
-        prefix: config.redis_prefix.clone(),
-        requests_timeout: config.redis_requests_timeout,
-        ..RedisAdapterConfig::default()
-    };
-    let cluster = RedisCluster::connect(url, options)
-        .await
-        .with_context(|| format!("cannot connect to Redis at {url}"))?;
-    info!(adapter = "redis", prefix = %config.redis_prefix, "clustered on Redis");
-    if !config.recovery.is_zero() {
-        warn!("with the redis adapter a client recovers its session only on the server it dropped from (sticky sessions)");
+    let unreachable = || format!("cannot connect to Redis at {url}");
+    match config.adapter_kind() {
+        AdapterKind::Redis => {
+            let options = RedisAdapterConfig {
+                prefix: config.redis_prefix.clone(),
+                requests_timeout: config.redis_requests_timeout,
+                ..RedisAdapterConfig::default()
+            };
+            let cluster = RedisCluster::connect(url, options)
+                .await
+                .with_context(unreachable)?;
+            info!(adapter = "redis", prefix = %config.redis_prefix, "clustered on Redis");
+            if !config.recovery.is_zero() {
+                warn!("with the redis adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
+            }
+            Ok(Some(cluster.factory()))
+        }
+        AdapterKind::RedisStreams => {
+            let options = RedisStreamsConfig {
+                channel_prefix: config.redis_prefix.clone(),
+                requests_timeout: config.redis_requests_timeout,
+                ..RedisStreamsConfig::default()
+            };
+            let stream = options.stream_name.clone();
+            let cluster = RedisStreamsCluster::connect(url, options)
+                .await
+                .with_context(unreachable)?;
+            info!(adapter = "redis-streams", prefix = %config.redis_prefix, stream, "clustered on Redis");
+            Ok(Some(cluster.factory()))
+        }
     }
-    Ok(Some(cluster.factory()))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {

@@ -1,0 +1,1429 @@
+//! The Redis streams adapter: the wire protocol of Node's `@socket.io/redis-streams-adapter`
+//! 0.3, with connection state recovery across servers.
+//!
+//! Broadcasts and room operations are appended to a Redis stream, which every server reads in
+//! order; requests (fetch sockets, server-side emits, broadcasts with acks) and their answers
+//! travel on pub/sub. A broadcast's stream entry id is its offset: a client that drops from
+//! one server and reconnects to another presents it, and that server reads what the client
+//! missed from the stream and its session from a Redis key.
+//!
+//! # Nothing lost or doubled on recovery
+//!
+//! Every server delivers the entries of a stream to its sockets under one lock per stream:
+//! other servers' entries as its reader reads them, in stream order; its own in the order
+//! Redis appended them, as the appends are answered. A restored socket is put back under that
+//! lock, and the packets it missed are the entries after its offset that were delivered here
+//! before that instant (the reader's and the appender's positions tell which); those after it
+//! reach the socket live. Node's adapter reads the stream and re-attaches the socket at
+//! different times, and may lose or repeat the entries appended in between.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::ConnectionManager;
+use redis::{Client, IntoConnectionInfo, Value as RedisValue};
+use serde_json::{json, Value};
+use switchyard::adapter::{
+    AckReply, Adapter, AdapterContext, AdapterError, AdapterFactory, AttachSession, BoxFuture,
+    BroadcastOptions, EncodedPacket, InMemoryAdapter, LocalNamespace, RecoveryConfig, Room,
+    SessionState, Sid, SocketInfo,
+};
+use switchyard::proto::Packet;
+use switchyard::Args;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout_at;
+use tracing::{debug, warn};
+
+use crate::cluster_wire::{self as cw, ctype, ClusterMessage, StreamId};
+use crate::driver::{
+    manager_config, numsub, Driver, LinkOptions, LinkState, Subscriber, Subscription,
+    RESPONSE_TIMEOUT,
+};
+use crate::error::{backend, RedisAdapterError};
+use crate::requests::{
+    collect_broadcast_acks, deadline_after, AckKinds, Answer, Pending, Requests,
+    MAX_REMOTE_ACK_TIMEOUT,
+};
+use crate::wire::{self, Message};
+
+/// Options of the streams adapter; the defaults are those of the Node adapter.
+#[derive(Debug, Clone)]
+pub struct RedisStreamsConfig {
+    /// The stream's name (Node's `streamName`): `socket.io`.
+    pub stream_name: String,
+    /// How many streams the namespaces are spread over (`streamCount`): 1.
+    pub stream_count: u32,
+    /// The prefix of the pub/sub channels (`channelPrefix`): `socket.io`.
+    pub channel_prefix: String,
+    /// The stream's approximate maximum length (`maxLen`): 10,000 entries. A client can
+    /// recover only while the entry of its offset is still in the stream.
+    pub max_len: usize,
+    /// Most entries read at once (`readCount`): 100.
+    pub read_count: usize,
+    /// How long one read waits for new entries (`blockTimeInMs`): 5 s.
+    pub block_time: Duration,
+    /// The prefix of the keys sessions are kept under (`sessionKeyPrefix`): `sio:session:`.
+    pub session_key_prefix: String,
+    /// How long Redis may take to count the servers, and how long this server's server-side
+    /// handlers may take to answer another server: 5 s.
+    pub requests_timeout: Duration,
+    /// The most messages waiting to be published or appended: 4096 each. While Redis is away
+    /// the stream is not written: broadcasts reach this server's sockets at once (without an
+    /// offset), and requests to other servers are dropped and counted.
+    pub publish_buffer: usize,
+    /// The most received pub/sub messages waiting to be dispatched: 4096.
+    pub receive_buffer: usize,
+}
+
+impl Default for RedisStreamsConfig {
+    fn default() -> RedisStreamsConfig {
+        RedisStreamsConfig {
+            stream_name: "socket.io".to_owned(),
+            stream_count: 1,
+            channel_prefix: "socket.io".to_owned(),
+            max_len: 10_000,
+            read_count: 100,
+            block_time: Duration::from_secs(5),
+            session_key_prefix: "sio:session:".to_owned(),
+            requests_timeout: Duration::from_secs(5),
+            publish_buffer: 4096,
+            receive_buffer: 4096,
+        }
+    }
+}
+
+/// How long an append may take before this server delivers without it.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(1);
+/// The most appends sent to Redis in one pipeline.
+const APPEND_BATCH: usize = 64;
+/// How long the reader waits before reading again after a failure.
+const READ_RETRY: Duration = Duration::from_millis(500);
+/// Entries read per XRANGE page while collecting a session's missed packets.
+const RANGE_PAGE: usize = 1000;
+/// How many times a restore reads the stream's newest entries again to catch up with the
+/// entries delivered meanwhile, before it gives up (and the client connects afresh).
+const CATCH_UP_ROUNDS: usize = 20;
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn ready<T: Send + 'static>(value: T) -> BoxFuture<T> {
+    Box::pin(std::future::ready(value))
+}
+
+/// A server's connection to a cluster on Redis streams: gives each namespace a
+/// [`RedisStreamsAdapter`].
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig};
+/// use switchyard_redis::{RedisStreamsCluster, RedisStreamsConfig};
+///
+/// let cluster = RedisStreamsCluster::connect("redis://127.0.0.1:6379", RedisStreamsConfig::default()).await?;
+/// let config = SocketIoConfig {
+///     connection_state_recovery: Some(RecoveryConfig::default()),
+///     ..SocketIoConfig::default()
+/// };
+/// let io = SocketIo::with_adapter(config, cluster.factory());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct RedisStreamsCluster {
+    inner: Arc<ClusterInner>,
+}
+
+impl std::fmt::Debug for RedisStreamsCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStreamsCluster")
+            .field("uid", &self.inner.uid)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+struct ClusterInner {
+    /// Pub/sub, and the connection for commands.
+    driver: Arc<Driver>,
+    /// Where the readers connect (each its own connection: a blocking read holds it).
+    client: Client,
+    config: Arc<RedisStreamsConfig>,
+    /// This server's uid, in every message it writes.
+    uid: String,
+    /// The streams in use, by name; each started on first use.
+    streams: Mutex<HashMap<String, Arc<Stream>>>,
+}
+
+impl RedisStreamsCluster {
+    /// Connects to the Redis server at `url` (`redis://host:port/db`); fails when it cannot be
+    /// reached now. Later outages are ridden out: the links reconnect by themselves.
+    pub async fn connect(
+        url: &str,
+        config: RedisStreamsConfig,
+    ) -> Result<RedisStreamsCluster, RedisAdapterError> {
+        let driver = Driver::connect(
+            url,
+            LinkOptions {
+                publish_buffer: config.publish_buffer,
+                receive_buffer: config.receive_buffer,
+            },
+        )
+        .await?;
+        let client = Client::open(url.into_connection_info()?)?;
+        Ok(RedisStreamsCluster {
+            inner: Arc::new(ClusterInner {
+                driver,
+                client,
+                config: Arc::new(config),
+                uid: cw::new_uid(),
+                streams: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// The adapter factory to build the server with ([`switchyard::SocketIo::with_adapter`]).
+    pub fn factory(&self) -> AdapterFactory {
+        let cluster = self.clone();
+        Arc::new(move |context: AdapterContext<'_>| {
+            Arc::new(RedisStreamsAdapter::new(&cluster, context)) as Arc<dyn Adapter>
+        })
+    }
+}
+
+impl ClusterInner {
+    /// Stream `name`, its appender and reader started on first use.
+    fn stream(self: &Arc<Self>, name: String) -> Arc<Stream> {
+        let mut streams = lock(&self.streams);
+        if let Some(stream) = streams.get(&name) {
+            return stream.clone();
+        }
+        let (appends, queue) = mpsc::channel(self.config.publish_buffer.max(1));
+        let stream = Arc::new(Stream {
+            name: name.clone(),
+            order: Mutex::new(Order::default()),
+            appends,
+            namespaces: Mutex::new(HashMap::new()),
+            append_state: LinkState::new("stream appender"),
+            read_state: LinkState::new("stream reader"),
+            reading: tokio::sync::watch::Sender::new(false),
+        });
+        streams.insert(name, stream.clone());
+        tokio::spawn(append(
+            Arc::downgrade(&stream),
+            self.driver.commands(),
+            self.config.max_len,
+            queue,
+        ));
+        tokio::spawn(read(
+            Arc::downgrade(&stream),
+            self.client.clone(),
+            self.config.clone(),
+            self.uid.clone(),
+        ));
+        stream
+    }
+}
+
+/// One stream: its readers and writers on this server, and the order of delivery.
+struct Stream {
+    name: String,
+    /// Held while anything from the stream is delivered here, and while a restored socket is
+    /// put back.
+    order: Mutex<Order>,
+    appends: mpsc::Sender<Append>,
+    /// The namespaces carried on this stream, by name.
+    namespaces: Mutex<HashMap<String, Weak<Shared>>>,
+    append_state: LinkState,
+    read_state: LinkState,
+    /// Whether the reader knows where it starts: entries appended from then on reach this
+    /// server.
+    reading: tokio::sync::watch::Sender<bool>,
+}
+
+/// How far the delivery of a stream's entries has come on this server.
+#[derive(Debug, Default)]
+struct Order {
+    /// Every entry up to this one has been read and delivered here.
+    read_upto: Option<StreamId>,
+    /// Our appends Redis answered, waiting for the reader to deliver them: their id, and who
+    /// waits for that.
+    appended: std::collections::BTreeMap<StreamId, oneshot::Sender<()>>,
+    /// The fingerprints of our entries that were applied here without the stream (the append
+    /// failed or timed out): if Redis kept one after all, the reader skips it.
+    applied_without: std::collections::VecDeque<u64>,
+}
+
+impl Order {
+    /// Whether entry `id` was delivered here already.
+    fn delivered(&self, id: StreamId) -> bool {
+        self.read_upto.is_some_and(|upto| id <= upto)
+    }
+}
+
+/// The most fingerprints of entries applied without the stream that are remembered.
+const APPLIED_WITHOUT_MAX: usize = 4096;
+
+/// What runs here when an entry of ours could not be appended: the local part of the
+/// operation, without an offset.
+type Fallback = Box<dyn FnOnce() + Send>;
+
+/// An entry to append, and what to do here if it cannot be.
+struct Append {
+    fields: Vec<(&'static str, Vec<u8>)>,
+    fallback: Fallback,
+    /// Told once the entry was delivered here (or applied without the stream).
+    done: oneshot::Sender<()>,
+}
+
+/// A fingerprint of an entry's fields, to recognise an entry of ours that was applied
+/// without the stream.
+fn fingerprint(fields: &[(impl AsRef<str>, Vec<u8>)]) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for (key, value) in fields {
+        key.as_ref().hash(&mut hasher);
+        value.hash(&mut hasher);
+    }
+    hasher.finish()
+}
+
+impl Stream {
+    /// Appends an entry of ours; the reader delivers it here, in stream order with everyone
+    /// else's, so that a client's last offset tells exactly what it has seen. Without the
+    /// stream (Redis away: neither the last append nor the last read worked, or the queue is
+    /// full) the fallback applies it here at once, without an offset.
+    fn append(&self, fields: Vec<(&'static str, Vec<u8>)>, fallback: Fallback) -> BoxFuture<()> {
+        let (done, finished) = oneshot::channel();
+        let append = Append {
+            fields,
+            fallback,
+            done,
+        };
+        let unreachable = !self.append_state.is_up() && !self.read_state.is_up();
+        let refused = if unreachable {
+            Some(append)
+        } else {
+            match self.appends.try_send(append) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(append)) => {
+                    self.append_state.drop_one("append buffer full");
+                    Some(append)
+                }
+                Err(mpsc::error::TrySendError::Closed(append)) => Some(append),
+            }
+        };
+        if let Some(append) = refused {
+            let _order = lock(&self.order);
+            (append.fallback)();
+            let _ = append.done.send(());
+        }
+        Box::pin(async move {
+            let _ = finished.await;
+        })
+    }
+
+    fn namespace(&self, nsp: &str) -> Option<Arc<Shared>> {
+        lock(&self.namespaces).get(nsp).and_then(Weak::upgrade)
+    }
+}
+
+/// Appends the queue in order, a pipeline of up to [`APPEND_BATCH`] at a time, and runs what
+/// follows each append under the delivery lock.
+async fn append(
+    stream: Weak<Stream>,
+    mut connection: ConnectionManager,
+    max_len: usize,
+    mut queue: mpsc::Receiver<Append>,
+) {
+    let mut batch = Vec::with_capacity(APPEND_BATCH);
+    while queue.recv_many(&mut batch, APPEND_BATCH).await > 0 {
+        let Some(name) = stream.upgrade().map(|s| s.name.clone()) else {
+            return;
+        };
+        let mut pipe = redis::pipe();
+        for entry in &batch {
+            let command = pipe
+                .cmd("XADD")
+                .arg(&name)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(max_len)
+                .arg("*");
+            for (field, value) in &entry.fields {
+                command.arg(*field).arg(value.as_slice());
+            }
+        }
+        let appended = tokio::time::timeout(
+            APPEND_TIMEOUT,
+            pipe.query_async::<Vec<String>>(&mut connection),
+        )
+        .await;
+        let Some(stream) = stream.upgrade() else {
+            return;
+        };
+        match appended {
+            Ok(Ok(ids)) if ids.len() == batch.len() => {
+                stream.append_state.recovered();
+                let mut order = lock(&stream.order);
+                for (entry, id) in batch.drain(..).zip(ids) {
+                    match StreamId::parse(&id) {
+                        // Read already (the reader may be quicker than this answer).
+                        Some(id) if order.delivered(id) => {
+                            let _ = entry.done.send(());
+                        }
+                        Some(id) => {
+                            order.appended.insert(id, entry.done);
+                        }
+                        None => {
+                            warn!(id, "XADD answered an id that is not one");
+                            let _ = entry.done.send(());
+                        }
+                    }
+                }
+            }
+            failed => {
+                let error = match failed {
+                    Ok(Err(error)) => error.to_string(),
+                    Ok(Ok(_)) => "unexpected XADD answer".to_owned(),
+                    Err(_) => "XADD timed out".to_owned(),
+                };
+                stream.append_state.failed(&error);
+                // Whether Redis kept them is unknown: applied here now, and skipped by the
+                // reader if they turn up in the stream.
+                let mut order = lock(&stream.order);
+                for entry in batch.drain(..) {
+                    if order.applied_without.len() >= APPLIED_WITHOUT_MAX {
+                        order.applied_without.pop_front();
+                    }
+                    order.applied_without.push_back(fingerprint(&entry.fields));
+                    (entry.fallback)();
+                    let _ = entry.done.send(());
+                }
+            }
+        }
+    }
+}
+
+/// Reads the stream from its end at start-up on, and delivers the other servers' entries to
+/// the namespaces here, in order.
+async fn read(stream: Weak<Stream>, client: Client, config: Arc<RedisStreamsConfig>, uid: String) {
+    // A blocking read holds its connection: this one is the reader's alone.
+    let response_timeout = config.block_time + RESPONSE_TIMEOUT;
+    let config_for = || manager_config().set_response_timeout(Some(response_timeout));
+    let mut connection = loop {
+        match ConnectionManager::new_with_config(client.clone(), config_for()).await {
+            Ok(connection) => break connection,
+            Err(error) => {
+                let Some(stream) = stream.upgrade() else {
+                    return;
+                };
+                stream.read_state.failed(&error);
+            }
+        }
+        tokio::time::sleep(READ_RETRY).await;
+    };
+    let block_ms = u64::try_from(config.block_time.as_millis()).unwrap_or(u64::MAX);
+    // Where reading starts: after the newest entry now, found once (Node reads from `$` on
+    // every read until it gets an entry, and so misses what is appended between two reads).
+    let mut last: Option<StreamId> = None;
+    let mut failing = false;
+    loop {
+        let Some(name) = stream.upgrade().map(|s| s.name.clone()) else {
+            return;
+        };
+        let read = match last {
+            None => newest_entry(&mut connection, &name).await.map(|newest| {
+                let start = newest.unwrap_or_default();
+                last = Some(start);
+                if let Some(stream) = stream.upgrade() {
+                    let mut order = lock(&stream.order);
+                    order.read_upto = order.read_upto.max(Some(start));
+                    stream.reading.send_replace(true);
+                }
+                Vec::new()
+            }),
+            Some(after) => {
+                let mut command = redis::cmd("XREAD");
+                command.arg("COUNT").arg(config.read_count.max(1));
+                // After a failure, a read that does not wait: its answer tells at once that
+                // Redis is back, which lets appends through again.
+                if !failing {
+                    command.arg("BLOCK").arg(block_ms);
+                }
+                let reading = command
+                    .arg("STREAMS")
+                    .arg(&name)
+                    .arg(after.to_string())
+                    .query_async::<RedisValue>(&mut connection)
+                    .await;
+                reading.map(|reply| xread_entries(&reply))
+            }
+        };
+        let Some(stream) = stream.upgrade() else {
+            return;
+        };
+        match read {
+            Ok(entries) => {
+                failing = false;
+                stream.read_state.recovered();
+                for (id, fields) in entries {
+                    last = last.max(Some(id));
+                    deliver_entry(&stream, &uid, id, &fields);
+                }
+            }
+            Err(error) => {
+                failing = true;
+                stream.read_state.failed(&error);
+                drop(stream);
+                tokio::time::sleep(READ_RETRY).await;
+            }
+        }
+    }
+}
+
+/// Delivers one entry read from the stream, under the delivery lock: every entry, ours
+/// included, so that this server delivers in stream order.
+fn deliver_entry(stream: &Stream, uid: &str, id: StreamId, fields: &[(String, Vec<u8>)]) {
+    let message = match cw::read_stream_entry(fields) {
+        Ok(message) => message,
+        Err(error) => {
+            warn!(stream = stream.name, %id, %error, "undecodable stream entry");
+            None
+        }
+    };
+    let mut order = lock(&stream.order);
+    let ours = message.as_ref().is_some_and(|message| message.uid == uid);
+    let applied = ours && {
+        let print = fingerprint(fields);
+        let held = order.applied_without.iter().position(|p| *p == print);
+        held.and_then(|at| order.applied_without.remove(at))
+            .is_some()
+    };
+    if !applied {
+        if let Some((shared, message)) =
+            message.and_then(|message| Some((stream.namespace(&message.nsp)?, message)))
+        {
+            shared.on_stream_message(id, message);
+        }
+    }
+    order.read_upto = order.read_upto.max(Some(id));
+    // Ours up to here are delivered (or were trimmed before the reader came to them).
+    while let Some(entry) = order.appended.first_entry() {
+        if *entry.key() > id {
+            break;
+        }
+        let _ = entry.remove().send(());
+    }
+}
+
+/// The id of the newest entry of `stream`, `None` when it is empty.
+async fn newest_entry(
+    connection: &mut ConnectionManager,
+    stream: &str,
+) -> Result<Option<StreamId>, redis::RedisError> {
+    let reply: RedisValue = redis::cmd("XREVRANGE")
+        .arg(stream)
+        .arg("+")
+        .arg("-")
+        .arg("COUNT")
+        .arg(1)
+        .query_async(connection)
+        .await?;
+    Ok(range_entries(&reply).into_iter().next().map(|(id, _)| id))
+}
+
+/// Entries `[id, [field, value, …]]` of an XRANGE answer.
+fn range_entries(reply: &RedisValue) -> Vec<(StreamId, Vec<(String, Vec<u8>)>)> {
+    let RedisValue::Array(entries) = reply else {
+        return Vec::new();
+    };
+    entries.iter().filter_map(entry).collect()
+}
+
+/// Entries of an XREAD answer for one stream: `[[name, [entry, …]]]` (or a map in RESP3).
+fn xread_entries(reply: &RedisValue) -> Vec<(StreamId, Vec<(String, Vec<u8>)>)> {
+    match reply {
+        RedisValue::Array(streams) => streams
+            .iter()
+            .filter_map(|stream| match stream {
+                RedisValue::Array(parts) => parts.get(1),
+                _ => None,
+            })
+            .flat_map(range_entries)
+            .collect(),
+        RedisValue::Map(streams) => streams
+            .iter()
+            .flat_map(|(_, entries)| range_entries(entries))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn text_of(value: &RedisValue) -> Option<Vec<u8>> {
+    match value {
+        RedisValue::BulkString(bytes) => Some(bytes.clone()),
+        RedisValue::SimpleString(text) => Some(text.clone().into_bytes()),
+        _ => None,
+    }
+}
+
+fn entry(value: &RedisValue) -> Option<(StreamId, Vec<(String, Vec<u8>)>)> {
+    let RedisValue::Array(parts) = value else {
+        return None;
+    };
+    let [id, fields] = parts.as_slice() else {
+        return None;
+    };
+    let id = StreamId::parse(std::str::from_utf8(&text_of(id)?).ok()?)?;
+    let RedisValue::Array(fields) = fields else {
+        return None;
+    };
+    let fields = fields
+        .chunks_exact(2)
+        .filter_map(|pair| {
+            let key = String::from_utf8(text_of(&pair[0])?).ok()?;
+            Some((key, text_of(&pair[1])?))
+        })
+        .collect();
+    Some((id, fields))
+}
+
+/// The adapter of one namespace on a Redis streams cluster.
+///
+/// Its local part is an [`InMemoryAdapter`] without recovery: rooms and local delivery. With
+/// connection state recovery on, offsets are stream entry ids and sessions are kept in Redis,
+/// so a client recovers on any server of the cluster, Node ones included.
+pub struct RedisStreamsAdapter {
+    shared: Arc<Shared>,
+    subscription: Arc<Subscription>,
+}
+
+struct Shared {
+    cluster: Arc<ClusterInner>,
+    stream: Arc<Stream>,
+    /// Rooms and local delivery.
+    memory: InMemoryAdapter,
+    local: LocalNamespace,
+    recovery: Option<RecoveryConfig>,
+    /// `P#N#`: requests to every server.
+    public: String,
+    requests: Arc<Requests>,
+}
+
+impl RedisStreamsAdapter {
+    fn new(cluster: &RedisStreamsCluster, context: AdapterContext<'_>) -> RedisStreamsAdapter {
+        let inner = &cluster.inner;
+        let local = context.local.clone();
+        let recovery = context.recovery.cloned();
+        let memory = InMemoryAdapter::new(AdapterContext {
+            recovery: None,
+            ..context
+        });
+        let nsp = local.name().to_owned();
+        let config = &inner.config;
+        let stream = inner.stream(cw::stream_name(
+            &config.stream_name,
+            config.stream_count,
+            &nsp,
+        ));
+        let public = cw::public_channel(&config.channel_prefix, &nsp);
+        let private = cw::private_channel(&config.channel_prefix, &nsp, &inner.uid);
+        let shared = Arc::new(Shared {
+            cluster: inner.clone(),
+            stream,
+            memory,
+            local,
+            recovery,
+            public: public.clone(),
+            requests: Arc::default(),
+        });
+        let subscriber: Weak<dyn Subscriber> = Arc::downgrade(&shared) as Weak<dyn Subscriber>;
+        let subscription = Subscription::new(None, vec![public, private], subscriber);
+        RedisStreamsAdapter {
+            shared,
+            subscription,
+        }
+    }
+}
+
+/// `packet` with `offset` appended to its arguments, when recovery is on and it is
+/// recoverable (an event without ack id, not volatile).
+fn with_offset(
+    packet: Packet,
+    options: &BroadcastOptions,
+    recovery: bool,
+    offset: Option<StreamId>,
+) -> Packet {
+    match (packet, offset) {
+        (
+            Packet::Event {
+                nsp,
+                id: None,
+                data: Value::Array(mut values),
+                attachments,
+            },
+            Some(offset),
+        ) if recovery && !options.volatile => {
+            values.push(Value::String(offset.to_string()));
+            Packet::Event {
+                nsp,
+                id: None,
+                data: Value::Array(values),
+                attachments,
+            }
+        }
+        (packet, _) => packet,
+    }
+}
+
+impl Shared {
+    fn uid(&self) -> &str {
+        &self.cluster.uid
+    }
+
+    fn nsp(&self) -> &str {
+        self.local.name()
+    }
+
+    fn pending(&self) -> Pending {
+        Pending::new(&self.requests, cw::new_uid())
+    }
+
+    /// Publishes a pub/sub message to `channel`.
+    fn publish(&self, channel: String, kind: u64, data: &Value, attachments: &[Bytes]) {
+        let payload = cw::encode_envelope(self.uid(), self.nsp(), kind, data, attachments);
+        self.cluster.driver.publish(channel, payload);
+    }
+
+    /// Answers server `uid` on its private channel.
+    fn respond(&self, uid: &str, kind: u64, data: &Value, attachments: &[Bytes]) {
+        let channel = cw::private_channel(&self.cluster.config.channel_prefix, self.nsp(), uid);
+        self.publish(channel, kind, data, attachments);
+    }
+
+    /// The server count, within the requests timeout.
+    async fn server_count(&self) -> Result<usize, AdapterError> {
+        let counting = numsub(self.cluster.driver.commands(), &self.public);
+        match tokio::time::timeout(self.cluster.config.requests_timeout, counting).await {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(error)) => Err(backend(error)),
+            Err(_) => Err(AdapterError::Timeout),
+        }
+    }
+
+    /// Appends a message of ours to the stream, from which this server's reader delivers it
+    /// here too; `fallback` applies it here if it cannot be appended. The future ends once it
+    /// took effect here; dropping it changes nothing.
+    fn append(
+        &self,
+        kind: u64,
+        data: &Value,
+        attachments: &[Bytes],
+        fallback: impl FnOnce() + Send + 'static,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let fields = cw::stream_fields(self.uid(), self.nsp(), kind, Some((data, attachments)));
+        let applied = self.stream.append(fields, Box::new(fallback));
+        Box::pin(async move {
+            applied.await;
+            Ok(())
+        })
+    }
+
+    /// An entry read from the stream (ours or another server's), under the delivery lock.
+    fn on_stream_message(&self, id: StreamId, message: ClusterMessage) {
+        let Some(data) = message.data else {
+            return;
+        };
+        match message.kind {
+            ctype::BROADCAST => {
+                let (Some(packet), Some(opts)) = (data.field("packet"), data.field("opts")) else {
+                    return;
+                };
+                if let Some(delivery) = data.delivery(packet, opts, self.nsp()) {
+                    let packet = with_offset(
+                        delivery.packet,
+                        &delivery.options,
+                        self.recovery.is_some(),
+                        Some(id),
+                    );
+                    self.local.broadcast(&packet, &delivery.options);
+                }
+            }
+            ctype::SOCKETS_JOIN => {
+                let options = options_of(&data);
+                self.local.add_sockets(&options, &data.rooms_field("rooms"));
+            }
+            ctype::SOCKETS_LEAVE => {
+                let options = options_of(&data);
+                self.local.del_sockets(&options, &data.rooms_field("rooms"));
+            }
+            ctype::DISCONNECT_SOCKETS => {
+                let options = options_of(&data);
+                let close = data.field("close").and_then(Value::as_bool) == Some(true);
+                self.local.disconnect_sockets(&options, close);
+            }
+            other => debug!(kind = other, "stream entry of a type not kept in streams"),
+        }
+    }
+
+    /// A request of another server, from pub/sub.
+    fn on_request(self: &Arc<Self>, message: ClusterMessage) {
+        let Some(data) = message.data else {
+            return;
+        };
+        let request_id = data.request_id().map(str::to_owned);
+        match (message.kind, request_id) {
+            (ctype::FETCH_SOCKETS, Some(request_id)) => {
+                let sockets = self.local.fetch_sockets(&options_of(&data));
+                self.respond(
+                    &message.uid,
+                    ctype::FETCH_SOCKETS_RESPONSE,
+                    &json!({"requestId": request_id, "sockets": sockets}),
+                    &[],
+                );
+            }
+            (ctype::SERVER_SIDE_EMIT, request_id) => {
+                self.on_server_side_emit(&message.uid, data, request_id);
+            }
+            (ctype::BROADCAST, Some(request_id)) => {
+                self.on_broadcast_request(&message.uid, data, request_id);
+            }
+            (kind, Some(request_id)) => {
+                // Answers may come this way too.
+                self.requests.answer(
+                    &request_id,
+                    Answer {
+                        kind: Some(kind),
+                        message: data,
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+
+    fn on_server_side_emit(
+        self: &Arc<Self>,
+        from: &str,
+        data: Message,
+        request_id: Option<String>,
+    ) {
+        let Some(Value::Array(packet)) = data.field("packet").cloned() else {
+            return;
+        };
+        let mut parts = packet.into_iter();
+        let Some(Value::String(event)) = parts.next() else {
+            return;
+        };
+        let args = data.args_of(Value::Array(parts.collect()));
+        let answering = self.local.server_side_emit(&event, args);
+        let (shared, from) = (self.clone(), from.to_owned());
+        let limit = self.cluster.config.requests_timeout;
+        tokio::spawn(async move {
+            // The requester stops waiting after its own timeout: no use holding a task longer.
+            let answer = tokio::time::timeout(limit, answering).await.ok().flatten();
+            if let (Some(request_id), Some(answer)) = (request_id, answer) {
+                let mut reply = json!({ "requestId": request_id });
+                if let (Some(first), Value::Object(map)) = (answer.values.first(), &mut reply) {
+                    map.insert("packet".into(), first.clone());
+                }
+                shared.respond(
+                    &from,
+                    ctype::SERVER_SIDE_EMIT_RESPONSE,
+                    &reply,
+                    &answer.attachments,
+                );
+            }
+        });
+    }
+
+    fn on_broadcast_request(self: &Arc<Self>, from: &str, data: Message, request_id: String) {
+        let delivery = match (data.field("packet"), data.field("opts")) {
+            (Some(packet), Some(opts)) => data.delivery(packet, opts, self.nsp()),
+            _ => None,
+        };
+        let Some(delivery) = delivery else {
+            // Counted as a server by the requester, which waits for our count: none here.
+            self.respond(
+                from,
+                ctype::BROADCAST_CLIENT_COUNT,
+                &json!({"requestId": request_id, "clientCount": 0}),
+                &[],
+            );
+            return;
+        };
+        // Another server's timeout holds our clients' ack slots: bounded here.
+        let timeout = delivery
+            .timeout
+            .unwrap_or(self.cluster.config.requests_timeout)
+            .min(MAX_REMOTE_ACK_TIMEOUT);
+        let mut acks = self
+            .local
+            .broadcast_with_ack(delivery.packet, &delivery.options, timeout);
+        // The count goes first, on the same queue as the acks that follow it.
+        self.respond(
+            from,
+            ctype::BROADCAST_CLIENT_COUNT,
+            &json!({"requestId": request_id, "clientCount": acks.count}),
+            &[],
+        );
+        if acks.count == 0 {
+            return;
+        }
+        let (shared, from) = (self.clone(), from.to_owned());
+        tokio::spawn(async move {
+            while let Some(reply) = acks.replies.recv().await {
+                if let Ok(args) = reply.result {
+                    let mut ack = json!({ "requestId": request_id });
+                    if let (Some(first), Value::Object(map)) = (args.values.first(), &mut ack) {
+                        map.insert("packet".into(), first.clone());
+                    }
+                    shared.respond(&from, ctype::BROADCAST_ACK, &ack, &args.attachments);
+                }
+            }
+        });
+    }
+
+    /// Persists `session` in Redis for the recovery window.
+    fn persist(&self, session: SessionState) {
+        let Some(recovery) = &self.recovery else {
+            return;
+        };
+        let key = format!("{}{}", self.cluster.config.session_key_prefix, session.pid);
+        let value = cw::encode_session(&session);
+        let lifetime = u64::try_from(recovery.max_disconnection_duration.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut connection = self.cluster.driver.commands();
+        tokio::spawn(async move {
+            let mut command = redis::cmd("SET");
+            command.arg(&key).arg(value).arg("PX").arg(lifetime);
+            let storing = command.query_async::<()>(&mut connection);
+            match tokio::time::timeout(RESPONSE_TIMEOUT, storing).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => warn!(%error, "session not kept: Redis refused it"),
+                Err(_) => warn!("session not kept: Redis did not answer"),
+            }
+        });
+    }
+
+    /// Takes session `pid` out of Redis (GET and DEL in one transaction, as Node does).
+    async fn take_session(&self, pid: &str) -> Result<Option<SessionState>, AdapterError> {
+        let key = format!("{}{pid}", self.cluster.config.session_key_prefix);
+        let mut connection = self.cluster.driver.commands();
+        let (stored,): (Option<Vec<u8>>,) = redis::pipe()
+            .atomic()
+            .cmd("GET")
+            .arg(&key)
+            .cmd("DEL")
+            .arg(&key)
+            .ignore()
+            .query_async(&mut connection)
+            .await
+            .map_err(backend)?;
+        let Some(stored) = stored else {
+            return Ok(None);
+        };
+        match cw::decode_session(&stored) {
+            Ok(session) => Ok(Some(session)),
+            Err(error) => {
+                warn!(pid, %error, "stored session unreadable; connecting afresh");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Entries of the stream after `after`, up to `cap` of them; `None` past the cap.
+    async fn entries_after(
+        &self,
+        after: StreamId,
+        cap: usize,
+    ) -> Result<Option<Vec<(StreamId, Vec<(String, Vec<u8>)>)>>, AdapterError> {
+        let mut connection = self.cluster.driver.commands();
+        let mut entries = Vec::new();
+        let mut from = after;
+        loop {
+            let reply: RedisValue = redis::cmd("XRANGE")
+                .arg(&self.stream.name)
+                .arg(from.exclusive_start())
+                .arg("+")
+                .arg("COUNT")
+                .arg(RANGE_PAGE)
+                .query_async(&mut connection)
+                .await
+                .map_err(backend)?;
+            let page = range_entries(&reply);
+            let full = page.len() >= RANGE_PAGE;
+            if let Some((last, _)) = page.last() {
+                from = *last;
+            }
+            entries.extend(page);
+            if entries.len() > cap {
+                return Ok(None);
+            }
+            if !full {
+                return Ok(Some(entries));
+            }
+        }
+    }
+
+    /// Whether entry `id` is still in the stream (a trimmed one means packets were lost).
+    async fn still_held(&self, id: StreamId) -> Result<bool, AdapterError> {
+        let mut connection = self.cluster.driver.commands();
+        let reply: RedisValue = redis::cmd("XRANGE")
+            .arg(&self.stream.name)
+            .arg(id.to_string())
+            .arg(id.to_string())
+            .query_async(&mut connection)
+            .await
+            .map_err(backend)?;
+        Ok(!range_entries(&reply).is_empty())
+    }
+
+    async fn restore(
+        &self,
+        pid: String,
+        offset: Option<String>,
+        attach: AttachSession,
+    ) -> Result<Option<Vec<EncodedPacket>>, AdapterError> {
+        if self.recovery.is_none() {
+            return Ok(None);
+        }
+        let from_client = match offset.as_deref() {
+            Some(offset) => match StreamId::parse(offset) {
+                Some(id) => Some(id),
+                None => return Ok(None),
+            },
+            None => None,
+        };
+        let Some(session) = self.take_session(&pid).await? else {
+            return Ok(None);
+        };
+        let from_start = session.start_offset.as_deref().and_then(StreamId::parse);
+        // A client never gets packets from before its session began.
+        let Some(after) = from_client.max(from_start) else {
+            return Ok(None);
+        };
+        if after != StreamId::default() && !self.still_held(after).await? {
+            debug!(pid, %after, "offset trimmed from the stream; connecting afresh");
+            return Ok(None);
+        }
+        let cap = self
+            .cluster
+            .config
+            .max_len
+            .saturating_mul(2)
+            .max(RANGE_PAGE);
+        let Some(mut entries) = self.entries_after(after, cap).await? else {
+            return Ok(None);
+        };
+        let mut attach = Some(attach);
+        let mut session = Some(session);
+        for _ in 0..CATCH_UP_ROUNDS {
+            let fetched_upto = entries.last().map(|(id, _)| *id).unwrap_or(after);
+            {
+                let order = lock(&self.stream.order);
+                // Everything delivered here so far was read by our range: cut now.
+                if order.read_upto.is_none_or(|newest| newest <= fetched_upto) {
+                    let (Some(attach), Some(session)) = (attach.take(), session.take()) else {
+                        return Ok(None);
+                    };
+                    let sid = session.sid.clone();
+                    let mut member_of = attach(session);
+                    member_of.push(sid);
+                    return Ok(Some(self.missed(&entries, &order, &member_of)));
+                }
+            }
+            let Some(more) = self.entries_after(fetched_upto, cap).await? else {
+                return Ok(None);
+            };
+            entries.extend(more);
+            if entries.len() > cap {
+                return Ok(None);
+            }
+        }
+        if let Some(session) = session {
+            // Not caught up: the session stays for another try.
+            self.persist(session);
+        }
+        Ok(None)
+    }
+
+    /// The packets of `entries` a socket in `member_of` missed: broadcasts of this namespace
+    /// meant for it that were delivered here before it came back.
+    fn missed(
+        &self,
+        entries: &[(StreamId, Vec<(String, Vec<u8>)>)],
+        order: &Order,
+        member_of: &[Room],
+    ) -> Vec<EncodedPacket> {
+        let parser = self.local.parser();
+        entries
+            .iter()
+            .filter_map(|(id, fields)| {
+                let message = cw::read_stream_entry(fields).ok()??;
+                if message.nsp != self.nsp()
+                    || message.kind != ctype::BROADCAST
+                    || !order.delivered(*id)
+                {
+                    return None;
+                }
+                let data = message.data?;
+                if data.request_id().is_some() {
+                    return None;
+                }
+                let delivery =
+                    data.delivery(data.field("packet")?, data.field("opts")?, self.nsp())?;
+                // Volatile packets are not replayed (Node replays them, though live they
+                // carry no offset).
+                if delivery.options.volatile || !delivery.options.targets(member_of) {
+                    return None;
+                }
+                let packet = with_offset(delivery.packet, &delivery.options, true, Some(*id));
+                Some(EncodedPacket::new(parser, &packet))
+            })
+            .collect()
+    }
+}
+
+/// The `opts` of a cluster message's data; absent options target every socket.
+fn options_of(data: &Message) -> BroadcastOptions {
+    let mut options = data.options();
+    options.local = true;
+    options
+}
+
+impl Subscriber for Shared {
+    fn on_message(self: Arc<Self>, channel: &str, payload: Bytes) {
+        let message = match cw::read_envelope(&payload) {
+            Ok(message) => message,
+            Err(error) => {
+                warn!(channel, %error, "undecodable message from another server");
+                return;
+            }
+        };
+        if message.uid == self.uid() {
+            return;
+        }
+        if channel == self.public {
+            self.on_request(message);
+            return;
+        }
+        // Our private channel: answers.
+        let Some(data) = message.data else {
+            return;
+        };
+        if let Some(request_id) = data.request_id().map(str::to_owned) {
+            self.requests.answer(
+                &request_id,
+                Answer {
+                    kind: Some(message.kind),
+                    message: data,
+                },
+            );
+        }
+    }
+
+    fn on_pattern_message(self: Arc<Self>, _channel: &str, _payload: Bytes) {}
+}
+
+impl Adapter for RedisStreamsAdapter {
+    fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+        self.shared.memory.add_all(sid, rooms);
+    }
+
+    fn del(&self, sid: &Sid, room: &Room) {
+        self.shared.memory.del(sid, room);
+    }
+
+    fn del_all(&self, sid: &Sid) {
+        self.shared.memory.del_all(sid);
+    }
+
+    fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
+        self.shared.memory.socket_rooms(sid)
+    }
+
+    fn for_each_in_room(&self, room: &Room, visit: &mut dyn FnMut(&Sid)) {
+        self.shared.memory.for_each_in_room(room, visit);
+    }
+
+    fn rooms(&self) -> Vec<Room> {
+        self.shared.memory.rooms()
+    }
+
+    fn init(&self) -> BoxFuture<Result<(), AdapterError>> {
+        let shared = self.shared.clone();
+        lock(&shared.stream.namespaces).insert(shared.nsp().to_owned(), Arc::downgrade(&shared));
+        let subscription = self.subscription.clone();
+        let mut reading = shared.stream.reading.subscribe();
+        Box::pin(async move {
+            // Counted as a server (subscribed) only once the stream reaches it, so that a
+            // server that sees the others can count on them receiving its broadcasts.
+            let positioned = reading.wait_for(|reading| *reading);
+            if tokio::time::timeout(RESPONSE_TIMEOUT, positioned)
+                .await
+                .is_err()
+            {
+                warn!(
+                    nsp = shared.nsp(),
+                    "the stream reader has not started; subscribing anyway"
+                );
+            }
+            // A failed subscription is retried by the link's watcher; the namespace serves its
+            // local clients meanwhile.
+            if let Err(error) = shared.cluster.driver.subscribe(subscription).await {
+                warn!(nsp = shared.nsp(), %error, "subscribing to the cluster failed; retrying in the background");
+            }
+            Ok(())
+        })
+    }
+
+    fn close(&self) -> BoxFuture<()> {
+        let shared = self.shared.clone();
+        {
+            let mut namespaces = lock(&shared.stream.namespaces);
+            let ours = namespaces
+                .get(shared.nsp())
+                .is_some_and(|held| std::ptr::eq(held.as_ptr(), Arc::as_ptr(&shared)));
+            if ours {
+                namespaces.remove(shared.nsp());
+            }
+        }
+        let subscription = self.subscription.clone();
+        Box::pin(async move { shared.cluster.driver.unsubscribe(&subscription).await })
+    }
+
+    fn server_count(&self) -> BoxFuture<Result<usize, AdapterError>> {
+        let shared = self.shared.clone();
+        Box::pin(async move { shared.server_count().await })
+    }
+
+    fn broadcast(
+        &self,
+        packet: Packet,
+        options: BroadcastOptions,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let shared = self.shared.clone();
+        if options.local {
+            shared.local.broadcast(&packet, &options);
+            return ready(Ok(()));
+        }
+        let (wire_packet, attachments) = wire::packet_to_wire(&packet);
+        let data = json!({"packet": wire_packet, "opts": wire::options_to_wire(&options, None)});
+        let attachments = attachments.to_vec();
+        let local = shared.local.clone();
+        shared.append(ctype::BROADCAST, &data, &attachments, move || {
+            local.broadcast(&packet, &options);
+        })
+    }
+
+    fn broadcast_with_ack(
+        &self,
+        packet: Packet,
+        options: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Vec<AckReply>, AdapterError>> {
+        let shared = self.shared.clone();
+        let pending = shared.pending();
+        if !options.local {
+            let (wire_packet, attachments) = wire::packet_to_wire(&packet);
+            let data = json!({
+                "packet": wire_packet,
+                "opts": wire::options_to_wire(&options, Some(timeout)),
+                "requestId": pending.id,
+            });
+            shared.publish(shared.public.clone(), ctype::BROADCAST, &data, attachments);
+        }
+        let local = shared.local.broadcast_with_ack(packet, &options, timeout);
+        Box::pin(async move {
+            let deadline = deadline_after(timeout);
+            let servers = if options.local {
+                1
+            } else {
+                // Without a count, every answer that comes in time is still taken.
+                match timeout_at(deadline, shared.server_count()).await {
+                    Ok(Ok(count)) => count,
+                    _ => usize::MAX,
+                }
+            };
+            let kinds = AckKinds {
+                client_count: ctype::BROADCAST_CLIENT_COUNT,
+                ack: ctype::BROADCAST_ACK,
+            };
+            Ok(collect_broadcast_acks(local, pending, servers, deadline, kinds).await)
+        })
+    }
+
+    fn add_sockets(
+        &self,
+        options: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let local = self.shared.local.clone();
+        if options.local {
+            local.add_sockets(&options, &rooms);
+            return ready(Ok(()));
+        }
+        let data = json!({"opts": wire::room_options_to_wire(&options), "rooms": rooms});
+        self.shared
+            .append(ctype::SOCKETS_JOIN, &data, &[], move || {
+                local.add_sockets(&options, &rooms);
+            })
+    }
+
+    fn del_sockets(
+        &self,
+        options: BroadcastOptions,
+        rooms: Vec<Room>,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let local = self.shared.local.clone();
+        if options.local {
+            local.del_sockets(&options, &rooms);
+            return ready(Ok(()));
+        }
+        let data = json!({"opts": wire::room_options_to_wire(&options), "rooms": rooms});
+        self.shared
+            .append(ctype::SOCKETS_LEAVE, &data, &[], move || {
+                local.del_sockets(&options, &rooms);
+            })
+    }
+
+    fn disconnect_sockets(
+        &self,
+        options: BroadcastOptions,
+        close: bool,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let local = self.shared.local.clone();
+        if options.local {
+            local.disconnect_sockets(&options, close);
+            return ready(Ok(()));
+        }
+        let data = json!({"opts": wire::room_options_to_wire(&options), "close": close});
+        self.shared
+            .append(ctype::DISCONNECT_SOCKETS, &data, &[], move || {
+                local.disconnect_sockets(&options, close);
+            })
+    }
+
+    fn fetch_sockets(
+        &self,
+        options: BroadcastOptions,
+        timeout: Duration,
+    ) -> BoxFuture<Result<Vec<SocketInfo>, AdapterError>> {
+        let shared = self.shared.clone();
+        let mut found = shared.local.fetch_sockets(&options);
+        if options.local {
+            return ready(Ok(found));
+        }
+        Box::pin(async move {
+            let deadline = deadline_after(timeout);
+            let servers = timeout_at(deadline, shared.server_count())
+                .await
+                .map_err(|_| AdapterError::Timeout)??;
+            if servers <= 1 {
+                return Ok(found);
+            }
+            let mut pending = shared.pending();
+            let data = json!({
+                "opts": wire::options_to_wire(&options, None),
+                "requestId": pending.id,
+            });
+            shared.publish(shared.public.clone(), ctype::FETCH_SOCKETS, &data, &[]);
+            let mut answers = 0;
+            while answers + 1 < servers {
+                let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
+                if answer.kind != Some(ctype::FETCH_SOCKETS_RESPONSE) {
+                    continue;
+                }
+                answers += 1;
+                let sockets = answer.message.field("sockets").and_then(Value::as_array);
+                found.extend(
+                    sockets
+                        .into_iter()
+                        .flatten()
+                        .filter_map(wire::socket_from_wire),
+                );
+            }
+            Ok(found)
+        })
+    }
+
+    fn server_side_emit(
+        &self,
+        event: String,
+        args: Args,
+        ack: Option<Duration>,
+    ) -> BoxFuture<Result<Vec<Args>, AdapterError>> {
+        let shared = self.shared.clone();
+        let mut packet = vec![Value::String(event)];
+        packet.extend(args.values);
+        let packet = Value::Array(packet);
+        let Some(timeout) = ack else {
+            shared.publish(
+                shared.public.clone(),
+                ctype::SERVER_SIDE_EMIT,
+                &json!({ "packet": packet }),
+                &args.attachments,
+            );
+            return ready(Ok(Vec::new()));
+        };
+        Box::pin(async move {
+            let deadline = deadline_after(timeout);
+            let others = timeout_at(deadline, shared.server_count())
+                .await
+                .map_err(|_| AdapterError::Timeout)??
+                .saturating_sub(1);
+            if others == 0 {
+                return Ok(Vec::new());
+            }
+            let mut pending = shared.pending();
+            shared.publish(
+                shared.public.clone(),
+                ctype::SERVER_SIDE_EMIT,
+                &json!({ "packet": packet, "requestId": pending.id }),
+                &args.attachments,
+            );
+            let mut answers = Vec::with_capacity(others);
+            while answers.len() < others {
+                let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
+                if answer.kind == Some(ctype::SERVER_SIDE_EMIT_RESPONSE) {
+                    answers.push(answer.message.argument("packet"));
+                }
+            }
+            Ok(answers)
+        })
+    }
+
+    fn attach_socket(&self, attach: &mut dyn FnMut()) -> Option<String> {
+        // Under the delivery lock: every entry read after the answered one reaches the socket
+        // live.
+        let order = lock(&self.shared.stream.order);
+        attach();
+        if self.shared.recovery.is_none() {
+            return None;
+        }
+        order.read_upto.map(|id| id.to_string())
+    }
+
+    fn persist_session(&self, session: SessionState) {
+        self.shared.persist(session);
+    }
+
+    fn restore_session(
+        &self,
+        pid: String,
+        offset: Option<String>,
+        attach: AttachSession,
+    ) -> BoxFuture<Result<Option<Vec<EncodedPacket>>, AdapterError>> {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let deadline = deadline_after(shared.cluster.config.requests_timeout);
+            timeout_at(deadline, shared.restore(pid, offset, attach))
+                .await
+                .map_err(|_| AdapterError::Timeout)?
+        })
+    }
+}
