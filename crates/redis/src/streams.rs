@@ -9,13 +9,17 @@
 //!
 //! # Nothing lost or doubled on recovery
 //!
-//! Every server delivers the entries of a stream to its sockets under one lock per stream:
-//! other servers' entries as its reader reads them, in stream order; its own in the order
-//! Redis appended them, as the appends are answered. A restored socket is put back under that
-//! lock, and the packets it missed are the entries after its offset that were delivered here
-//! before that instant (the reader's and the appender's positions tell which); those after it
-//! reach the socket live. Node's adapter reads the stream and re-attaches the socket at
-//! different times, and may lose or repeat the entries appended in between.
+//! A client holds one offset, the last it saw, so every server must deliver a stream's entries
+//! in stream order. Each server's reader delivers them all, its own server's included (Node
+//! delivers its own broadcasts when the append is answered and the others' when they are
+//! read, so a client can see offsets out of order and get a packet twice on recovery). A
+//! restored socket is put back under the lock deliveries take, and the packets it missed are
+//! the entries after its offset up to the last one delivered at that instant; those after it
+//! reach it live. Node's adapter reads the stream and re-attaches the socket at different
+//! times, and may lose or repeat the entries appended in between.
+//!
+//! While Redis is away, this server's own broadcasts and room operations take effect here at
+//! once, without an offset, and are not replayed; other servers' cannot reach it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -105,6 +109,9 @@ const RANGE_PAGE: usize = 1000;
 /// How many times a restore reads the stream's newest entries again to catch up with the
 /// entries delivered meanwhile, before it gives up (and the client connects afresh).
 const CATCH_UP_ROUNDS: usize = 20;
+
+/// A stream entry: its id and its fields.
+type Entry = (StreamId, Vec<(String, Vec<u8>)>);
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|p| p.into_inner())
@@ -406,8 +413,8 @@ async fn append(
     }
 }
 
-/// Reads the stream from its end at start-up on, and delivers the other servers' entries to
-/// the namespaces here, in order.
+/// Reads the stream from its end at start-up on, and delivers every entry to the namespaces
+/// here, in order.
 async fn read(stream: Weak<Stream>, client: Client, config: Arc<RedisStreamsConfig>, uid: String) {
     // A blocking read holds its connection: this one is the reader's alone.
     let response_timeout = config.block_time + RESPONSE_TIMEOUT;
@@ -535,7 +542,7 @@ async fn newest_entry(
 }
 
 /// Entries `[id, [field, value, …]]` of an XRANGE answer.
-fn range_entries(reply: &RedisValue) -> Vec<(StreamId, Vec<(String, Vec<u8>)>)> {
+fn range_entries(reply: &RedisValue) -> Vec<Entry> {
     let RedisValue::Array(entries) = reply else {
         return Vec::new();
     };
@@ -543,7 +550,7 @@ fn range_entries(reply: &RedisValue) -> Vec<(StreamId, Vec<(String, Vec<u8>)>)> 
 }
 
 /// Entries of an XREAD answer for one stream: `[[name, [entry, …]]]` (or a map in RESP3).
-fn xread_entries(reply: &RedisValue) -> Vec<(StreamId, Vec<(String, Vec<u8>)>)> {
+fn xread_entries(reply: &RedisValue) -> Vec<Entry> {
     match reply {
         RedisValue::Array(streams) => streams
             .iter()
@@ -569,7 +576,7 @@ fn text_of(value: &RedisValue) -> Option<Vec<u8>> {
     }
 }
 
-fn entry(value: &RedisValue) -> Option<(StreamId, Vec<(String, Vec<u8>)>)> {
+fn entry(value: &RedisValue) -> Option<Entry> {
     let RedisValue::Array(parts) = value else {
         return None;
     };
@@ -940,7 +947,7 @@ impl Shared {
         &self,
         after: StreamId,
         cap: usize,
-    ) -> Result<Option<Vec<(StreamId, Vec<(String, Vec<u8>)>)>>, AdapterError> {
+    ) -> Result<Option<Vec<Entry>>, AdapterError> {
         let mut connection = self.cluster.driver.commands();
         let mut entries = Vec::new();
         let mut from = after;
@@ -1053,12 +1060,7 @@ impl Shared {
 
     /// The packets of `entries` a socket in `member_of` missed: broadcasts of this namespace
     /// meant for it that were delivered here before it came back.
-    fn missed(
-        &self,
-        entries: &[(StreamId, Vec<(String, Vec<u8>)>)],
-        order: &Order,
-        member_of: &[Room],
-    ) -> Vec<EncodedPacket> {
+    fn missed(&self, entries: &[Entry], order: &Order, member_of: &[Room]) -> Vec<EncodedPacket> {
         let parser = self.local.parser();
         entries
             .iter()
@@ -1402,9 +1404,7 @@ impl Adapter for RedisStreamsAdapter {
         // live.
         let order = lock(&self.shared.stream.order);
         attach();
-        if self.shared.recovery.is_none() {
-            return None;
-        }
+        self.shared.recovery.as_ref()?;
         order.read_upto.map(|id| id.to_string())
     }
 
@@ -1425,5 +1425,96 @@ impl Adapter for RedisStreamsAdapter {
                 .await
                 .map_err(|_| AdapterError::Timeout)?
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bulk(text: &str) -> RedisValue {
+        RedisValue::BulkString(text.as_bytes().to_vec())
+    }
+
+    fn raw_entry(id: &str, fields: &[(&str, &str)]) -> RedisValue {
+        let fields = fields
+            .iter()
+            .flat_map(|(k, v)| [bulk(k), bulk(v)])
+            .collect();
+        RedisValue::Array(vec![bulk(id), RedisValue::Array(fields)])
+    }
+
+    #[test]
+    fn stream_answers_are_read_in_both_protocol_shapes() {
+        let entries = RedisValue::Array(vec![
+            raw_entry("1-0", &[("uid", "u"), ("nsp", "/"), ("type", "3")]),
+            raw_entry("not-an-id", &[("uid", "u")]),
+            raw_entry("1-1", &[("uid", "v"), ("odd", "fields"), ("dangling", "x")]),
+        ]);
+        let read = range_entries(&entries);
+        assert_eq!(read.len(), 2, "the entry with a bad id is skipped");
+        assert_eq!(read[0].0, StreamId { ms: 1, seq: 0 });
+        assert_eq!(read[0].1[1], ("nsp".to_owned(), b"/".to_vec()));
+        let resp2 = RedisValue::Array(vec![RedisValue::Array(vec![
+            bulk("socket.io"),
+            entries.clone(),
+        ])]);
+        assert_eq!(xread_entries(&resp2).len(), 2);
+        let resp3 = RedisValue::Map(vec![(bulk("socket.io"), entries)]);
+        assert_eq!(xread_entries(&resp3).len(), 2);
+        assert!(
+            xread_entries(&RedisValue::Nil).is_empty(),
+            "a read that timed out"
+        );
+    }
+
+    #[test]
+    fn offsets_go_on_recoverable_events_only() {
+        let id = Some(StreamId { ms: 7, seq: 1 });
+        let event = Packet::event("/", "e", vec![json!(1)]);
+        let plain = BroadcastOptions::default();
+        let with = with_offset(event.clone(), &plain, true, id);
+        assert_eq!(with.data(), Some(&json!(["e", 1, "7-1"])));
+        assert_eq!(
+            with_offset(event.clone(), &plain, false, id),
+            event,
+            "recovery off"
+        );
+        assert_eq!(
+            with_offset(event.clone(), &plain, true, None),
+            event,
+            "no offset"
+        );
+        let volatile = BroadcastOptions {
+            volatile: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            with_offset(event.clone(), &volatile, true, id),
+            event,
+            "volatile"
+        );
+    }
+
+    #[test]
+    fn fingerprints_match_what_was_written_and_what_is_read() {
+        let written = cw::stream_fields("u", "/", ctype::BROADCAST, Some((&json!({"a": 1}), &[])));
+        let read: Vec<(String, Vec<u8>)> = written
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        assert_eq!(fingerprint(&written), fingerprint(&read));
+        let other = cw::stream_fields("u", "/", ctype::BROADCAST, Some((&json!({"a": 2}), &[])));
+        assert_ne!(fingerprint(&written), fingerprint(&other));
+    }
+
+    #[test]
+    fn delivered_means_read_up_to() {
+        let mut order = Order::default();
+        assert!(!order.delivered(StreamId::default()));
+        order.read_upto = Some(StreamId { ms: 5, seq: 2 });
+        assert!(order.delivered(StreamId { ms: 5, seq: 2 }));
+        assert!(order.delivered(StreamId { ms: 4, seq: 9 }));
+        assert!(!order.delivered(StreamId { ms: 5, seq: 3 }));
     }
 }
