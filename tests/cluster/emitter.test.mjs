@@ -17,6 +17,7 @@ import { createClient } from "redis";
 import {
   assertCounts,
   ids,
+  joinAll,
   pollFetch,
   quiesce,
   sameList,
@@ -24,6 +25,7 @@ import {
   unique,
   useCluster,
   waitAllGot,
+  waitGone,
   waitUntil,
 } from "./lib/cluster.mjs";
 import { CLUSTER_DIR, clusterKinds } from "./lib/nodes.mjs";
@@ -40,10 +42,6 @@ async function settleEmitter(clients) {
     emitter.emit("marker", token);
     await waitAllGot(live, "marker", token);
   }
-}
-
-async function joinAll(clients, rooms) {
-  await Promise.all(clients.map((c) => c.ok("join", { rooms })));
 }
 
 describe(`emitters on a cluster of ${clusterKinds().join(", ")}`, () => {
@@ -171,15 +169,6 @@ describe(`emitters on a cluster of ${clusterKinds().join(", ")}`, () => {
       const second = [g.byNode[0].p, g.byNode[1].a, g.byNode[2].p];
       await joinAll(first, [d]);
       await joinAll(second, [d2]);
-      const waitGone = (clients) =>
-        waitUntil(
-          () => clients.every((c) => !c.connected && c.disconnects.length > 0),
-          () =>
-            `disconnects of ${clients
-              .filter((c) => c.connected)
-              .map((c) => c.label)
-              .join(", ")}`,
-        );
       emitter.in(d).disconnectSockets();
       await waitGone(first);
       for (const c of first) assert.deepStrictEqual(c.disconnects, ["io server disconnect"], c.label);

@@ -1,14 +1,20 @@
-// The Node reference cluster node: socket.io 4.8.1 with the classic Redis adapter
-// (`createAdapter` of @socket.io/redis-adapter 8.3.0, node-redis 4 clients), listening on
-// 127.0.0.1 only. It implements the control protocol of README.md; the Rust `cluster_node`
-// fixture implements the same protocol.
+// The Node reference cluster node: socket.io 4.8.1 with, by default, the classic Redis adapter
+// (`createAdapter` of @socket.io/redis-adapter 8.3.0, two node-redis 4 clients), or with
+// `--adapter streams` the Redis streams adapter (`createAdapter` of
+// @socket.io/redis-streams-adapter 0.3.1, one node-redis 4 client, default options: stream
+// `socket.io`, maxLen 10000, session keys `sio:session:<pid>`), listening on 127.0.0.1 only.
+// `--recovery-ms N` turns on connection state recovery (`maxDisconnectionDuration: N`,
+// `skipMiddlewares: true`). It implements the control protocol of README.md; the Rust
+// `cluster_node` fixture implements the same protocol and takes the same options.
 //
 // Usage: node node-node.mjs --port P --redis-url redis://127.0.0.1:RP --name NAME
-//                           [--requests-timeout-ms 3000]
+//                           [--requests-timeout-ms 3000] [--adapter classic|streams]
+//                           [--recovery-ms N]
 
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
 import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
 import { createClient } from "redis";
 import { Server } from "socket.io";
 
@@ -18,6 +24,8 @@ const { values: opts } = parseArgs({
     "redis-url": { type: "string" },
     name: { type: "string" },
     "requests-timeout-ms": { type: "string", default: "3000" },
+    adapter: { type: "string", default: "classic" },
+    "recovery-ms": { type: "string" },
   },
 });
 for (const key of ["port", "redis-url", "name"]) {
@@ -29,6 +37,16 @@ for (const key of ["port", "redis-url", "name"]) {
 const name = opts.name;
 const port = Number(opts.port);
 const requestsTimeout = Number(opts["requests-timeout-ms"]);
+const adapterKind = opts.adapter;
+if (adapterKind !== "classic" && adapterKind !== "streams") {
+  console.error(`--adapter must be classic or streams, got ${JSON.stringify(adapterKind)}`);
+  process.exit(2);
+}
+const recoveryMs = opts["recovery-ms"] === undefined ? null : Number(opts["recovery-ms"]);
+if (recoveryMs !== null && !(Number.isInteger(recoveryMs) && recoveryMs > 0)) {
+  console.error(`--recovery-ms must be a positive whole number of milliseconds, got ${opts["recovery-ms"]}`);
+  process.exit(2);
+}
 
 const log = (...args) => console.log(new Date().toISOString(), `[${name}]`, ...args);
 
@@ -37,14 +55,19 @@ const log = (...args) => console.log(new Date().toISOString(), `[${name}]`, ...a
 // deployment must.
 process.on("unhandledRejection", (err) => log("unhandled rejection:", err && err.message ? err.message : err));
 
-const pubClient = createClient({ url: opts["redis-url"] });
-const subClient = pubClient.duplicate();
+// classic: a publishing and a subscribing client; streams: one client, which the adapter
+// duplicates by itself (a subscriber and a stream reader, which ignore their errors)
+const mainClient = createClient({ url: opts["redis-url"] });
+const clients =
+  adapterKind === "classic"
+    ? [
+        ["pub", mainClient],
+        ["sub", mainClient.duplicate()],
+      ]
+    : [["streams", mainClient]];
 // node-redis reconnects by itself (and resubscribes); without an "error" listener an error
 // event would end the process. Logged: the first error and retry of an outage, and "ready".
-for (const [label, client] of [
-  ["pub", pubClient],
-  ["sub", subClient],
-]) {
+for (const [label, client] of clients) {
   let up = false;
   let errors = 0;
   client.on("error", (err) => {
@@ -61,12 +84,20 @@ for (const [label, client] of [
     errors = 0;
   });
 }
-await Promise.all([pubClient.connect(), subClient.connect()]);
+await Promise.all(clients.map(([, client]) => client.connect()));
 
 const httpServer = createServer();
 const io = new Server(httpServer, {
-  adapter: createAdapter(pubClient, subClient, { requestsTimeout }),
+  // the streams adapter has no requests timeout of its own: its requests wait 5 s (socket.io-adapter's default)
+  adapter:
+    adapterKind === "classic"
+      ? createAdapter(mainClient, clients[1][1], { requestsTimeout })
+      : createStreamsAdapter(mainClient),
+  ...(recoveryMs === null
+    ? {}
+    : { connectionStateRecovery: { maxDisconnectionDuration: recoveryMs, skipMiddlewares: true } }),
 });
+log(`adapter ${adapterKind}, connection state recovery ${recoveryMs === null ? "off" : `${recoveryMs} ms`}`);
 
 /** Every server-side event this node received, in order: {event, args}. */
 const serverEvents = [];

@@ -11,9 +11,11 @@ import { logDirectory, sleep, waitUntil, withTimeout } from "./util.mjs";
 export const CONTROL_TIMEOUT_MS = 10_000;
 
 export class Cluster {
-  constructor(kinds = clusterKinds(), { tag = "c" } = {}) {
+  /** `nodeArgs`: extra arguments for every node (both kinds), e.g. ["--adapter", "streams"]. */
+  constructor(kinds = clusterKinds(), { tag = "c", nodeArgs = [] } = {}) {
     this.kinds = kinds;
     this.tag = tag;
+    this.nodeArgs = nodeArgs;
     this.redis = new RedisServer(`${tag}-redis`);
     this.nodes = [];
   }
@@ -21,7 +23,13 @@ export class Cluster {
   async start() {
     await this.redis.start();
     this.nodes = this.kinds.map(
-      (kind, i) => new ClusterNode({ kind, name: `${this.tag}-n${i}-${kind}`, redisUrl: this.redis.url }),
+      (kind, i) =>
+        new ClusterNode({
+          kind,
+          name: `${this.tag}-n${i}-${kind}`,
+          redisUrl: this.redis.url,
+          extraArgs: this.nodeArgs,
+        }),
     );
     // one after the other: a node subscribes while starting, and a failure names one node
     for (const node of this.nodes) await node.start();
@@ -45,6 +53,8 @@ export class Cluster {
  * Call inside a `describe` block. Starts a cluster in a `before` hook and stops it (every process by its PID) in an `after`
  * hook. Returns it and a `test` like node:test's, whose failures carry the tails of every
  * process's log, which closes the clients a test opened, and which checks that no node died.
+ * Options: `kinds`, `tag` and `nodeArgs` (as for `Cluster`), `setup(cluster)` and
+ * `teardown(cluster)`.
  */
 export function useCluster(options = {}) {
   const cluster = new Cluster(options.kinds, options);
@@ -94,12 +104,20 @@ export function useCluster(options = {}) {
 
 /** One official client, recording every event it receives. */
 export class Client {
-  constructor(node, label, transport) {
+  /**
+   * `options.io`: more socket.io-client options (e.g. `reconnection: true`), over the defaults
+   * of `connect()`; `options.beforeConnect(socket)`: called before the socket connects (e.g. to
+   * set the session id and offset it presents, `socket._pid` and `socket._lastOffset`).
+   */
+  constructor(node, label, transport, { io: ioOptions = {}, beforeConnect = null } = {}) {
     this.node = node;
     this.label = label;
     this.transport = transport;
+    this.ioOptions = ioOptions;
+    this.beforeConnect = beforeConnect;
     this.events = []; // {event, args} in arrival order
     this.disconnects = []; // reasons
+    this.connects = []; // {id, recovered} of every "connect" (reconnections included)
     this.socket = null;
     this.sid = undefined; // kept after a disconnect (socket.id is then undefined)
   }
@@ -119,6 +137,8 @@ export class Client {
       transports: [this.transport],
       upgrade: false,
       timeout: 10_000,
+      ...this.ioOptions,
+      autoConnect: false,
     });
     this.socket = socket;
     socket.onAny((event, ...args) => {
@@ -131,6 +151,12 @@ export class Client {
       if (typeof cb === "function") cb(this.label);
     });
     socket.on("disconnect", (reason) => this.disconnects.push(reason));
+    socket.on("connect", () => {
+      this.sid = socket.id;
+      this.connects.push({ id: socket.id, recovered: socket.recovered });
+    });
+    if (this.beforeConnect) this.beforeConnect(socket);
+    socket.connect();
     const failed = new Promise((_, reject) =>
       socket.once("connect_error", (e) => reject(new Error(`${this.label}: connect_error ${e.message}`))),
     );
@@ -191,8 +217,9 @@ export class ClientSet {
     this.all = [];
   }
 
-  async connect(node, label, transport = "websocket") {
-    const c = new Client(node, label, transport);
+  /** `options`: as for `new Client`. */
+  async connect(node, label, transport = "websocket", options = {}) {
+    const c = new Client(node, label, transport, options);
     this.all.push(c);
     await c.connect();
     return c;
@@ -241,12 +268,32 @@ export async function waitAllGot(clients, event, token, timeout = 10_000) {
   );
 }
 
+/** Joins each client to `rooms` through the control protocol. */
+export async function joinAll(clients, rooms) {
+  await Promise.all(clients.map((c) => c.ok("join", { rooms })));
+}
+
+/** Waits until every client in `clients` has been disconnected (10 s at most). */
+export function waitGone(clients) {
+  return waitUntil(
+    () => clients.every((c) => !c.connected && c.disconnects.length > 0),
+    () =>
+      `disconnects of ${clients
+        .filter((c) => c.connected)
+        .map((c) => c.label)
+        .join(", ")}`,
+    { timeout: 10_000 },
+  );
+}
+
 /**
  * A settle point after a broadcast from `from` (a client on the initiating node): a marker
  * broadcast to all, received by every connected client of `clients`; then a round trip through
  * Redis from that node (fetch-sockets waits for the answers of the other nodes, which come after
  * anything that node published earlier, its own echoes included); then a second marker. Any
- * duplicate or late copy of an earlier broadcast has arrived by then.
+ * duplicate or late copy of an earlier broadcast has arrived by then. (On a streams cluster every
+ * broadcast is an entry of one stream, which every node reads in order: a marker received on a
+ * node follows every earlier entry there.)
  */
 export async function settle(from, clients) {
   const live = clients.filter((c) => c.connected);

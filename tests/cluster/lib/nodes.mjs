@@ -1,12 +1,14 @@
-// Cluster nodes as child processes. Each listens on 127.0.0.1:<free port>, uses the classic
-// Redis adapter protocol on the given Redis, and implements the control protocol described in
-// ../README.md. Kinds:
+// Cluster nodes as child processes. Each listens on 127.0.0.1:<free port>, uses a Redis adapter
+// protocol on the given Redis (the classic one unless its extra arguments say
+// `--adapter streams`), and implements the control protocol described in ../README.md. Kinds:
 //
 //   switchyard  the Rust fixture binary in CLUSTER_NODE_BIN (resolved from tests/cluster), else
 //               ../../target/release/examples/cluster_node
-//   node        `node node-node.mjs` (socket.io 4.8.1 + @socket.io/redis-adapter 8.3.0)
+//   node        `node node-node.mjs` (socket.io 4.8.1 + @socket.io/redis-adapter 8.3.0, or
+//               @socket.io/redis-streams-adapter 0.3.1 with `--adapter streams`)
 //
-// Both get `--port P --redis-url redis://127.0.0.1:RP --name NAME --requests-timeout-ms 3000`.
+// Both get `--port P --redis-url redis://127.0.0.1:RP --name NAME --requests-timeout-ms 3000`,
+// then the cluster's extra node arguments, if any (e.g. `--adapter streams --recovery-ms 60000`).
 // A node is ready once `GET /socket.io/?EIO=4&transport=polling` answers 200. Its stdout and
 // stderr go to <os temp dir>/switchyard-cluster-*/NAME.log and the tail shows in failures.
 
@@ -80,8 +82,9 @@ async function httpReady(port) {
 }
 
 export class ClusterNode {
-  constructor({ kind, name, redisUrl, requestsTimeoutMs = REQUESTS_TIMEOUT_MS }) {
+  constructor({ kind, name, redisUrl, requestsTimeoutMs = REQUESTS_TIMEOUT_MS, extraArgs = [] }) {
     this.kind = kind;
+    this.extraArgs = extraArgs;
     this.name = name;
     this.redisUrl = redisUrl;
     this.requestsTimeoutMs = requestsTimeoutMs;
@@ -135,6 +138,7 @@ export class ClusterNode {
       this.name,
       "--requests-timeout-ms",
       String(this.requestsTimeoutMs),
+      ...this.extraArgs,
     ];
     if (this.kind === "node") return { bin: process.execPath, args: [NODE_NODE_SCRIPT, ...args] };
     const bin = clusterNodeBin();
