@@ -19,8 +19,8 @@ use tracing::warn;
 use crate::driver::{numsub, Driver, LinkOptions, Subscriber, Subscription};
 use crate::error::{backend, RedisAdapterError};
 use crate::requests::{
-    collect_broadcast_acks, deadline_after, AckKinds, Answer, Pending, Requests,
-    MAX_REMOTE_ACK_TIMEOUT,
+    collect_broadcast_acks, deadline_after, other_servers, sockets_of, AckKinds, Answer, Pending,
+    Requests, MAX_REMOTE_ACK_TIMEOUT,
 };
 use crate::wire::{self, kind, Channels, Message};
 
@@ -444,29 +444,7 @@ impl Subscriber for Shared {
 }
 
 impl Adapter for RedisAdapter {
-    fn add_all(&self, sid: &Sid, rooms: &[Room]) {
-        self.shared.memory.add_all(sid, rooms);
-    }
-
-    fn del(&self, sid: &Sid, room: &Room) {
-        self.shared.memory.del(sid, room);
-    }
-
-    fn del_all(&self, sid: &Sid) {
-        self.shared.memory.del_all(sid);
-    }
-
-    fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
-        self.shared.memory.socket_rooms(sid)
-    }
-
-    fn for_each_in_room(&self, room: &Room, visit: &mut dyn FnMut(&Sid)) {
-        self.shared.memory.for_each_in_room(room, visit);
-    }
-
-    fn rooms(&self) -> Vec<Room> {
-        self.shared.memory.rooms()
-    }
+    crate::room_index_methods!(shared.memory);
 
     fn attach_socket(&self, attach: &mut dyn FnMut()) -> Option<String> {
         self.shared.memory.attach_socket(attach)
@@ -617,10 +595,8 @@ impl Adapter for RedisAdapter {
         }
         Box::pin(async move {
             let deadline = deadline_after(timeout);
-            let servers = timeout_at(deadline, shared.server_count())
-                .await
-                .map_err(|_| AdapterError::Timeout)??;
-            if servers <= 1 {
+            let others = other_servers(shared.server_count(), deadline).await?;
+            if others == 0 {
                 return Ok(found);
             }
             let mut pending = shared.pending();
@@ -633,16 +609,11 @@ impl Adapter for RedisAdapter {
                     "opts": wire::room_options_to_wire(&options),
                 }),
             );
-            for _ in 1..servers {
-                let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
-                let sockets = answer.message.field("sockets").and_then(Value::as_array);
-                found.extend(
-                    sockets
-                        .into_iter()
-                        .flatten()
-                        .filter_map(wire::socket_from_wire),
-                );
-            }
+            // Answers to fetches carry no type.
+            let answers = pending
+                .collect(others, None, deadline, |answer| sockets_of(&answer))
+                .await?;
+            found.extend(answers.into_iter().flatten());
             Ok(found)
         })
     }
@@ -664,10 +635,7 @@ impl Adapter for RedisAdapter {
         };
         Box::pin(async move {
             let deadline = deadline_after(timeout);
-            let others = timeout_at(deadline, shared.server_count())
-                .await
-                .map_err(|_| AdapterError::Timeout)??
-                .saturating_sub(1);
+            let others = other_servers(shared.server_count(), deadline).await?;
             if others == 0 {
                 return Ok(Vec::new());
             }
@@ -681,14 +649,10 @@ impl Adapter for RedisAdapter {
                     "data": data,
                 }),
             );
-            let mut answers = Vec::with_capacity(others);
-            while answers.len() < others {
-                let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
-                if answer.kind == Some(kind::SERVER_SIDE_EMIT) {
-                    answers.push(answer.message.argument("data"));
-                }
-            }
-            Ok(answers)
+            let kind = Some(kind::SERVER_SIDE_EMIT);
+            pending
+                .collect(others, kind, deadline, |answer| answer.argument("data"))
+                .await
         })
     }
 }

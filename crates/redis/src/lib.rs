@@ -16,6 +16,37 @@
 //! reconnection, and what cannot be published is dropped and counted. The link reconnects and
 //! subscribes again by itself, and logs each change of state once.
 
+/// The room methods of [`switchyard::adapter::Adapter`], answered by the in-memory adapter
+/// at `self.<path>`: an adapter's own sockets' rooms live there.
+macro_rules! room_index_methods {
+    ($($path:ident).+) => {
+        fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+            self.$($path).+.add_all(sid, rooms);
+        }
+
+        fn del(&self, sid: &Sid, room: &Room) {
+            self.$($path).+.del(sid, room);
+        }
+
+        fn del_all(&self, sid: &Sid) {
+            self.$($path).+.del_all(sid);
+        }
+
+        fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
+            self.$($path).+.socket_rooms(sid)
+        }
+
+        fn for_each_in_room(&self, room: &Room, visit: &mut dyn FnMut(&Sid)) {
+            self.$($path).+.for_each_in_room(room, visit);
+        }
+
+        fn rooms(&self) -> Vec<Room> {
+            self.$($path).+.rooms()
+        }
+    };
+}
+pub(crate) use room_index_methods;
+
 mod classic;
 mod cluster_wire;
 mod driver;

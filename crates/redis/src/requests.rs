@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::Value;
-use switchyard::adapter::{AckReply, LocalAcks};
+use switchyard::adapter::{AckReply, AdapterError, LocalAcks};
 use switchyard::AckError;
 use tokio::sync::mpsc;
 use tokio::time::{timeout_at, Instant};
@@ -26,6 +26,18 @@ pub(crate) fn deadline_after(timeout: Duration) -> Instant {
     let now = Instant::now();
     now.checked_add(timeout)
         .unwrap_or_else(|| now + Duration::from_secs(86_400 * 365))
+}
+
+/// How many servers other than this one serve the namespace, counted by `count` before
+/// `deadline`.
+pub(crate) async fn other_servers(
+    count: impl std::future::Future<Output = Result<usize, AdapterError>>,
+    deadline: Instant,
+) -> Result<usize, AdapterError> {
+    let servers = timeout_at(deadline, count)
+        .await
+        .map_err(|_| AdapterError::Timeout)??;
+    Ok(servers.saturating_sub(1))
 }
 
 /// An answer to one of our requests: its type, and the message that carries its fields.
@@ -88,6 +100,25 @@ impl Pending {
             id,
             answers,
         }
+    }
+
+    /// `expected` answers (of type `kind` when given; others are skipped) before `deadline`,
+    /// each read by `read`; a timeout when they do not all come.
+    pub(crate) async fn collect<T>(
+        &mut self,
+        expected: usize,
+        kind: Option<u64>,
+        deadline: Instant,
+        mut read: impl FnMut(Message) -> T,
+    ) -> Result<Vec<T>, AdapterError> {
+        let mut answers = Vec::with_capacity(expected.min(1024));
+        while answers.len() < expected {
+            let answer = self.next(deadline).await.ok_or(AdapterError::Timeout)?;
+            if kind.is_none() || answer.kind == kind {
+                answers.push(read(answer.message));
+            }
+        }
+        Ok(answers)
     }
 
     /// The next answer before `deadline`.
@@ -164,4 +195,15 @@ pub(crate) async fn collect_broadcast_acks(
         });
     }
     replies
+}
+
+/// The socket descriptions of a fetch's answer (`sockets`), Node's or ours.
+pub(crate) fn sockets_of(answer: &Message) -> Vec<switchyard::adapter::SocketInfo> {
+    answer
+        .field("sockets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(crate::wire::socket_from_wire)
+        .collect()
 }

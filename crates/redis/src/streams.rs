@@ -47,8 +47,8 @@ use crate::driver::{
 };
 use crate::error::{backend, RedisAdapterError};
 use crate::requests::{
-    collect_broadcast_acks, deadline_after, AckKinds, Answer, Pending, Requests,
-    MAX_REMOTE_ACK_TIMEOUT,
+    collect_broadcast_acks, deadline_after, other_servers, sockets_of, AckKinds, Answer, Pending,
+    Requests, MAX_REMOTE_ACK_TIMEOUT,
 };
 use crate::wire::{self, Message};
 
@@ -620,6 +620,28 @@ struct Shared {
 }
 
 impl RedisStreamsAdapter {
+    /// A join, leave or disconnect: through the stream (the reader carries it out here too, in
+    /// order with the broadcasts), or here only for a local one.
+    fn room_operation(
+        &self,
+        kind: u64,
+        options: BroadcastOptions,
+        fields: Value,
+        operation: impl FnOnce(&LocalNamespace, &BroadcastOptions) + Send + 'static,
+    ) -> BoxFuture<Result<(), AdapterError>> {
+        let local = self.shared.local.clone();
+        if options.local {
+            operation(&local, &options);
+            return ready(Ok(()));
+        }
+        let mut data = json!({ "opts": wire::room_options_to_wire(&options) });
+        if let (Value::Object(data), Value::Object(fields)) = (&mut data, fields) {
+            data.extend(fields);
+        }
+        self.shared
+            .append(kind, &data, &[], move || operation(&local, &options))
+    }
+
     fn new(cluster: &RedisStreamsCluster, context: AdapterContext<'_>) -> RedisStreamsAdapter {
         let inner = &cluster.inner;
         let local = context.local.clone();
@@ -1132,29 +1154,7 @@ impl Subscriber for Shared {
 }
 
 impl Adapter for RedisStreamsAdapter {
-    fn add_all(&self, sid: &Sid, rooms: &[Room]) {
-        self.shared.memory.add_all(sid, rooms);
-    }
-
-    fn del(&self, sid: &Sid, room: &Room) {
-        self.shared.memory.del(sid, room);
-    }
-
-    fn del_all(&self, sid: &Sid) {
-        self.shared.memory.del_all(sid);
-    }
-
-    fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
-        self.shared.memory.socket_rooms(sid)
-    }
-
-    fn for_each_in_room(&self, room: &Room, visit: &mut dyn FnMut(&Sid)) {
-        self.shared.memory.for_each_in_room(room, visit);
-    }
-
-    fn rooms(&self) -> Vec<Room> {
-        self.shared.memory.rooms()
-    }
+    crate::room_index_methods!(shared.memory);
 
     fn init(&self) -> BoxFuture<Result<(), AdapterError>> {
         let shared = self.shared.clone();
@@ -1264,16 +1264,13 @@ impl Adapter for RedisStreamsAdapter {
         options: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<Result<(), AdapterError>> {
-        let local = self.shared.local.clone();
-        if options.local {
-            local.add_sockets(&options, &rooms);
-            return ready(Ok(()));
-        }
-        let data = json!({"opts": wire::room_options_to_wire(&options), "rooms": rooms});
-        self.shared
-            .append(ctype::SOCKETS_JOIN, &data, &[], move || {
-                local.add_sockets(&options, &rooms);
-            })
+        let fields = json!({ "rooms": rooms });
+        self.room_operation(
+            ctype::SOCKETS_JOIN,
+            options,
+            fields,
+            move |local, options| local.add_sockets(options, &rooms),
+        )
     }
 
     fn del_sockets(
@@ -1281,16 +1278,13 @@ impl Adapter for RedisStreamsAdapter {
         options: BroadcastOptions,
         rooms: Vec<Room>,
     ) -> BoxFuture<Result<(), AdapterError>> {
-        let local = self.shared.local.clone();
-        if options.local {
-            local.del_sockets(&options, &rooms);
-            return ready(Ok(()));
-        }
-        let data = json!({"opts": wire::room_options_to_wire(&options), "rooms": rooms});
-        self.shared
-            .append(ctype::SOCKETS_LEAVE, &data, &[], move || {
-                local.del_sockets(&options, &rooms);
-            })
+        let fields = json!({ "rooms": rooms });
+        self.room_operation(
+            ctype::SOCKETS_LEAVE,
+            options,
+            fields,
+            move |local, options| local.del_sockets(options, &rooms),
+        )
     }
 
     fn disconnect_sockets(
@@ -1298,16 +1292,13 @@ impl Adapter for RedisStreamsAdapter {
         options: BroadcastOptions,
         close: bool,
     ) -> BoxFuture<Result<(), AdapterError>> {
-        let local = self.shared.local.clone();
-        if options.local {
-            local.disconnect_sockets(&options, close);
-            return ready(Ok(()));
-        }
-        let data = json!({"opts": wire::room_options_to_wire(&options), "close": close});
-        self.shared
-            .append(ctype::DISCONNECT_SOCKETS, &data, &[], move || {
-                local.disconnect_sockets(&options, close);
-            })
+        let fields = json!({ "close": close });
+        self.room_operation(
+            ctype::DISCONNECT_SOCKETS,
+            options,
+            fields,
+            move |local, options| local.disconnect_sockets(options, close),
+        )
     }
 
     fn fetch_sockets(
@@ -1322,10 +1313,8 @@ impl Adapter for RedisStreamsAdapter {
         }
         Box::pin(async move {
             let deadline = deadline_after(timeout);
-            let servers = timeout_at(deadline, shared.server_count())
-                .await
-                .map_err(|_| AdapterError::Timeout)??;
-            if servers <= 1 {
+            let others = other_servers(shared.server_count(), deadline).await?;
+            if others == 0 {
                 return Ok(found);
             }
             let mut pending = shared.pending();
@@ -1334,21 +1323,11 @@ impl Adapter for RedisStreamsAdapter {
                 "requestId": pending.id,
             });
             shared.publish(shared.public.clone(), ctype::FETCH_SOCKETS, &data, &[]);
-            let mut answers = 0;
-            while answers + 1 < servers {
-                let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
-                if answer.kind != Some(ctype::FETCH_SOCKETS_RESPONSE) {
-                    continue;
-                }
-                answers += 1;
-                let sockets = answer.message.field("sockets").and_then(Value::as_array);
-                found.extend(
-                    sockets
-                        .into_iter()
-                        .flatten()
-                        .filter_map(wire::socket_from_wire),
-                );
-            }
+            let kind = Some(ctype::FETCH_SOCKETS_RESPONSE);
+            let answers = pending
+                .collect(others, kind, deadline, |answer| sockets_of(&answer))
+                .await?;
+            found.extend(answers.into_iter().flatten());
             Ok(found)
         })
     }
@@ -1374,10 +1353,7 @@ impl Adapter for RedisStreamsAdapter {
         };
         Box::pin(async move {
             let deadline = deadline_after(timeout);
-            let others = timeout_at(deadline, shared.server_count())
-                .await
-                .map_err(|_| AdapterError::Timeout)??
-                .saturating_sub(1);
+            let others = other_servers(shared.server_count(), deadline).await?;
             if others == 0 {
                 return Ok(Vec::new());
             }
@@ -1388,14 +1364,10 @@ impl Adapter for RedisStreamsAdapter {
                 &json!({ "packet": packet, "requestId": pending.id }),
                 &args.attachments,
             );
-            let mut answers = Vec::with_capacity(others);
-            while answers.len() < others {
-                let answer = pending.next(deadline).await.ok_or(AdapterError::Timeout)?;
-                if answer.kind == Some(ctype::SERVER_SIDE_EMIT_RESPONSE) {
-                    answers.push(answer.message.argument("packet"));
-                }
-            }
-            Ok(answers)
+            let kind = Some(ctype::SERVER_SIDE_EMIT_RESPONSE);
+            pending
+                .collect(others, kind, deadline, |answer| answer.argument("packet"))
+                .await
         })
     }
 

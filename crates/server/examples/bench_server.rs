@@ -13,7 +13,8 @@
 //! so one load generator drives them all.
 //!
 //! `REDIS_URL` (unset by default) makes it a node of a Redis cluster with the classic adapter,
-//! for the cluster benchmark (`bench/cluster`).
+//! for the cluster benchmark (`bench/cluster`); with `REDIS_ADAPTER=streams`, the streams adapter
+//! instead.
 //!
 //! Runtime: a current_thread tokio runtime by default, since the benchmark pins the server to
 //! one core (`taskset -c 0`). `WORKERS=n` (n ≥ 1) selects a multi-thread runtime with `n`
@@ -23,7 +24,7 @@ use std::convert::Infallible;
 
 use anyhow::Context;
 use switchyard::{Args, Socket, SocketIo, SocketIoConfig};
-use switchyard_redis::{RedisAdapterConfig, RedisCluster};
+use switchyard_redis::{RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig};
 
 /// Registers the three benchmark events on a freshly connected socket.
 fn register(socket: &Socket) {
@@ -46,10 +47,23 @@ fn register(socket: &Socket) {
 async fn serve(port: u16) -> anyhow::Result<()> {
     let io = match std::env::var("REDIS_URL") {
         Ok(url) if !url.is_empty() => {
-            let cluster = RedisCluster::connect(&url, RedisAdapterConfig::default())
-                .await
-                .with_context(|| format!("cannot connect to Redis at {url}"))?;
-            SocketIo::with_adapter(SocketIoConfig::default(), cluster.factory())
+            let unreachable = || format!("cannot connect to Redis at {url}");
+            let factory = match std::env::var("REDIS_ADAPTER").as_deref() {
+                Ok("streams") => RedisStreamsCluster::connect(&url, RedisStreamsConfig::default())
+                    .await
+                    .with_context(unreachable)?
+                    .factory(),
+                Ok("classic") | Ok("") | Err(_) => {
+                    RedisCluster::connect(&url, RedisAdapterConfig::default())
+                        .await
+                        .with_context(unreachable)?
+                        .factory()
+                }
+                Ok(other) => {
+                    anyhow::bail!("REDIS_ADAPTER must be classic or streams, not {other:?}")
+                }
+            };
+            SocketIo::with_adapter(SocketIoConfig::default(), factory)
         }
         _ => SocketIo::new(SocketIoConfig::default()),
     };
