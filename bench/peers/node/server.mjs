@@ -17,15 +17,23 @@ const httpServer = createServer();
 const io = new Server(httpServer, { path: "/socket.io/" });
 
 // REDIS_URL (for bench/cluster): a node of a cluster with @socket.io/redis-adapter's classic
-// adapter, as Switchyard's bench_server is with its own.
+// adapter, or with REDIS_ADAPTER=streams @socket.io/redis-streams-adapter's, as Switchyard's
+// bench_server is with its own.
 if (process.env.REDIS_URL) {
   const { createClient } = await import("redis");
-  const { createAdapter } = await import("@socket.io/redis-adapter");
   const pubClient = createClient({ url: process.env.REDIS_URL });
-  const subClient = pubClient.duplicate();
-  for (const client of [pubClient, subClient]) client.on("error", (e) => console.error("redis:", e.message));
-  await Promise.all([pubClient.connect(), subClient.connect()]);
-  io.adapter(createAdapter(pubClient, subClient));
+  pubClient.on("error", (e) => console.error("redis:", e.message));
+  if (process.env.REDIS_ADAPTER === "streams") {
+    const { createAdapter } = await import("@socket.io/redis-streams-adapter");
+    await pubClient.connect();
+    io.adapter(createAdapter(pubClient));
+  } else {
+    const { createAdapter } = await import("@socket.io/redis-adapter");
+    const subClient = pubClient.duplicate();
+    subClient.on("error", (e) => console.error("redis:", e.message));
+    await Promise.all([pubClient.connect(), subClient.connect()]);
+    io.adapter(createAdapter(pubClient, subClient));
+  }
 }
 
 // Splits a handler's arguments into the data and the ack callback (if the client asked).

@@ -269,6 +269,9 @@ impl Order {
     }
 }
 
+/// The most appends of ours waiting for the reader that are tracked.
+const APPENDED_MAX: usize = 4096;
+
 /// The most fingerprints of entries applied without the stream that are remembered.
 const APPLIED_WITHOUT_MAX: usize = 4096;
 
@@ -382,6 +385,13 @@ async fn append(
                         }
                         Some(id) => {
                             order.appended.insert(id, entry.done);
+                            // A reader that lags far behind (or stopped) does not make this
+                            // grow without bound: the oldest waiter is released.
+                            if order.appended.len() > APPENDED_MAX {
+                                if let Some((_, oldest)) = order.appended.pop_first() {
+                                    let _ = oldest.send(());
+                                }
+                            }
                         }
                         None => {
                             warn!(id, "XADD answered an id that is not one");
