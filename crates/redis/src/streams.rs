@@ -325,7 +325,8 @@ impl Stream {
             }
         };
         if let Some(append) = refused {
-            let _order = lock(&self.order);
+            // Not under the delivery lock: it has no offset, so recovery does not order it,
+            // and what it runs (a disconnection's handlers, say) may append in turn.
             (append.fallback)();
             let _ = append.done.send(());
         }
@@ -409,12 +410,16 @@ async fn append(
                 stream.append_state.failed(&error);
                 // Whether Redis kept them is unknown: applied here now, and skipped by the
                 // reader if they turn up in the stream.
-                let mut order = lock(&stream.order);
-                for entry in batch.drain(..) {
-                    if order.applied_without.len() >= APPLIED_WITHOUT_MAX {
-                        order.applied_without.pop_front();
+                {
+                    let mut order = lock(&stream.order);
+                    for entry in &batch {
+                        if order.applied_without.len() >= APPLIED_WITHOUT_MAX {
+                            order.applied_without.pop_front();
+                        }
+                        order.applied_without.push_back(fingerprint(&entry.fields));
                     }
-                    order.applied_without.push_back(fingerprint(&entry.fields));
+                }
+                for entry in batch.drain(..) {
                     (entry.fallback)();
                     let _ = entry.done.send(());
                 }
@@ -518,12 +523,19 @@ fn deliver_entry(stream: &Stream, uid: &str, id: StreamId, fields: &[(String, Ve
         held.and_then(|at| order.applied_without.remove(at))
             .is_some()
     };
-    if !applied {
-        if let Some((shared, message)) =
-            message.and_then(|message| Some((stream.namespace(&message.nsp)?, message)))
-        {
-            shared.on_stream_message(id, message);
+    let target = message
+        .filter(|_| !applied)
+        .and_then(|message| Some((stream.namespace(&message.nsp)?, message)));
+    // A disconnection runs the sockets' handlers, which may broadcast (and so append, and
+    // without Redis take effect here at once): it runs after the lock, before the next entry.
+    let (now, after) = match target {
+        Some((shared, message)) if message.kind == ctype::DISCONNECT_SOCKETS => {
+            (None, Some((shared, message)))
         }
+        other => (other, None),
+    };
+    if let Some((shared, message)) = now {
+        shared.on_stream_message(id, message);
     }
     order.read_upto = order.read_upto.max(Some(id));
     // Ours up to here are delivered (or were trimmed before the reader came to them).
@@ -532,6 +544,10 @@ fn deliver_entry(stream: &Stream, uid: &str, id: StreamId, fields: &[(String, Ve
             break;
         }
         let _ = entry.remove().send(());
+    }
+    drop(order);
+    if let Some((shared, message)) = after {
+        shared.on_stream_message(id, message);
     }
 }
 
