@@ -22,52 +22,24 @@ import { randomBytes } from "node:crypto";
 import net from "node:net";
 import { describe } from "node:test";
 import { createClient } from "redis";
-import { assertCounts, ClientSet, settle, unique, useCluster, waitAllGot, waitUntil } from "./lib/cluster.mjs";
+import {
+  assertCounts,
+  settle,
+  STREAMS_ARGS as STREAMS,
+  streamsReady,
+  unique,
+  useCluster,
+  waitAllGot,
+  waitUntil,
+} from "./lib/cluster.mjs";
 import { clusterKinds } from "./lib/nodes.mjs";
 import { operationSuite } from "./lib/suite.mjs";
 import { isBinary, norm } from "./lib/util.mjs";
 
 const kinds = clusterKinds();
-const STREAMS = ["--adapter", "streams"];
 const RECOVERY_MS = 60_000;
 const SESSION_PREFIX = "sio:session:"; // the adapter's default sessionKeyPrefix
 const OFFSET = /^[0-9]+-[0-9]+$/; // a stream entry ID
-
-/**
- * Setup of a streams cluster: waits until every node reads the stream. A node answers HTTP
- * before its stream reader has made its first XREAD (Node's adapter connects the reader
- * asynchronously and reads from `$`, the entries added after that read), and an entry added
- * before then never reaches the node. So each node in turn broadcasts to all until a client on
- * every node has received one of its broadcasts (each attempt waits 2 s for it; 30 s at most):
- * then every other node has read an entry, and reads on from its ID.
- */
-async function streamsReady(cluster) {
-  const cs = new ClientSet();
-  try {
-    const clients = [];
-    for (const node of cluster.nodes) clients.push(await cs.connect(node, `${node.name}/warm-up`));
-    for (const from of clients) {
-      let lastError = null;
-      await waitUntil(
-        async () => {
-          const token = unique("warm-up");
-          await from.ok("broadcast", { event: "warm-up", args: [token] });
-          try {
-            await waitAllGot(clients, "warm-up", token, 2000);
-            return true;
-          } catch (err) {
-            lastError = err;
-            return false;
-          }
-        },
-        () => `a broadcast from ${from.node.label} to reach every node: ${lastError && lastError.message}`,
-        { timeout: 30_000, interval: 0 },
-      );
-    }
-  } finally {
-    cs.closeAll();
-  }
-}
 
 /**
  * A TCP server of the test's own on 127.0.0.1 that closes every connection it accepts. A

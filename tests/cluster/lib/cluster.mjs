@@ -347,3 +347,42 @@ export function quiesce(from, clients) {
     `fetch-sockets to list exactly the ${want.length} sockets of this test`,
   );
 }
+
+/** The node arguments of a streams cluster (both kinds). */
+export const STREAMS_ARGS = ["--adapter", "streams"];
+
+/**
+ * Setup of a streams cluster (`useCluster({setup: streamsReady})`): waits until every node reads
+ * the stream. A node answers HTTP before its stream reader has made its first XREAD (Node's
+ * adapter connects the reader asynchronously and reads from `$`, the entries added after that
+ * read), and an entry added before then never reaches the node. So each node in turn broadcasts
+ * to all until a client on every node has received one of its broadcasts (each attempt waits 2 s
+ * for it; 30 s at most): then every other node has read an entry, and reads on from its ID.
+ */
+export async function streamsReady(cluster) {
+  const cs = new ClientSet();
+  try {
+    const clients = [];
+    for (const node of cluster.nodes) clients.push(await cs.connect(node, `${node.name}/warm-up`));
+    for (const from of clients) {
+      let lastError = null;
+      await waitUntil(
+        async () => {
+          const token = unique("warm-up");
+          await from.ok("broadcast", { event: "warm-up", args: [token] });
+          try {
+            await waitAllGot(clients, "warm-up", token, 2000);
+            return true;
+          } catch (err) {
+            lastError = err;
+            return false;
+          }
+        },
+        () => `a broadcast from ${from.node.label} to reach every node: ${lastError && lastError.message}`,
+        { timeout: 30_000, interval: 0 },
+      );
+    }
+  } finally {
+    cs.closeAll();
+  }
+}
