@@ -96,9 +96,13 @@ impl StreamId {
         })
     }
 
-    /// The XRANGE start that excludes this id.
+    /// The XRANGE start that excludes this id, built by hand as Node does (the `(` prefix
+    /// needs Redis 6.2).
     pub(crate) fn exclusive_start(&self) -> String {
-        format!("({self}")
+        match self.seq.checked_add(1) {
+            Some(seq) => format!("{}-{seq}", self.ms),
+            None => format!("{}-0", self.ms.saturating_add(1)),
+        }
     }
 }
 
@@ -234,7 +238,12 @@ pub(crate) fn encode_session(session: &SessionState) -> String {
     map.insert("sid".into(), json!(&*session.sid));
     map.insert("pid".into(), json!(&*session.pid));
     map.insert("rooms".into(), json!(rooms));
-    map.insert("data".into(), session.data.clone());
+    // Node's `socket.data` is an object: a session without data gets `{}`, not `null`.
+    let data = match &session.data {
+        Value::Null => json!({}),
+        data => data.clone(),
+    };
+    map.insert("data".into(), data);
     if let Some(start) = &session.start_offset {
         map.insert("startOffset".into(), json!(start));
     }
@@ -316,7 +325,12 @@ mod tests {
         let id = StreamId::parse("1700000000000-12").unwrap();
         assert_eq!((id.ms, id.seq), (1_700_000_000_000, 12));
         assert_eq!(id.to_string(), "1700000000000-12");
-        assert_eq!(id.exclusive_start(), "(1700000000000-12");
+        assert_eq!(id.exclusive_start(), "1700000000000-13");
+        let last = StreamId {
+            ms: 5,
+            seq: u64::MAX,
+        };
+        assert_eq!(last.exclusive_start(), "6-0");
         assert!(StreamId::parse("1700000000000-13").unwrap() > id);
         assert!(StreamId::parse("1700000000001-0").unwrap() > id);
         for bad in [
@@ -442,6 +456,13 @@ mod tests {
         let session = decode_session(text.as_bytes()).unwrap();
         assert_eq!(session.rooms, vec![Room::from("room")]);
         assert_eq!(session.start_offset, None);
+        // No data: `{}`, as Node's `socket.data` starts (a Node server would get `null`).
+        let empty: SessionState = serde_json::from_value(json!({
+            "sid": "s", "pid": "p", "rooms": [], "data": null,
+        }))
+        .unwrap();
+        let back = decode_session(encode_session(&empty).as_bytes()).unwrap();
+        assert_eq!(back.data, json!({}));
         assert!(decode_session(b"not base64!").is_err());
         assert!(decode_session(BASE64.encode([0x80u8]).as_bytes()).is_err());
     }

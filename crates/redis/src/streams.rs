@@ -258,8 +258,9 @@ struct Order {
     /// waits for that.
     appended: std::collections::BTreeMap<StreamId, oneshot::Sender<()>>,
     /// The fingerprints of our entries that were applied here without the stream (the append
-    /// failed or timed out): if Redis kept one after all, the reader skips it.
-    applied_without: std::collections::VecDeque<u64>,
+    /// failed or timed out, or the reader was not reading), and when: if Redis kept one after
+    /// all, the reader skips it, and a restore counts it as delivered.
+    applied_without: std::collections::VecDeque<(u64, std::time::Instant)>,
 }
 
 impl Order {
@@ -267,7 +268,38 @@ impl Order {
     fn delivered(&self, id: StreamId) -> bool {
         self.read_upto.is_some_and(|upto| id <= upto)
     }
+
+    /// Remembers that an entry of ours with fingerprint `print` took effect here without the
+    /// stream; fingerprints expire after [`APPLIED_WITHOUT_TTL`] (an identical later entry
+    /// must not be skipped for ever) and at most [`APPLIED_WITHOUT_MAX`] are kept.
+    fn applied_without(&mut self, print: u64) {
+        let now = std::time::Instant::now();
+        while self.applied_without.len() >= APPLIED_WITHOUT_MAX
+            || self
+                .applied_without
+                .front()
+                .is_some_and(|(_, at)| now.duration_since(*at) > APPLIED_WITHOUT_TTL)
+        {
+            self.applied_without.pop_front();
+        }
+        self.applied_without.push_back((print, now));
+    }
+
+    /// Whether an entry of ours with fingerprint `print` took effect here without the stream.
+    fn was_applied_without(&self, print: u64) -> bool {
+        self.applied_without.iter().any(|(p, _)| *p == print)
+    }
+
+    /// Forgets one such fingerprint; whether it was there.
+    fn take_applied_without(&mut self, print: u64) -> bool {
+        let held = self.applied_without.iter().position(|(p, _)| *p == print);
+        held.and_then(|at| self.applied_without.remove(at))
+            .is_some()
+    }
 }
+
+/// How long an entry applied here without the stream is recognised if it shows up in it.
+const APPLIED_WITHOUT_TTL: Duration = Duration::from_secs(30);
 
 /// The most appends of ours waiting for the reader that are tracked.
 const APPENDED_MAX: usize = 4096;
@@ -311,18 +343,30 @@ impl Stream {
             fallback,
             done,
         };
-        let unreachable = !self.append_state.is_up() && !self.read_state.is_up();
-        let refused = if unreachable {
-            Some(append)
+        // Without a reader that reads (Redis away, or not positioned yet), this server would
+        // not see its own entry: it takes effect here at once, and still goes to Redis for
+        // the others (the reader skips it if it reads it).
+        let reading = self.read_state.is_up() && *self.reading.borrow();
+        let append = if reading {
+            append
         } else {
-            match self.appends.try_send(append) {
-                Ok(()) => None,
-                Err(mpsc::error::TrySendError::Full(append)) => {
-                    self.append_state.drop_one("append buffer full");
-                    Some(append)
-                }
-                Err(mpsc::error::TrySendError::Closed(append)) => Some(append),
+            lock(&self.order).applied_without(fingerprint(&append.fields));
+            (append.fallback)();
+            let _ = append.done.send(());
+            let (done, _) = oneshot::channel();
+            Append {
+                fields: append.fields,
+                fallback: Box::new(|| {}),
+                done,
             }
+        };
+        let refused = match self.appends.try_send(append) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full(append)) => {
+                self.append_state.drop_one("append buffer full");
+                Some(append)
+            }
+            Err(mpsc::error::TrySendError::Closed(append)) => Some(append),
         };
         if let Some(append) = refused {
             // Not under the delivery lock: it has no offset, so recovery does not order it,
@@ -413,10 +457,7 @@ async fn append(
                 {
                     let mut order = lock(&stream.order);
                     for entry in &batch {
-                        if order.applied_without.len() >= APPLIED_WITHOUT_MAX {
-                            order.applied_without.pop_front();
-                        }
-                        order.applied_without.push_back(fingerprint(&entry.fields));
+                        order.applied_without(fingerprint(&entry.fields));
                     }
                 }
                 for entry in batch.drain(..) {
@@ -517,19 +558,20 @@ fn deliver_entry(stream: &Stream, uid: &str, id: StreamId, fields: &[(String, Ve
     };
     let mut order = lock(&stream.order);
     let ours = message.as_ref().is_some_and(|message| message.uid == uid);
-    let applied = ours && {
-        let print = fingerprint(fields);
-        let held = order.applied_without.iter().position(|p| *p == print);
-        held.and_then(|at| order.applied_without.remove(at))
-            .is_some()
-    };
+    let applied = ours && order.take_applied_without(fingerprint(fields));
     let target = message
         .filter(|_| !applied)
         .and_then(|message| Some((stream.namespace(&message.nsp)?, message)));
-    // A disconnection runs the sockets' handlers, which may broadcast (and so append, and
-    // without Redis take effect here at once): it runs after the lock, before the next entry.
+    // A disconnection or a server-side event runs handlers, which may broadcast (and so
+    // append, and without Redis take effect here at once): it runs after the lock, before the
+    // next entry.
     let (now, after) = match target {
-        Some((shared, message)) if message.kind == ctype::DISCONNECT_SOCKETS => {
+        Some((shared, message))
+            if matches!(
+                message.kind,
+                ctype::DISCONNECT_SOCKETS | ctype::SERVER_SIDE_EMIT
+            ) =>
+        {
             (None, Some((shared, message)))
         }
         other => (other, None),
@@ -643,6 +685,9 @@ struct Shared {
     /// `P#N#`: requests to every server.
     public: String,
     requests: Arc<Requests>,
+    /// Sessions whose SET is still on its way to Redis, by pid: a client that reconnects
+    /// at once (taking over its stale socket) finds its session here.
+    persisting: Arc<Mutex<HashMap<String, SessionState>>>,
 }
 
 impl RedisStreamsAdapter {
@@ -693,6 +738,7 @@ impl RedisStreamsAdapter {
             recovery,
             public: public.clone(),
             requests: Arc::default(),
+            persisting: Arc::default(),
         });
         let subscriber: Weak<dyn Subscriber> = Arc::downgrade(&shared) as Weak<dyn Subscriber>;
         let subscription = Subscription::new(None, vec![public, private], subscriber);
@@ -787,11 +833,16 @@ impl Shared {
     }
 
     /// An entry read from the stream (ours or another server's), under the delivery lock.
-    fn on_stream_message(&self, id: StreamId, message: ClusterMessage) {
+    fn on_stream_message(self: &Arc<Self>, id: StreamId, message: ClusterMessage) {
         let Some(data) = message.data else {
             return;
         };
         match message.kind {
+            // Node's streams emitter writes server-side events to the stream.
+            ctype::SERVER_SIDE_EMIT if message.uid != self.uid() => {
+                let request_id = data.request_id().map(str::to_owned);
+                self.on_server_side_emit(&message.uid, data, request_id);
+            }
             ctype::BROADCAST => {
                 let (Some(packet), Some(opts)) = (data.field("packet"), data.field("opts")) else {
                     return;
@@ -941,16 +992,23 @@ impl Shared {
         });
     }
 
+    fn session_key(&self, pid: &str) -> String {
+        format!("{}{pid}", self.cluster.config.session_key_prefix)
+    }
+
     /// Persists `session` in Redis for the recovery window.
     fn persist(&self, session: SessionState) {
         let Some(recovery) = &self.recovery else {
             return;
         };
-        let key = format!("{}{}", self.cluster.config.session_key_prefix, session.pid);
+        let pid = session.pid.to_string();
+        let key = self.session_key(&pid);
         let value = cw::encode_session(&session);
         let lifetime = u64::try_from(recovery.max_disconnection_duration.as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
+        lock(&self.persisting).insert(pid.clone(), session);
+        let persisting = self.persisting.clone();
         let mut connection = self.cluster.driver.commands();
         tokio::spawn(async move {
             let mut command = redis::cmd("SET");
@@ -961,12 +1019,23 @@ impl Shared {
                 Ok(Err(error)) => warn!(%error, "session not kept: Redis refused it"),
                 Err(_) => warn!("session not kept: Redis did not answer"),
             }
+            // Taken meanwhile (from here): what was just stored must not be taken again.
+            if lock(&persisting).remove(&pid).is_none() {
+                let mut command = redis::cmd("DEL");
+                command.arg(&key);
+                let deleting = command.query_async::<()>(&mut connection);
+                let _ = tokio::time::timeout(RESPONSE_TIMEOUT, deleting).await;
+            }
         });
     }
 
-    /// Takes session `pid` out of Redis (GET and DEL in one transaction, as Node does).
+    /// Takes session `pid`: from the sessions still on their way to Redis, else out of Redis
+    /// (GET and DEL in one transaction, as Node does).
     async fn take_session(&self, pid: &str) -> Result<Option<SessionState>, AdapterError> {
-        let key = format!("{}{pid}", self.cluster.config.session_key_prefix);
+        if let Some(session) = lock(&self.persisting).remove(pid) {
+            return Ok(Some(session));
+        }
+        let key = self.session_key(pid);
         let mut connection = self.cluster.driver.commands();
         let (stored,): (Option<Vec<u8>>,) = redis::pipe()
             .atomic()
@@ -1053,6 +1122,16 @@ impl Shared {
             },
             None => None,
         };
+        // Until the reader is positioned, this server cannot tell what it delivered.
+        let mut reading = self.stream.reading.subscribe();
+        let positioned = reading.wait_for(|reading| *reading);
+        if tokio::time::timeout(RESPONSE_TIMEOUT, positioned)
+            .await
+            .is_err()
+        {
+            debug!(pid, "the stream reader has not started; connecting afresh");
+            return Ok(None);
+        }
         let Some(session) = self.take_session(&pid).await? else {
             return Ok(None);
         };
@@ -1071,13 +1150,16 @@ impl Shared {
             .max_len
             .saturating_mul(2)
             .max(RANGE_PAGE);
-        let Some(mut entries) = self.entries_after(after, cap).await? else {
+        let Some(entries) = self.entries_after(after, cap).await? else {
             return Ok(None);
         };
+        // Decoded here, not under the delivery lock.
+        let mut candidates = self.candidates(&entries);
+        let mut fetched_upto = entries.last().map(|(id, _)| *id).unwrap_or(after);
+        let mut fetched = entries.len();
         let mut attach = Some(attach);
         let mut session = Some(session);
         for _ in 0..CATCH_UP_ROUNDS {
-            let fetched_upto = entries.last().map(|(id, _)| *id).unwrap_or(after);
             {
                 let order = lock(&self.stream.order);
                 // Everything delivered here so far was read by our range: cut now.
@@ -1088,16 +1170,32 @@ impl Shared {
                     let sid = session.sid.clone();
                     let mut member_of = attach(session);
                     member_of.push(sid);
-                    return Ok(Some(self.missed(&entries, &order, &member_of)));
+                    candidates.retain(|candidate| {
+                        let delivered = order.delivered(candidate.id)
+                            || (candidate.ours && order.was_applied_without(candidate.print));
+                        delivered && candidate.options.targets(&member_of)
+                    });
+                    drop(order);
+                    let parser = self.local.parser();
+                    return Ok(Some(
+                        candidates
+                            .into_iter()
+                            .map(|candidate| EncodedPacket::new(parser, &candidate.packet))
+                            .collect(),
+                    ));
                 }
             }
             let Some(more) = self.entries_after(fetched_upto, cap).await? else {
                 return Ok(None);
             };
-            entries.extend(more);
-            if entries.len() > cap {
+            fetched += more.len();
+            if fetched > cap {
                 return Ok(None);
             }
+            if let Some((last, _)) = more.last() {
+                fetched_upto = *last;
+            }
+            candidates.extend(self.candidates(&more));
         }
         if let Some(session) = session {
             // Not caught up: the session stays for another try.
@@ -1106,36 +1204,48 @@ impl Shared {
         Ok(None)
     }
 
-    /// The packets of `entries` a socket in `member_of` missed: broadcasts of this namespace
-    /// meant for it that were delivered here before it came back.
-    fn missed(&self, entries: &[Entry], order: &Order, member_of: &[Room]) -> Vec<EncodedPacket> {
-        let parser = self.local.parser();
+    /// The entries that may be replayed to a socket of this namespace: its broadcasts (not
+    /// volatile: Node replays those, though live they carry no offset), with their offsets.
+    fn candidates(&self, entries: &[Entry]) -> Vec<Candidate> {
         entries
             .iter()
             .filter_map(|(id, fields)| {
                 let message = cw::read_stream_entry(fields).ok()??;
-                if message.nsp != self.nsp()
-                    || message.kind != ctype::BROADCAST
-                    || !order.delivered(*id)
-                {
+                if message.nsp != self.nsp() || message.kind != ctype::BROADCAST {
                     return None;
                 }
+                let ours = message.uid == self.uid();
                 let data = message.data?;
                 if data.request_id().is_some() {
                     return None;
                 }
                 let delivery =
                     data.delivery(data.field("packet")?, data.field("opts")?, self.nsp())?;
-                // Volatile packets are not replayed (Node replays them, though live they
-                // carry no offset).
-                if delivery.options.volatile || !delivery.options.targets(member_of) {
+                if delivery.options.volatile {
                     return None;
                 }
                 let packet = with_offset(delivery.packet, &delivery.options, true, Some(*id));
-                Some(EncodedPacket::new(parser, &packet))
+                Some(Candidate {
+                    id: *id,
+                    ours,
+                    print: fingerprint(fields),
+                    options: delivery.options,
+                    packet,
+                })
             })
             .collect()
     }
+}
+
+/// A broadcast of the stream that a restored socket may have missed.
+struct Candidate {
+    id: StreamId,
+    /// Appended by this server.
+    ours: bool,
+    print: u64,
+    options: BroadcastOptions,
+    /// With its offset.
+    packet: Packet,
 }
 
 /// The `opts` of a cluster message's data; absent options target every socket.
@@ -1504,6 +1614,28 @@ mod tests {
         assert_eq!(fingerprint(&written), fingerprint(&read));
         let other = cw::stream_fields("u", "/", ctype::BROADCAST, Some((&json!({"a": 2}), &[])));
         assert_ne!(fingerprint(&written), fingerprint(&other));
+    }
+
+    #[test]
+    fn entries_applied_without_the_stream_are_remembered_a_while_and_at_most_so_many() {
+        let mut order = Order::default();
+        order.applied_without(7);
+        assert!(order.was_applied_without(7));
+        assert!(order.take_applied_without(7));
+        assert!(!order.take_applied_without(7), "taken once");
+        for print in 0..(APPLIED_WITHOUT_MAX as u64 + 10) {
+            order.applied_without(print);
+        }
+        assert_eq!(order.applied_without.len(), APPLIED_WITHOUT_MAX);
+        assert!(!order.was_applied_without(0), "the oldest go first");
+        // Expired ones go when the next comes.
+        let old = std::time::Instant::now() - APPLIED_WITHOUT_TTL - Duration::from_secs(1);
+        order
+            .applied_without
+            .iter_mut()
+            .for_each(|(_, at)| *at = old);
+        order.applied_without(1);
+        assert_eq!(order.applied_without.len(), 1);
     }
 
     #[test]
