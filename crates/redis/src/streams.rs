@@ -314,9 +314,23 @@ type Fallback = Box<dyn FnOnce() + Send>;
 /// An entry to append, and what to do here if it cannot be.
 struct Append {
     fields: Vec<(&'static str, Vec<u8>)>,
-    fallback: Fallback,
+    /// `None` once it took effect here already (its fingerprint is kept): only the other
+    /// servers wait for it.
+    fallback: Option<Fallback>,
     /// Told once the entry was delivered here (or applied without the stream).
-    done: oneshot::Sender<()>,
+    done: Option<oneshot::Sender<()>>,
+}
+
+impl Append {
+    /// Applies it here without the stream, unless it was already.
+    fn apply_here(self) {
+        if let Some(fallback) = self.fallback {
+            fallback();
+        }
+        if let Some(done) = self.done {
+            let _ = done.send(());
+        }
+    }
 }
 
 /// A fingerprint of an entry's fields, to recognise an entry of ours that was applied
@@ -333,33 +347,29 @@ fn fingerprint(fields: &[(impl AsRef<str>, Vec<u8>)]) -> u64 {
 
 impl Stream {
     /// Appends an entry of ours; the reader delivers it here, in stream order with everyone
-    /// else's, so that a client's last offset tells exactly what it has seen. Without the
-    /// stream (Redis away: neither the last append nor the last read worked, or the queue is
-    /// full) the fallback applies it here at once, without an offset.
+    /// else's, so that a client's last offset tells exactly what it has seen. Without a
+    /// reader that reads (Redis away, or not positioned yet), or with the queue full, the
+    /// fallback applies it here at once, without an offset.
     fn append(&self, fields: Vec<(&'static str, Vec<u8>)>, fallback: Fallback) -> BoxFuture<()> {
         let (done, finished) = oneshot::channel();
-        let append = Append {
+        let mut append = Append {
             fields,
-            fallback,
-            done,
+            fallback: Some(fallback),
+            done: Some(done),
         };
         // Without a reader that reads (Redis away, or not positioned yet), this server would
         // not see its own entry: it takes effect here at once, and still goes to Redis for
         // the others (the reader skips it if it reads it).
         let reading = self.read_state.is_up() && *self.reading.borrow();
-        let append = if reading {
-            append
-        } else {
+        if !reading {
             lock(&self.order).applied_without(fingerprint(&append.fields));
-            (append.fallback)();
-            let _ = append.done.send(());
-            let (done, _) = oneshot::channel();
             Append {
-                fields: append.fields,
-                fallback: Box::new(|| {}),
-                done,
+                fields: Vec::new(),
+                fallback: append.fallback.take(),
+                done: append.done.take(),
             }
-        };
+            .apply_here();
+        }
         let refused = match self.appends.try_send(append) {
             Ok(()) => None,
             Err(mpsc::error::TrySendError::Full(append)) => {
@@ -371,8 +381,7 @@ impl Stream {
         if let Some(append) = refused {
             // Not under the delivery lock: it has no offset, so recovery does not order it,
             // and what it runs (a disconnection's handlers, say) may append in turn.
-            (append.fallback)();
-            let _ = append.done.send(());
+            append.apply_here();
         }
         Box::pin(async move {
             let _ = finished.await;
@@ -423,13 +432,17 @@ async fn append(
                 stream.append_state.recovered();
                 let mut order = lock(&stream.order);
                 for (entry, id) in batch.drain(..).zip(ids) {
+                    // Applied here already: nobody waits for the reader.
+                    let Some(done) = entry.done else {
+                        continue;
+                    };
                     match StreamId::parse(&id) {
                         // Read already (the reader may be quicker than this answer).
                         Some(id) if order.delivered(id) => {
-                            let _ = entry.done.send(());
+                            let _ = done.send(());
                         }
                         Some(id) => {
-                            order.appended.insert(id, entry.done);
+                            order.appended.insert(id, done);
                             // A reader that lags far behind (or stopped) does not make this
                             // grow without bound: the oldest waiter is released.
                             if order.appended.len() > APPENDED_MAX {
@@ -440,7 +453,7 @@ async fn append(
                         }
                         None => {
                             warn!(id, "XADD answered an id that is not one");
-                            let _ = entry.done.send(());
+                            let _ = done.send(());
                         }
                     }
                 }
@@ -456,13 +469,13 @@ async fn append(
                 // reader if they turn up in the stream.
                 {
                     let mut order = lock(&stream.order);
-                    for entry in &batch {
+                    // Those applied here already have their fingerprint kept.
+                    for entry in batch.iter().filter(|entry| entry.fallback.is_some()) {
                         order.applied_without(fingerprint(&entry.fields));
                     }
                 }
                 for entry in batch.drain(..) {
-                    (entry.fallback)();
-                    let _ = entry.done.send(());
+                    entry.apply_here();
                 }
             }
         }
