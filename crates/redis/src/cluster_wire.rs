@@ -212,7 +212,40 @@ pub(crate) fn encode_envelope(
     Bytes::from(encode_msgpack_value(&envelope, attachments))
 }
 
-/// Reads a pub/sub message.
+/// A message of the sharded adapter (section 4.2): the JSON text of the envelope, or its
+/// msgpack when it may carry binary and does.
+pub(crate) fn encode_sharded(
+    uid: &str,
+    nsp: &str,
+    kind: u64,
+    data: Option<&Value>,
+    attachments: &[Bytes],
+) -> Bytes {
+    /// The envelope, borrowed: a broadcast's data is not copied to be written as JSON.
+    #[derive(serde::Serialize)]
+    struct Envelope<'a> {
+        #[serde(rename = "type")]
+        kind: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a Value>,
+        uid: &'a str,
+        nsp: &'a str,
+    }
+    if let Some(data) = data.filter(|data| ctype::may_carry_binary(kind) && holds_binary(data)) {
+        let envelope = json!({ "type": kind, "data": data, "uid": uid, "nsp": nsp });
+        return Bytes::from(encode_msgpack_value(&envelope, attachments));
+    }
+    let envelope = Envelope {
+        kind,
+        data,
+        uid,
+        nsp,
+    };
+    // Serializing JSON values and strings cannot fail.
+    Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+}
+
+/// Reads a pub/sub message (JSON text or msgpack, told apart by the first byte).
 pub(crate) fn read_envelope(payload: &Bytes) -> Result<ClusterMessage, WireError> {
     let message = Message::decode(payload)?;
     let uid = message.uid().unwrap_or_default().to_owned();
@@ -417,6 +450,45 @@ mod tests {
             .unwrap()
             .is_none());
         assert!(read_stream_entry(&[("nsp".to_owned(), b"/".to_vec())]).is_err());
+    }
+
+    /// The sharded adapter's example (section 4.2): JSON text, read back; binary makes the
+    /// whole envelope msgpack; heartbeats carry no data.
+    #[test]
+    fn sharded_messages_are_json_unless_they_carry_binary() {
+        let data = json!({"packet": {"type": 2, "data": ["hello", 1]}, "opts": {"rooms": ["r1"], "except": [], "flags": {}}});
+        let bytes = encode_sharded(
+            "9f86d081884c7d65",
+            "/chat",
+            ctype::BROADCAST,
+            Some(&data),
+            &[],
+        );
+        let text: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(
+            text,
+            json!({"type": 3, "data": data, "uid": "9f86d081884c7d65", "nsp": "/chat"})
+        );
+        let message = read_envelope(&bytes).unwrap();
+        assert_eq!((message.kind, message.nsp.as_str()), (3, "/chat"));
+
+        let binary = json!({"packet": {"type": 5, "data": ["file", {"_placeholder": true, "num": 0}]}, "opts": {"rooms": [], "except": [], "flags": {}}});
+        let attachments = [Bytes::from_static(&[1, 2, 3])];
+        let bytes = encode_sharded("u", "/", ctype::BROADCAST, Some(&binary), &attachments);
+        assert_ne!(bytes[0], b'{', "msgpack");
+        let message = read_envelope(&bytes).unwrap();
+        let packet = message.data.unwrap();
+        assert_eq!(
+            packet.field("packet").unwrap()["data"][1],
+            json!({"_placeholder": true, "num": 0})
+        );
+
+        // Only the types that may carry binary switch to msgpack.
+        let join = json!({"opts": {"rooms": [], "except": [], "flags": {}}, "rooms": [{"_placeholder": true, "num": 0}]});
+        let bytes = encode_sharded("u", "/", ctype::SOCKETS_JOIN, Some(&join), &[]);
+        assert_eq!(bytes[0], b'{');
+        let heartbeat = encode_sharded("u", "/", 2, None, &[]);
+        assert_eq!(&heartbeat[..], br#"{"type":2,"uid":"u","nsp":"/"}"#);
     }
 
     /// The FETCH_SOCKETS example of the specification (section 5.4).

@@ -2,6 +2,10 @@
 //! commands and publishes, a RESP3 connection for subscriptions, one task that publishes in
 //! order, one that dispatches what arrives, one that watches the link.
 //!
+//! On a Redis Cluster ([`Driver::connect_cluster`]) the link is one cluster connection that
+//! follows the slots, and carries sharded pub/sub: `SPUBLISH` and `SSUBSCRIBE`, each channel
+//! served by the node that owns its slot.
+//!
 //! Nothing here waits on Redis on behalf of a caller that must not wait: publishes go through
 //! a bounded queue (full: the message is dropped and counted), incoming messages through
 //! another (the same), and each state change of the link is logged once.
@@ -12,8 +16,13 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, IntoConnectionInfo, ProtocolVersion, PushInfo, PushKind, Value};
+use futures_util::future::{join_all, BoxFuture as RedisBoxFuture};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{
+    Client, Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, Value,
+};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
@@ -129,8 +138,8 @@ pub(crate) struct LinkOptions {
 
 /// The link to Redis of one server.
 pub(crate) struct Driver {
-    commands: ConnectionManager,
-    subscriber: ConnectionManager,
+    commands: Link,
+    subscriber: Link,
     outbox: mpsc::Sender<Outgoing>,
     /// Pattern or channel to the subscriptions that want it (several when servers share the
     /// link).
@@ -153,7 +162,175 @@ pub(crate) fn manager_config() -> ConnectionManagerConfig {
         .set_max_delay(Duration::from_millis(500))
 }
 
+/// A connection to Redis that reconnects by itself: to one server, or to a Redis Cluster.
+#[derive(Clone)]
+pub(crate) enum Link {
+    /// One Redis server: classic pub/sub.
+    Server(ConnectionManager),
+    /// A Redis Cluster: sharded pub/sub, commands routed by slot.
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Link {
+    fn req_packed_command<'a>(
+        &'a mut self,
+        cmd: &'a Cmd,
+    ) -> RedisBoxFuture<'a, redis::RedisResult<Value>> {
+        match self {
+            Link::Server(connection) => connection.req_packed_command(cmd),
+            Link::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisBoxFuture<'a, redis::RedisResult<Vec<Value>>> {
+        match self {
+            Link::Server(connection) => connection.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(connection) => connection.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Link::Server(connection) => connection.get_db(),
+            Link::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
+impl Link {
+    /// Subscribes to `pattern` and `channels`: classic pub/sub on one server; sharded on a
+    /// cluster, one channel at a time (each may live on another node), without patterns.
+    async fn subscribe(
+        &mut self,
+        pattern: Option<&str>,
+        channels: &[String],
+    ) -> Result<(), redis::RedisError> {
+        match self {
+            Link::Server(connection) => {
+                if let Some(pattern) = pattern {
+                    connection.psubscribe(pattern).await?;
+                }
+                if !channels.is_empty() {
+                    connection.subscribe(channels).await?;
+                }
+            }
+            Link::Cluster(connection) => {
+                if pattern.is_some() {
+                    return Err(redis::RedisError::from((
+                        redis::ErrorKind::InvalidClientConfig,
+                        "sharded pub/sub has no patterns",
+                    )));
+                }
+                for channel in channels {
+                    connection.ssubscribe(channel).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Undoes [`Link::subscribe`].
+    async fn unsubscribe(
+        &mut self,
+        pattern: Option<&str>,
+        channels: &[String],
+    ) -> Result<(), redis::RedisError> {
+        match self {
+            Link::Server(connection) => {
+                if let Some(pattern) = pattern {
+                    connection.punsubscribe(pattern).await?;
+                }
+                if !channels.is_empty() {
+                    connection.unsubscribe(channels).await?;
+                }
+            }
+            Link::Cluster(connection) => {
+                for channel in channels {
+                    connection.sunsubscribe(channel).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Publishes `batch` in order: one pipeline of `PUBLISH` on a server; on a cluster, one
+    /// `SPUBLISH` each, all sent at once (a pipeline may not cross slots), so that each node
+    /// receives its channels' messages in order.
+    async fn publish(&mut self, batch: &[Outgoing]) -> Result<(), redis::RedisError> {
+        match self {
+            Link::Server(connection) => {
+                let mut pipe = redis::pipe();
+                for message in batch {
+                    pipe.cmd("PUBLISH")
+                        .arg(&message.channel)
+                        .arg(message.payload.as_ref())
+                        .ignore();
+                }
+                pipe.query_async(connection).await
+            }
+            Link::Cluster(connection) => {
+                let sends = batch.iter().map(|message| {
+                    let mut connection = connection.clone();
+                    let mut command = redis::cmd("SPUBLISH");
+                    command.arg(&message.channel).arg(message.payload.as_ref());
+                    async move { command.query_async::<Value>(&mut connection).await }
+                });
+                join_all(sends)
+                    .await
+                    .into_iter()
+                    .try_for_each(|sent| sent.map(drop))
+            }
+        }
+    }
+}
+
 impl Driver {
+    /// Connects to the Redis Cluster whose seed nodes are `urls` (one is enough: the others
+    /// are discovered), with sharded pub/sub, and starts the tasks.
+    pub(crate) async fn connect_cluster(
+        urls: &[String],
+        options: LinkOptions,
+    ) -> Result<Arc<Driver>, RedisAdapterError> {
+        let (push_sender, pushes) = mpsc::channel::<PushInfo>(options.receive_buffer.max(1));
+        let receive_state = Arc::new(LinkState::new("subscriber"));
+        let state = receive_state.clone();
+        let sender = move |push: PushInfo| -> Result<(), redis::aio::SendError> {
+            if push_sender.try_send(push).is_err() {
+                state.drop_one("receive buffer full");
+            }
+            Ok(())
+        };
+        let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
+            .use_protocol(ProtocolVersion::RESP3)
+            .connection_timeout(CONNECT_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(2)
+            .max_retry_wait(500)
+            .push_sender(sender)
+            .build()?;
+        let connection = tokio::time::timeout(
+            CONNECT_TIMEOUT.saturating_mul(2),
+            client.get_async_connection(),
+        )
+        .await
+        .map_err(|_| {
+            redis::RedisError::from((redis::ErrorKind::Io, "connecting to the cluster timed out"))
+        })??;
+        let link = Link::Cluster(connection);
+        Ok(Driver::start(
+            link.clone(),
+            link,
+            options,
+            receive_state,
+            pushes,
+        ))
+    }
+
     /// Connects both connections to `url` and starts the tasks.
     pub(crate) async fn connect(
         url: &str,
@@ -186,7 +363,22 @@ impl Driver {
         .await?;
         let commands =
             ConnectionManager::new_with_config(commands_client, manager_config()).await?;
+        Ok(Driver::start(
+            Link::Server(commands),
+            Link::Server(subscriber),
+            options,
+            receive_state,
+            pushes,
+        ))
+    }
 
+    fn start(
+        commands: Link,
+        subscriber: Link,
+        options: LinkOptions,
+        receive_state: Arc<LinkState>,
+        pushes: mpsc::Receiver<PushInfo>,
+    ) -> Arc<Driver> {
         let (outbox, queue) = mpsc::channel(options.publish_buffer.max(1));
         let driver = Arc::new(Driver {
             commands,
@@ -204,11 +396,11 @@ impl Driver {
         ));
         tokio::spawn(dispatch(Arc::downgrade(&driver), pushes));
         tokio::spawn(watch(Arc::downgrade(&driver)));
-        Ok(driver)
+        driver
     }
 
     /// The connection for commands (NUMSUB, say).
-    pub(crate) fn commands(&self) -> ConnectionManager {
+    pub(crate) fn commands(&self) -> Link {
         self.commands.clone()
     }
 
@@ -262,15 +454,7 @@ impl Driver {
         channels: &[String],
     ) -> Result<(), redis::RedisError> {
         let mut connection = self.subscriber.clone();
-        let sending = async {
-            if let Some(pattern) = pattern {
-                connection.psubscribe(pattern).await?;
-            }
-            if !channels.is_empty() {
-                connection.subscribe(channels).await?;
-            }
-            Ok(())
-        };
+        let sending = connection.subscribe(pattern, channels);
         tokio::time::timeout(RESPONSE_TIMEOUT, sending)
             .await
             .unwrap_or_else(|_| {
@@ -333,15 +517,7 @@ impl Driver {
             (pattern, channels)
         };
         let mut connection = self.subscriber.clone();
-        let done = async {
-            if let Some(pattern) = pattern {
-                connection.punsubscribe(pattern).await?;
-            }
-            if !channels.is_empty() {
-                connection.unsubscribe(&channels).await?;
-            }
-            Ok::<_, redis::RedisError>(())
-        };
+        let done = connection.unsubscribe(pattern.map(String::as_str), &channels);
         match tokio::time::timeout(RESPONSE_TIMEOUT, done).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => debug!(%error, "unsubscribe failed"),
@@ -366,14 +542,19 @@ impl Driver {
     }
 }
 
-/// `PUBSUB NUMSUB channel`: how many connections subscribe to `channel` (RESP2 answers a
-/// list, RESP3 may answer a map).
+/// `PUBSUB NUMSUB channel` (`SHARDNUMSUB` on a cluster, summed over its nodes by the
+/// client): how many connections subscribe to `channel` (RESP2 answers a list, RESP3 may
+/// answer a map).
 pub(crate) async fn numsub(
-    mut connection: ConnectionManager,
+    mut connection: Link,
     channel: &str,
 ) -> Result<usize, redis::RedisError> {
+    let which = match connection {
+        Link::Server(_) => "NUMSUB",
+        Link::Cluster(_) => "SHARDNUMSUB",
+    };
     let reply: Value = redis::cmd("PUBSUB")
-        .arg("NUMSUB")
+        .arg(which)
         .arg(channel)
         .query_async(&mut connection)
         .await?;
@@ -389,21 +570,10 @@ pub(crate) async fn numsub(
 }
 
 /// Publishes the queue in order, a pipeline of up to [`PUBLISH_BATCH`] at a time.
-async fn publish(
-    driver: Weak<Driver>,
-    mut connection: ConnectionManager,
-    mut queue: mpsc::Receiver<Outgoing>,
-) {
+async fn publish(driver: Weak<Driver>, mut connection: Link, mut queue: mpsc::Receiver<Outgoing>) {
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     while queue.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        for message in &batch {
-            pipe.cmd("PUBLISH")
-                .arg(&message.channel)
-                .arg(message.payload.as_ref())
-                .ignore();
-        }
-        let sent: Result<(), _> = pipe.query_async(&mut connection).await;
+        let sent = connection.publish(&batch).await;
         let Some(driver) = driver.upgrade() else {
             return;
         };
@@ -445,7 +615,7 @@ async fn dispatch(driver: Weak<Driver>, mut pushes: mpsc::Receiver<PushInfo>) {
                     subscriber.on_pattern_message(&channel, payload.clone());
                 }
             }
-            PushKind::Message => {
+            PushKind::Message | PushKind::SMessage => {
                 let [channel, payload] = push.data.as_slice() else {
                     continue;
                 };
@@ -500,7 +670,7 @@ async fn watch(driver: Weak<Driver>) {
     }
 }
 
-async fn ping(mut connection: ConnectionManager) -> Result<(), String> {
+async fn ping(mut connection: Link) -> Result<(), String> {
     let command = redis::cmd("PING");
     let ping = command.query_async::<Value>(&mut connection);
     match tokio::time::timeout(RESPONSE_TIMEOUT, ping).await {

@@ -5,6 +5,10 @@
 //!   [`RedisAdapter`] that speaks the wire protocol of Node's `@socket.io/redis-adapter` 8.3
 //!   (`createAdapter`): broadcasts on `socket.io#<nsp>#` and `socket.io#<nsp>#<room>#`,
 //!   requests and responses on `socket.io-request#<nsp>#` and `socket.io-response#<nsp>#`.
+//! * [`RedisShardedCluster`] does the same on a Redis Cluster with sharded pub/sub, speaking
+//!   the protocol of Node's `createShardedAdapter` (`SSUBSCRIBE`/`SPUBLISH`).
+//! * [`RedisStreamsCluster`] speaks the protocol of `@socket.io/redis-streams-adapter` 0.3,
+//!   with connection state recovery across servers.
 //! * [`Emitter`] publishes like `@socket.io/redis-emitter` 5.1: emits, room changes and
 //!   server-side events, without a socket server.
 //!
@@ -48,15 +52,18 @@ macro_rules! room_index_methods {
 pub(crate) use room_index_methods;
 
 mod classic;
+mod cluster_peer;
 mod cluster_wire;
 mod driver;
 mod emitter;
 mod error;
 mod requests;
+mod sharded;
 mod streams;
 mod wire;
 
 pub use classic::{RedisAdapter, RedisAdapterConfig, RedisCluster};
 pub use emitter::Emitter;
 pub use error::RedisAdapterError;
+pub use sharded::{RedisShardedAdapter, RedisShardedCluster, RedisShardedConfig, SubscriptionMode};
 pub use streams::{RedisStreamsAdapter, RedisStreamsCluster, RedisStreamsConfig};

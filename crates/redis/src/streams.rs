@@ -40,17 +40,15 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout_at;
 use tracing::{debug, warn};
 
+use crate::cluster_peer::{self as peer, options_of, ClusterPeer};
 use crate::cluster_wire::{self as cw, ctype, ClusterMessage, StreamId};
 use crate::driver::{
     manager_config, numsub, Driver, LinkOptions, LinkState, Subscriber, Subscription,
     RESPONSE_TIMEOUT,
 };
 use crate::error::{backend, RedisAdapterError};
-use crate::requests::{
-    collect_broadcast_acks, deadline_after, other_servers, sockets_of, AckKinds, Answer, Pending,
-    Requests, MAX_REMOTE_ACK_TIMEOUT,
-};
-use crate::wire::{self, Message};
+use crate::requests::{deadline_after, Requests};
+use crate::wire;
 
 /// Options of the streams adapter; the defaults are those of the Node adapter.
 #[derive(Debug, Clone)]
@@ -397,7 +395,7 @@ impl Stream {
 /// follows each append under the delivery lock.
 async fn append(
     stream: Weak<Stream>,
-    mut connection: ConnectionManager,
+    mut connection: crate::driver::Link,
     max_len: usize,
     mut queue: mpsc::Receiver<Append>,
 ) {
@@ -793,38 +791,8 @@ fn with_offset(
 }
 
 impl Shared {
-    fn uid(&self) -> &str {
-        &self.cluster.uid
-    }
-
     fn nsp(&self) -> &str {
         self.local.name()
-    }
-
-    fn pending(&self) -> Pending {
-        Pending::new(&self.requests, cw::new_uid())
-    }
-
-    /// Publishes a pub/sub message to `channel`.
-    fn publish(&self, channel: String, kind: u64, data: &Value, attachments: &[Bytes]) {
-        let payload = cw::encode_envelope(self.uid(), self.nsp(), kind, data, attachments);
-        self.cluster.driver.publish(channel, payload);
-    }
-
-    /// Answers server `uid` on its private channel.
-    fn respond(&self, uid: &str, kind: u64, data: &Value, attachments: &[Bytes]) {
-        let channel = cw::private_channel(&self.cluster.config.channel_prefix, self.nsp(), uid);
-        self.publish(channel, kind, data, attachments);
-    }
-
-    /// The server count, within the requests timeout.
-    async fn server_count(&self) -> Result<usize, AdapterError> {
-        let counting = numsub(self.cluster.driver.commands(), &self.public);
-        match tokio::time::timeout(self.cluster.config.requests_timeout, counting).await {
-            Ok(Ok(count)) => Ok(count),
-            Ok(Err(error)) => Err(backend(error)),
-            Err(_) => Err(AdapterError::Timeout),
-        }
     }
 
     /// Appends a message of ours to the stream, from which this server's reader delivers it
@@ -854,7 +822,7 @@ impl Shared {
             // Node's streams emitter writes server-side events to the stream.
             ctype::SERVER_SIDE_EMIT if message.uid != self.uid() => {
                 let request_id = data.request_id().map(str::to_owned);
-                self.on_server_side_emit(&message.uid, data, request_id);
+                peer::on_server_side_emit(self, &message.uid, data, request_id);
             }
             ctype::BROADCAST => {
                 let (Some(packet), Some(opts)) = (data.field("packet"), data.field("opts")) else {
@@ -885,124 +853,6 @@ impl Shared {
             }
             other => debug!(kind = other, "stream entry of a type not kept in streams"),
         }
-    }
-
-    /// A request of another server, from pub/sub.
-    fn on_request(self: &Arc<Self>, message: ClusterMessage) {
-        let Some(data) = message.data else {
-            return;
-        };
-        let request_id = data.request_id().map(str::to_owned);
-        match (message.kind, request_id) {
-            (ctype::FETCH_SOCKETS, Some(request_id)) => {
-                let sockets = self.local.fetch_sockets(&options_of(&data));
-                self.respond(
-                    &message.uid,
-                    ctype::FETCH_SOCKETS_RESPONSE,
-                    &json!({"requestId": request_id, "sockets": sockets}),
-                    &[],
-                );
-            }
-            (ctype::SERVER_SIDE_EMIT, request_id) => {
-                self.on_server_side_emit(&message.uid, data, request_id);
-            }
-            (ctype::BROADCAST, Some(request_id)) => {
-                self.on_broadcast_request(&message.uid, data, request_id);
-            }
-            (kind, Some(request_id)) => {
-                // Answers may come this way too.
-                self.requests.answer(
-                    &request_id,
-                    Answer {
-                        kind: Some(kind),
-                        message: data,
-                    },
-                );
-            }
-            _ => {}
-        }
-    }
-
-    fn on_server_side_emit(
-        self: &Arc<Self>,
-        from: &str,
-        data: Message,
-        request_id: Option<String>,
-    ) {
-        let Some(Value::Array(packet)) = data.field("packet").cloned() else {
-            return;
-        };
-        let mut parts = packet.into_iter();
-        let Some(Value::String(event)) = parts.next() else {
-            return;
-        };
-        let args = data.args_of(Value::Array(parts.collect()));
-        let answering = self.local.server_side_emit(&event, args);
-        let (shared, from) = (self.clone(), from.to_owned());
-        let limit = self.cluster.config.requests_timeout;
-        tokio::spawn(async move {
-            // The requester stops waiting after its own timeout: no use holding a task longer.
-            let answer = tokio::time::timeout(limit, answering).await.ok().flatten();
-            if let (Some(request_id), Some(answer)) = (request_id, answer) {
-                let mut reply = json!({ "requestId": request_id });
-                if let (Some(first), Value::Object(map)) = (answer.values.first(), &mut reply) {
-                    map.insert("packet".into(), first.clone());
-                }
-                shared.respond(
-                    &from,
-                    ctype::SERVER_SIDE_EMIT_RESPONSE,
-                    &reply,
-                    &answer.attachments,
-                );
-            }
-        });
-    }
-
-    fn on_broadcast_request(self: &Arc<Self>, from: &str, data: Message, request_id: String) {
-        let delivery = match (data.field("packet"), data.field("opts")) {
-            (Some(packet), Some(opts)) => data.delivery(packet, opts, self.nsp()),
-            _ => None,
-        };
-        let Some(delivery) = delivery else {
-            // Counted as a server by the requester, which waits for our count: none here.
-            self.respond(
-                from,
-                ctype::BROADCAST_CLIENT_COUNT,
-                &json!({"requestId": request_id, "clientCount": 0}),
-                &[],
-            );
-            return;
-        };
-        // Another server's timeout holds our clients' ack slots: bounded here.
-        let timeout = delivery
-            .timeout
-            .unwrap_or(self.cluster.config.requests_timeout)
-            .min(MAX_REMOTE_ACK_TIMEOUT);
-        let mut acks = self
-            .local
-            .broadcast_with_ack(delivery.packet, &delivery.options, timeout);
-        // The count goes first, on the same queue as the acks that follow it.
-        self.respond(
-            from,
-            ctype::BROADCAST_CLIENT_COUNT,
-            &json!({"requestId": request_id, "clientCount": acks.count}),
-            &[],
-        );
-        if acks.count == 0 {
-            return;
-        }
-        let (shared, from) = (self.clone(), from.to_owned());
-        tokio::spawn(async move {
-            while let Some(reply) = acks.replies.recv().await {
-                if let Ok(args) = reply.result {
-                    let mut ack = json!({ "requestId": request_id });
-                    if let (Some(first), Value::Object(map)) = (args.values.first(), &mut ack) {
-                        map.insert("packet".into(), first.clone());
-                    }
-                    shared.respond(&from, ctype::BROADCAST_ACK, &ack, &args.attachments);
-                }
-            }
-        });
     }
 
     fn session_key(&self, pid: &str) -> String {
@@ -1262,10 +1112,43 @@ struct Candidate {
 }
 
 /// The `opts` of a cluster message's data; absent options target every socket.
-fn options_of(data: &Message) -> BroadcastOptions {
-    let mut options = data.options();
-    options.local = true;
-    options
+impl ClusterPeer for Shared {
+    fn uid(&self) -> &str {
+        &self.cluster.uid
+    }
+
+    fn local(&self) -> &LocalNamespace {
+        &self.local
+    }
+
+    fn requests(&self) -> &Arc<Requests> {
+        &self.requests
+    }
+
+    fn requests_timeout(&self) -> Duration {
+        self.cluster.config.requests_timeout
+    }
+
+    /// Requests travel on pub/sub, always as msgpack (the stream carries the rest).
+    fn publish(&self, kind: u64, data: &Value, attachments: &[Bytes]) {
+        let payload = cw::encode_envelope(self.uid(), self.nsp(), kind, data, attachments);
+        self.cluster.driver.publish(self.public.clone(), payload);
+    }
+
+    fn respond(&self, uid: &str, kind: u64, data: &Value, attachments: &[Bytes]) {
+        let channel = cw::private_channel(&self.cluster.config.channel_prefix, self.nsp(), uid);
+        let payload = cw::encode_envelope(self.uid(), self.nsp(), kind, data, attachments);
+        self.cluster.driver.publish(channel, payload);
+    }
+
+    async fn server_count(&self) -> Result<usize, AdapterError> {
+        let counting = numsub(self.cluster.driver.commands(), &self.public);
+        match tokio::time::timeout(self.cluster.config.requests_timeout, counting).await {
+            Ok(Ok(count)) => Ok(count),
+            Ok(Err(error)) => Err(backend(error)),
+            Err(_) => Err(AdapterError::Timeout),
+        }
+    }
 }
 
 impl Subscriber for Shared {
@@ -1281,7 +1164,7 @@ impl Subscriber for Shared {
             return;
         }
         if channel == self.public {
-            self.on_request(message);
+            peer::on_request(&self, message);
             return;
         }
         // Our private channel: answers.
@@ -1289,13 +1172,7 @@ impl Subscriber for Shared {
             return;
         };
         if let Some(request_id) = data.request_id().map(str::to_owned) {
-            self.requests.answer(
-                &request_id,
-                Answer {
-                    kind: Some(message.kind),
-                    message: data,
-                },
-            );
+            peer::on_answer(&*self, message.kind, data, &request_id);
         }
     }
 
@@ -1349,7 +1226,7 @@ impl Adapter for RedisStreamsAdapter {
 
     fn server_count(&self) -> BoxFuture<Result<usize, AdapterError>> {
         let shared = self.shared.clone();
-        Box::pin(async move { shared.server_count().await })
+        Box::pin(async move { ClusterPeer::server_count(&*shared).await })
     }
 
     fn broadcast(
@@ -1377,35 +1254,7 @@ impl Adapter for RedisStreamsAdapter {
         options: BroadcastOptions,
         timeout: Duration,
     ) -> BoxFuture<Result<Vec<AckReply>, AdapterError>> {
-        let shared = self.shared.clone();
-        let pending = shared.pending();
-        if !options.local {
-            let (wire_packet, attachments) = wire::packet_to_wire(&packet);
-            let data = json!({
-                "packet": wire_packet,
-                "opts": wire::options_to_wire(&options, Some(timeout)),
-                "requestId": pending.id,
-            });
-            shared.publish(shared.public.clone(), ctype::BROADCAST, &data, attachments);
-        }
-        let local = shared.local.broadcast_with_ack(packet, &options, timeout);
-        Box::pin(async move {
-            let deadline = deadline_after(timeout);
-            let servers = if options.local {
-                1
-            } else {
-                // Without a count, every answer that comes in time is still taken.
-                match timeout_at(deadline, shared.server_count()).await {
-                    Ok(Ok(count)) => count,
-                    _ => usize::MAX,
-                }
-            };
-            let kinds = AckKinds {
-                client_count: ctype::BROADCAST_CLIENT_COUNT,
-                ack: ctype::BROADCAST_ACK,
-            };
-            Ok(collect_broadcast_acks(local, pending, servers, deadline, kinds).await)
-        })
+        peer::broadcast_with_ack(self.shared.clone(), packet, options, timeout)
     }
 
     fn add_sockets(
@@ -1455,30 +1304,7 @@ impl Adapter for RedisStreamsAdapter {
         options: BroadcastOptions,
         timeout: Duration,
     ) -> BoxFuture<Result<Vec<SocketInfo>, AdapterError>> {
-        let shared = self.shared.clone();
-        let mut found = shared.local.fetch_sockets(&options);
-        if options.local {
-            return ready(Ok(found));
-        }
-        Box::pin(async move {
-            let deadline = deadline_after(timeout);
-            let others = other_servers(shared.server_count(), deadline).await?;
-            if others == 0 {
-                return Ok(found);
-            }
-            let mut pending = shared.pending();
-            let data = json!({
-                "opts": wire::options_to_wire(&options, None),
-                "requestId": pending.id,
-            });
-            shared.publish(shared.public.clone(), ctype::FETCH_SOCKETS, &data, &[]);
-            let kind = Some(ctype::FETCH_SOCKETS_RESPONSE);
-            let answers = pending
-                .collect(others, kind, deadline, |answer| sockets_of(&answer))
-                .await?;
-            found.extend(answers.into_iter().flatten());
-            Ok(found)
-        })
+        peer::fetch_sockets(self.shared.clone(), options, timeout)
     }
 
     fn server_side_emit(
@@ -1487,37 +1313,7 @@ impl Adapter for RedisStreamsAdapter {
         args: Args,
         ack: Option<Duration>,
     ) -> BoxFuture<Result<Vec<Args>, AdapterError>> {
-        let shared = self.shared.clone();
-        let mut packet = vec![Value::String(event)];
-        packet.extend(args.values);
-        let packet = Value::Array(packet);
-        let Some(timeout) = ack else {
-            shared.publish(
-                shared.public.clone(),
-                ctype::SERVER_SIDE_EMIT,
-                &json!({ "packet": packet }),
-                &args.attachments,
-            );
-            return ready(Ok(Vec::new()));
-        };
-        Box::pin(async move {
-            let deadline = deadline_after(timeout);
-            let others = other_servers(shared.server_count(), deadline).await?;
-            if others == 0 {
-                return Ok(Vec::new());
-            }
-            let mut pending = shared.pending();
-            shared.publish(
-                shared.public.clone(),
-                ctype::SERVER_SIDE_EMIT,
-                &json!({ "packet": packet, "requestId": pending.id }),
-                &args.attachments,
-            );
-            let kind = Some(ctype::SERVER_SIDE_EMIT_RESPONSE);
-            pending
-                .collect(others, kind, deadline, |answer| answer.argument("packet"))
-                .await
-        })
+        peer::server_side_emit(self.shared.clone(), event, args, ack)
     }
 
     fn attach_socket(&self, attach: &mut dyn FnMut()) -> Option<String> {

@@ -1,7 +1,8 @@
-//! The Redis adapters (classic and streams) and the emitter against a real `redis-server`
-//! (Debian's, which `scripts/test` installs), started by each test on a Unix socket of its own:
-//! several `SocketIo` instances in this process, each with its own link to Redis, and Rust
-//! clients on each. The tests of cluster-wide operations run once per adapter.
+//! The Redis adapters (classic, streams and sharded) and the emitter against a real
+//! `redis-server` (Debian's, which `scripts/test` installs), started by each test on a Unix
+//! socket of its own (a Redis Cluster of three masters on loopback ports for the sharded
+//! adapter): several `SocketIo` instances in this process, each with its own link to Redis,
+//! and Rust clients on each. The tests of cluster-wide operations run once per adapter.
 //!
 //! Behind the `redis-server-tests` feature, since plain `cargo test` installs nothing.
 #![cfg(feature = "redis-server-tests")]
@@ -14,7 +15,8 @@ use serde_json::{json, Value};
 use switchyard::{Args, Binary, RecoveryConfig, Socket, SocketIo, SocketIoConfig};
 use switchyard_client::{Manager, ManagerConfig};
 use switchyard_redis::{
-    Emitter, RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig,
+    Emitter, RedisAdapterConfig, RedisCluster, RedisShardedCluster, RedisShardedConfig,
+    RedisStreamsCluster, RedisStreamsConfig,
 };
 use switchyard_testkit::{wait_until, DEADLINE};
 use tokio::process::{Child, Command};
@@ -107,6 +109,205 @@ async fn subscribers(redis: &RedisServer, channel: &str) -> i64 {
     reply.map(|(_, count)| count).unwrap_or(0)
 }
 
+/// A Redis Cluster of three masters on loopback ports (each node's cluster bus on a port of
+/// its own), killed when dropped.
+struct RedisClusterOfThree {
+    dir: std::path::PathBuf,
+    children: Vec<Child>,
+    ports: Vec<u16>,
+}
+
+/// A free loopback port, as the OS hands it out (free again once the listener is dropped).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+async fn connection_to(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    let client = redis::Client::open(url).ok()?;
+    client.get_multiplexed_async_connection().await.ok()
+}
+
+impl RedisClusterOfThree {
+    /// Starts three cluster-enabled servers, gives each a third of the slots, introduces
+    /// them and waits until every one says the cluster is ok. A port taken between its
+    /// choice and the start (another process) makes it start over, three times at most.
+    async fn start() -> RedisClusterOfThree {
+        for _attempt in 0..3 {
+            if let Some(cluster) = RedisClusterOfThree::try_start().await {
+                return cluster;
+            }
+        }
+        panic!("the Redis Cluster did not form");
+    }
+
+    async fn try_start() -> Option<RedisClusterOfThree> {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("sy-rcluster-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        let mut cluster = RedisClusterOfThree {
+            dir,
+            children: Vec::new(),
+            ports: Vec::new(),
+        };
+        let mut buses = Vec::new();
+        for _ in 0..3 {
+            let (port, bus) = (free_port(), free_port());
+            let child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args([
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-port",
+                    &bus.to_string(),
+                ])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("redis-server is installed (scripts/test installs it)");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+            buses.push(bus);
+        }
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let mut connections = Vec::new();
+        for url in cluster.urls() {
+            loop {
+                if let Some(mut connection) = connection_to(&url).await {
+                    let pong: Result<String, _> =
+                        redis::cmd("PING").query_async(&mut connection).await;
+                    if pong.is_ok() {
+                        connections.push(connection);
+                        break;
+                    }
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        let thirds = [(0, 5460), (5461, 10922), (10923, 16383)];
+        for (connection, (first, last)) in connections.iter_mut().zip(thirds) {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(first)
+                .arg(last)
+                .query_async(connection)
+                .await
+                .expect("ADDSLOTSRANGE");
+        }
+        for (port, bus) in cluster.ports[1..].iter().zip(&buses[1..]) {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(port)
+                .arg(bus)
+                .query_async(&mut connections[0])
+                .await
+                .expect("CLUSTER MEET");
+        }
+        for connection in &mut connections {
+            loop {
+                let info: String = redis::cmd("CLUSTER")
+                    .arg("INFO")
+                    .query_async(connection)
+                    .await
+                    .unwrap_or_default();
+                if info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:3") {
+                    break;
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Some(cluster)
+    }
+
+    fn urls(&self) -> Vec<String> {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect()
+    }
+
+    /// How many connections subscribe to sharded channel `channel`, over all nodes.
+    async fn shard_subscribers(&self, channel: &str) -> i64 {
+        let mut total = 0;
+        for url in self.urls() {
+            let Some(mut connection) = connection_to(&url).await else {
+                continue;
+            };
+            let reply: Result<(String, i64), _> = redis::cmd("PUBSUB")
+                .arg("SHARDNUMSUB")
+                .arg(channel)
+                .query_async(&mut connection)
+                .await;
+            total += reply.map(|(_, count)| count).unwrap_or(0);
+        }
+        total
+    }
+}
+
+impl Drop for RedisClusterOfThree {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// What a test's nodes run on: one Redis server, or a Redis Cluster for the sharded adapter.
+enum Backend {
+    Server(RedisServer),
+    Cluster(RedisClusterOfThree),
+}
+
+impl Backend {
+    async fn start(flavour: Flavour) -> Backend {
+        match flavour {
+            Flavour::Sharded => Backend::Cluster(RedisClusterOfThree::start().await),
+            _ => Backend::Server(RedisServer::start().await),
+        }
+    }
+
+    /// The URL nodes connect to (a seed node of a cluster).
+    fn url(&self) -> String {
+        match self {
+            Backend::Server(server) => server.url(),
+            Backend::Cluster(cluster) => cluster.urls().swap_remove(0),
+        }
+    }
+
+    /// Waits until `nodes` servers subscribe to `room`'s channel (sharded adapter: a server
+    /// subscribes after a room of its gains its first socket; a broadcast published before
+    /// would miss it). Other adapters listen to every room already.
+    async fn room_followed(&self, room: &str, nodes: i64) {
+        let Backend::Cluster(cluster) = self else {
+            return;
+        };
+        let channel = format!("socket.io#/#{room}#");
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        while cluster.shard_subscribers(&channel).await != nodes {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{nodes} servers did not subscribe to {channel}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 struct Node {
     io: SocketIo,
     port: u16,
@@ -126,6 +327,8 @@ enum Flavour {
     Classic,
     /// `@socket.io/redis-streams-adapter`, with connection state recovery on.
     Streams,
+    /// `createShardedAdapter` of `@socket.io/redis-adapter`, on a Redis Cluster.
+    Sharded,
 }
 
 impl Flavour {
@@ -133,12 +336,12 @@ impl Flavour {
     fn counted_channel(self) -> &'static str {
         match self {
             Flavour::Classic => "socket.io-request#/#",
-            Flavour::Streams => "socket.io#/#",
+            Flavour::Streams | Flavour::Sharded => "socket.io#/#",
         }
     }
 }
 
-async fn node(redis: &RedisServer, name: &'static str, flavour: Flavour) -> Node {
+async fn node(url: &str, name: &'static str, flavour: Flavour) -> Node {
     let requests_timeout = Duration::from_secs(3);
     let (factory, recovery) = match flavour {
         Flavour::Classic => {
@@ -146,7 +349,7 @@ async fn node(redis: &RedisServer, name: &'static str, flavour: Flavour) -> Node
                 requests_timeout,
                 ..Default::default()
             };
-            let cluster = RedisCluster::connect(&redis.url(), config)
+            let cluster = RedisCluster::connect(url, config)
                 .await
                 .expect("connect to redis");
             (cluster.factory(), None)
@@ -156,7 +359,7 @@ async fn node(redis: &RedisServer, name: &'static str, flavour: Flavour) -> Node
                 requests_timeout,
                 ..Default::default()
             };
-            let cluster = RedisStreamsCluster::connect(&redis.url(), config)
+            let cluster = RedisStreamsCluster::connect(url, config)
                 .await
                 .expect("connect to redis");
             let recovery = RecoveryConfig {
@@ -165,6 +368,16 @@ async fn node(redis: &RedisServer, name: &'static str, flavour: Flavour) -> Node
                 ..RecoveryConfig::default()
             };
             (cluster.factory(), Some(recovery))
+        }
+        Flavour::Sharded => {
+            let config = RedisShardedConfig {
+                requests_timeout,
+                ..Default::default()
+            };
+            let cluster = RedisShardedCluster::connect(&[url.to_owned()], config)
+                .await
+                .expect("connect to the redis cluster");
+            (cluster.factory(), None)
         }
     };
     let config = SocketIoConfig {
@@ -202,10 +415,10 @@ async fn node(redis: &RedisServer, name: &'static str, flavour: Flavour) -> Node
 }
 
 /// Nodes `names` on one Redis, each once it sees all the others subscribed.
-async fn cluster(redis: &RedisServer, names: &[&'static str], flavour: Flavour) -> Vec<Node> {
+async fn cluster(url: &str, names: &[&'static str], flavour: Flavour) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in names {
-        nodes.push(node(redis, name, flavour).await);
+        nodes.push(node(url, name, flavour).await);
     }
     for node in &nodes {
         let main = node.io.of("/");
@@ -299,15 +512,22 @@ async fn streams_broadcasts_cross_nodes_with_rooms_except_and_binary() {
     broadcasts_cross_nodes_with_rooms_except_and_binary(Flavour::Streams).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_broadcasts_cross_nodes_with_rooms_except_and_binary() {
+    broadcasts_cross_nodes_with_rooms_except_and_binary(Flavour::Sharded).await;
+}
+
 async fn broadcasts_cross_nodes_with_rooms_except_and_binary(flavour: Flavour) {
-    let redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b", "c"], flavour).await;
+    let redis = Backend::start(flavour).await;
+    let nodes = cluster(&redis.url(), &["a", "b", "c"], flavour).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
     let mut c2 = Client::connect(nodes[2].port).await;
     c1.call("join", "r").await;
     c2.call("join", "r").await;
     c2.call("join", "x").await;
+    redis.room_followed("r", 2).await;
+    redis.room_followed("x", 1).await;
 
     let main = nodes[0].io.of("/");
     main.to("r").except("x").emit("to-r", 1).expect("emit");
@@ -361,9 +581,14 @@ async fn streams_requests_fetch_join_disconnect_server_side_emit_and_acks() {
     requests_fetch_join_disconnect_server_side_emit_and_acks(Flavour::Streams).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_requests_fetch_join_disconnect_server_side_emit_and_acks() {
+    requests_fetch_join_disconnect_server_side_emit_and_acks(Flavour::Sharded).await;
+}
+
 async fn requests_fetch_join_disconnect_server_side_emit_and_acks(flavour: Flavour) {
-    let redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b", "c"], flavour).await;
+    let redis = Backend::start(flavour).await;
+    let nodes = cluster(&redis.url(), &["a", "b", "c"], flavour).await;
     let c0 = Client::connect(nodes[0].port).await;
     let c1 = Client::connect(nodes[1].port).await;
     let mut c2 = Client::connect(nodes[2].port).await;
@@ -424,10 +649,13 @@ async fn requests_fetch_join_disconnect_server_side_emit_and_acks(flavour: Flavo
         n1.room_size("team") == 1 && n2.room_size("team") == 1
     })
     .await;
+    redis.room_followed("team", 2).await;
     main.to("team").emit("team", 1).expect("emit");
     assert_eq!(c2.next_value().await, ("team".into(), json!(1)));
     main.to(c2.id()).sockets_leave("team").await.expect("leave");
     wait_until("c2 left team", || n2.room_size("team") == 0).await;
+    // A room that empties is unsubscribed from (sharded adapter).
+    redis.room_followed("team", 1).await;
 
     main.to("r")
         .disconnect_sockets(false)
@@ -438,12 +666,13 @@ async fn requests_fetch_join_disconnect_server_side_emit_and_acks(flavour: Flavo
     })
     .await;
     assert!(c0.socket.connected());
+    redis.room_followed("r", 0).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_emitter_reaches_every_node() {
     let redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b"], Flavour::Classic).await;
+    let nodes = cluster(&redis.url(), &["a", "b"], Flavour::Classic).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
     c1.call("join", "r").await;
@@ -488,7 +717,7 @@ async fn streams_redis_outage_keeps_local_delivery_and_heals_by_itself() {
 
 async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself(flavour: Flavour) {
     let mut redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b"], flavour).await;
+    let nodes = cluster(&redis.url(), &["a", "b"], flavour).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
 
@@ -634,7 +863,7 @@ impl Drop for Balancer {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_recovery_crosses_nodes_exactly_once_under_broadcasts() {
     let redis = RedisServer::start().await;
-    let nodes = cluster(&redis, &["a", "b"], Flavour::Streams).await;
+    let nodes = cluster(&redis.url(), &["a", "b"], Flavour::Streams).await;
     let balancer = Balancer::start(nodes[0].port).await;
     let manager = Manager::new(
         &format!("http://127.0.0.1:{}", balancer.port),

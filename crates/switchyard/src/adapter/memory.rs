@@ -44,13 +44,20 @@ impl RoomIndex {
 
     /// Socket `sid` joins `rooms`.
     pub fn add_all(&self, sid: &Sid, rooms: &[Room]) {
+        self.add_all_reporting(sid, rooms, &mut |_| {});
+    }
+
+    /// Socket `sid` joins `rooms`; `created` sees, under the index's lock (so in the order
+    /// they happen), each room that had no socket before. An adapter that subscribes per room
+    /// (Redis sharded pub/sub) learns this way when to subscribe.
+    pub fn add_all_reporting(&self, sid: &Sid, rooms: &[Room], created: &mut dyn FnMut(&Room)) {
         let mut index = self.write();
         for room in rooms {
-            index
-                .rooms
-                .entry(room.clone())
-                .or_default()
-                .insert(sid.clone());
+            let members = index.rooms.entry(room.clone()).or_default();
+            if members.is_empty() {
+                created(room);
+            }
+            members.insert(sid.clone());
             index
                 .sids
                 .entry(sid.clone())
@@ -61,11 +68,18 @@ impl RoomIndex {
 
     /// Socket `sid` leaves `room`.
     pub fn del(&self, sid: &Sid, room: &Room) {
+        self.del_reporting(sid, room, &mut |_| {});
+    }
+
+    /// Socket `sid` leaves `room`; `deleted` sees it, under the index's lock, if it is left
+    /// without sockets.
+    pub fn del_reporting(&self, sid: &Sid, room: &Room, deleted: &mut dyn FnMut(&Room)) {
         let mut index = self.write();
         if let Some(members) = index.rooms.get_mut(room) {
             members.remove(sid);
             if members.is_empty() {
                 index.rooms.remove(room);
+                deleted(room);
             }
         }
         if let Some(rooms) = index.sids.get_mut(sid) {
@@ -78,6 +92,12 @@ impl RoomIndex {
 
     /// Socket `sid` leaves every room.
     pub fn del_all(&self, sid: &Sid) {
+        self.del_all_reporting(sid, &mut |_| {});
+    }
+
+    /// Socket `sid` leaves every room; `deleted` sees, under the index's lock, each room left
+    /// without sockets.
+    pub fn del_all_reporting(&self, sid: &Sid, deleted: &mut dyn FnMut(&Room)) {
         let mut index = self.write();
         let Some(rooms) = index.sids.remove(sid) else {
             return;
@@ -87,6 +107,7 @@ impl RoomIndex {
                 members.remove(sid);
                 if members.is_empty() {
                     index.rooms.remove(&room);
+                    deleted(&room);
                 }
             }
         }
@@ -359,5 +380,34 @@ mod tests {
         assert_eq!(all, vec!["r1"]);
         adapter.del_all(&sid("b"));
         assert!(adapter.rooms().is_empty());
+    }
+
+    #[test]
+    fn rooms_are_reported_when_they_gain_their_first_socket_and_lose_their_last() {
+        let index = RoomIndex::new();
+        let mut seen = Vec::new();
+        let rooms = [Arc::from("a"), Arc::from("r")];
+        index.add_all_reporting(&sid("a"), &rooms, &mut |r| seen.push(format!("+{r}")));
+        index.add_all_reporting(&sid("b"), &[Arc::from("r")], &mut |r| {
+            seen.push(format!("+{r}"))
+        });
+        // Joining a room twice creates nothing.
+        index.add_all_reporting(&sid("a"), &[Arc::from("r")], &mut |r| {
+            seen.push(format!("+{r}"))
+        });
+        assert_eq!(seen, ["+a", "+r"]);
+        seen.clear();
+        index.del_reporting(&sid("a"), &Arc::from("r"), &mut |r| {
+            seen.push(format!("-{r}"))
+        });
+        assert!(seen.is_empty(), "b is still in r");
+        index.del_all_reporting(&sid("b"), &mut |r| seen.push(format!("-{r}")));
+        index.del_all_reporting(&sid("a"), &mut |r| seen.push(format!("-{r}")));
+        // Leaving a room one is not in deletes nothing.
+        index.del_reporting(&sid("a"), &Arc::from("r"), &mut |r| {
+            seen.push(format!("-{r}"))
+        });
+        assert_eq!(seen, ["-r", "-a"]);
+        assert!(index.rooms().is_empty());
     }
 }
