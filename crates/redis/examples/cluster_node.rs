@@ -5,11 +5,12 @@
 //!
 //! ```text
 //! cluster_node --port 3001 --redis-url redis://127.0.0.1:6379 --name a [--requests-timeout-ms 3000]
-//!              [--adapter classic|streams] [--recovery-ms N]
+//!              [--adapter classic|streams|sharded] [--recovery-ms N]
 //! ```
 //!
 //! `--adapter streams` speaks the protocol of `@socket.io/redis-streams-adapter` 0.3 instead of
-//! the classic one; `--recovery-ms N` turns connection state recovery on (maximum disconnection
+//! the classic one, `--adapter sharded` that of `createShardedAdapter` on the Redis Cluster
+//! `--redis-url` is a node of; `--recovery-ms N` turns connection state recovery on (maximum disconnection
 //! duration N ms, middlewares skipped as on the reference server).
 
 use std::convert::Infallible;
@@ -23,7 +24,10 @@ use serde_json::{json, Value};
 use switchyard::{
     Args, BroadcastOperator, Namespace, RecoveryConfig, Socket, SocketIo, SocketIoConfig,
 };
-use switchyard_redis::{RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig};
+use switchyard_redis::{
+    RedisAdapterConfig, RedisCluster, RedisShardedCluster, RedisShardedConfig, RedisStreamsCluster,
+    RedisStreamsConfig,
+};
 
 #[derive(Parser)]
 struct Options {
@@ -39,7 +43,7 @@ struct Options {
     /// How long requests to the other nodes wait.
     #[arg(long, default_value_t = 5000)]
     requests_timeout_ms: u64,
-    /// The adapter: `classic` (pub/sub) or `streams`.
+    /// The adapter: `classic` (pub/sub), `streams` or `sharded` (Redis Cluster).
     #[arg(long, default_value = "classic")]
     adapter: String,
     /// Connection state recovery, with this maximum disconnection duration.
@@ -274,7 +278,17 @@ async fn main() -> anyhow::Result<()> {
                 .context("connecting to Redis")?
                 .factory()
         }
-        other => anyhow::bail!("unknown adapter {other:?} (classic or streams)"),
+        "sharded" => {
+            let config = RedisShardedConfig {
+                requests_timeout,
+                ..Default::default()
+            };
+            RedisShardedCluster::connect(std::slice::from_ref(&options.redis_url), config)
+                .await
+                .context("connecting to the Redis Cluster")?
+                .factory()
+        }
+        other => anyhow::bail!("unknown adapter {other:?} (classic, streams or sharded)"),
     };
     let config = SocketIoConfig {
         connection_state_recovery: options.recovery_ms.map(|ms| RecoveryConfig {

@@ -115,6 +115,8 @@ struct RedisClusterOfThree {
     dir: std::path::PathBuf,
     children: Vec<Child>,
     ports: Vec<u16>,
+    /// Each node's cluster bus port.
+    buses: Vec<u16>,
 }
 
 /// A free loopback port, as the OS hands it out (free again once the listener is dropped).
@@ -152,10 +154,42 @@ impl RedisClusterOfThree {
             dir,
             children: Vec::new(),
             ports: Vec::new(),
+            buses: Vec::new(),
         };
-        let mut buses = Vec::new();
         for _ in 0..3 {
-            let (port, bus) = (free_port(), free_port());
+            cluster.ports.push(free_port());
+            cluster.buses.push(free_port());
+        }
+        let mut connections = cluster.spawn_and_connect().await?;
+        let thirds = [(0, 5460), (5461, 10922), (10923, 16383)];
+        for (connection, (first, last)) in connections.iter_mut().zip(thirds) {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("ADDSLOTSRANGE")
+                .arg(first)
+                .arg(last)
+                .query_async(connection)
+                .await
+                .expect("ADDSLOTSRANGE");
+        }
+        for (port, bus) in cluster.ports[1..].iter().zip(&cluster.buses[1..]) {
+            let _: () = redis::cmd("CLUSTER")
+                .arg("MEET")
+                .arg("127.0.0.1")
+                .arg(port)
+                .arg(bus)
+                .query_async(&mut connections[0])
+                .await
+                .expect("CLUSTER MEET");
+        }
+        cluster.wait_ok(&mut connections).await?;
+        Some(cluster)
+    }
+
+    /// Starts the three servers (again: a restart finds its slots and peers in its config
+    /// file) and connects to each.
+    async fn spawn_and_connect(&mut self) -> Option<Vec<redis::aio::MultiplexedConnection>> {
+        self.children.clear();
+        for (port, bus) in self.ports.iter().zip(&self.buses) {
             let child = Command::new("redis-server")
                 .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
                 .args([
@@ -166,19 +200,17 @@ impl RedisClusterOfThree {
                 ])
                 .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
                 .arg("--dir")
-                .arg(&cluster.dir)
+                .arg(&self.dir)
                 .args(["--save", "", "--appendonly", "no"])
                 .stdout(Stdio::null())
                 .kill_on_drop(true)
                 .spawn()
                 .expect("redis-server is installed (scripts/test installs it)");
-            cluster.children.push(child);
-            cluster.ports.push(port);
-            buses.push(bus);
+            self.children.push(child);
         }
         let deadline = tokio::time::Instant::now() + DEADLINE;
         let mut connections = Vec::new();
-        for url in cluster.urls() {
+        for url in self.urls() {
             loop {
                 if let Some(mut connection) = connection_to(&url).await {
                     let pong: Result<String, _> =
@@ -194,27 +226,13 @@ impl RedisClusterOfThree {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        let thirds = [(0, 5460), (5461, 10922), (10923, 16383)];
-        for (connection, (first, last)) in connections.iter_mut().zip(thirds) {
-            let _: () = redis::cmd("CLUSTER")
-                .arg("ADDSLOTSRANGE")
-                .arg(first)
-                .arg(last)
-                .query_async(connection)
-                .await
-                .expect("ADDSLOTSRANGE");
-        }
-        for (port, bus) in cluster.ports[1..].iter().zip(&buses[1..]) {
-            let _: () = redis::cmd("CLUSTER")
-                .arg("MEET")
-                .arg("127.0.0.1")
-                .arg(port)
-                .arg(bus)
-                .query_async(&mut connections[0])
-                .await
-                .expect("CLUSTER MEET");
-        }
-        for connection in &mut connections {
+        Some(connections)
+    }
+
+    /// Waits until every node says the cluster is ok.
+    async fn wait_ok(&self, connections: &mut [redis::aio::MultiplexedConnection]) -> Option<()> {
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        for connection in connections {
             loop {
                 let info: String = redis::cmd("CLUSTER")
                     .arg("INFO")
@@ -230,7 +248,24 @@ impl RedisClusterOfThree {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
-        Some(cluster)
+        Some(())
+    }
+
+    async fn stop(&mut self) {
+        for child in &mut self.children {
+            child.kill().await.expect("kill redis-server");
+        }
+        self.children.clear();
+    }
+
+    async fn restart(&mut self) {
+        let mut connections = self
+            .spawn_and_connect()
+            .await
+            .expect("the cluster restarts");
+        self.wait_ok(&mut connections)
+            .await
+            .expect("the cluster is ok again");
     }
 
     fn urls(&self) -> Vec<String> {
@@ -286,6 +321,28 @@ impl Backend {
         match self {
             Backend::Server(server) => server.url(),
             Backend::Cluster(cluster) => cluster.urls().swap_remove(0),
+        }
+    }
+
+    async fn stop(&mut self) {
+        match self {
+            Backend::Server(server) => server.stop().await,
+            Backend::Cluster(cluster) => cluster.stop().await,
+        }
+    }
+
+    async fn restart(&mut self) {
+        match self {
+            Backend::Server(server) => server.restart().await,
+            Backend::Cluster(cluster) => cluster.restart().await,
+        }
+    }
+
+    /// How many connections subscribe to `channel` (sharded on a cluster), asked from outside.
+    async fn subscribers(&self, channel: &str) -> i64 {
+        match self {
+            Backend::Server(server) => subscribers(server, channel).await,
+            Backend::Cluster(cluster) => cluster.shard_subscribers(channel).await,
         }
     }
 
@@ -715,8 +772,13 @@ async fn streams_redis_outage_keeps_local_delivery_and_heals_by_itself() {
     a_redis_outage_keeps_local_delivery_and_heals_by_itself(Flavour::Streams).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_redis_outage_keeps_local_delivery_and_heals_by_itself() {
+    a_redis_outage_keeps_local_delivery_and_heals_by_itself(Flavour::Sharded).await;
+}
+
 async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself(flavour: Flavour) {
-    let mut redis = RedisServer::start().await;
+    let mut redis = Backend::start(flavour).await;
     let nodes = cluster(&redis.url(), &["a", "b"], flavour).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
@@ -779,7 +841,7 @@ async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself(flavour: Flavou
     let main = nodes[0].io.of("/");
     // Counted from outside: the servers' own command connections stay untouched.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while subscribers(&redis, flavour.counted_channel()).await < 2 {
+    while redis.subscribers(flavour.counted_channel()).await < 2 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "servers did not subscribe again"

@@ -84,12 +84,15 @@ pub(crate) struct Config {
     pub recovery: Duration,
 
     /// Redis server to form a cluster with other Switchyard and Node socket.io servers on it
-    /// (`redis://host:port/db`); without it the server runs alone, rooms in memory.
+    /// (`redis://host:port/db`); for `redis-sharded`, one or more nodes of the Redis Cluster,
+    /// comma-separated (the others are discovered). Without it the server runs alone, rooms
+    /// in memory.
     #[arg(long = "redis-url", env = "REDIS_URL", value_name = "URL", value_parser = parse_trimmed, help_heading = "Cluster")]
     pub redis_url: Option<String>,
 
     /// The wire protocol of the cluster, that of a Node adapter: `redis` (the classic
-    /// `@socket.io/redis-adapter`, `createAdapter`: pub/sub) or `redis-streams`
+    /// `@socket.io/redis-adapter`, `createAdapter`: pub/sub), `redis-sharded` (its
+    /// `createShardedAdapter`: sharded pub/sub on a Redis Cluster) or `redis-streams`
     /// (`@socket.io/redis-streams-adapter`: a Redis stream, with which a client recovers its
     /// session on any server). Default: `redis-streams` when recovery is on, else `redis`.
     #[arg(long, env = "ADAPTER", value_name = "KIND", value_parser = parse_adapter, help_heading = "Cluster")]
@@ -738,16 +741,17 @@ pub(crate) enum AdapterKind {
     Redis,
     /// `@socket.io/redis-streams-adapter`'s protocol: recovery across servers.
     RedisStreams,
+    /// `@socket.io/redis-adapter`'s sharded pub/sub protocol (`createShardedAdapter`), on a
+    /// Redis Cluster.
+    RedisSharded,
 }
 
 fn parse_adapter(value: &str) -> Result<AdapterKind, String> {
     match value.trim() {
         "redis" => Ok(AdapterKind::Redis),
         "redis-streams" => Ok(AdapterKind::RedisStreams),
-        "redis-sharded" => Err(
-            "the redis-sharded adapter is not available yet; use redis or redis-streams".to_owned(),
-        ),
-        _ => Err("expected redis or redis-streams".to_owned()),
+        "redis-sharded" => Ok(AdapterKind::RedisSharded),
+        _ => Err("expected redis, redis-sharded or redis-streams".to_owned()),
     }
 }
 
@@ -1336,8 +1340,10 @@ mod tests {
         assert_eq!(classic.adapter_kind(), AdapterKind::Redis);
         let streams = config(&[("ADAPTER", "redis-streams")], &[]);
         assert_eq!(streams.adapter_kind(), AdapterKind::RedisStreams);
-        assert!(error(&[], &["--adapter", "redis-sharded"]).contains("not available yet"));
-        assert!(error(&[], &["--adapter", "kafka"]).contains("expected redis or redis-streams"));
+        let sharded = config(&[("ADAPTER", "redis-sharded")], &[]);
+        assert_eq!(sharded.adapter_kind(), AdapterKind::RedisSharded);
+        assert!(error(&[], &["--adapter", "kafka"])
+            .contains("expected redis, redis-sharded or redis-streams"));
     }
 
     #[test]

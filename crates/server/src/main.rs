@@ -24,7 +24,10 @@ use switchyard::adapter::AdapterFactory;
 use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate, ServeConfig};
 use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig, SocketLimits};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
-use switchyard_redis::{RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig};
+use switchyard_redis::{
+    RedisAdapterConfig, RedisCluster, RedisShardedCluster, RedisShardedConfig, RedisStreamsCluster,
+    RedisStreamsConfig,
+};
 use tokio::net::TcpStream;
 use tower_layer::Layer;
 use tracing::{info, warn};
@@ -221,6 +224,27 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<AdapterFactory>> {
                 .await
                 .with_context(unreachable)?;
             info!(adapter = "redis-streams", prefix = %config.redis_prefix, stream, "clustered on Redis");
+            Ok(Some(cluster.factory()))
+        }
+        AdapterKind::RedisSharded => {
+            let options = RedisShardedConfig {
+                channel_prefix: config.redis_prefix.clone(),
+                requests_timeout: config.redis_requests_timeout,
+                ..RedisShardedConfig::default()
+            };
+            let seeds: Vec<String> = url
+                .split(',')
+                .map(str::trim)
+                .filter(|seed| !seed.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let cluster = RedisShardedCluster::connect(&seeds, options)
+                .await
+                .with_context(|| format!("cannot connect to the Redis Cluster at {url}"))?;
+            info!(adapter = "redis-sharded", prefix = %config.redis_prefix, "clustered on a Redis Cluster");
+            if !config.recovery.is_zero() {
+                warn!("with the redis-sharded adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
+            }
             Ok(Some(cluster.factory()))
         }
     }
