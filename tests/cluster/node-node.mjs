@@ -2,20 +2,24 @@
 // (`createAdapter` of @socket.io/redis-adapter 8.3.0, two node-redis 4 clients), or with
 // `--adapter streams` the Redis streams adapter (`createAdapter` of
 // @socket.io/redis-streams-adapter 0.3.1, one node-redis 4 client, default options: stream
-// `socket.io`, maxLen 10000, session keys `sio:session:<pid>`), listening on 127.0.0.1 only.
+// `socket.io`, maxLen 10000, session keys `sio:session:<pid>`), or with `--adapter sharded` the
+// sharded pub/sub adapter (`createShardedAdapter` of @socket.io/redis-adapter 8.3.0 on a Redis
+// Cluster: two node-redis 4 cluster clients, `createCluster({rootNodes: [{url}]})` and its
+// duplicate, default options: channel prefix `socket.io`, subscription mode `dynamic`; `--redis-url`
+// is any node of the cluster), listening on 127.0.0.1 only.
 // `--recovery-ms N` turns on connection state recovery (`maxDisconnectionDuration: N`,
 // `skipMiddlewares: true`). It implements the control protocol of README.md; the Rust
 // `cluster_node` fixture implements the same protocol and takes the same options.
 //
 // Usage: node node-node.mjs --port P --redis-url redis://127.0.0.1:RP --name NAME
-//                           [--requests-timeout-ms 3000] [--adapter classic|streams]
+//                           [--requests-timeout-ms 3000] [--adapter classic|streams|sharded]
 //                           [--recovery-ms N]
 
 import { createServer } from "node:http";
 import { parseArgs } from "node:util";
-import { createAdapter } from "@socket.io/redis-adapter";
+import { createAdapter, createShardedAdapter } from "@socket.io/redis-adapter";
 import { createAdapter as createStreamsAdapter } from "@socket.io/redis-streams-adapter";
-import { createClient } from "redis";
+import { createClient, createCluster } from "redis";
 import { Server } from "socket.io";
 
 const { values: opts } = parseArgs({
@@ -38,8 +42,8 @@ const name = opts.name;
 const port = Number(opts.port);
 const requestsTimeout = Number(opts["requests-timeout-ms"]);
 const adapterKind = opts.adapter;
-if (adapterKind !== "classic" && adapterKind !== "streams") {
-  console.error(`--adapter must be classic or streams, got ${JSON.stringify(adapterKind)}`);
+if (adapterKind !== "classic" && adapterKind !== "streams" && adapterKind !== "sharded") {
+  console.error(`--adapter must be classic, streams or sharded, got ${JSON.stringify(adapterKind)}`);
   process.exit(2);
 }
 const recoveryMs = opts["recovery-ms"] === undefined ? null : Number(opts["recovery-ms"]);
@@ -55,18 +59,23 @@ const log = (...args) => console.log(new Date().toISOString(), `[${name}]`, ...a
 // deployment must.
 process.on("unhandledRejection", (err) => log("unhandled rejection:", err && err.message ? err.message : err));
 
-// classic: a publishing and a subscribing client; streams: one client, which the adapter
-// duplicates by itself (a subscriber and a stream reader, which ignore their errors)
-const mainClient = createClient({ url: opts["redis-url"] });
+// classic: a publishing and a subscribing client; sharded: the same, as Redis Cluster clients
+// (they discover the other nodes from the one of --redis-url); streams: one client, which the
+// adapter duplicates by itself (a subscriber and a stream reader, which ignore their errors)
+const mainClient =
+  adapterKind === "sharded"
+    ? createCluster({ rootNodes: [{ url: opts["redis-url"] }] })
+    : createClient({ url: opts["redis-url"] });
 const clients =
-  adapterKind === "classic"
-    ? [
+  adapterKind === "streams"
+    ? [["streams", mainClient]]
+    : [
         ["pub", mainClient],
         ["sub", mainClient.duplicate()],
-      ]
-    : [["streams", mainClient]];
+      ];
 // node-redis reconnects by itself (and resubscribes); without an "error" listener an error
-// event would end the process. Logged: the first error and retry of an outage, and "ready".
+// event would end the process. Logged: the first error and retry of an outage, and "ready"
+// (a cluster client emits "error" only; it has no "reconnecting" nor "ready" events).
 for (const [label, client] of clients) {
   let up = false;
   let errors = 0;
@@ -85,6 +94,7 @@ for (const [label, client] of clients) {
   });
 }
 await Promise.all(clients.map(([, client]) => client.connect()));
+if (adapterKind === "sharded") log(`redis cluster clients connected (${mainClient.masters.length} masters)`);
 
 const httpServer = createServer();
 const io = new Server(httpServer, {
@@ -92,7 +102,9 @@ const io = new Server(httpServer, {
   adapter:
     adapterKind === "classic"
       ? createAdapter(mainClient, clients[1][1], { requestsTimeout })
-      : createStreamsAdapter(mainClient),
+      : adapterKind === "sharded"
+        ? createShardedAdapter(mainClient, clients[1][1])
+        : createStreamsAdapter(mainClient),
   ...(recoveryMs === null
     ? {}
     : { connectionStateRecovery: { maxDisconnectionDuration: recoveryMs, skipMiddlewares: true } }),

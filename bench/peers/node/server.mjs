@@ -17,9 +17,19 @@ const httpServer = createServer();
 const io = new Server(httpServer, { path: "/socket.io/" });
 
 // REDIS_URL (for bench/cluster): a node of a cluster with @socket.io/redis-adapter's classic
-// adapter, or with REDIS_ADAPTER=streams @socket.io/redis-streams-adapter's, as Switchyard's
-// bench_server is with its own.
-if (process.env.REDIS_URL) {
+// adapter, with REDIS_ADAPTER=streams @socket.io/redis-streams-adapter's, or with
+// REDIS_ADAPTER=sharded its sharded adapter on a Redis Cluster, as Switchyard's bench_server is
+// with its own.
+if (process.env.REDIS_URL && process.env.REDIS_ADAPTER === "sharded") {
+  // A Redis Cluster (REDIS_URL: one of its nodes) with createShardedAdapter.
+  const { createCluster } = await import("redis");
+  const { createShardedAdapter } = await import("@socket.io/redis-adapter");
+  const pubClient = createCluster({ rootNodes: [{ url: process.env.REDIS_URL }] });
+  const subClient = pubClient.duplicate();
+  for (const client of [pubClient, subClient]) client.on("error", (e) => console.error("redis:", e.message));
+  await Promise.all([pubClient.connect(), subClient.connect()]);
+  io.adapter(createShardedAdapter(pubClient, subClient));
+} else if (process.env.REDIS_URL) {
   const { createClient } = await import("redis");
   const pubClient = createClient({ url: process.env.REDIS_URL });
   pubClient.on("error", (e) => console.error("redis:", e.message));

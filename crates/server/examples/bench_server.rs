@@ -14,7 +14,7 @@
 //!
 //! `REDIS_URL` (unset by default) makes it a node of a Redis cluster with the classic adapter,
 //! for the cluster benchmark (`bench/cluster`); with `REDIS_ADAPTER=streams`, the streams adapter
-//! instead.
+//! instead, and with `REDIS_ADAPTER=sharded` the sharded one (`REDIS_URL`: a Redis Cluster node).
 //!
 //! Runtime: a current_thread tokio runtime by default, since the benchmark pins the server to
 //! one core (`taskset -c 0`). `WORKERS=n` (n ≥ 1) selects a multi-thread runtime with `n`
@@ -24,7 +24,10 @@ use std::convert::Infallible;
 
 use anyhow::Context;
 use switchyard::{Args, Socket, SocketIo, SocketIoConfig};
-use switchyard_redis::{RedisAdapterConfig, RedisCluster, RedisStreamsCluster, RedisStreamsConfig};
+use switchyard_redis::{
+    RedisAdapterConfig, RedisCluster, RedisShardedCluster, RedisShardedConfig, RedisStreamsCluster,
+    RedisStreamsConfig,
+};
 
 /// Registers the three benchmark events on a freshly connected socket.
 fn register(socket: &Socket) {
@@ -53,6 +56,13 @@ async fn serve(port: u16) -> anyhow::Result<()> {
                     .await
                     .with_context(unreachable)?
                     .factory(),
+                Ok("sharded") => RedisShardedCluster::connect(
+                    std::slice::from_ref(&url),
+                    RedisShardedConfig::default(),
+                )
+                .await
+                .with_context(unreachable)?
+                .factory(),
                 Ok("classic") | Ok("") | Err(_) => {
                     RedisCluster::connect(&url, RedisAdapterConfig::default())
                         .await
@@ -60,7 +70,9 @@ async fn serve(port: u16) -> anyhow::Result<()> {
                         .factory()
                 }
                 Ok(other) => {
-                    anyhow::bail!("REDIS_ADAPTER must be classic or streams, not {other:?}")
+                    anyhow::bail!(
+                        "REDIS_ADAPTER must be classic, streams or sharded, not {other:?}"
+                    )
                 }
             };
             SocketIo::with_adapter(SocketIoConfig::default(), factory)

@@ -1,22 +1,27 @@
-// A cluster for one test file or describe block: a private redis-server plus three nodes (kinds
-// from CLUSTER_KINDS), and official socket.io-client clients connected to them.
+// A cluster for one test file or describe block: a private redis-server (or a private Redis
+// Cluster of three, for the sharded adapter) plus three nodes (kinds from CLUSTER_KINDS), and
+// official socket.io-client clients connected to them.
 
 import assert from "node:assert/strict";
 import { after, before, test as nodeTest } from "node:test";
 import { io } from "socket.io-client";
-import { RedisServer } from "./redis.mjs";
+import { RedisClusterOfThree, RedisServer } from "./redis.mjs";
 import { ClusterNode, clusterKinds } from "./nodes.mjs";
 import { logDirectory, sleep, waitUntil, withTimeout } from "./util.mjs";
 
 export const CONTROL_TIMEOUT_MS = 10_000;
 
 export class Cluster {
-  /** `nodeArgs`: extra arguments for every node (both kinds), e.g. ["--adapter", "streams"]. */
-  constructor(kinds = clusterKinds(), { tag = "c", nodeArgs = [] } = {}) {
+  /**
+   * `nodeArgs`: extra arguments for every node (both kinds), e.g. ["--adapter", "streams"];
+   * `redisCluster`: true to run the nodes on a Redis Cluster of three (RedisClusterOfThree,
+   * the nodes get the URL of its first node) instead of one redis-server.
+   */
+  constructor(kinds = clusterKinds(), { tag = "c", nodeArgs = [], redisCluster = false } = {}) {
     this.kinds = kinds;
     this.tag = tag;
     this.nodeArgs = nodeArgs;
-    this.redis = new RedisServer(`${tag}-redis`);
+    this.redis = redisCluster ? new RedisClusterOfThree(`${tag}-redis`) : new RedisServer(`${tag}-redis`);
     this.nodes = [];
   }
 
@@ -53,7 +58,7 @@ export class Cluster {
  * Call inside a `describe` block. Starts a cluster in a `before` hook and stops it (every process by its PID) in an `after`
  * hook. Returns it and a `test` like node:test's, whose failures carry the tails of every
  * process's log, which closes the clients a test opened, and which checks that no node died.
- * Options: `kinds`, `tag` and `nodeArgs` (as for `Cluster`), `setup(cluster)` and
+ * Options: `kinds`, `tag`, `nodeArgs` and `redisCluster` (as for `Cluster`), `setup(cluster)` and
  * `teardown(cluster)`.
  */
 export function useCluster(options = {}) {
@@ -385,4 +390,62 @@ export async function streamsReady(cluster) {
   } finally {
     cs.closeAll();
   }
+}
+
+/** The node arguments of a sharded pub/sub cluster (both kinds; with `redisCluster: true`). */
+export const SHARDED_ARGS = ["--adapter", "sharded"];
+
+/** The main channel of the sharded adapter for namespace `/`, and the channel of a public room. */
+export const SHARDED_MAIN_CHANNEL = "socket.io#/#";
+export const shardedRoomChannel = (room) => `${SHARDED_MAIN_CHANNEL}${room}#`;
+
+/**
+ * Setup of a sharded pub/sub cluster (`useCluster({redisCluster: true, setup: shardedReady})`):
+ * waits until every node has subscribed (SSUBSCRIBE, confirmed by Redis) to the main channel
+ * `socket.io#/#` (`PUBSUB SHARDNUMSUB` summed over the Redis nodes equals the number of cluster
+ * nodes: the adapter's server count, which fetch-sockets and server-side-emit with ack wait for)
+ * and each to its response channel `socket.io#/#<uid>#` (the only other channels before any
+ * client joins a room: as many as nodes, each with one subscriber). A node may answer HTTP
+ * before its subscriptions are confirmed (Node's adapter sends them without awaiting them).
+ */
+export async function shardedReady(cluster) {
+  const want = cluster.nodes.length;
+  let last = null;
+  await waitUntil(
+    async () => {
+      const main = await cluster.redis.shardNumSub(SHARDED_MAIN_CHANNEL);
+      const others = (await cluster.redis.shardChannels(`${SHARDED_MAIN_CHANNEL}*`)).filter(
+        (c) => c !== SHARDED_MAIN_CHANNEL,
+      );
+      const counts = await Promise.all(others.map((c) => cluster.redis.shardNumSub(c)));
+      last = { main, responseChannels: Object.fromEntries(others.map((c, i) => [c, counts[i]])) };
+      return main === want && others.length === want && counts.every((n) => n === 1);
+    },
+    () =>
+      `every node to subscribe to ${SHARDED_MAIN_CHANNEL} and to its response channel ` +
+      `(${want} each); last seen: ${JSON.stringify(last)}`,
+    { timeout: 30_000, interval: 50 },
+  );
+}
+
+/**
+ * Waits until `nodeCount` servers follow `room` on a sharded pub/sub cluster:
+ * `PUBSUB SHARDNUMSUB socket.io#/#<room>#` summed over the Redis nodes equals `nodeCount`. In
+ * the adapter's dynamic subscription mode a server SSUBSCRIBEs to a public room's channel when
+ * the room gains its first local socket (and SUNSUBSCRIBEs when it empties), and a broadcast to
+ * exactly one room (no ack) is SPUBLISHed on that channel only: one published before a server's
+ * subscription is confirmed by Redis never reaches that server (Node's adapter has the same
+ * race). So after a join, and before a broadcast to that room, a test waits for this.
+ */
+export async function roomFollowed(cluster, room, nodeCount, timeout = 15_000) {
+  const channel = shardedRoomChannel(room);
+  let last = null;
+  await waitUntil(
+    async () => {
+      last = await cluster.redis.shardNumSub(channel);
+      return last === nodeCount;
+    },
+    () => `PUBSUB SHARDNUMSUB ${channel} to be ${nodeCount} (the servers holding a member); last: ${last}`,
+    { timeout, interval: 20 },
+  );
 }

@@ -1,11 +1,13 @@
 // Cluster nodes as child processes. Each listens on 127.0.0.1:<free port>, uses a Redis adapter
 // protocol on the given Redis (the classic one unless its extra arguments say
-// `--adapter streams`), and implements the control protocol described in ../README.md. Kinds:
+// `--adapter streams` or, on a Redis Cluster, `--adapter sharded`), and implements the control
+// protocol described in ../README.md. Kinds:
 //
 //   switchyard  the Rust fixture binary in CLUSTER_NODE_BIN (resolved from tests/cluster), else
 //               ../../target/release/examples/cluster_node
 //   node        `node node-node.mjs` (socket.io 4.8.1 + @socket.io/redis-adapter 8.3.0, or
-//               @socket.io/redis-streams-adapter 0.3.1 with `--adapter streams`)
+//               @socket.io/redis-streams-adapter 0.3.1 with `--adapter streams`, or
+//               createShardedAdapter of @socket.io/redis-adapter 8.3.0 with `--adapter sharded`)
 //
 // Both get `--port P --redis-url redis://127.0.0.1:RP --name NAME --requests-timeout-ms 3000`,
 // then the cluster's extra node arguments, if any (e.g. `--adapter streams --recovery-ms 60000`).

@@ -1,11 +1,13 @@
 // A private redis-server for one test file: Debian's /usr/bin/redis-server (or REDIS_SERVER_BIN)
 // on a free loopback port, no persistence, in the foreground; stopped by its PID. `restart()`
 // starts it again on the same port (fault tests). Never touches port 6379 or a system service.
+// `RedisClusterOfThree`: a Redis Cluster of three such servers (cluster-enabled), for the sharded
+// pub/sub adapter; `redisCommand(port, args)`: one command on a fresh connection (raw RESP).
 //
 // Install: apt-get install -y --no-install-recommends redis-server (the system service need not run).
 
 import { spawn } from "node:child_process";
-import { createWriteStream, existsSync } from "node:fs";
+import { createWriteStream, existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { freePort, logDirectory, sleep, stopChild, trackChild } from "./util.mjs";
@@ -80,6 +82,26 @@ export class RedisServer {
     return `--- ${this.name} (redis-server) on 127.0.0.1:${this.port}: ${status}; full log ${this.logFile} ---\n${text || "(no output)"}`;
   }
 
+  /** The command-line arguments of redis-server. */
+  args() {
+    return [
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      String(this.port),
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--daemonize",
+      "no",
+      "--dir",
+      logDirectory(),
+      "--dbfilename",
+      `${this.name}-${process.pid}.rdb`,
+    ];
+  }
+
   /**
    * Starts redis-server on a free port (first start) or on the same port (restart). A first
    * start whose server exits (or never answers) before it is ready, e.g. because another process
@@ -109,22 +131,7 @@ export class RedisServer {
     this.starts++;
     this.append(`\n=== start #${this.starts} on port ${this.port} ===\n`);
     const bin = redisServerBin();
-    const args = [
-      "--bind",
-      "127.0.0.1",
-      "--port",
-      String(this.port),
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-      "--daemonize",
-      "no",
-      "--dir",
-      logDirectory(),
-      "--dbfilename",
-      `${this.name}-${process.pid}.rdb`,
-    ];
+    const args = this.args();
     const child = trackChild(spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"] }));
     this.child = child;
     this.exit = null;
@@ -192,5 +199,241 @@ export class RedisServer {
       this.logStream = null;
       await new Promise((r) => s.end(r));
     }
+  }
+}
+
+/** Encodes a command as a RESP array of bulk strings. */
+function encodeCommand(args) {
+  const parts = [`*${args.length}\r\n`];
+  for (const a of args) {
+    const s = Buffer.from(String(a), "utf8");
+    parts.push(`$${s.length}\r\n`, s.toString("latin1"), "\r\n");
+  }
+  return Buffer.from(parts.join(""), "latin1");
+}
+
+/**
+ * Parses one RESP reply at `pos` of `buf` (latin1 string). Answers [value, next position], or
+ * null when the reply is not complete yet. An error reply becomes an Error value.
+ */
+function parseReply(buf, pos = 0) {
+  const eol = buf.indexOf("\r\n", pos);
+  if (eol < 0) return null;
+  const kind = buf[pos];
+  const line = buf.slice(pos + 1, eol);
+  const next = eol + 2;
+  switch (kind) {
+    case "+":
+      return [line, next];
+    case "-":
+      return [new Error(line), next];
+    case ":":
+      return [Number(line), next];
+    case "$": {
+      const len = Number(line);
+      if (len < 0) return [null, next];
+      if (buf.length < next + len + 2) return null;
+      return [Buffer.from(buf.slice(next, next + len), "latin1").toString("utf8"), next + len + 2];
+    }
+    case "*": {
+      const len = Number(line);
+      if (len < 0) return [null, next];
+      const items = [];
+      let p = next;
+      for (let i = 0; i < len; i++) {
+        const r = parseReply(buf, p);
+        if (!r) return null;
+        items.push(r[0]);
+        p = r[1];
+      }
+      return [items, p];
+    }
+    default:
+      return [new Error(`unexpected RESP reply ${JSON.stringify(buf.slice(pos, pos + 40))}`), buf.length];
+  }
+}
+
+/**
+ * Sends one command on a fresh connection to 127.0.0.1:`port` and answers its reply (an error
+ * reply rejects). Rejects when there is no complete reply within `timeout` ms.
+ */
+export function redisCommand(port, args, { timeout = 5000 } = {}) {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: "127.0.0.1", port });
+    let buf = "";
+    const done = (err, value) => {
+      sock.removeAllListeners();
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(value);
+    };
+    sock.setTimeout(timeout, () =>
+      done(new Error(`no reply to ${args.join(" ")} from 127.0.0.1:${port} within ${timeout} ms`)),
+    );
+    sock.once("error", (err) => done(new Error(`${args.join(" ")} on 127.0.0.1:${port}: ${err.message}`)));
+    sock.once("connect", () => sock.write(encodeCommand(args)));
+    sock.on("data", (d) => {
+      buf += d.toString("latin1");
+      const r = parseReply(buf);
+      if (!r) return;
+      if (r[0] instanceof Error) done(new Error(`${args.join(" ")} on 127.0.0.1:${port}: ${r[0].message}`));
+      else done(null, r[0]);
+    });
+  });
+}
+
+/** The slot ranges of the three masters. */
+const THIRDS = [
+  [0, 5460],
+  [5461, 10922],
+  [10923, 16383],
+];
+
+/**
+ * A Redis Cluster of three masters (no replicas) for one test file or block: three cluster-enabled
+ * redis-server processes on free loopback ports (never 6379), each with its own temp directory
+ * (under the log directory) for its nodes-PORT.conf, no persistence, in the foreground. The
+ * cluster is formed without redis-cli: each node takes a third of the slots (CLUSTER
+ * ADDSLOTSRANGE), node 0 meets the others (CLUSTER MEET 127.0.0.1 PORT BUSPORT), and it is ready
+ * once CLUSTER INFO on every node says cluster_state:ok and cluster_known_nodes:3. Stopped by
+ * PID. Offers the same surface as RedisServer where the Cluster class uses it (`url`, `start`,
+ * `close`, `logTail`); `url` is node 0, from which clients discover the others.
+ */
+export class RedisClusterOfThree {
+  constructor(name = "rcluster") {
+    this.name = name;
+    this.nodes = [];
+  }
+
+  get url() {
+    return this.urls[0];
+  }
+
+  get urls() {
+    return this.nodes.map((n) => n.url);
+  }
+
+  get ports() {
+    return this.nodes.map((n) => n.port);
+  }
+
+  logTail(max = 2000) {
+    const each = Math.max(400, Math.floor(max / 3));
+    return this.nodes.map((n) => n.logTail(each)).join("\n");
+  }
+
+  /** Starts and forms the cluster; a cluster that does not form is stopped and started anew, 3 times in all. */
+  async start() {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.startOnce(attempt);
+      } catch (err) {
+        await this.stopNodes();
+        if (attempt >= START_ATTEMPTS) throw err;
+      }
+    }
+  }
+
+  async startOnce(attempt) {
+    this.nodes = [];
+    const used = new Set([6379]);
+    const pick = async () => {
+      let p;
+      do p = await freePort();
+      while (used.has(p));
+      used.add(p);
+      return p;
+    };
+    for (let i = 0; i < 3; i++) {
+      const port = await pick();
+      const bus = await pick();
+      // the cluster bus port must be free too; a taken one makes the start fail and retry
+      const dir = path.join(logDirectory(), `${this.name}-${i}-try${attempt}`);
+      mkdirSync(dir, { recursive: true });
+      const node = new ClusterRedisNode(`${this.name}-${i}`, port, bus, dir);
+      this.nodes.push(node);
+      await node.start();
+    }
+    for (const [i, node] of this.nodes.entries()) {
+      await redisCommand(node.port, ["CLUSTER", "ADDSLOTSRANGE", ...THIRDS[i]]);
+    }
+    for (const node of this.nodes.slice(1)) {
+      await redisCommand(this.nodes[0].port, ["CLUSTER", "MEET", "127.0.0.1", node.port, node.bus]);
+    }
+    let last = [];
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      last = await Promise.all(
+        this.nodes.map((n) => redisCommand(n.port, ["CLUSTER", "INFO"]).catch((e) => `error: ${e.message}`)),
+      );
+      if (last.every((info) => /cluster_state:ok\b/.test(info) && /cluster_known_nodes:3\b/.test(info))) return;
+      for (const n of this.nodes) if (n.exit) throw new Error(`${n.name} exited while the cluster formed\n${n.logTail()}`);
+      if (Date.now() > deadline) {
+        throw new Error(
+          `the Redis Cluster did not form within 30 s; CLUSTER INFO: ${JSON.stringify(
+            last.map((s) => String(s).split("\r\n").slice(0, 6).join(" ")),
+          )}\n${this.logTail()}`,
+        );
+      }
+      await sleep(50);
+    }
+  }
+
+  /** `PUBSUB SHARDNUMSUB channel` summed over the three nodes (only the slot's owner has any). */
+  async shardNumSub(channel) {
+    const replies = await Promise.all(this.nodes.map((n) => redisCommand(n.port, ["PUBSUB", "SHARDNUMSUB", channel])));
+    return replies.reduce((sum, r) => sum + Number(r[1]), 0);
+  }
+
+  /** `PUBSUB SHARDCHANNELS pattern` of every node, as one sorted list. */
+  async shardChannels(pattern) {
+    const replies = await Promise.all(this.nodes.map((n) => redisCommand(n.port, ["PUBSUB", "SHARDCHANNELS", pattern])));
+    return replies.flat().sort();
+  }
+
+  async stopNodes() {
+    for (const n of this.nodes) await n.close();
+  }
+
+  async close() {
+    for (const n of this.nodes) await n.close();
+  }
+}
+
+/** One cluster-enabled redis-server of a RedisClusterOfThree. */
+class ClusterRedisNode extends RedisServer {
+  constructor(name, port, bus, dir) {
+    super(name);
+    this.port = port;
+    this.bus = bus;
+    this.dir = dir;
+  }
+
+  args() {
+    return [
+      "--bind",
+      "127.0.0.1",
+      "--port",
+      String(this.port),
+      "--cluster-enabled",
+      "yes",
+      "--cluster-port",
+      String(this.bus),
+      "--cluster-config-file",
+      `nodes-${this.port}.conf`,
+      "--dir",
+      this.dir,
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+      "--daemonize",
+      "no",
+    ];
+  }
+
+  /** One start on the chosen ports (the cluster retries as a whole). */
+  start() {
+    return this.startOnce();
   }
 }

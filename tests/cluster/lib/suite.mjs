@@ -1,10 +1,11 @@
 // The operation matrix of the mixed-cluster tests, defined once for every adapter protocol:
 // three nodes (kinds from CLUSTER_KINDS, default switchyard,switchyard,node) sharing one
-// redis-server, official socket.io-client clients (two on WebSocket, one on HTTP long-polling)
-// connected to every node; every operation is initiated once from the first node of each kind
-// present (nodes 0 and 1 when all nodes are of one kind) and checked on the clients of all three
-// nodes. cluster.test.mjs runs it with the classic protocol, streams.test.mjs with the streams
-// protocol.
+// redis-server (or a Redis Cluster of three), official socket.io-client clients (two on
+// WebSocket, one on HTTP long-polling) connected to every node; every operation is initiated once
+// from the first node of each kind present (nodes 0 and 1 when all nodes are of one kind) and
+// checked on the clients of all three nodes. cluster.test.mjs runs it with the classic protocol,
+// streams.test.mjs with the streams protocol, sharded.test.mjs with the sharded pub/sub protocol
+// (with the `roomsFollowed` hook: see operationSuite).
 //
 // Nothing here waits a fixed time for something not to happen: "received exactly once / not at
 // all" is judged after a settle point (marker broadcasts that arrive after the broadcast under
@@ -36,12 +37,21 @@ const labels = (clients) => clients.map((c) => c.label).sort();
 /**
  * Defines the operation matrix (a `describe` block named `${title} of KINDS`) on a cluster of
  * the CLUSTER_KINDS nodes started with `nodeArgs` (extra arguments for every node), with an
- * optional `setup(cluster)` run once the cluster is up.
+ * optional `setup(cluster)` run once the cluster is up. `redisCluster`: run on a Redis Cluster
+ * of three (see `Cluster`). `roomsFollowed(cluster, room, nodeCount)`: an optional hook awaited
+ * after clients joined `room` (by the join control event or a remote sockets-join) and before a
+ * broadcast to that room alone, `nodeCount` being the number of nodes that hold a member of it
+ * (the sharded adapter waits there until that many servers subscribe to the room's channel);
+ * none for the classic and streams protocols, whose servers receive every broadcast.
  */
-export function operationSuite({ title, tag, nodeArgs = [], setup }) {
+export function operationSuite({ title, tag, nodeArgs = [], setup, redisCluster = false, roomsFollowed = null }) {
   const kinds = clusterKinds();
   describe(`${title} of ${kinds.join(", ")}`, () => {
-    const { cluster, test } = useCluster({ kinds, tag, nodeArgs, setup });
+    const { cluster, test } = useCluster({ kinds, tag, nodeArgs, setup, redisCluster });
+    /** After `members` joined `room`: the optional hook, with the number of nodes holding them. */
+    const followed = async (room, members) => {
+      if (roomsFollowed) await roomsFollowed(cluster, room, new Set(members.map((c) => c.node)).size);
+    };
 
     test("every node answers whoami with its name (with and without an argument)", async (t, cs) => {
       const g = await cs.group(cluster.nodes);
@@ -76,6 +86,7 @@ export function operationSuite({ title, tag, nodeArgs = [], setup }) {
           const room = unique("room");
           const members = [g.byNode[0].b, g.byNode[1].p, g.byNode[2].a, g.byNode[2].b];
           await joinAll(members, [room]);
+          await followed(room, members);
           const token = unique("one-room");
           await ctl.ok("broadcast", { rooms: [room], event: "news", args: [token] });
           await waitAllGot(members, "news", token);
@@ -145,6 +156,7 @@ export function operationSuite({ title, tag, nodeArgs = [], setup }) {
           // rooms and except together: members of r not in x
           const inR = [g.byNode[0].a, g.byNode[0].b, g.byNode[1].p, g.byNode[1].b, g.byNode[2].a, g.byNode[2].p];
           await joinAll(inR, [r]);
+          await followed(r, inR);
           const token3 = unique("room-except");
           await ctl.ok("broadcast", { rooms: [r], except: [x], event: "news", args: [token3] });
           const want = inR.filter((c) => !excluded.includes(c));
@@ -186,6 +198,7 @@ export function operationSuite({ title, tag, nodeArgs = [], setup }) {
           const room = unique("json");
           const members = [g.byNode[0].p, g.byNode[1].a, g.byNode[2].b];
           await joinAll(members, [room]);
+          await followed(room, members);
           const token2 = unique("json");
           const json = [token2, { a: { b: [1, 2, { c: null }] }, s: 'x"y\\z\n' }, [1, "two", false], -17, 0.125, ""];
           await ctl.ok("broadcast", { rooms: [room], event: "json", args: json });
@@ -285,6 +298,7 @@ export function operationSuite({ title, tag, nodeArgs = [], setup }) {
             );
           }
           // a later room broadcast reaches them (and only them), once
+          await followed(k, members);
           const token = unique("joined");
           await ctl.ok("broadcast", { rooms: [k], event: "news", args: [token] });
           await waitAllGot(members, "news", token);
