@@ -10,7 +10,7 @@
 //! a bounded queue (full: the message is dropped and counted), incoming messages through
 //! another (the same), and each state change of the link is logged once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -20,6 +20,7 @@ use futures_util::future::{join_all, BoxFuture as RedisBoxFuture};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
 use redis::{
     Client, Cmd, IntoConnectionInfo, Pipeline, ProtocolVersion, PushInfo, PushKind, Value,
 };
@@ -136,6 +137,13 @@ pub(crate) struct LinkOptions {
     pub(crate) receive_buffer: usize,
 }
 
+/// A pattern or channel to unsubscribe from once Redis answers.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Stale {
+    Pattern(String),
+    Channel(String),
+}
+
 /// The link to Redis of one server.
 pub(crate) struct Driver {
     commands: Link,
@@ -146,6 +154,9 @@ pub(crate) struct Driver {
     routes: Mutex<HashMap<String, Vec<Arc<Subscription>>>>,
     /// Subscribing and unsubscribing one at a time.
     turns: tokio::sync::Mutex<()>,
+    /// Patterns and channels no longer routed whose unsubscribe failed (Redis away): the client
+    /// would subscribe to them again after a reconnection, so the watcher unsubscribes them.
+    stale: Mutex<HashSet<Stale>>,
     publish_state: LinkState,
     receive_state: Arc<LinkState>,
 }
@@ -259,8 +270,8 @@ impl Link {
     }
 
     /// Publishes `batch` in order: one pipeline of `PUBLISH` on a server; on a cluster, one
-    /// `SPUBLISH` each, all sent at once (a pipeline may not cross slots), so that each node
-    /// receives its channels' messages in order.
+    /// pipeline of `SPUBLISH` per channel (a pipeline may not cross slots), all sent at once:
+    /// each channel's messages stay in order even when the client retries a pipeline.
     async fn publish(&mut self, batch: &[Outgoing]) -> Result<(), redis::RedisError> {
         match self {
             Link::Server(connection) => {
@@ -274,16 +285,27 @@ impl Link {
                 pipe.query_async(connection).await
             }
             Link::Cluster(connection) => {
-                let sends = batch.iter().map(|message| {
+                let mut pipes: Vec<(&str, Pipeline)> = Vec::new();
+                for message in batch {
+                    let index = match pipes.iter().position(|(c, _)| *c == message.channel) {
+                        Some(index) => index,
+                        None => {
+                            pipes.push((&message.channel, redis::pipe()));
+                            pipes.len() - 1
+                        }
+                    };
+                    pipes[index]
+                        .1
+                        .cmd("SPUBLISH")
+                        .arg(&message.channel)
+                        .arg(message.payload.as_ref())
+                        .ignore();
+                }
+                let sends = pipes.into_iter().map(|(_, pipe)| {
                     let mut connection = connection.clone();
-                    let mut command = redis::cmd("SPUBLISH");
-                    command.arg(&message.channel).arg(message.payload.as_ref());
-                    async move { command.query_async::<Value>(&mut connection).await }
+                    async move { pipe.query_async::<()>(&mut connection).await }
                 });
-                join_all(sends)
-                    .await
-                    .into_iter()
-                    .try_for_each(|sent| sent.map(drop))
+                join_all(sends).await.into_iter().collect()
             }
         }
     }
@@ -386,6 +408,7 @@ impl Driver {
             outbox,
             routes: Mutex::new(HashMap::new()),
             turns: tokio::sync::Mutex::new(()),
+            stale: Mutex::new(HashSet::new()),
             publish_state: LinkState::new("publisher"),
             receive_state,
         });
@@ -516,12 +539,68 @@ impl Driver {
                 .collect();
             (pattern, channels)
         };
+        if let Err(error) = self
+            .send_unsubscribe(pattern.map(String::as_str), &channels)
+            .await
+        {
+            debug!(%error, "unsubscribe failed; the watcher tries again");
+            let mut stale = lock(&self.stale);
+            stale.extend(pattern.cloned().map(Stale::Pattern));
+            stale.extend(channels.into_iter().map(Stale::Channel));
+        }
+    }
+
+    /// Unsubscribes from `pattern` and `channels`, within [`RESPONSE_TIMEOUT`].
+    async fn send_unsubscribe(
+        &self,
+        pattern: Option<&str>,
+        channels: &[String],
+    ) -> Result<(), redis::RedisError> {
         let mut connection = self.subscriber.clone();
-        let done = connection.unsubscribe(pattern.map(String::as_str), &channels);
-        match tokio::time::timeout(RESPONSE_TIMEOUT, done).await {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => debug!(%error, "unsubscribe failed"),
-            Err(_) => debug!("unsubscribe timed out"),
+        let done = connection.unsubscribe(pattern, channels);
+        tokio::time::timeout(RESPONSE_TIMEOUT, done)
+            .await
+            .unwrap_or_else(|_| {
+                Err(redis::RedisError::from((
+                    redis::ErrorKind::Io,
+                    "unsubscribe timed out",
+                )))
+            })
+    }
+
+    /// Unsubscribes from what a failed unsubscribe left behind, unless it is routed again.
+    async fn unsubscribe_stale(&self) {
+        let _turn = self.turns.lock().await;
+        let stale: Vec<Stale> = {
+            let routes = lock(&self.routes);
+            lock(&self.stale)
+                .drain()
+                .filter(|key| match key {
+                    Stale::Pattern(key) | Stale::Channel(key) => !routes.contains_key(key),
+                })
+                .collect()
+        };
+        for key in stale {
+            let sent = match &key {
+                Stale::Pattern(pattern) => self.send_unsubscribe(Some(pattern), &[]).await,
+                Stale::Channel(channel) => {
+                    self.send_unsubscribe(None, std::slice::from_ref(channel))
+                        .await
+                }
+            };
+            if sent.is_err() {
+                lock(&self.stale).insert(key);
+            }
+        }
+    }
+
+    /// Marks every subscription as not confirmed, so the watcher sends them all again once
+    /// Redis answers. The client resubscribes by itself after a reconnection, but a cluster
+    /// whose nodes all restart can come back without them (a node that answers before the
+    /// cluster is ok refuses the subscription): sending them again costs Redis nothing.
+    fn unconfirm_all(&self) {
+        for holder in lock(&self.routes).values().flatten() {
+            holder.confirmed.store(false, Ordering::Release);
         }
     }
 
@@ -549,15 +628,25 @@ pub(crate) async fn numsub(
     mut connection: Link,
     channel: &str,
 ) -> Result<usize, redis::RedisError> {
-    let which = match connection {
-        Link::Server(_) => "NUMSUB",
-        Link::Cluster(_) => "SHARDNUMSUB",
+    let reply: Value = match &mut connection {
+        Link::Server(connection) => {
+            redis::cmd("PUBSUB")
+                .arg("NUMSUB")
+                .arg(channel)
+                .query_async(connection)
+                .await?
+        }
+        // The masters only (as Node counts): a replica that is down must not fail the count.
+        Link::Cluster(connection) => {
+            let mut command = redis::cmd("PUBSUB");
+            command.arg("SHARDNUMSUB").arg(channel);
+            let masters = RoutingInfo::MultiNode((
+                MultipleNodeRoutingInfo::AllMasters,
+                Some(ResponsePolicy::CombineMaps),
+            ));
+            connection.route_command(command, masters).await?
+        }
     };
-    let reply: Value = redis::cmd("PUBSUB")
-        .arg(which)
-        .arg(channel)
-        .query_async(&mut connection)
-        .await?;
     let count = match reply {
         Value::Array(items) => items.get(1).cloned(),
         Value::Map(pairs) => pairs.into_iter().next().map(|(_, count)| count),
@@ -629,6 +718,28 @@ async fn dispatch(driver: Weak<Driver>, mut pushes: mpsc::Receiver<PushInfo>) {
             }
             PushKind::Disconnection => {
                 driver.receive_state.failed(&"subscriber connection closed");
+                driver.unconfirm_all();
+            }
+            // A node unsubscribes us by itself when the slot of a shard channel moves away
+            // (resharding, failover), and the client forgets the channel: the subscriptions
+            // that still route it are sent again (to the slot's new owner) by the watcher. The
+            // confirmations of our own SUNSUBSCRIBEs find no route: the route goes first.
+            PushKind::SUnsubscribe => {
+                let Some(channel) = push.data.first().and_then(bulk) else {
+                    continue;
+                };
+                let Ok(channel) = std::str::from_utf8(&channel) else {
+                    continue;
+                };
+                if let Some(holders) = lock(&driver.routes).get(channel) {
+                    info!(
+                        channel,
+                        "Redis unsubscribed a shard channel (its slot moved); subscribing again"
+                    );
+                    for holder in holders {
+                        holder.confirmed.store(false, Ordering::Release);
+                    }
+                }
             }
             _ => {}
         }
@@ -664,8 +775,14 @@ async fn watch(driver: Weak<Driver>) {
                         debug!(%error, "subscribe retry failed");
                     }
                 }
+                if !lock(&driver.stale).is_empty() {
+                    driver.unsubscribe_stale().await;
+                }
             }
-            Err(error) => driver.receive_state.failed(&error),
+            Err(error) => {
+                driver.receive_state.failed(&error);
+                driver.unconfirm_all();
+            }
         }
     }
 }

@@ -16,7 +16,8 @@
 //! logged once).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Weak};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,7 +29,7 @@ use switchyard::adapter::{
 };
 use switchyard::proto::Packet;
 use switchyard::Args;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::Notify;
 use tracing::{debug, warn};
 
 use crate::cluster_peer::{self as peer, options_of, ClusterPeer};
@@ -166,18 +167,36 @@ struct Shared {
     memory: InMemoryAdapter,
     local: LocalNamespace,
     requests: Arc<Requests>,
-    /// Rooms created and deleted here, in order, to the task that subscribes to their
-    /// channels (dynamic modes only).
-    room_changes: Option<mpsc::UnboundedSender<RoomChange>>,
+    /// The rooms whose channel the room task is to subscribe to or leave (dynamic modes
+    /// only).
+    rooms: Option<Arc<RoomChannels>>,
 }
 
-/// What the room-channel task is told.
-enum RoomChange {
-    Created(Room),
-    Deleted(Room),
-    /// The namespace closes: unsubscribe from every room channel, then say so.
-    Close(oneshot::Sender<()>),
+/// What the task that follows room channels is to do: the last word on each room since it
+/// last looked (so the work waiting is bounded by the rooms, however fast they come and go),
+/// and whether the namespace closes.
+#[derive(Default)]
+struct RoomChannels {
+    wanted: Mutex<HashMap<Room, bool>>,
+    closing: AtomicBool,
+    wake: Notify,
+    /// Told once the task has left every room channel.
+    closed: Notify,
 }
+
+impl RoomChannels {
+    fn want(&self, room: &Room, subscribed: bool) {
+        lock(&self.wanted).insert(room.clone(), subscribed);
+        self.wake.notify_one();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// How long a closing namespace waits for its room channels to be left.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn ready<T: Send + 'static>(value: T) -> BoxFuture<T> {
     Box::pin(std::future::ready(value))
@@ -197,12 +216,7 @@ impl RedisShardedAdapter {
         let main = cw::public_channel(prefix, local.name());
         let private = cw::private_channel(prefix, local.name(), &uid);
         let dynamic = cluster.config.subscription_mode != SubscriptionMode::Static;
-        let (room_changes, changes) = if dynamic {
-            let (sender, receiver) = mpsc::unbounded_channel();
-            (Some(sender), Some(receiver))
-        } else {
-            (None, None)
-        };
+        let rooms = dynamic.then(|| Arc::new(RoomChannels::default()));
         let shared = Arc::new(Shared {
             driver: cluster.driver.clone(),
             config: cluster.config.clone(),
@@ -213,15 +227,15 @@ impl RedisShardedAdapter {
             memory,
             local,
             requests: Arc::default(),
-            room_changes,
+            rooms: rooms.clone(),
         });
         let subscriber: Weak<dyn Subscriber> = Arc::downgrade(&shared) as Weak<dyn Subscriber>;
-        if let Some(changes) = changes {
+        if let Some(rooms) = rooms {
             tokio::spawn(follow_rooms(
                 cluster.driver.clone(),
                 main.clone(),
                 subscriber.clone(),
-                changes,
+                rooms,
             ));
         }
         let subscription = Subscription::new(None, vec![main, private], subscriber);
@@ -251,44 +265,26 @@ impl RedisShardedAdapter {
     }
 }
 
-/// Subscribes to each room's channel while the room has local sockets, in the order rooms
-/// come and go; changes that arrive together are netted first (a room created and deleted
-/// at once costs Redis nothing).
+/// Subscribes to each room's channel while the room has local sockets; what changed since
+/// the last round is done in the next. Ends when the namespace closes or is dropped, having
+/// left every room channel.
 async fn follow_rooms(
     driver: Arc<Driver>,
     main: String,
     subscriber: Weak<dyn Subscriber>,
-    mut changes: mpsc::UnboundedReceiver<RoomChange>,
+    rooms: Arc<RoomChannels>,
 ) {
-    const BATCH: usize = 256;
     let mut subscribed: HashMap<Room, Arc<Subscription>> = HashMap::new();
-    let mut batch = Vec::with_capacity(BATCH);
-    while changes.recv_many(&mut batch, BATCH).await > 0 {
-        // The last word on each room, in first-seen order.
-        let mut wanted: Vec<(Room, bool)> = Vec::new();
-        let mut closing = None;
-        for change in batch.drain(..) {
-            let (room, keep) = match change {
-                RoomChange::Created(room) => (room, true),
-                RoomChange::Deleted(room) => (room, false),
-                RoomChange::Close(done) => {
-                    closing = Some(done);
-                    break;
-                }
-            };
-            match wanted.iter_mut().find(|(known, _)| *known == room) {
-                Some(entry) => entry.1 = keep,
-                None => wanted.push((room, keep)),
-            }
+    loop {
+        rooms.wake.notified().await;
+        if rooms.closing.load(Ordering::Acquire) {
+            break;
         }
-        if let Some(done) = closing {
-            for (_, subscription) in subscribed.drain() {
-                driver.unsubscribe(&subscription).await;
-            }
-            let _ = done.send(());
-            return;
-        }
+        let wanted = std::mem::take(&mut *lock(&rooms.wanted));
         for (room, keep) in wanted {
+            if rooms.closing.load(Ordering::Acquire) {
+                break;
+            }
             match (keep, subscribed.contains_key(&room)) {
                 (true, false) => {
                     let channel = format!("{main}{room}#");
@@ -308,9 +304,20 @@ async fn follow_rooms(
             }
         }
     }
-    // The namespace is gone without closing: leave nothing subscribed.
+    // Unsubscribes that fail (Redis away) are left to the link's watcher.
     for (_, subscription) in subscribed {
         driver.unsubscribe(&subscription).await;
+    }
+    rooms.closed.notify_one();
+}
+
+impl Drop for Shared {
+    /// A namespace dropped without closing leaves its room channels all the same.
+    fn drop(&mut self) {
+        if let Some(rooms) = &self.rooms {
+            rooms.closing.store(true, Ordering::Release);
+            rooms.wake.notify_one();
+        }
     }
 }
 
@@ -330,9 +337,12 @@ impl Shared {
         }
     }
 
-    fn tell_rooms(&self, change: RoomChange) {
-        if let Some(changes) = &self.room_changes {
-            let _ = changes.send(change);
+    /// Room `room` of socket `sid` gained its first local socket (`true`) or lost its last.
+    fn room_changed(&self, sid: &Sid, room: &Room, exists: bool) {
+        if let Some(rooms) = &self.rooms {
+            if self.has_own_channel(sid, room) {
+                rooms.want(room, exists);
+            }
         }
     }
 
@@ -463,29 +473,23 @@ impl Subscriber for Shared {
 impl Adapter for RedisShardedAdapter {
     fn add_all(&self, sid: &Sid, rooms: &[Room]) {
         let shared = &self.shared;
-        shared.index.add_all_reporting(sid, rooms, &mut |room| {
-            if shared.has_own_channel(sid, room) {
-                shared.tell_rooms(RoomChange::Created(room.clone()));
-            }
-        });
+        shared
+            .index
+            .add_all_reporting(sid, rooms, &mut |room| shared.room_changed(sid, room, true));
     }
 
     fn del(&self, sid: &Sid, room: &Room) {
         let shared = &self.shared;
-        shared.index.del_reporting(sid, room, &mut |room| {
-            if shared.has_own_channel(sid, room) {
-                shared.tell_rooms(RoomChange::Deleted(room.clone()));
-            }
-        });
+        shared
+            .index
+            .del_reporting(sid, room, &mut |room| shared.room_changed(sid, room, false));
     }
 
     fn del_all(&self, sid: &Sid) {
         let shared = &self.shared;
-        shared.index.del_all_reporting(sid, &mut |room| {
-            if shared.has_own_channel(sid, room) {
-                shared.tell_rooms(RoomChange::Deleted(room.clone()));
-            }
-        });
+        shared
+            .index
+            .del_all_reporting(sid, &mut |room| shared.room_changed(sid, room, false));
     }
 
     fn socket_rooms(&self, sid: &Sid) -> Vec<Room> {
@@ -517,12 +521,15 @@ impl Adapter for RedisShardedAdapter {
         let shared = self.shared.clone();
         let subscription = self.subscription.clone();
         Box::pin(async move {
-            shared.driver.unsubscribe(&subscription).await;
-            let (done, closed) = oneshot::channel();
-            if shared.room_changes.is_some() {
-                shared.tell_rooms(RoomChange::Close(done));
-                let _ = closed.await;
+            if let Some(rooms) = &shared.rooms {
+                let closed = rooms.closed.notified();
+                rooms.closing.store(true, Ordering::Release);
+                rooms.wake.notify_one();
+                // Leaving the room channels waits on Redis: a bounded while (what is left
+                // is for the link's watcher).
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, closed).await;
             }
+            shared.driver.unsubscribe(&subscription).await;
         })
     }
 

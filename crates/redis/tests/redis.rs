@@ -119,12 +119,25 @@ struct RedisClusterOfThree {
     buses: Vec<u16>,
 }
 
-/// A free loopback port, as the OS hands it out (free again once the listener is dropped).
+/// A free loopback port for a cluster node, never handed out twice in this process and below
+/// the ephemeral range (32768 and up): a stopped cluster's ports stay its own for its restart,
+/// and no outgoing connection takes them meanwhile.
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20_000 + (std::process::id() % 400) as u16 * 30,
+        Ordering::AcqRel,
+        Ordering::Acquire,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::AcqRel);
+        assert!(port < 32_768, "no free port left below the ephemeral range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 async fn connection_to(url: &str) -> Option<redis::aio::MultiplexedConnection> {
@@ -293,6 +306,86 @@ impl RedisClusterOfThree {
     }
 }
 
+impl RedisClusterOfThree {
+    /// The node id and port of each master, and the slot ranges it serves (`CLUSTER NODES`).
+    async fn masters(&self) -> Vec<(String, u16, Vec<(u16, u16)>)> {
+        let mut connection = connection_to(&self.urls()[0]).await.expect("a node");
+        let nodes: String = redis::cmd("CLUSTER")
+            .arg("NODES")
+            .query_async(&mut connection)
+            .await
+            .expect("CLUSTER NODES");
+        nodes
+            .lines()
+            .filter(|line| line.contains("master"))
+            .map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                let port = fields[1]
+                    .split(['@', ':'])
+                    .nth(1)
+                    .and_then(|p| p.parse().ok())
+                    .expect("port");
+                let ranges = fields[8..]
+                    .iter()
+                    .filter_map(|range| {
+                        let (first, last) = range.split_once('-').unwrap_or((range, range));
+                        Some((first.parse().ok()?, last.parse().ok()?))
+                    })
+                    .collect();
+                (fields[0].to_owned(), port, ranges)
+            })
+            .collect()
+    }
+
+    /// Moves the slot of `channel` to another master, as a resharding does (the slot holds no
+    /// keys, so nothing is migrated): its old owner unsubscribes the channel's subscribers.
+    async fn move_slot_of(&self, channel: &str) -> (u16, u16) {
+        let mut any = connection_to(&self.urls()[0]).await.expect("a node");
+        let slot: u16 = redis::cmd("CLUSTER")
+            .arg("KEYSLOT")
+            .arg(channel)
+            .query_async(&mut any)
+            .await
+            .expect("KEYSLOT");
+        let masters = self.masters().await;
+        let source = masters
+            .iter()
+            .find(|(_, _, ranges)| ranges.iter().any(|(a, b)| (*a..=*b).contains(&slot)))
+            .expect("the slot's owner")
+            .clone();
+        let target = masters
+            .iter()
+            .find(|(id, _, _)| *id != source.0)
+            .expect("another master")
+            .clone();
+        let url = |port: u16| format!("redis://127.0.0.1:{port}");
+        let mut on_source = connection_to(&url(source.1)).await.expect("source");
+        let mut on_target = connection_to(&url(target.1)).await.expect("target");
+        let setslot = |state: &str, id: &str| {
+            let mut command = redis::cmd("CLUSTER");
+            command.arg("SETSLOT").arg(slot).arg(state).arg(id);
+            command
+        };
+        let _: () = setslot("IMPORTING", &source.0)
+            .query_async(&mut on_target)
+            .await
+            .expect("IMPORTING");
+        let _: () = setslot("MIGRATING", &target.0)
+            .query_async(&mut on_source)
+            .await
+            .expect("MIGRATING");
+        let _: () = setslot("NODE", &target.0)
+            .query_async(&mut on_target)
+            .await
+            .expect("NODE on the target");
+        let _: () = setslot("NODE", &target.0)
+            .query_async(&mut on_source)
+            .await
+            .expect("NODE on the source");
+        (source.1, target.1)
+    }
+}
+
 impl Drop for RedisClusterOfThree {
     fn drop(&mut self) {
         for child in &mut self.children {
@@ -398,7 +491,18 @@ impl Flavour {
     }
 }
 
+/// The servers' logs, for a failing test's output (`RUST_LOG`, default warnings).
+fn logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
+}
+
 async fn node(url: &str, name: &'static str, flavour: Flavour) -> Node {
+    logs();
     let requests_timeout = Duration::from_secs(3);
     let (factory, recovery) = match flavour {
         Flavour::Classic => {
@@ -762,6 +866,46 @@ async fn the_emitter_reaches_every_node() {
     assert!(c0.socket.connected());
 }
 
+/// A resharding moves the slot of the namespace's channel to another node: the old owner
+/// unsubscribes its subscribers, which subscribe again on the new owner, and the cluster goes
+/// on (Node's client does the same).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sharded_subscriptions_follow_a_slot_to_its_new_node() {
+    let redis = RedisClusterOfThree::start().await;
+    let url = redis.urls().swap_remove(0);
+    let nodes = cluster(&url, &["a", "b"], Flavour::Sharded).await;
+    let mut c1 = Client::connect(nodes[1].port).await;
+    let channel = Flavour::Sharded.counted_channel();
+    let (from, to) = redis.move_slot_of(channel).await;
+    eprintln!("slot of {channel} moved from :{from} to :{to}");
+    // Both servers subscribe again, on the new owner.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let mut connection = connection_to(&format!("redis://127.0.0.1:{to}"))
+            .await
+            .expect("new owner");
+        let (_, count): (String, i64) = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg(channel)
+            .query_async(&mut connection)
+            .await
+            .expect("SHARDNUMSUB");
+        if count == 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the servers did not subscribe on the new owner ({count})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Broadcasts cross again (the main channel carries a broadcast to all).
+    let main = nodes[0].io.of("/");
+    main.emit("after-move", 1).expect("emit");
+    assert_eq!(c1.next_value().await, ("after-move".into(), json!(1)));
+    assert_eq!(main.server_count().await.expect("count"), 2);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classic_redis_outage_keeps_local_delivery_and_heals_by_itself() {
     a_redis_outage_keeps_local_delivery_and_heals_by_itself(Flavour::Classic).await;
@@ -825,7 +969,8 @@ async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself(flavour: Flavou
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "cross-node delivery did not resume"
+            "cross-node delivery did not resume ({} servers subscribed)",
+            redis.subscribers(flavour.counted_channel()).await
         );
     }
     eprintln!(
