@@ -74,14 +74,19 @@ const clients =
         ["sub", mainClient.duplicate()],
       ];
 // node-redis reconnects by itself (and resubscribes); without an "error" listener an error
-// event would end the process. Logged: the first error and retry of an outage, and "ready"
-// (a cluster client emits "error" only; it has no "reconnecting" nor "ready" events).
+// event would end the process. Logged: the first occurrence of each distinct error message of an
+// outage, the first retry, and "ready" (a cluster client emits "error" only; it has no
+// "reconnecting" nor "ready" events, so its distinct messages are logged once for the process).
 for (const [label, client] of clients) {
   let up = false;
   let errors = 0;
+  const seen = new Set();
   client.on("error", (err) => {
     errors++;
-    if (errors === 1) log(`${label} redis error: ${err && err.message} (further errors of this outage not logged)`);
+    const message = err && err.message;
+    if (seen.has(message)) return;
+    seen.add(message);
+    log(`${label} redis error: ${message} (further errors with this message not logged until ready)`);
   });
   client.on("reconnecting", () => {
     if (up) log(`${label} redis reconnecting`);
@@ -91,6 +96,7 @@ for (const [label, client] of clients) {
     log(`${label} redis ready${errors > 0 ? ` after ${errors} errors` : ""}`);
     up = true;
     errors = 0;
+    seen.clear();
   });
 }
 await Promise.all(clients.map(([, client]) => client.connect()));

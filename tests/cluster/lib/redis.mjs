@@ -2,7 +2,9 @@
 // on a free loopback port, no persistence, in the foreground; stopped by its PID. `restart()`
 // starts it again on the same port (fault tests). Never touches port 6379 or a system service.
 // `RedisClusterOfThree`: a Redis Cluster of three such servers (cluster-enabled), for the sharded
-// pub/sub adapter; `redisCommand(port, args)`: one command on a fresh connection (raw RESP).
+// pub/sub adapter; its `stop()` / `restart()` stop all three and start them again on the same
+// ports, bus ports and config files (fault tests); `redisCommand(port, args)`: one command on a
+// fresh connection (raw RESP).
 //
 // Install: apt-get install -y --no-install-recommends redis-server (the system service need not run).
 
@@ -10,7 +12,7 @@ import { spawn } from "node:child_process";
 import { createWriteStream, existsSync, mkdirSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { freePort, logDirectory, sleep, stopChild, trackChild } from "./util.mjs";
+import { freePort, logDirectory, sleep, stopChild, trackChild, waitUntil } from "./util.mjs";
 
 const LOG_LIMIT = 64 * 1024;
 const START_TIMEOUT_MS = 15_000;
@@ -393,6 +395,72 @@ export class RedisClusterOfThree {
 
   async stopNodes() {
     for (const n of this.nodes) await n.close();
+  }
+
+  /** The PIDs of the three servers (undefined for one never started). */
+  get pids() {
+    return this.nodes.map((n) => n.pid);
+  }
+
+  /** How each server last exited (null while it runs). */
+  get exits() {
+    return this.nodes.map((n) => n.exit);
+  }
+
+  /**
+   * Stops the three servers at once, each by its PID (SIGTERM, SIGKILL after 5 s), keeping
+   * their ports, bus ports, directories and nodes-PORT.conf files for `restart()`.
+   */
+  async stop() {
+    await Promise.all(this.nodes.map((n) => n.stop()));
+  }
+
+  /**
+   * Starts the three servers again (each stopped first if it runs) on the same ports and bus
+   * ports, each with the same --dir and so its own nodes-PORT.conf: the same node IDs and slots,
+   * and each knows the others' addresses. Resolves once CLUSTER INFO on all three says
+   * cluster_state:ok and cluster_known_nodes:3 (`timeout` ms at most; a restarted master waits
+   * a moment before it declares the state ok again). Answers the milliseconds that took.
+   */
+  async restart({ timeout = 60_000 } = {}) {
+    const started = Date.now();
+    await this.stop();
+    // the ports were ours a moment ago; retry a few times in case a bind races
+    await Promise.all(this.nodes.map((n) => n.restart()));
+    let last = [];
+    await waitUntil(
+      async () => {
+        last = await Promise.all(
+          this.nodes.map((n) => redisCommand(n.port, ["CLUSTER", "INFO"]).catch((e) => `error: ${e.message}`)),
+        );
+        for (const n of this.nodes) if (n.exit) throw new Error(`${n.name} exited after its restart\n${n.logTail()}`);
+        return last.every((info) => /cluster_state:ok\b/.test(info) && /cluster_known_nodes:3\b/.test(info));
+      },
+      () =>
+        `the restarted Redis Cluster to be ok again; CLUSTER INFO: ${JSON.stringify(
+          last.map((s) => String(s).split("\r\n").slice(0, 6).join(" ")),
+        )}`,
+      { timeout, interval: 50 },
+    );
+    return Date.now() - started;
+  }
+
+  /**
+   * Per Redis node: `PUBSUB SHARDNUMSUB` of each channel matching `pattern` that node serves
+   * (`{port, channels: {channel: count}}`), for diagnostics.
+   */
+  async shardSubscriptions(pattern) {
+    return Promise.all(
+      this.nodes.map(async (n) => {
+        const names = await redisCommand(n.port, ["PUBSUB", "SHARDCHANNELS", pattern]);
+        const channels = {};
+        if (names.length > 0) {
+          const r = await redisCommand(n.port, ["PUBSUB", "SHARDNUMSUB", ...names]);
+          for (let i = 0; i < r.length; i += 2) channels[r[i]] = Number(r[i + 1]);
+        }
+        return { port: n.port, channels };
+      }),
+    );
   }
 
   async close() {
