@@ -316,6 +316,10 @@ impl Session {
         match self.state {
             State::Open => {}
             State::Closing(_) if matches!(packet, Packet::Close) && via == self.transport => {}
+            // A client that paused polling for a probed upgrade will not poll again: it learns
+            // of the close on the WebSocket it is moving to, as on the reference server.
+            State::Closing(_)
+                if matches!(packet, Packet::Upgrade) && self.upgrade == UpgradePhase::Probed => {}
             State::Closing(_) | State::Closed(_) => return,
         }
         if via != self.transport {
@@ -349,6 +353,14 @@ impl Session {
                 self.upgrade = UpgradePhase::None;
                 self.timers[Timer::Upgrade as usize] = None;
                 self.events.push_back(Event::Upgraded);
+                if self.is_closing() {
+                    // The close packet queued for long-polling has no reader now; the WebSocket
+                    // writes what is queued, then ends with its own close.
+                    if let Some(last) = self.outbox.pop_back() {
+                        self.outbox_bytes -= last.len();
+                    }
+                    self.finish_if_drained();
+                }
             }
             // Anything else on a probing WebSocket fails the upgrade, not the session.
             (true, UpgradePhase::AwaitingProbe | UpgradePhase::Probed, _) => self.abort_upgrade(),
@@ -434,7 +446,10 @@ impl Session {
         self.state = State::Closing(reason);
         self.timers = [None; 4];
         self.timers[Timer::Close as usize] = Some(now + self.config.ping_timeout);
-        if self.upgrade != UpgradePhase::None {
+        // A probed upgrade stays: the client may have paused polling already, and then
+        // only its upgrade packet lets the close reach it. An upgrade that has not been
+        // probed yet ends here; the client goes on polling and collects the close packet.
+        if self.upgrade == UpgradePhase::AwaitingProbe {
             self.abort_upgrade();
         }
     }
@@ -845,6 +860,77 @@ mod tests {
         s.websocket_closed(CloseReason::TransportClose);
         assert!(!s.is_closed());
         assert_eq!(s.websocket_role(), WebSocketRole::Detached);
+    }
+
+    /// Probes the upgrade of a polling session and lets its waiting GET go with a noop, as a
+    /// client that has paused polling sees it.
+    fn probed_and_paused(t0: Instant) -> Session {
+        let mut s = Session::new(t0, config(), TransportKind::Polling);
+        s.upgrade_start(t0).unwrap();
+        s.handle_packet(t0, TransportKind::WebSocket, Packet::Ping("probe".into()));
+        let mut out = Vec::new();
+        s.drain_websocket_frames(&mut out);
+        s.poll_start().unwrap();
+        assert_eq!(s.take_polling_payload(), Some(Bytes::from_static(b"6")));
+        s.poll_end(true);
+        s
+    }
+
+    #[test]
+    fn a_close_during_a_probed_upgrade_goes_out_on_the_websocket() {
+        let t0 = Instant::now();
+        let mut s = probed_and_paused(t0);
+        s.send(Frame::text_message("x")).unwrap();
+        s.start_close(t0, CloseReason::ServerShutdown);
+        // The client, paused, completes the upgrade: the queue goes out on the WebSocket
+        // without the polling close packet, then the session ends.
+        assert_eq!(s.websocket_role(), WebSocketRole::Upgrading);
+        s.handle_packet(t0, TransportKind::WebSocket, Packet::Upgrade);
+        assert_eq!(s.transport(), TransportKind::WebSocket);
+        let mut out = Vec::new();
+        s.drain_websocket_frames(&mut out);
+        assert_eq!(out, vec![Frame::Text(Text::from_static("4x"))]);
+        assert_eq!(s.close_reason(), Some(CloseReason::ServerShutdown));
+        assert_eq!(
+            events(&mut s),
+            vec![Event::Upgraded, Event::Closed(CloseReason::ServerShutdown)]
+        );
+        assert_eq!(s.websocket_role(), WebSocketRole::Detached);
+    }
+
+    #[test]
+    fn a_close_during_a_probed_upgrade_with_nothing_queued_ends_at_the_switch() {
+        let t0 = Instant::now();
+        let mut s = probed_and_paused(t0);
+        s.start_close(t0, CloseReason::ServerShutdown);
+        assert!(!s.is_closed());
+        s.handle_packet(ms(t0, 10), TransportKind::WebSocket, Packet::Upgrade);
+        assert_eq!(s.close_reason(), Some(CloseReason::ServerShutdown));
+        let mut out = Vec::new();
+        s.drain_websocket_frames(&mut out);
+        assert!(out.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn a_close_during_a_probed_upgrade_still_reaches_a_client_that_polls() {
+        let t0 = Instant::now();
+        let mut s = probed_and_paused(t0);
+        s.start_close(t0, CloseReason::ServerShutdown);
+        // A client that gave up the upgrade polls again and collects the close packet.
+        s.poll_start().unwrap();
+        assert_eq!(s.take_polling_payload(), Some(Bytes::from_static(b"1")));
+        assert_eq!(s.close_reason(), Some(CloseReason::ServerShutdown));
+    }
+
+    #[test]
+    fn a_close_before_the_probe_aborts_the_upgrade() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::Polling);
+        s.upgrade_start(t0).unwrap();
+        s.start_close(t0, CloseReason::ServerShutdown);
+        assert_eq!(s.websocket_role(), WebSocketRole::Detached);
+        s.handle_packet(t0, TransportKind::WebSocket, Packet::Ping("probe".into()));
+        assert!(!s.websocket_ready());
     }
 
     #[test]

@@ -506,6 +506,26 @@ async fn server_close_over_websocket_flushes_then_closes_the_websocket() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_close_during_a_probed_upgrade_reaches_the_client_on_the_websocket() {
+    let server = Server::start().await;
+    let sid = handshake(server.addr).await;
+    let waiting = spawn_get(server.addr, &sid);
+    until_poll_waiting(&server.engine, &sid).await;
+    let mut ws = ws_probe(server.addr, &sid).await;
+    // The client has paused polling: it will not send another GET.
+    assert_eq!(within("waiting get", waiting).await.unwrap().text(), "6");
+    let socket = server.only_socket();
+    socket.send(Frame::text_message("bye")).unwrap();
+    socket.close();
+    // Completing the upgrade, it gets what was queued and the WebSocket close, as on the
+    // reference server; the session does not wait for a GET that will never come.
+    ws_send_text(&mut ws, "5").await;
+    assert_eq!(ws_recv_text(&mut ws).await, "4bye");
+    assert_eq!(ws_expect_close(&mut ws).await, None);
+    server.assert_all_closed(&[CloseReason::ForcedClose]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_with_shutdown_closes_every_session() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
