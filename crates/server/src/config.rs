@@ -3,17 +3,22 @@
 //! `--help` shows them all; the README's tables list the same (a test keeps them in step).
 //!
 //! Variables are read through a lookup ([`parse`] takes one: the process environment in the
-//! binary, a map in tests); blank ones count as unset, and flags win over them.
-//! `switchyard mint-token …` mints a development token with the same settings.
+//! binary, a map in tests); blank ones count as unset, and flags win over them. A TOML file
+//! (`--config`, see [`crate::config_file`]) gives defaults of its own, under the variables.
+//! `switchyard mint-token …` mints a development token with the same settings;
+//! `switchyard check-config` prints the effective configuration.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::parser::ValueSource;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use switchyard::engineio::CorsConfig;
 use switchyard_auth::TokenSource;
+
+use crate::config_file::{self, FileSetting, Layers, CONFIG_FLAG};
 
 /// The development secret of `--jwt-dev-secret` and `mint-token --dev`: public, so only for a
 /// local try-out.
@@ -24,8 +29,9 @@ pub(crate) const DEV_SECRET: &str = "switchyard-development-secret-do-not-use-in
 #[command(
     name = "switchyard",
     about = "Switchyard: a Socket.IO server with a chat and a notifications demo.",
-    after_help = "Every option can also be set by the environment variable shown with it; flags \
-                  win, and an empty variable counts as unset.\n\
+    after_help = "Every option can also be set by the environment variable shown with it, or in \
+                  the TOML file of --config under its flag's name (port = 3000); flags win over \
+                  variables, variables over the file, and an empty variable counts as unset.\n\
                   Logging: RUST_LOG (default `info`), e.g. RUST_LOG=switchyard=debug.",
     disable_help_subcommand = true,
     // The last of repeated flags wins (and a flag wins over its variable, which is passed
@@ -33,6 +39,10 @@ pub(crate) const DEV_SECRET: &str = "switchyard-development-secret-do-not-use-in
     args_override_self = true
 )]
 struct Cli {
+    /// A TOML file of settings, keyed by flag name (`port = 3000`); variables and flags win
+    /// over it. `check-config` shows the result.
+    #[arg(long = CONFIG_FLAG, env = "SWITCHYARD_CONFIG", value_name = "FILE", value_parser = parse_path)]
+    config_file: Option<PathBuf>,
     #[command(flatten)]
     config: Config,
     #[command(subcommand)]
@@ -45,6 +55,9 @@ enum SubCommand {
     /// JWT_ISSUER and JWT_AUDIENCE go in when set.
     #[command(args_override_self = true)]
     MintToken(MintOptions),
+    /// Checks the settings (values, key and certificate files) and prints the effective
+    /// configuration, secrets masked, as a TOML file; exits 1 when something is wrong.
+    CheckConfig,
 }
 
 /// The server's settings.
@@ -457,7 +470,11 @@ impl Config {
 
     /// Reads the configuration from the process environment and command line.
     pub(crate) fn load() -> Result<Command, clap::Error> {
-        parse(|name| std::env::var(name).ok(), std::env::args_os())
+        parse(
+            |name| std::env::var(name).ok(),
+            |path| std::fs::read_to_string(path),
+            std::env::args_os(),
+        )
     }
 }
 
@@ -488,6 +505,8 @@ pub(crate) enum Command {
     Run(Config),
     /// Print a token signed with the configuration's secret.
     MintToken(Config, MintOptions),
+    /// Check the configuration; the text is the effective configuration to print.
+    CheckConfig(Config, String),
 }
 
 /// The command line's declaration, as `--help` shows it. Every setting also applies after
@@ -499,14 +518,17 @@ pub(crate) fn command() -> clap::Command {
     })
 }
 
-/// Reads `args` (the program name first) with the variables that `env` looks up.
+/// Reads `args` (the program name first) with the variables that `env` looks up and the
+/// configuration file, if `--config` or its variable names one, through `read`.
 ///
 /// Clap would read each variable from the process environment when the option is declared,
 /// and take an empty one as a value; instead the variables come from `env`, blank ones are
 /// skipped, and each set one is passed as `--flag=value` before the command line, where the
-/// user's flags override it. Help and errors are clap's, to print with [`clap::Error::exit`].
+/// user's flags override it. The file's settings are passed the same way before the
+/// variables. Help and errors are clap's, to print with [`clap::Error::exit`].
 pub(crate) fn parse<I, T>(
     env: impl Fn(&str) -> Option<String>,
+    read: impl Fn(&Path) -> std::io::Result<String>,
     args: I,
 ) -> Result<Command, clap::Error>
 where
@@ -516,10 +538,35 @@ where
     let documented = command();
     let mut args = args.into_iter().map(Into::into);
     let mut argv = vec![args.next().unwrap_or_else(|| "switchyard".into())];
-    let mut from_env = Vec::new();
+    let user_args: Vec<OsString> = args.collect();
     // Built, so that the options can say how clap names them in errors.
     let mut built = documented.clone();
     built.build();
+    let mut parser = documented.clone().mut_args(|arg| arg.env(None));
+
+    let file = config_file_path(&env, &user_args);
+    let file_settings = match &file {
+        Some(path) => read_config_file(path, &read, &built)
+            .map_err(|message| parser.error(ErrorKind::Io, message))?,
+        None => Vec::new(),
+    };
+    let mut injected = Vec::new();
+    for setting in &file_settings {
+        argv.push(format!("--{}={}", setting.long, setting.value).into());
+        let arg = built
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some(setting.long.as_str()));
+        injected.push(Injected {
+            arg: arg.map(ToString::to_string).unwrap_or_default(),
+            value: setting.value.clone(),
+            hidden: arg.is_some_and(|arg| arg.is_hide_env_values_set()),
+            source: Source::File {
+                path: file.clone().unwrap_or_default(),
+                key: setting.key.clone(),
+            },
+        });
+    }
+    let mut variables = Vec::new();
     for arg in built.get_arguments() {
         let (Some(variable), Some(long)) = (arg.get_env(), arg.get_long()) else {
             continue;
@@ -531,15 +578,16 @@ where
             continue;
         };
         argv.push(format!("--{long}={value}").into());
-        from_env.push(FromEnv {
+        variables.push((arg.get_id().to_string(), variable.to_owned()));
+        injected.push(Injected {
             arg: arg.to_string(),
-            variable: variable.to_owned(),
             value,
             hidden: arg.is_hide_env_values_set(),
+            source: Source::Variable(variable.to_owned()),
         });
     }
-    argv.extend(args);
-    let mut parser = documented.clone().mut_args(|arg| arg.env(None));
+    let user_count = user_args.len();
+    argv.extend(user_args);
     let matches = match parser.try_get_matches_from_mut(&argv) {
         Ok(matches) => matches,
         Err(error) if error.kind() == ErrorKind::DisplayHelp => {
@@ -549,31 +597,124 @@ where
                 .err()
                 .unwrap_or(error));
         }
-        Err(error) => return Err(name_the_variable(error, &mut parser, &from_env)),
+        Err(error) => return Err(name_the_source(error, &mut parser, &injected)),
     };
     let cli = Cli::from_arg_matches(&matches).map_err(|error| error.format(&mut parser))?;
     Ok(match cli.command {
         None => Command::Run(cli.config),
         Some(SubCommand::MintToken(options)) => Command::MintToken(cli.config, options),
+        Some(SubCommand::CheckConfig) => {
+            let flags = command_line_ids(&documented, &argv[0], &argv[argv.len() - user_count..]);
+            let layers = Layers {
+                file: file.as_deref(),
+                file_settings: &file_settings,
+                variables: &variables,
+                flags: &flags,
+            };
+            let text =
+                config_file::effective(&built, &matches, &layers, &cli.config.namespaces.resolve());
+            Command::CheckConfig(cli.config, text)
+        }
     })
 }
 
-/// A variable passed as a flag.
-struct FromEnv {
+/// The ids of the settings that `args`, the command line alone, gives.
+fn command_line_ids(
+    documented: &clap::Command,
+    program: &OsString,
+    args: &[OsString],
+) -> Vec<String> {
+    // What the command line gives is already known valid with the other layers; alone it may
+    // miss what they complete (a TLS key for a certificate), so errors are not its concern.
+    let matches = documented
+        .clone()
+        .mut_args(|arg| arg.env(None))
+        .ignore_errors(true)
+        .try_get_matches_from(std::iter::once(program).chain(args));
+    let Ok(matches) = matches else {
+        return Vec::new();
+    };
+    let matches = match matches.subcommand() {
+        Some((_, sub)) => sub.clone(),
+        None => matches,
+    };
+    documented
+        .get_arguments()
+        .map(|arg| arg.get_id().to_string())
+        .filter(|id| matches.value_source(id) == Some(ValueSource::CommandLine))
+        .collect()
+}
+
+/// The file `--config` names (the last one, as for every flag), or else its variable.
+fn config_file_path(env: &impl Fn(&str) -> Option<String>, args: &[OsString]) -> Option<PathBuf> {
+    let flag = format!("--{CONFIG_FLAG}");
+    let mut found = None;
+    let mut args = args.iter().map(|arg| arg.to_str());
+    while let Some(arg) = args.next() {
+        match arg {
+            Some("--") => break,
+            Some(arg) if arg == flag => found = args.next().flatten().map(PathBuf::from),
+            Some(arg) => {
+                if let Some(path) = arg
+                    .strip_prefix(&flag)
+                    .and_then(|rest| rest.strip_prefix('='))
+                {
+                    found = Some(PathBuf::from(path));
+                }
+            }
+            None => {}
+        }
+    }
+    found.or_else(|| {
+        env("SWITCHYARD_CONFIG")
+            .filter(|value| !value.trim().is_empty())
+            .map(|value| PathBuf::from(value.trim()))
+    })
+}
+
+/// The settings of the file at `path`, or why it cannot be used.
+fn read_config_file(
+    path: &Path,
+    read: &impl Fn(&Path) -> std::io::Result<String>,
+    built: &clap::Command,
+) -> Result<Vec<FileSetting>, String> {
+    let text = read(path).map_err(|error| {
+        format!(
+            "cannot read the configuration file {}: {error}",
+            path.display()
+        )
+    })?;
+    let longs: Vec<&str> = built
+        .get_arguments()
+        .filter_map(clap::Arg::get_long)
+        .filter(|long| *long != "help")
+        .collect();
+    config_file::settings_from_file(&text, &longs)
+        .map_err(|message| format!("configuration file {}: {message}", path.display()))
+}
+
+/// A setting passed as a flag on behalf of a variable or the file.
+struct Injected {
     /// The flag as clap names it in errors (`--port <PORT>`).
     arg: String,
-    variable: String,
     value: String,
     /// Whether its value must not be shown (a secret).
     hidden: bool,
+    source: Source,
 }
 
-/// `error`, naming the variable when the value it refuses came from one (variables are passed
-/// first, so a bad variable is what fails, even when a flag would override it).
-fn name_the_variable(
+/// Where an injected setting came from.
+enum Source {
+    Variable(String),
+    File { path: PathBuf, key: String },
+}
+
+/// `error`, naming the variable or the file's key when the value it refuses came from one
+/// (they are passed first, so a bad one is what fails, even when a flag would override it).
+fn name_the_source(
     error: clap::Error,
     parser: &mut clap::Command,
-    from_env: &[FromEnv],
+    injected: &[Injected],
 ) -> clap::Error {
     if error.kind() != ErrorKind::ValueValidation {
         return error;
@@ -584,7 +725,7 @@ fn name_the_variable(
     ) else {
         return error;
     };
-    let Some(source) = from_env
+    let Some(source) = injected
         .iter()
         .find(|source| &source.arg == arg && &source.value == value)
     else {
@@ -598,12 +739,15 @@ fn name_the_variable(
     } else {
         format!(" '{value}'")
     };
+    let origin = match &source.source {
+        Source::Variable(variable) => format!("{variable} (the variable of '{arg}')"),
+        Source::File { path, key } => {
+            format!("`{key}` in {} (the file's '{arg}')", path.display())
+        }
+    };
     parser.error(
         ErrorKind::ValueValidation,
-        format!(
-            "invalid value{shown} for {} (the variable of '{arg}'){reason}",
-            source.variable
-        ),
+        format!("invalid value{shown} for {origin}{reason}"),
     )
 }
 
@@ -942,7 +1086,11 @@ fn parse_allowed_origins(value: &str) -> Result<Option<Vec<String>>, String> {
 /// The configuration and mint options of an empty command line with no variables.
 #[cfg(test)]
 pub(crate) fn defaults() -> (Config, MintOptions) {
-    match parse(|_| None, ["switchyard", "mint-token"]) {
+    match parse(
+        |_| None,
+        |_| Err(std::io::ErrorKind::NotFound.into()),
+        ["switchyard", "mint-token"],
+    ) {
         Ok(Command::MintToken(config, options)) => (config, options),
         other => panic!("the defaults do not parse: {other:?}"),
     }
@@ -955,12 +1103,31 @@ mod tests {
     use super::*;
 
     fn load(env: &[(&str, &str)], args: &[&str]) -> Result<Command, clap::Error> {
+        load_with_files(env, &[], args)
+    }
+
+    /// Parses with these variables and these files (path, text) readable.
+    fn load_with_files(
+        env: &[(&str, &str)],
+        files: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Command, clap::Error> {
         let env: HashMap<String, String> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let files: HashMap<PathBuf, String> = files
+            .iter()
+            .map(|(path, text)| (PathBuf::from(path), text.to_string()))
+            .collect();
         parse(
             |name| env.get(name).cloned(),
+            |path| {
+                files
+                    .get(path)
+                    .cloned()
+                    .ok_or_else(|| std::io::ErrorKind::NotFound.into())
+            },
             std::iter::once("switchyard").chain(args.iter().copied()),
         )
     }
@@ -1112,54 +1279,54 @@ mod tests {
         assert_eq!(declared.resolve(), Namespaces::base());
     }
 
+    /// A value for every variable (none a default).
+    const EVERY_VARIABLE: &[(&str, &str)] = &[
+        ("HOST", "0.0.0.0"),
+        ("PORT", "8080"),
+        ("PING_INTERVAL_MS", "1500"),
+        ("PING_TIMEOUT_MS", "700"),
+        ("DRAIN_TIMEOUT_MS", "0"),
+        ("RECOVERY_MS", "90000"),
+        ("MAX_PAYLOAD", "4096"),
+        ("CORS_ORIGINS", "https://a.example, http://localhost:5173"),
+        ("TLS_CERT", "/tmp/cert.pem"),
+        ("TLS_KEY", "/tmp/key.pem"),
+        ("MAX_CONNECTIONS", "50"),
+        ("MAX_CONNECTIONS_PER_IP", "5"),
+        ("HANDSHAKE_RATE", "2"),
+        ("HANDSHAKE_BURST", "4"),
+        ("EVENT_RATE", "off"),
+        ("EVENT_BURST", "9"),
+        ("MAX_ROOMS_PER_SOCKET", "3"),
+        ("MAX_PENDING_ACKS", "7"),
+        ("MAX_BUFFERED_BYTES", "65536"),
+        ("MAX_NAMESPACES_PER_CONNECTION", "4"),
+        ("MAX_AUTH_BYTES", "2048"),
+        ("WRITE_TIMEOUT_MS", "1500"),
+        ("BODY_TIMEOUT_MS", "2500"),
+        ("IPV6_PREFIX_LEN", "48"),
+        ("MAX_HEADER_BYTES", "8192"),
+        ("ALLOWED_ORIGINS", "https://a.example"),
+        ("JWT_SECRET", "0123456789abcdef0123"),
+        ("JWT_DEV_SECRET", "yes"),
+        ("JWT_PUBLIC_KEY", "/k/rsa.pem, /k/ec.pem"),
+        ("JWT_JWKS", "/k/jwks.json"),
+        ("JWT_ISSUER", "https://issuer.test"),
+        ("JWT_AUDIENCE", "switchyard"),
+        ("JWT_LEEWAY_S", "0"),
+        ("JWT_TOKEN_SOURCES", "header, query,auth"),
+        ("JWT_DISCONNECT_ON_EXPIRY", "false"),
+        ("PUBLIC_NAMESPACES", "/notifications"),
+        ("ROOM_POLICY", "/chat=open"),
+        (
+            "RELAY_EVENTS",
+            "/chat=message,reaction;/notifications=alert",
+        ),
+    ];
+
     #[test]
     fn environment_variables_set_everything() {
-        let config = config(
-            &[
-                ("HOST", "0.0.0.0"),
-                ("PORT", "8080"),
-                ("PING_INTERVAL_MS", "1500"),
-                ("PING_TIMEOUT_MS", "700"),
-                ("DRAIN_TIMEOUT_MS", "0"),
-                ("RECOVERY_MS", "90000"),
-                ("MAX_PAYLOAD", "4096"),
-                ("CORS_ORIGINS", "https://a.example, http://localhost:5173"),
-                ("TLS_CERT", "/tmp/cert.pem"),
-                ("TLS_KEY", "/tmp/key.pem"),
-                ("MAX_CONNECTIONS", "50"),
-                ("MAX_CONNECTIONS_PER_IP", "5"),
-                ("HANDSHAKE_RATE", "2"),
-                ("HANDSHAKE_BURST", "4"),
-                ("EVENT_RATE", "off"),
-                ("EVENT_BURST", "9"),
-                ("MAX_ROOMS_PER_SOCKET", "3"),
-                ("MAX_PENDING_ACKS", "7"),
-                ("MAX_BUFFERED_BYTES", "65536"),
-                ("MAX_NAMESPACES_PER_CONNECTION", "4"),
-                ("MAX_AUTH_BYTES", "2048"),
-                ("WRITE_TIMEOUT_MS", "1500"),
-                ("BODY_TIMEOUT_MS", "2500"),
-                ("IPV6_PREFIX_LEN", "48"),
-                ("MAX_HEADER_BYTES", "8192"),
-                ("ALLOWED_ORIGINS", "https://a.example"),
-                ("JWT_SECRET", "0123456789abcdef0123"),
-                ("JWT_DEV_SECRET", "yes"),
-                ("JWT_PUBLIC_KEY", "/k/rsa.pem, /k/ec.pem"),
-                ("JWT_JWKS", "/k/jwks.json"),
-                ("JWT_ISSUER", "https://issuer.test"),
-                ("JWT_AUDIENCE", "switchyard"),
-                ("JWT_LEEWAY_S", "0"),
-                ("JWT_TOKEN_SOURCES", "header, query,auth"),
-                ("JWT_DISCONNECT_ON_EXPIRY", "false"),
-                ("PUBLIC_NAMESPACES", "/notifications"),
-                ("ROOM_POLICY", "/chat=open"),
-                (
-                    "RELAY_EVENTS",
-                    "/chat=message,reaction;/notifications=alert",
-                ),
-            ],
-            &[],
-        );
+        let config = config(EVERY_VARIABLE, &[]);
         assert_eq!(config.host, "0.0.0.0");
         assert_eq!(config.port, 8080);
         assert_eq!(config.ping_interval, Duration::from_millis(1500));
@@ -1236,6 +1403,257 @@ mod tests {
                 },
             }
         );
+    }
+
+    /// The flag name of each variable.
+    fn flag_of(variable: &str) -> String {
+        command()
+            .get_arguments()
+            .find(|arg| arg.get_env().and_then(|v| v.to_str()) == Some(variable))
+            .and_then(clap::Arg::get_long)
+            .unwrap_or_else(|| panic!("no flag for {variable}"))
+            .to_owned()
+    }
+
+    fn config_with_file(env: &[(&str, &str)], file: &str, args: &[&str]) -> Config {
+        let mut argv = vec!["--config", "/etc/switchyard.toml"];
+        argv.extend_from_slice(args);
+        match load_with_files(env, &[("/etc/switchyard.toml", file)], &argv) {
+            Ok(Command::Run(config)) => config,
+            other => panic!("expected a configuration, got {other:?}"),
+        }
+    }
+
+    fn file_error(file: &str) -> String {
+        match load_with_files(
+            &[],
+            &[("/etc/switchyard.toml", file)],
+            &["--config", "/etc/switchyard.toml"],
+        ) {
+            Err(error) => error
+                .to_string()
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned(),
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    fn effective(env: &[(&str, &str)], file: &str, args: &[&str]) -> String {
+        let mut argv = vec!["--config", "/etc/switchyard.toml", "check-config"];
+        argv.extend_from_slice(args);
+        match load_with_files(env, &[("/etc/switchyard.toml", file)], &argv) {
+            Ok(Command::CheckConfig(_, text)) => text,
+            other => panic!("expected check-config, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_file_sets_every_option_under_its_flag_name() {
+        let file: String = EVERY_VARIABLE
+            .iter()
+            .map(|(variable, value)| format!("{} = {:?}\n", flag_of(variable), value))
+            .collect();
+        assert_eq!(
+            config_with_file(&[], &file, &[]),
+            config(EVERY_VARIABLE, &[])
+        );
+        // Typed values and arrays read as the command line spells them.
+        let typed = config_with_file(
+            &[],
+            "port = 8080\njwt-dev-secret = true\ncors-origins = [\"https://a.example\", \"http://localhost:5173\"]\nmax-connections-per-ip = \"off\"\n",
+            &[],
+        );
+        assert_eq!(typed.port, 8080);
+        assert!(typed.jwt.dev_secret);
+        assert_eq!(
+            typed.cors,
+            Some(Cors::Origins(vec![
+                "https://a.example".to_owned(),
+                "http://localhost:5173".to_owned()
+            ]))
+        );
+        assert_eq!(typed.limits.max_connections_per_ip, None);
+    }
+
+    #[test]
+    fn flags_win_over_variables_and_variables_over_the_file() {
+        let file = "port = 1000\nhost = \"0.0.0.0\"\nmax-payload = 4096\n";
+        let config = config_with_file(
+            &[("PORT", "2000"), ("HOST", "::1")],
+            file,
+            &["--port", "3000"],
+        );
+        assert_eq!(config.port, 3000);
+        assert_eq!(config.host, "::1");
+        assert_eq!(config.max_payload, 4096);
+        // What the file leaves out keeps its default.
+        assert_eq!(config.ping_interval, default_config().ping_interval);
+        // The file may also come from its variable; the flag wins over it.
+        let files = [("/a.toml", "port = 1"), ("/b.toml", "port = 2")];
+        let port = |env: &[(&str, &str)], args: &[&str]| match load_with_files(env, &files, args) {
+            Ok(Command::Run(config)) => config.port,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(port(&[("SWITCHYARD_CONFIG", "/a.toml")], &[]), 1);
+        assert_eq!(
+            port(&[("SWITCHYARD_CONFIG", "/a.toml")], &["--config=/b.toml"]),
+            2
+        );
+        assert_eq!(
+            port(&[], &["--config", "/a.toml", "--config", "/b.toml"]),
+            2
+        );
+    }
+
+    #[test]
+    fn namespaces_are_declared_as_tables() {
+        let file = r#"
+            [namespaces."/chat"]
+            public = true
+            relay-events = ["message", "reaction"]
+
+            [namespaces."/notifications"]
+            rooms = "open"
+            relay-events = []
+        "#;
+        assert_eq!(
+            config_with_file(&[], file, &[]).namespaces.resolve(),
+            Namespaces {
+                chat: NamespaceSettings {
+                    public: true,
+                    rooms: RoomPolicy::Claim,
+                    relay: vec!["message".into(), "reaction".into()],
+                },
+                notifications: NamespaceSettings {
+                    public: false,
+                    rooms: RoomPolicy::Open,
+                    relay: Vec::new(),
+                },
+            }
+        );
+        // A variable replaces the file's map entry for its namespace only.
+        let namespaces = config_with_file(&[("RELAY_EVENTS", "/chat=typing")], file, &[])
+            .namespaces
+            .resolve();
+        assert_eq!(namespaces.chat.relay, vec!["typing".to_owned()]);
+        assert_eq!(namespaces.notifications.rooms, RoomPolicy::Open);
+        // Every namespace public = false resets the list.
+        let none = config_with_file(
+            &[("PUBLIC_NAMESPACES", "/chat")],
+            "[namespaces.\"/chat\"]\npublic = false\n",
+            &[],
+        );
+        assert!(none.namespaces.resolve().chat.public, "the variable wins");
+        let none = config_with_file(&[], "[namespaces.\"/chat\"]\npublic = false\n", &[]);
+        assert!(!none.namespaces.resolve().chat.public);
+    }
+
+    #[test]
+    fn a_bad_file_is_refused_with_where_and_why() {
+        assert_eq!(
+            file_error("port = \"abc\""),
+            "error: invalid value 'abc' for `port` in /etc/switchyard.toml (the file's '--port <PORT>'): expected a port number 0-65535"
+        );
+        assert_eq!(
+            file_error("ping_interval_ms = 5"),
+            "error: configuration file /etc/switchyard.toml: unknown key `ping_interval_ms` (did you mean `ping-interval-ms`?)"
+        );
+        assert_eq!(
+            file_error("PORT = 5"),
+            "error: configuration file /etc/switchyard.toml: unknown key `PORT` (did you mean `port`?)"
+        );
+        assert!(file_error("colour = 5").contains("unknown key `colour`"));
+        assert!(file_error("port =").contains("TOML parse error at line 1"));
+        assert!(file_error("[port]\nx = 1").contains("`port`: expected a string"));
+        assert!(file_error("cors-origins = [[\"a\"]]").contains("a list holds strings"));
+        assert!(file_error("config = \"/other.toml\"").contains("`config` cannot be set"));
+        assert!(file_error("[namespaces.\"/game\"]\npublic = true").contains("namespace `/game`"));
+        assert!(file_error("[namespaces.\"/chat\"]\npublic = \"yes\"")
+            .contains("expected true or false"));
+        assert!(file_error("[namespaces.\"/chat\"]\nrooms = \"some\"").contains("invalid value"));
+        assert!(file_error("[namespaces.\"/chat\"]\nhistory = 5")
+            .contains("unknown key `namespaces.\"/chat\".history`"));
+        // A secret is not echoed.
+        let secret = file_error("jwt-secret = \"short\"");
+        assert!(
+            secret.contains("`jwt-secret` in /etc/switchyard.toml"),
+            "{secret}"
+        );
+        assert!(!secret.contains("short"), "{secret}");
+        // An unreadable file.
+        match load_with_files(&[], &[], &["--config", "/missing.toml"]) {
+            Err(error) => assert!(
+                error
+                    .to_string()
+                    .contains("cannot read the configuration file /missing.toml"),
+                "{error}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn check_config_prints_the_effective_configuration_with_its_sources() {
+        let file = "port = 1000\nmax-payload = 4096\njwt-secret = \"0123456789abcdef0123\"\n[namespaces.\"/chat\"]\nrooms = \"open\"\n";
+        let text = effective(
+            &[("PING_INTERVAL_MS", "1500")],
+            file,
+            &["--host", "0.0.0.0"],
+        );
+        for line in [
+            "host = \"0.0.0.0\"  # flag",
+            "port = 1000  # file, `port`",
+            "max-payload = 4096  # file, `max-payload`",
+            "ping-interval-ms = 1500  # variable PING_INTERVAL_MS",
+            "ping-timeout-ms = 20000  # default",
+            "jwt-secret = \"********\"  # file, `jwt-secret`, masked",
+            "# redis-url = (not set)",
+            "[namespaces.\"/chat\"]\npublic = false\nrooms = \"open\"\nrelay-events = [\"message\", \"typing\"]",
+        ] {
+            assert!(text.contains(line), "{line:?} missing from:\n{text}");
+        }
+        assert!(!text.contains("0123456789abcdef0123"), "{text}");
+    }
+
+    #[test]
+    fn the_effective_configuration_reads_back_to_the_same_settings() {
+        let env: Vec<(&str, &str)> = EVERY_VARIABLE
+            .iter()
+            .copied()
+            .filter(|(variable, _)| *variable != "JWT_SECRET")
+            .collect();
+        let original = config(&env, &[]);
+        let text = match load(&env, &["check-config"]) {
+            Ok(Command::CheckConfig(config, text)) => {
+                assert_eq!(config, original);
+                text
+            }
+            other => panic!("{other:?}"),
+        };
+        let read_back = config_with_file(&[], &text, &[]);
+        assert_eq!(
+            read_back.namespaces.resolve(),
+            original.namespaces.resolve()
+        );
+        let same_namespaces = |mut config: Config| {
+            config.namespaces = original.namespaces.clone();
+            config
+        };
+        assert_eq!(same_namespaces(read_back), original);
+    }
+
+    #[test]
+    fn the_example_file_is_valid() {
+        let example = include_str!("../../../switchyard.example.toml");
+        let config = config_with_file(&[], example, &[]);
+        assert_eq!(config.recovery, Duration::from_secs(120));
+        assert_eq!(
+            config.cors,
+            Some(Cors::Origins(vec!["http://localhost:5173".to_owned()]))
+        );
+        assert_eq!(config.namespaces.resolve(), Namespaces::base());
     }
 
     #[test]
@@ -1447,7 +1865,7 @@ mod tests {
             )
             .map(|command| match command {
                 Command::MintToken(config, options) => (config.jwt.secret, options.dev),
-                Command::Run(_) => (None, true),
+                Command::Run(_) | Command::CheckConfig(..) => (None, true),
             })
             .ok(),
             Some((Some("0123456789abcdef".to_owned()), false))

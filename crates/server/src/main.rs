@@ -7,6 +7,7 @@
 
 mod chat;
 mod config;
+mod config_file;
 mod identity;
 mod input;
 mod mint;
@@ -52,6 +53,7 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Ok(Command::CheckConfig(config, effective)) => return check_config(&config, &effective),
         // The help (on stdout, exit 0) or a usage error (on stderr, exit 2).
         Err(error) => error.exit(),
     };
@@ -70,6 +72,25 @@ fn main() -> ExitCode {
         .and_then(|runtime| runtime.block_on(run(config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("switchyard: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `check-config`: loads what the settings name (JWT keys, TLS files), as the server would
+/// before listening, and prints the effective configuration.
+fn check_config(config: &Config, effective: &str) -> ExitCode {
+    let loaded = jwt_auth(&config.jwt)
+        .context("cannot load the JWT keys")
+        .and_then(|_| config.tls().as_ref().map(tls::acceptor).transpose());
+    print!("{effective}");
+    match loaded {
+        Ok(_) => {
+            eprintln!("switchyard: the configuration is valid");
+            ExitCode::SUCCESS
+        }
         Err(error) => {
             eprintln!("switchyard: {error:#}");
             ExitCode::FAILURE

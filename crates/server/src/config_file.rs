@@ -1,0 +1,275 @@
+//! The configuration file (`--config FILE`, TOML) and the effective configuration that
+//! `check-config` prints.
+//!
+//! A file's keys are the settings' flag names without their dashes (`port = 3000`,
+//! `redis-url = "redis://…"`); lists may be TOML arrays. The per-namespace maps may also be
+//! written as tables (`[namespaces."/chat"]` with `public`, `rooms`, `relay-events`). The file
+//! adds no settings of its own: each entry becomes a `--flag=value` placed before the
+//! variables and the command line, so the same parsers check it and flags > variables > file >
+//! defaults holds by construction.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use clap::parser::ValueSource;
+use clap::ArgMatches;
+
+use crate::config::{Namespaces, RoomPolicy};
+
+/// The flag of the file itself, which a file cannot set.
+pub(crate) const CONFIG_FLAG: &str = "config";
+
+/// The settings written as per-namespace maps, which the file may also give as
+/// `[namespaces."…"]` tables and `check-config` prints that way.
+const NAMESPACE_FLAGS: [&str; 3] = ["public-namespaces", "room-policy", "relay-events"];
+
+/// The namespaces the binary serves, as a file may name them.
+const NAMESPACES: [&str; 2] = ["/chat", "/notifications"];
+
+/// One setting read from the file, as the flag it stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FileSetting {
+    /// The flag's long name.
+    pub long: String,
+    /// Its value, as the command line would spell it.
+    pub value: String,
+    /// Where it is in the file, for messages: `port`, `namespaces."/chat".rooms`.
+    pub key: String,
+}
+
+/// Reads the settings in `text`, a file's contents; `longs` are the flags a file may set.
+/// The error says what is wrong and where, ready to print after `config file <path>: `.
+pub(crate) fn settings_from_file(text: &str, longs: &[&str]) -> Result<Vec<FileSetting>, String> {
+    let table: toml::Table = text.parse().map_err(|error: toml::de::Error| {
+        // The parser's message spans several lines (the line, a caret): keep them.
+        error.to_string().trim_end().to_owned()
+    })?;
+    let mut settings = Vec::new();
+    for (key, value) in &table {
+        if key == "namespaces" {
+            namespace_tables(value, &mut settings)?;
+            continue;
+        }
+        if key == CONFIG_FLAG {
+            return Err("`config` cannot be set in a configuration file".to_owned());
+        }
+        if !longs.contains(&key.as_str()) {
+            return Err(unknown_key(key, longs));
+        }
+        let value = flag_value(value).map_err(|expected| format!("`{key}`: {expected}"))?;
+        settings.push(FileSetting {
+            long: key.clone(),
+            value,
+            key: key.clone(),
+        });
+    }
+    Ok(settings)
+}
+
+fn unknown_key(key: &str, longs: &[&str]) -> String {
+    let dashed = key.to_ascii_lowercase().replace('_', "-");
+    if dashed != key && longs.contains(&dashed.as_str()) {
+        return format!("unknown key `{key}` (did you mean `{dashed}`?)");
+    }
+    format!("unknown key `{key}` (the keys are the flag names, as `--help` lists them)")
+}
+
+/// The command-line spelling of a TOML value: scalars as they read, arrays comma-separated.
+fn flag_value(value: &toml::Value) -> Result<String, &'static str> {
+    match value {
+        toml::Value::Array(items) => items
+            .iter()
+            .map(scalar)
+            .collect::<Option<Vec<_>>>()
+            .map(|items| items.join(","))
+            .ok_or("a list holds strings, numbers or booleans"),
+        other => scalar(other).ok_or("expected a string, a number, a boolean or a list"),
+    }
+}
+
+fn scalar(value: &toml::Value) -> Option<String> {
+    match value {
+        toml::Value::String(text) => Some(text.clone()),
+        toml::Value::Integer(number) => Some(number.to_string()),
+        toml::Value::Float(number) => Some(number.to_string()),
+        toml::Value::Boolean(flag) => Some(flag.to_string()),
+        toml::Value::Datetime(_) | toml::Value::Array(_) | toml::Value::Table(_) => None,
+    }
+}
+
+/// `[namespaces."/chat"]` tables, as the three namespace maps.
+fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Result<(), String> {
+    let toml::Value::Table(namespaces) = value else {
+        return Err("`namespaces` is a table of namespaces: [namespaces.\"/chat\"]".to_owned());
+    };
+    let mut public: Option<Vec<&str>> = None;
+    for (name, table) in namespaces {
+        let Some(namespace) = NAMESPACES.iter().find(|served| *served == name) else {
+            return Err(format!(
+                "namespace `{name}`: this server has {}",
+                NAMESPACES.join(" and ")
+            ));
+        };
+        let toml::Value::Table(table) = table else {
+            return Err(format!("`namespaces.\"{name}\"` is a table"));
+        };
+        for (field, value) in table {
+            let key = format!("namespaces.\"{name}\".{field}");
+            match (field.as_str(), value) {
+                ("public", toml::Value::Boolean(is_public)) => {
+                    let list = public.get_or_insert_with(Vec::new);
+                    if *is_public {
+                        list.push(namespace);
+                    }
+                }
+                ("rooms", toml::Value::String(policy)) => settings.push(FileSetting {
+                    long: "room-policy".to_owned(),
+                    value: format!("{namespace}={policy}"),
+                    key,
+                }),
+                ("relay-events", toml::Value::Array(_)) => {
+                    let events =
+                        flag_value(value).map_err(|expected| format!("`{key}`: {expected}"))?;
+                    settings.push(FileSetting {
+                        long: "relay-events".to_owned(),
+                        value: format!("{namespace}={events}"),
+                        key,
+                    });
+                }
+                ("public", _) => return Err(format!("`{key}`: expected true or false")),
+                ("rooms", _) => return Err(format!("`{key}`: expected \"claim\" or \"open\"")),
+                ("relay-events", _) => {
+                    return Err(format!("`{key}`: expected a list of event names"))
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown key `{key}` (a namespace has public, rooms and relay-events)"
+                    ))
+                }
+            }
+        }
+    }
+    if let Some(list) = public {
+        settings.push(FileSetting {
+            long: "public-namespaces".to_owned(),
+            value: if list.is_empty() {
+                "none".to_owned()
+            } else {
+                list.join(",")
+            },
+            key: "namespaces.*.public".to_owned(),
+        });
+    }
+    Ok(())
+}
+
+/// What each layer under the command line set, to say where a value came from.
+#[derive(Debug, Clone)]
+pub(crate) struct Layers<'a> {
+    /// The file, if one was read.
+    pub file: Option<&'a Path>,
+    /// The file's settings.
+    pub file_settings: &'a [FileSetting],
+    /// The variables passed: each argument's id and its variable.
+    pub variables: &'a [(String, String)],
+    /// The ids of the arguments the command line itself gives.
+    pub flags: &'a [String],
+}
+
+/// The effective configuration as a TOML file that reads back to the same settings: each
+/// setting with where it came from, secrets masked, the namespaces resolved.
+pub(crate) fn effective(
+    command: &clap::Command,
+    matches: &ArgMatches,
+    layers: &Layers<'_>,
+    namespaces: &Namespaces,
+) -> String {
+    let mut out = String::from(
+        "# The effective configuration: flags > environment > file > defaults.\n\
+         # Secrets are masked. This text is itself a valid configuration file.\n",
+    );
+    if let Some(file) = layers.file {
+        let _ = writeln!(out, "# File: {}", file.display());
+    }
+    out.push('\n');
+    let mut heading = None;
+    for arg in command.get_arguments() {
+        let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
+            continue;
+        };
+        if long == CONFIG_FLAG || NAMESPACE_FLAGS.contains(&long) || id == "help" {
+            continue;
+        }
+        if arg.get_help_heading() != heading {
+            heading = arg.get_help_heading();
+            let _ = writeln!(out, "\n# {}", heading.unwrap_or("Server"));
+        }
+        let value = matches
+            .get_raw(id)
+            .and_then(|mut values| values.next_back())
+            .map(|value| value.to_string_lossy().into_owned());
+        let Some(value) = value else {
+            let _ = writeln!(out, "# {long} = (not set)");
+            continue;
+        };
+        let origin = origin(matches, id, long, layers);
+        if arg.is_hide_env_values_set() {
+            let _ = writeln!(out, "{long} = \"********\"  # {origin}, masked");
+        } else {
+            let _ = writeln!(out, "{long} = {}  # {origin}", toml_value(&value));
+        }
+    }
+    for (name, settings) in [
+        ("/chat", &namespaces.chat),
+        ("/notifications", &namespaces.notifications),
+    ] {
+        let rooms = match settings.rooms {
+            RoomPolicy::Claim => "claim",
+            RoomPolicy::Open => "open",
+        };
+        let events: Vec<String> = settings.relay.iter().map(|event| quote(event)).collect();
+        let _ = write!(
+            out,
+            "\n[namespaces.\"{name}\"]\npublic = {}\nrooms = \"{rooms}\"\nrelay-events = [{}]\n",
+            settings.public,
+            events.join(", ")
+        );
+    }
+    out
+}
+
+/// Where the value of argument `id` (flag `long`) came from: the highest layer that set it.
+fn origin(matches: &ArgMatches, id: &str, long: &str, layers: &Layers<'_>) -> String {
+    if matches.value_source(id) != Some(ValueSource::CommandLine) {
+        return "default".to_owned();
+    }
+    if layers.flags.iter().any(|flag| flag == id) {
+        return "flag".to_owned();
+    }
+    if let Some((_, variable)) = layers.variables.iter().find(|(arg, _)| arg == id) {
+        return format!("variable {variable}");
+    }
+    match layers
+        .file_settings
+        .iter()
+        .rev()
+        .find(|setting| setting.long == long)
+    {
+        Some(setting) => format!("file, `{}`", setting.key),
+        None => "file".to_owned(),
+    }
+}
+
+/// `value` as a TOML value: a number or a boolean when it reads as one, else a string.
+fn toml_value(value: &str) -> String {
+    if value == "true" || value == "false" || value.parse::<i64>().is_ok() {
+        value.to_owned()
+    } else {
+        quote(value)
+    }
+}
+
+/// A TOML basic string. JSON's escapes are all valid in TOML.
+fn quote(value: &str) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "\"\"".to_owned())
+}
