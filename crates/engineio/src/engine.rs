@@ -133,6 +133,30 @@ impl<H: EngineHandler> Engine<H> {
         }
     }
 
+    /// Like [`Engine::close_all`], with the closes spread over `window`: new sessions are
+    /// refused at once, and each open session is closed at an instant drawn uniformly in the
+    /// window, so that its clients, reconnecting to other servers, arrive over the window
+    /// rather than all at once. Completes when the last close has started. A zero window
+    /// closes every session now.
+    pub async fn close_all_spread(&self, window: Duration) {
+        self.inner.admission().shut_down();
+        let start = tokio::time::Instant::now();
+        let mut closes: Vec<(Duration, Arc<Socket>)> = {
+            use rand::Rng as _;
+            let mut rng = rand::thread_rng();
+            self.sockets()
+                .into_iter()
+                .map(|socket| (window.mul_f64(rng.gen::<f64>()), socket))
+                .collect()
+        };
+        closes.sort_by_key(|(at, _)| *at);
+        // One timer for all: sessions are few per instant, and a task each would cost more.
+        for (at, socket) in closes {
+            tokio::time::sleep_until(start + at).await;
+            socket.close_with(CloseReason::ServerShutdown);
+        }
+    }
+
     /// Whether `path` is under the engine's path.
     pub fn matches(&self, path: &str) -> bool {
         path.starts_with(self.inner.config.path.as_str())

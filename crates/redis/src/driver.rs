@@ -423,6 +423,13 @@ impl Driver {
     }
 
     /// The connection for commands (NUMSUB, say).
+    /// Whether Redis answered on both links when last tried: the watcher tries each every
+    /// second, so an outage shows within about a second (up to the PING's timeout when Redis
+    /// stops answering without closing the connections).
+    pub(crate) fn is_reachable(&self) -> bool {
+        self.publish_state.is_up() && self.receive_state.is_up()
+    }
+
     pub(crate) fn commands(&self) -> Link {
         self.commands.clone()
     }
@@ -758,8 +765,11 @@ async fn watch(driver: Weak<Driver>) {
         let Some(driver) = driver.upgrade() else {
             return;
         };
-        if let Err(error) = ping(driver.commands.clone()).await {
-            driver.publish_state.failed(&error);
+        match ping(driver.commands.clone()).await {
+            // A publish marks the link's return too; without one, this does.
+            Ok(()) if !driver.publish_state.is_up() => driver.publish_state.recovered(),
+            Ok(()) => {}
+            Err(error) => driver.publish_state.failed(&error),
         }
         match ping(driver.subscriber.clone()).await {
             Ok(()) => {

@@ -133,6 +133,12 @@ impl RedisShardedCluster {
         })
     }
 
+    /// Whether Redis answered this server's links when last tried (each is checked every
+    /// second): what a readiness probe asks. Local delivery goes on either way.
+    pub fn is_reachable(&self) -> bool {
+        self.driver.is_reachable()
+    }
+
     /// The adapter factory to build the server with ([`switchyard::SocketIo::with_adapter`]).
     pub fn factory(&self) -> AdapterFactory {
         let cluster = self.clone();

@@ -188,6 +188,15 @@ impl RedisStreamsCluster {
         })
     }
 
+    /// Whether Redis answered this server's links when last tried (each is checked every
+    /// second): what a readiness probe asks. Local delivery goes on either way.
+    pub fn is_reachable(&self) -> bool {
+        self.inner.driver.is_reachable()
+            && lock(&self.inner.streams)
+                .values()
+                .all(|stream| stream.append_state.is_up() && stream.read_state.is_up())
+    }
+
     /// The adapter factory to build the server with ([`switchyard::SocketIo::with_adapter`]).
     pub fn factory(&self) -> AdapterFactory {
         let cluster = self.clone();

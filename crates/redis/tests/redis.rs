@@ -461,6 +461,8 @@ impl Backend {
 struct Node {
     io: SocketIo,
     port: u16,
+    /// The cluster handle's readiness answer.
+    reachable: Box<dyn Fn() -> bool + Send + Sync>,
     serving: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
@@ -504,7 +506,8 @@ fn logs() {
 async fn node(url: &str, name: &'static str, flavour: Flavour) -> Node {
     logs();
     let requests_timeout = Duration::from_secs(3);
-    let (factory, recovery) = match flavour {
+    let (factory, recovery, reachable): (_, _, Box<dyn Fn() -> bool + Send + Sync>) = match flavour
+    {
         Flavour::Classic => {
             let config = RedisAdapterConfig {
                 requests_timeout,
@@ -513,7 +516,8 @@ async fn node(url: &str, name: &'static str, flavour: Flavour) -> Node {
             let cluster = RedisCluster::connect(url, config)
                 .await
                 .expect("connect to redis");
-            (cluster.factory(), None)
+            let factory = cluster.factory();
+            (factory, None, Box::new(move || cluster.is_reachable()))
         }
         Flavour::Streams => {
             let config = RedisStreamsConfig {
@@ -528,7 +532,12 @@ async fn node(url: &str, name: &'static str, flavour: Flavour) -> Node {
                 skip_middlewares: true,
                 ..RecoveryConfig::default()
             };
-            (cluster.factory(), Some(recovery))
+            let factory = cluster.factory();
+            (
+                factory,
+                Some(recovery),
+                Box::new(move || cluster.is_reachable()),
+            )
         }
         Flavour::Sharded => {
             let config = RedisShardedConfig {
@@ -538,7 +547,8 @@ async fn node(url: &str, name: &'static str, flavour: Flavour) -> Node {
             let cluster = RedisShardedCluster::connect(&[url.to_owned()], config)
                 .await
                 .expect("connect to the redis cluster");
-            (cluster.factory(), None)
+            let factory = cluster.factory();
+            (factory, None, Box::new(move || cluster.is_reachable()))
         }
     };
     let config = SocketIoConfig {
@@ -572,7 +582,12 @@ async fn node(url: &str, name: &'static str, flavour: Flavour) -> Node {
         .expect("bind");
     let port = listener.local_addr().expect("address").port();
     let serving = tokio::spawn(io.clone().serve(listener));
-    Node { io, port, serving }
+    Node {
+        io,
+        port,
+        reachable,
+        serving,
+    }
 }
 
 /// Nodes `names` on one Redis, each once it sees all the others subscribed.
@@ -926,8 +941,14 @@ async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself(flavour: Flavou
     let nodes = cluster(&redis.url(), &["a", "b"], flavour).await;
     let mut c0 = Client::connect(nodes[0].port).await;
     let mut c1 = Client::connect(nodes[1].port).await;
+    assert!(nodes.iter().all(|node| (node.reachable)()));
 
     redis.stop().await;
+    // Readiness probes see the outage.
+    wait_until("the nodes see Redis unreachable", || {
+        nodes.iter().all(|node| !(node.reachable)())
+    })
+    .await;
     // Local clients keep being served while Redis is away.
     for n in 0..20 {
         nodes[0].io.of("/").emit("during", n).expect("emit");
@@ -977,6 +998,10 @@ async fn a_redis_outage_keeps_local_delivery_and_heals_by_itself(flavour: Flavou
         "cross-node delivery resumed {:?} after Redis came back",
         healed.elapsed()
     );
+    wait_until("the nodes see Redis reachable again", || {
+        nodes.iter().all(|node| (node.reachable)())
+    })
+    .await;
     assert!(c0.socket.connected() && c1.socket.connected());
 
     // An idle restart: once both servers are subscribed again, the very first broadcast

@@ -84,10 +84,16 @@ pub(crate) struct Config {
     #[arg(long = "cors-origins", env = "CORS_ORIGINS", value_name = "LIST", value_parser = parse_cors)]
     pub cors: Option<Cors>,
 
-    /// On SIGINT or SIGTERM, how long to wait for connections to close, in milliseconds (0:
-    /// do not wait).
+    /// On SIGINT or SIGTERM, how long to wait for connections to close after the drain
+    /// window, in milliseconds (0: do not wait).
     #[arg(long = "drain-timeout-ms", env = "DRAIN_TIMEOUT_MS", value_name = "MS", default_value = "3000", value_parser = parse_millis_or_zero)]
     pub drain_timeout: Duration,
+
+    /// On SIGINT or SIGTERM, the window over which connections are closed, each at a random
+    /// instant, in milliseconds, so that the clients reconnecting to other servers do not all
+    /// arrive at once (0: all at once).
+    #[arg(long = "drain-window-ms", env = "DRAIN_WINDOW_MS", value_name = "MS", default_value = "0", value_parser = parse_millis_or_zero)]
+    pub drain_window: Duration,
 
     /// Connection state recovery: how long the session of a client whose connection broke
     /// (socket id, rooms, the messages it misses) is kept for it to resume, in milliseconds
@@ -1179,6 +1185,7 @@ mod tests {
         assert_eq!(config.ping_timeout, Duration::from_secs(20));
         assert_eq!(config.max_payload, 1_000_000);
         assert_eq!(config.drain_timeout, Duration::from_secs(3));
+        assert_eq!(config.drain_window, Duration::ZERO);
         assert_eq!(
             config.recovery,
             Duration::ZERO,
@@ -1286,6 +1293,7 @@ mod tests {
         ("PING_INTERVAL_MS", "1500"),
         ("PING_TIMEOUT_MS", "700"),
         ("DRAIN_TIMEOUT_MS", "0"),
+        ("DRAIN_WINDOW_MS", "20000"),
         ("RECOVERY_MS", "90000"),
         ("MAX_PAYLOAD", "4096"),
         ("CORS_ORIGINS", "https://a.example, http://localhost:5173"),
@@ -1332,6 +1340,7 @@ mod tests {
         assert_eq!(config.ping_interval, Duration::from_millis(1500));
         assert_eq!(config.ping_timeout, Duration::from_millis(700));
         assert_eq!(config.drain_timeout, Duration::ZERO);
+        assert_eq!(config.drain_window, Duration::from_secs(20));
         assert_eq!(config.recovery, Duration::from_secs(90));
         assert_eq!(config.max_payload, 4096);
         assert_eq!(

@@ -8,6 +8,7 @@
 mod chat;
 mod config;
 mod config_file;
+mod health;
 mod identity;
 mod input;
 mod mint;
@@ -18,6 +19,7 @@ mod web;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -212,8 +214,11 @@ fn socket_io(config: &Config, adapter: Option<AdapterFactory>) -> anyhow::Result
     Ok(io)
 }
 
-/// The cluster's adapters, when a Redis server is configured.
-async fn cluster(config: &Config) -> anyhow::Result<Option<AdapterFactory>> {
+/// Whether the cluster's backend answers, for `/readyz`.
+type Reachable = Box<dyn Fn() -> bool + Send + Sync>;
+
+/// The cluster's adapters and their reachability, when a Redis server is configured.
+async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reachable)>> {
     let Some(url) = &config.redis_url else {
         return Ok(None);
     };
@@ -232,7 +237,8 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<AdapterFactory>> {
             if !config.recovery.is_zero() {
                 warn!("with the redis adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
             }
-            Ok(Some(cluster.factory()))
+            let factory = cluster.factory();
+            Ok(Some((factory, Box::new(move || cluster.is_reachable()))))
         }
         AdapterKind::RedisStreams => {
             let options = RedisStreamsConfig {
@@ -245,7 +251,8 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<AdapterFactory>> {
                 .await
                 .with_context(unreachable)?;
             info!(adapter = "redis-streams", prefix = %config.redis_prefix, stream, "clustered on Redis");
-            Ok(Some(cluster.factory()))
+            let factory = cluster.factory();
+            Ok(Some((factory, Box::new(move || cluster.is_reachable()))))
         }
         AdapterKind::RedisSharded => {
             let options = RedisShardedConfig {
@@ -266,14 +273,16 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<AdapterFactory>> {
             if !config.recovery.is_zero() {
                 warn!("with the redis-sharded adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
             }
-            Ok(Some(cluster.factory()))
+            let factory = cluster.factory();
+            Ok(Some((factory, Box::new(move || cluster.is_reachable()))))
         }
     }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let adapter = cluster(&config).await?;
+    let (adapter, reachable) = cluster(&config).await?.unzip();
     let io = socket_io(&config, adapter)?;
+    let readiness = Arc::new(health::Readiness::new(reachable));
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
@@ -294,28 +303,32 @@ async fn run(config: Config) -> anyhow::Result<()> {
         limits = ?config.limits,
         "started"
     );
-    let service = io.layer().layer(web::StaticFiles);
+    let service = io
+        .layer()
+        .layer(health::Health::new(web::StaticFiles, readiness.clone()));
+    let shutdown = async {
+        shutdown_signal().await;
+        readiness.start_draining();
+    };
     let serve_config = ServeConfig {
         write_timeout: config.limits.write_timeout,
         ..ServeConfig::default()
     };
     match tls {
-        Some(acceptor) => {
-            tls::serve_tls(listener, acceptor, service, shutdown_signal(), serve_config).await
-        }
+        Some(acceptor) => tls::serve_tls(listener, acceptor, service, shutdown, serve_config).await,
         None => {
             let plain = |stream: TcpStream, _| std::future::ready(Some(stream));
-            serve_service_with_config(listener, plain, service, shutdown_signal(), serve_config)
-                .await
+            serve_service_with_config(listener, plain, service, shutdown, serve_config).await
         }
     }
 
     info!(
         sessions = io.engine().session_count(),
+        drain_window_ms = config.drain_window.as_millis() as u64,
         drain_timeout_ms = config.drain_timeout.as_millis() as u64,
         "shutting down: closing every connection"
     );
-    let left = io.shutdown(config.drain_timeout).await;
+    let left = io.drain(config.drain_window, config.drain_timeout).await;
     if left > 0 {
         warn!(left, "sessions still open after the drain timeout");
     }

@@ -1,12 +1,12 @@
 //! The binary with a configuration file: `check-config` on the committed example, on its own
 //! output, on bad files; and the server started from a file.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+mod common;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_switchyard");
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::BINARY;
 
 /// The example file at the workspace root.
 fn example() -> PathBuf {
@@ -100,29 +100,12 @@ fn check_config_refuses_bad_files() {
 #[test]
 fn the_server_runs_on_the_files_settings() {
     let file = TempFile::new("run.toml", "port = 0\nhost = \"127.0.0.1\"\n");
-    let mut child = Command::new(BINARY)
-        .args(["--config", file.0.to_str().expect("path")])
-        .env_clear()
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the server");
-    let stdout = child.stdout.take().expect("stdout");
-    // The startup line, read on a thread so that a silent server cannot hang the test.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(30));
-    let _ = child.kill();
-    let _ = child.wait();
-    let line = line.expect("the server starts within 30 s");
+    let server = common::start(&["--config", file.0.to_str().expect("path")], &[]);
     assert!(
-        line.starts_with("Switchyard listening on http://127.0.0.1:"),
-        "{line}"
+        server.url.starts_with("http://127.0.0.1:"),
+        "{}",
+        server.url
     );
     // Port 0 from the file: a port was picked.
-    assert!(!line.trim_end().ends_with(":0"), "{line}");
+    assert!(!server.url.ends_with(":0"), "{}", server.url);
 }

@@ -338,7 +338,18 @@ impl SocketIo {
     /// has passed, and stops the namespaces' adapters; returns how many connections were still
     /// open.
     pub async fn shutdown(&self, drain: std::time::Duration) -> usize {
-        self.close();
+        self.drain(std::time::Duration::ZERO, drain).await
+    }
+
+    /// Closes like [`SocketIo::close`], spread over `window` (see
+    /// [`Engine::close_all_spread`](switchyard_engineio::Engine::close_all_spread)): clients
+    /// see their transport close and reconnect, to other servers with a load balancer in
+    /// front, over the window rather than at once; with connection state recovery on, their
+    /// sessions stay recoverable (on another server with an adapter that shares them). Then
+    /// waits until every connection has ended or `drain` more has passed, stops the
+    /// namespaces' adapters, and returns how many connections were still open.
+    pub async fn drain(&self, window: std::time::Duration, drain: std::time::Duration) -> usize {
+        self.engine.close_all_spread(window).await;
         let deadline = tokio::time::Instant::now() + drain;
         while self.engine.session_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;

@@ -1,0 +1,245 @@
+//! `/healthz` and `/readyz`, in front of the page's service.
+//!
+//! `/healthz` answers 200 while the process serves HTTP (liveness). `/readyz` answers 200 when
+//! the server should get new clients: it is not draining and, when clustered, Redis answered
+//! its links' last check; otherwise 503, with the reasons. Both answer JSON, to `GET` and
+//! `HEAD`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use serde_json::json;
+use tower_service::Service;
+
+/// What `/readyz` looks at.
+#[derive(Default)]
+pub(crate) struct Readiness {
+    draining: AtomicBool,
+    /// Whether the cluster's backend answers, when clustered.
+    cluster: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+}
+
+impl Readiness {
+    /// Readiness for a server on `cluster`'s reachability, if clustered.
+    pub(crate) fn new(cluster: Option<Box<dyn Fn() -> bool + Send + Sync>>) -> Readiness {
+        Readiness {
+            draining: AtomicBool::new(false),
+            cluster,
+        }
+    }
+
+    /// From now on, not ready: the server is draining.
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::Release);
+    }
+
+    /// Why the server should not get new clients now; empty when it is ready.
+    fn reasons(&self) -> Vec<&'static str> {
+        let mut reasons = Vec::new();
+        if self.draining.load(Ordering::Acquire) {
+            reasons.push("draining");
+        }
+        if self.cluster.as_ref().is_some_and(|reachable| !reachable()) {
+            reasons.push("redis unreachable");
+        }
+        reasons
+    }
+}
+
+/// Answers `/healthz` and `/readyz`, and hands everything else to `inner`.
+#[derive(Clone)]
+pub(crate) struct Health<S> {
+    inner: S,
+    readiness: Arc<Readiness>,
+}
+
+impl<S> Health<S> {
+    pub(crate) fn new(inner: S, readiness: Arc<Readiness>) -> Health<S> {
+        Health { inner, readiness }
+    }
+
+    /// The answer to `method` on a health path, `None` for other paths.
+    fn respond(&self, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
+        let (status, body) = match path {
+            "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
+            "/readyz" => {
+                let reasons = self.readiness.reasons();
+                if reasons.is_empty() {
+                    (StatusCode::OK, json!({ "status": "ready" }))
+                } else {
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        json!({ "status": "not ready", "reasons": reasons }),
+                    )
+                }
+            }
+            _ => return None,
+        };
+        let (status, body) = if method == Method::GET || method == Method::HEAD {
+            (status, body)
+        } else {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                json!({ "error": "method not allowed", "allowed": ["GET", "HEAD"] }),
+            )
+        };
+        let text = Bytes::from(body.to_string());
+        let length = text.len();
+        let mut response = Response::new(Full::new(if method == Method::HEAD {
+            Bytes::new()
+        } else {
+            text
+        }));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        }
+        Some(response)
+    }
+}
+
+impl<S, B> Service<Request<B>> for Health<S>
+where
+    S: Service<Request<B>, Response = Response<Full<Bytes>>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Full<Bytes>>;
+    type Error = S::Error;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Self::Response, S::Error>>,
+        S::Future,
+    >;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        match self.respond(request.method(), request.uri().path()) {
+            Some(response) => futures_util::future::Either::Left(std::future::ready(Ok(response))),
+            None => futures_util::future::Either::Right(self.inner.call(request)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicBool;
+
+    use http_body_util::BodyExt;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::web::StaticFiles;
+
+    async fn get(
+        service: &mut Health<StaticFiles>,
+        method: Method,
+        uri: &str,
+    ) -> (StatusCode, Value) {
+        let request = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .unwrap_or_else(|error| panic!("request {uri}: {error}"));
+        let response = match service.call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let body = match body.collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(never) => match never {},
+        };
+        let value = if body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&body)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&body).into_owned()))
+        };
+        (parts.status, value)
+    }
+
+    #[tokio::test]
+    async fn health_and_readiness_follow_the_draining_flag_and_the_cluster() {
+        let reachable = Arc::new(AtomicBool::new(true));
+        let probe = reachable.clone();
+        let readiness = Arc::new(Readiness::new(Some(Box::new(move || {
+            probe.load(Ordering::Acquire)
+        }))));
+        let mut service = Health::new(StaticFiles, readiness.clone());
+        assert_eq!(
+            get(&mut service, Method::GET, "/healthz").await,
+            (StatusCode::OK, json!({ "status": "ok" }))
+        );
+        assert_eq!(
+            get(&mut service, Method::GET, "/readyz").await,
+            (StatusCode::OK, json!({ "status": "ready" }))
+        );
+        reachable.store(false, Ordering::Release);
+        assert_eq!(
+            get(&mut service, Method::GET, "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "not ready", "reasons": ["redis unreachable"] })
+            )
+        );
+        readiness.start_draining();
+        assert_eq!(
+            get(&mut service, Method::GET, "/readyz?verbose").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "not ready", "reasons": ["draining", "redis unreachable"] })
+            )
+        );
+        // Liveness does not depend on readiness.
+        assert_eq!(
+            get(&mut service, Method::GET, "/healthz").await.0,
+            StatusCode::OK
+        );
+        assert_eq!(
+            get(&mut service, Method::HEAD, "/healthz").await,
+            (StatusCode::OK, Value::Null)
+        );
+        assert_eq!(
+            get(&mut service, Method::POST, "/healthz").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
+        // Other paths go to the page's service.
+        assert_eq!(
+            get(&mut service, Method::GET, "/nowhere").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(get(&mut service, Method::GET, "/").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn a_single_server_is_ready_until_it_drains() {
+        let readiness = Arc::new(Readiness::default());
+        let mut service = Health::new(StaticFiles, readiness.clone());
+        assert_eq!(
+            get(&mut service, Method::GET, "/readyz").await.0,
+            StatusCode::OK
+        );
+        readiness.start_draining();
+        assert_eq!(
+            get(&mut service, Method::GET, "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "not ready", "reasons": ["draining"] })
+            )
+        );
+    }
+}

@@ -1,0 +1,72 @@
+//! The binary's operations endpoints and its drain on SIGTERM.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// `GET path` on the server at `url`: the status code and the body.
+fn get(url: &str, path: &str) -> (u16, String) {
+    let address = url.strip_prefix("http://").expect("an http URL");
+    let mut stream = TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read");
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+#[test]
+fn health_and_readiness_answer_json() {
+    let server = common::start(&["--port", "0"], &[]);
+    assert_eq!(
+        get(&server.url, "/healthz"),
+        (200, r#"{"status":"ok"}"#.to_owned())
+    );
+    assert_eq!(
+        get(&server.url, "/readyz"),
+        (200, r#"{"status":"ready"}"#.to_owned())
+    );
+}
+
+#[test]
+fn sigterm_drains_and_exits() {
+    let mut server = common::start(
+        &["--port", "0"],
+        &[("DRAIN_WINDOW_MS", "500"), ("DRAIN_TIMEOUT_MS", "5000")],
+    );
+    // An open connection (a polling handshake) for the drain to close.
+    let (status, _) = get(&server.url, "/socket.io/?EIO=4&transport=polling");
+    assert_eq!(status, 200);
+    let terminated = Command::new("kill")
+        .args(["-TERM", &server.child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(terminated.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = server.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the server did not exit");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status:?}");
+}
