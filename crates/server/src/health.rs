@@ -138,7 +138,6 @@ where
 mod tests {
     use std::sync::atomic::AtomicBool;
 
-    use http_body_util::BodyExt;
     use serde_json::Value;
 
     use super::*;
@@ -149,27 +148,14 @@ mod tests {
         method: Method,
         uri: &str,
     ) -> (StatusCode, Value) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .unwrap_or_else(|error| panic!("request {uri}: {error}"));
-        let response = match service.call(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        let (parts, body) = response.into_parts();
-        let body = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(never) => match never {},
-        };
+        let (status, _, body) = crate::web::call(service, method, uri).await;
         let value = if body.is_empty() {
             Value::Null
         } else {
             serde_json::from_slice(&body)
-                .unwrap_or(Value::String(String::from_utf8_lossy(&body).into_owned()))
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
         };
-        (parts.status, value)
+        (status, value)
     }
 
     #[tokio::test]

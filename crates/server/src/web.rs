@@ -124,28 +124,41 @@ impl<B> Service<Request<B>> for StaticFiles {
     }
 }
 
+/// Sends `method uri` to `service`: the status, headers and body of its answer.
 #[cfg(test)]
-mod tests {
+pub(crate) async fn call<S>(
+    service: &mut S,
+    method: Method,
+    uri: &str,
+) -> (StatusCode, http::HeaderMap, Bytes)
+where
+    S: Service<Request<()>, Response = Response<Full<Bytes>>, Error = Infallible>,
+{
     use http_body_util::BodyExt;
 
+    let request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .body(())
+        .unwrap_or_else(|error| panic!("request {uri}: {error}"));
+    let response = match service.call(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    (parts.status, parts.headers, body)
+}
+
+#[cfg(test)]
+mod tests {
     use super::*;
 
     async fn get(method: Method, uri: &str) -> (StatusCode, http::HeaderMap, Bytes) {
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .unwrap_or_else(|error| panic!("request {uri}: {error}"));
-        let response = match StaticFiles.call(request).await {
-            Ok(response) => response,
-            Err(never) => match never {},
-        };
-        let (parts, body) = response.into_parts();
-        let body = match body.collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(never) => match never {},
-        };
-        (parts.status, parts.headers, body)
+        call(&mut StaticFiles, method, uri).await
     }
 
     #[tokio::test]
