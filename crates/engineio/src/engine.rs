@@ -17,6 +17,7 @@ use tracing::{debug, warn};
 use crate::config::EngineConfig;
 use crate::limits::{self, address_key, Admission, AdmissionStats, Refusal, Slot};
 use crate::log::LogBudget;
+use crate::metrics::{Counters, EngineMetrics};
 use crate::query::EngineQuery;
 use crate::socket::{RequestInfo, Socket};
 use crate::{polling, ws};
@@ -65,6 +66,7 @@ pub(crate) struct EngineInner<H: EngineHandler> {
     admission: Arc<Mutex<Admission>>,
     /// Log lines about refused requests, which belong to no session.
     refusal_log: LogBudget,
+    pub(crate) counters: Counters,
 }
 
 /// Live sessions by sid.
@@ -89,6 +91,7 @@ impl<H: EngineHandler> Engine<H> {
                 sessions: Mutex::new(HashMap::new()),
                 admission: Arc::default(),
                 refusal_log: LogBudget::new(REFUSAL_LOG_LINES, REFUSAL_LOG_WINDOW),
+                counters: Counters::default(),
             }),
         }
     }
@@ -112,6 +115,18 @@ impl<H: EngineHandler> Engine<H> {
     /// addresses they come from. With no session open, every count is zero.
     pub fn admission_stats(&self) -> AdmissionStats {
         self.inner.admission().stats()
+    }
+
+    /// What the engine has counted, and its open sessions by transport.
+    pub fn metrics(&self) -> EngineMetrics {
+        let (mut polling, mut websocket) = (0, 0);
+        for entry in self.inner.sessions().values() {
+            match entry.socket.transport() {
+                TransportKind::WebSocket => websocket += 1,
+                _ => polling += 1,
+            }
+        }
+        self.inner.counters.snapshot(polling, websocket)
     }
 
     /// The open sessions.
@@ -367,6 +382,11 @@ impl<H: EngineHandler> EngineInner<H> {
             slot: Mutex::new(Some(slot)),
         });
         self.sessions().insert(sid, entry.clone());
+        self.counters.handshake();
+        if transport == TransportKind::Polling {
+            // The handshake's answer; a WebSocket writes its open packet with the others.
+            self.counters.sent(1, open.len());
+        }
         debug!(
             sid = entry.socket.sid(),
             transport = transport.as_str(),
@@ -393,6 +413,7 @@ impl<H: EngineHandler> EngineInner<H> {
         headers: &HeaderMap,
         upgrade: bool,
     ) -> Response<Full<Bytes>> {
+        self.counters.refused(refusal);
         if upgrade {
             return plain(refusal.status(), refusal.to_string(), "text/plain");
         }

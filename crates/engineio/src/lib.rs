@@ -54,6 +54,7 @@ mod engine;
 mod io;
 mod limits;
 mod log;
+mod metrics;
 mod polling;
 mod query;
 mod server;
@@ -65,6 +66,7 @@ pub use config::{AllowRequest, EngineConfig};
 pub use cors::{AllowedOrigins, CorsConfig};
 pub use engine::{BoxError, Engine, EngineHandler, RemoteAddr};
 pub use limits::{address_key, AdmissionStats, Limits, Rate, Refusal, TokenBucket};
+pub use metrics::EngineMetrics;
 pub use server::{
     serve, serve_service, serve_service_with, serve_service_with_config, serve_with_shutdown,
     HttpService, ResponseBody, ServeConfig,

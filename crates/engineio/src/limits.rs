@@ -118,6 +118,28 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every kind of refusal.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::TooManySessions,
+        Refusal::TooManySessionsFromAddress,
+        Refusal::HandshakeRate,
+        Refusal::OriginNotAllowed,
+        Refusal::ShuttingDown,
+        Refusal::HeadersTooLarge,
+    ];
+
+    /// A short name for the kind, for logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Refusal::TooManySessions => "max_connections",
+            Refusal::TooManySessionsFromAddress => "max_connections_per_ip",
+            Refusal::HandshakeRate => "handshake_rate",
+            Refusal::OriginNotAllowed => "origin_not_allowed",
+            Refusal::ShuttingDown => "shutting_down",
+            Refusal::HeadersTooLarge => "headers_too_large",
+        }
+    }
+
     /// The HTTP status of the refusal.
     pub fn status(self) -> StatusCode {
         match self {

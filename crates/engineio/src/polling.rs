@@ -96,6 +96,9 @@ pub(crate) async fn get<H: EngineHandler>(
         });
         if let Some(body) = payload {
             guard.answered = true;
+            // Packets of a payload are separated by 0x1e, which no packet holds.
+            let packets = body.iter().filter(|byte| **byte == 0x1e).count() + 1;
+            inner.counters.sent(packets as u64, body.len());
             inner.dispatch(entry, events);
             return plain(StatusCode::OK, body, "text/plain; charset=UTF-8");
         }
@@ -219,6 +222,7 @@ where
     };
     match decode_payload(&body, max_payload) {
         Ok(packets) => {
+            inner.counters.received(packets.len() as u64, body.len());
             // One packet at a time, each handed to the application before the next is
             // handled: once the application closes the session (on a bad packet, say), the
             // rest of the body is dropped, not delivered one by one to a closing session.

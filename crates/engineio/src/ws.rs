@@ -208,6 +208,8 @@ async fn run<H: EngineHandler>(
         });
         inner.dispatch(&entry, events);
         if !outgoing.is_empty() {
+            let bytes = outgoing.iter().map(Frame::len).sum();
+            inner.counters.sent(outgoing.len() as u64, bytes);
             if let Err(reason) = write_all(&entry, &mut ws, &mut outgoing, write_limit).await {
                 break Some(reason);
             }
@@ -328,6 +330,11 @@ async fn receive<H: EngineHandler>(
     ws: &mut Stream,
     received: Option<Result<tungstenite::Message, tungstenite::Error>>,
 ) -> Option<CloseReason> {
+    if let Some(Ok(tungstenite::Message::Text(text))) = &received {
+        inner.counters.received(1, text.len());
+    } else if let Some(Ok(tungstenite::Message::Binary(data))) = &received {
+        inner.counters.received(1, data.len());
+    }
     let packet = match received {
         Some(Ok(tungstenite::Message::Text(text))) => match Packet::decode_text(text.as_str()) {
             Ok(packet) => packet,

@@ -89,6 +89,12 @@ pub(crate) struct Config {
     #[arg(long = "drain-timeout-ms", env = "DRAIN_TIMEOUT_MS", value_name = "MS", default_value = "3000", value_parser = parse_millis_or_zero)]
     pub drain_timeout: Duration,
 
+    /// Serve the server's metrics at /metrics (Prometheus text format). They tell anyone who
+    /// can reach the port how busy the server is: keep the path away from the public at the
+    /// proxy, or turn it off.
+    #[arg(long, env = "METRICS", value_name = "BOOL", action = ArgAction::Set, default_value = "true", value_parser = parse_bool)]
+    pub metrics: bool,
+
     /// On SIGINT or SIGTERM, the window over which connections are closed, each at a random
     /// instant, in milliseconds, so that the clients reconnecting to other servers do not all
     /// arrive at once (0: all at once).
@@ -1186,6 +1192,7 @@ mod tests {
         assert_eq!(config.max_payload, 1_000_000);
         assert_eq!(config.drain_timeout, Duration::from_secs(3));
         assert_eq!(config.drain_window, Duration::ZERO);
+        assert!(config.metrics);
         assert_eq!(
             config.recovery,
             Duration::ZERO,
@@ -1294,6 +1301,7 @@ mod tests {
         ("PING_TIMEOUT_MS", "700"),
         ("DRAIN_TIMEOUT_MS", "0"),
         ("DRAIN_WINDOW_MS", "20000"),
+        ("METRICS", "false"),
         ("RECOVERY_MS", "90000"),
         ("MAX_PAYLOAD", "4096"),
         ("CORS_ORIGINS", "https://a.example, http://localhost:5173"),
@@ -1341,6 +1349,7 @@ mod tests {
         assert_eq!(config.ping_timeout, Duration::from_millis(700));
         assert_eq!(config.drain_timeout, Duration::ZERO);
         assert_eq!(config.drain_window, Duration::from_secs(20));
+        assert!(!config.metrics);
         assert_eq!(config.recovery, Duration::from_secs(90));
         assert_eq!(config.max_payload, 4096);
         assert_eq!(

@@ -1,9 +1,9 @@
-//! `/healthz` and `/readyz`, in front of the page's service.
+//! `/healthz`, `/readyz` and `/metrics`, in front of the page's service.
 //!
 //! `/healthz` answers 200 while the process serves HTTP (liveness). `/readyz` answers 200 when
 //! the server should get new clients: it is not draining and, when clustered, Redis answered
 //! its links' last check; otherwise 503, with the reasons. Both answer JSON, to `GET` and
-//! `HEAD`.
+//! `HEAD`. `/metrics`, when on, answers the Prometheus text format (see [`crate::metrics`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -15,6 +15,8 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use serde_json::json;
 use tower_service::Service;
+
+use crate::metrics::{Exporter, CONTENT_TYPE};
 
 /// What `/readyz` looks at.
 #[derive(Default)]
@@ -56,58 +58,86 @@ impl Readiness {
 pub(crate) struct Health<S> {
     inner: S,
     readiness: Arc<Readiness>,
+    metrics: Option<Arc<Exporter>>,
 }
 
 impl<S> Health<S> {
     pub(crate) fn new(inner: S, readiness: Arc<Readiness>) -> Health<S> {
-        Health { inner, readiness }
+        Health {
+            inner,
+            readiness,
+            metrics: None,
+        }
     }
 
-    /// The answer to `method` on a health path, `None` for other paths.
+    /// Serves `/metrics` from `exporter`.
+    pub(crate) fn with_metrics(mut self, exporter: Arc<Exporter>) -> Health<S> {
+        self.metrics = Some(exporter);
+        self
+    }
+
+    /// The answer to `method` on one of these paths, `None` for other paths (and for
+    /// `/metrics` when it is off).
     fn respond(&self, method: &Method, path: &str) -> Option<Response<Full<Bytes>>> {
-        let (status, body) = match path {
-            "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
-            "/readyz" => {
-                let reasons = self.readiness.reasons();
-                if reasons.is_empty() {
-                    (StatusCode::OK, json!({ "status": "ready" }))
-                } else {
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        json!({ "status": "not ready", "reasons": reasons }),
-                    )
-                }
-            }
+        let exporter = match path {
+            "/metrics" => Some(self.metrics.as_ref()?),
+            "/healthz" | "/readyz" => None,
             _ => return None,
         };
-        let (status, body) = if method == Method::GET || method == Method::HEAD {
-            (status, body)
-        } else {
-            (
+        if method != Method::GET && method != Method::HEAD {
+            let body = json!({ "error": "method not allowed", "allowed": ["GET", "HEAD"] });
+            return Some(answer(
+                method,
                 StatusCode::METHOD_NOT_ALLOWED,
-                json!({ "error": "method not allowed", "allowed": ["GET", "HEAD"] }),
-            )
-        };
-        let text = Bytes::from(body.to_string());
-        let length = text.len();
-        let mut response = Response::new(Full::new(if method == Method::HEAD {
-            Bytes::new()
-        } else {
-            text
-        }));
-        *response.status_mut() = status;
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        if status == StatusCode::METHOD_NOT_ALLOWED {
-            headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+                JSON,
+                body.to_string(),
+            ));
         }
-        Some(response)
+        if let Some(exporter) = exporter {
+            return Some(answer(
+                method,
+                StatusCode::OK,
+                CONTENT_TYPE,
+                exporter.render(),
+            ));
+        }
+        let (status, body) = match self.readiness.reasons() {
+            _ if path == "/healthz" => (StatusCode::OK, json!({ "status": "ok" })),
+            reasons if reasons.is_empty() => (StatusCode::OK, json!({ "status": "ready" })),
+            reasons => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({ "status": "not ready", "reasons": reasons }),
+            ),
+        };
+        Some(answer(method, status, JSON, body.to_string()))
     }
+}
+
+const JSON: &str = "application/json";
+
+/// A response of `status` with `text`, or just its headers to a `HEAD`; never cached.
+fn answer(
+    method: &Method,
+    status: StatusCode,
+    content_type: &'static str,
+    text: String,
+) -> Response<Full<Bytes>> {
+    let length = text.len();
+    let body = if method == Method::HEAD {
+        Bytes::new()
+    } else {
+        Bytes::from(text)
+    };
+    let mut response = Response::new(Full::new(body));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if status == StatusCode::METHOD_NOT_ALLOWED {
+        headers.insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+    }
+    response
 }
 
 impl<S, B> Service<Request<B>> for Health<S>
@@ -209,6 +239,40 @@ mod tests {
             StatusCode::NOT_FOUND
         );
         assert_eq!(get(&mut service, Method::GET, "/").await.0, StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn metrics_are_served_when_on() {
+        let io = switchyard::SocketIo::new(switchyard::SocketIoConfig::default());
+        let readiness = Arc::new(Readiness::default());
+        let mut off = Health::new(StaticFiles, readiness.clone());
+        assert_eq!(
+            get(&mut off, Method::GET, "/metrics").await.0,
+            StatusCode::NOT_FOUND
+        );
+        let mut on = Health::new(StaticFiles, readiness)
+            .with_metrics(Arc::new(crate::metrics::Exporter::new(io)));
+        let (status, headers, body) = crate::web::call(&mut on, Method::GET, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
+            Some(CONTENT_TYPE)
+        );
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            text.contains("switchyard_sockets{namespace=\"/\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE switchyard_handshakes_total counter"),
+            "{text}"
+        );
+        assert_eq!(
+            get(&mut on, Method::POST, "/metrics").await.0,
+            StatusCode::METHOD_NOT_ALLOWED
+        );
     }
 
     #[tokio::test]

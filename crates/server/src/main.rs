@@ -11,6 +11,7 @@ mod config_file;
 mod health;
 mod identity;
 mod input;
+mod metrics;
 mod mint;
 mod notifications;
 mod rooms;
@@ -303,9 +304,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
         limits = ?config.limits,
         "started"
     );
-    let service = io
-        .layer()
-        .layer(health::Health::new(web::StaticFiles, readiness.clone()));
+    let mut operations = health::Health::new(web::StaticFiles, readiness.clone());
+    if config.metrics {
+        operations = operations.with_metrics(Arc::new(metrics::Exporter::new(io.clone())));
+    }
+    let service = io.layer().layer(operations);
     let shutdown = async {
         shutdown_signal().await;
         readiness.start_draining();

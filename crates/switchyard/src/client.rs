@@ -13,6 +13,7 @@ use crate::adapter::AttachSession;
 use crate::encode::send_to;
 use crate::handler::run_inline;
 use crate::limits::{EventBucket, RateVerdict};
+use crate::metrics::LimitRefusal;
 use crate::server::{Joining, ServerInner};
 use crate::socket::{DisconnectReason, Socket};
 use crate::Namespace;
@@ -146,6 +147,7 @@ impl Client {
     }
 
     fn refuse_auth_size(&self, nsp: String, size: usize, max: usize) {
+        self.server.counters.refused(LimitRefusal::AuthBytes);
         warn!(
             sid = self.engine.sid(),
             nsp, size, max, "CONNECT payload over the auth limit; refused"
@@ -186,6 +188,7 @@ impl Client {
                 Some(socket),
             ) => {
                 // The decoder checked the first item is a string or a number.
+                self.server.counters.event_in();
                 let Some((event, args)) = split_event(data, attachments) else {
                     return;
                 };
@@ -244,6 +247,9 @@ impl Client {
         if lock(&self.sockets).len() + lock(&self.connecting).len()
             >= limits.max_namespaces_per_connection
         {
+            self.server
+                .counters
+                .refused(LimitRefusal::NamespacesPerConnection);
             warn!(
                 sid = self.engine.sid(),
                 nsp,
@@ -265,6 +271,7 @@ impl Client {
                     return;
                 }
                 RateVerdict::FirstDrop | RateVerdict::Dropped => {
+                    self.server.counters.refused(LimitRefusal::EventRate);
                     debug!(
                         sid = self.engine.sid(),
                         nsp, "CONNECT past the rate; refused"
@@ -305,7 +312,11 @@ impl Client {
             return;
         }
         let recovered = if recovering {
-            self.try_recover(&namespace, &auth, &admitted).await
+            let recovered = self.try_recover(&namespace, &auth, &admitted).await;
+            self.server
+                .counters
+                .recovery(matches!(recovered, Recovery::Recovered(..)));
+            recovered
         } else {
             Recovery::None
         };

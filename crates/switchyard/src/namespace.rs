@@ -19,6 +19,7 @@ use crate::error::EmitError;
 use crate::handler::{
     ConnectError, ErasedConnectHandler, ErasedMiddleware, ErasedServerEventHandler,
 };
+use crate::metrics::Counters;
 use crate::socket::Socket;
 use crate::types::{BoxFuture, BroadcastOptions, Room, Sid};
 
@@ -69,6 +70,8 @@ pub(crate) struct NamespaceInner {
     pub(crate) name: Arc<str>,
     pub(crate) parser: Parser,
     pub(crate) config: Arc<SocketIoConfig>,
+    /// The server's counters.
+    pub(crate) counters: Arc<Counters>,
     pub(crate) handlers: Arc<NamespaceHandlers>,
     /// Whether connection state recovery is on: events get offsets and sessions are kept.
     pub(crate) recovery: bool,
@@ -89,6 +92,7 @@ impl NamespaceInner {
     pub(crate) fn create(
         name: Arc<str>,
         config: Arc<SocketIoConfig>,
+        counters: Arc<Counters>,
         handlers: Arc<NamespaceHandlers>,
         factory: &AdapterFactory,
         dynamic: bool,
@@ -104,6 +108,7 @@ impl NamespaceInner {
                 recovery: config.connection_state_recovery.is_some(),
                 name,
                 config,
+                counters,
                 handlers,
                 sockets: RwLock::default(),
                 adapter,

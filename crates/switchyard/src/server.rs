@@ -16,6 +16,7 @@ use crate::adapter::{AdapterFactory, InMemoryAdapter};
 use crate::client::Client;
 use crate::config::SocketIoConfig;
 use crate::handler::ConnectError;
+use crate::metrics::{Counters, Metrics};
 use crate::namespace::{
     add_middleware, set_connection, set_recovered_room_filter, Namespace, NamespaceHandlers,
     NamespaceInner,
@@ -31,6 +32,8 @@ struct DynamicEntry {
 
 pub(crate) struct ServerInner {
     pub(crate) config: Arc<SocketIoConfig>,
+    /// What the server counts, shared with its namespaces.
+    pub(crate) counters: Arc<Counters>,
     namespaces: RwLock<HashMap<Arc<str>, Namespace>>,
     dynamic: RwLock<Vec<DynamicEntry>>,
     adapter_factory: AdapterFactory,
@@ -49,6 +52,7 @@ impl ServerInner {
         let namespace = Namespace(NamespaceInner::create(
             name.clone(),
             self.config.clone(),
+            self.counters.clone(),
             handlers,
             &self.adapter_factory,
             dynamic,
@@ -230,6 +234,7 @@ impl SocketIo {
         let engine_config = config.engine.clone();
         let inner = Arc::new(ServerInner {
             config: Arc::new(config),
+            counters: Arc::default(),
             namespaces: RwLock::default(),
             dynamic: RwLock::default(),
             adapter_factory: factory,
@@ -282,6 +287,25 @@ impl SocketIo {
                 handlers: handlers.clone(),
             });
         DynamicNamespace { handlers }
+    }
+
+    /// What the server has counted (events, broadcasts, acks, recovery, refusals), its
+    /// sockets per namespace and its engine's sessions and traffic: for monitoring. Cheap
+    /// enough to call on every scrape; the gauges walk the sockets.
+    pub fn metrics(&self) -> Metrics {
+        let namespaces = self.namespaces();
+        let mut acks_pending = 0;
+        let sockets = namespaces
+            .iter()
+            .map(|namespace| {
+                let sockets = namespace.0.sockets();
+                acks_pending += sockets.values().map(Socket::pending_acks).sum::<usize>();
+                (namespace.name().to_owned(), sockets.len())
+            })
+            .collect();
+        self.inner
+            .counters
+            .snapshot(self.engine.metrics(), sockets, acks_pending)
     }
 
     /// The namespaces that exist now (dynamic children once a client was admitted).

@@ -28,6 +28,7 @@ use crate::handler::{
     poll_once, run_inline, ErasedDisconnectHandler, ErasedEventHandler, EventHandler,
 };
 use crate::limits::RateVerdict;
+use crate::metrics::LimitRefusal;
 use crate::namespace::{Namespace, NamespaceInner};
 use crate::recovery::SessionState;
 use crate::types::{BoxFuture, HandshakeInfo, Room, Sid, SocketInfo};
@@ -488,7 +489,9 @@ impl Socket {
             return self.namespace().to(self.0.id.clone()).emit(event, data);
         }
         let packet = event_packet(&self.0.ns.name, event, data.into_args()?, None);
-        self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet))
+        self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet))?;
+        self.0.ns.counters.events_out(1);
+        Ok(())
     }
 
     /// Sends event `event` and waits for the client's acknowledgement, up to the server's
@@ -513,12 +516,19 @@ impl Socket {
             lock(&self.0.acks).remove(&id);
             return Err(error.into());
         }
+        self.0.ns.counters.events_out(1);
         self.wait_ack(id, receiver, timeout).await
+    }
+
+    /// How many acknowledgements from the client this socket waits for.
+    pub(crate) fn pending_acks(&self) -> usize {
+        lock(&self.0.acks).len()
     }
 
     pub(crate) fn register_ack(&self, id: u64) -> Result<oneshot::Receiver<Args>, AckError> {
         let mut acks = lock(&self.0.acks);
         if acks.len() >= self.0.ns.config.limits.max_pending_acks {
+            self.0.ns.counters.refused(LimitRefusal::PendingAcks);
             return Err(AckError::TooManyPending);
         }
         let (sender, receiver) = oneshot::channel();
@@ -537,6 +547,7 @@ impl Socket {
             Ok(Err(_)) => Err(AckError::Disconnected),
             Err(_) => {
                 lock(&self.0.acks).remove(&id);
+                self.0.ns.counters.ack_timed_out();
                 Err(AckError::Timeout)
             }
         }
@@ -566,6 +577,7 @@ impl Socket {
             let current = adapter.socket_rooms(&self.0.id);
             let new = rooms.iter().filter(|room| !current.contains(room)).count();
             if current.len() + new > max {
+                self.0.ns.counters.refused(LimitRefusal::RoomsPerSocket);
                 return Err(JoinError::TooManyRooms { max });
             }
         }
@@ -808,6 +820,7 @@ impl Socket {
         match self.0.client.take_budget(rate) {
             RateVerdict::Allowed => true,
             RateVerdict::FirstDrop => {
+                self.0.ns.counters.refused(LimitRefusal::EventRate);
                 warn!(sid = &*self.0.id, "event rate exceeded; dropping events");
                 let warning = serde_json::json!({
                     "message": "event rate exceeded",
@@ -816,8 +829,12 @@ impl Socket {
                 let _ = self.emit("rate-limit", warning);
                 false
             }
-            RateVerdict::Dropped => false,
+            RateVerdict::Dropped => {
+                self.0.ns.counters.refused(LimitRefusal::EventRate);
+                false
+            }
             RateVerdict::Disconnect => {
+                self.0.ns.counters.refused(LimitRefusal::EventRate);
                 warn!(
                     sid = &*self.0.id,
                     "client kept flooding past the event rate; disconnecting it from every namespace"

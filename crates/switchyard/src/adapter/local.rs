@@ -94,7 +94,9 @@ impl LocalNamespace {
             return 0;
         };
         let encoded = EncodedPacket::new(ns.parser, packet);
-        deliver(&ns.targets(options), &encoded, options)
+        let sent = deliver(&ns.targets(options), &encoded, options);
+        ns.counters.broadcast(sent);
+        sent
     }
 
     /// Queues an already encoded packet for every targeted local socket; returns how many
@@ -103,7 +105,9 @@ impl LocalNamespace {
         let Some(ns) = self.inner.upgrade() else {
             return 0;
         };
-        deliver(&ns.targets(options), encoded, options)
+        let sent = deliver(&ns.targets(options), encoded, options);
+        ns.counters.broadcast(sent);
+        sent
     }
 
     /// Sends `packet` (an EVENT) to every targeted local socket, under an ack id of this
