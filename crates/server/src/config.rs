@@ -89,6 +89,11 @@ pub(crate) struct Config {
     #[arg(long = "drain-timeout-ms", env = "DRAIN_TIMEOUT_MS", value_name = "MS", default_value = "3000", value_parser = parse_millis_or_zero)]
     pub drain_timeout: Duration,
 
+    /// Log lines as `text` (for people) or `json` (one object per line, for log collectors).
+    /// The level is RUST_LOG's (default `info`).
+    #[arg(long = "log-format", env = "LOG_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = parse_log_format)]
+    pub log_format: LogFormat,
+
     /// Serve the server's metrics at /metrics (Prometheus text format). They tell anyone who
     /// can reach the port how busy the server is: keep the path away from the public at the
     /// proxy, or turn it off.
@@ -902,6 +907,23 @@ pub(crate) enum AdapterKind {
     RedisSharded,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn parse_log_format(value: &str) -> Result<LogFormat, String> {
+    match value.trim() {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        _ => Err("expected text or json".to_owned()),
+    }
+}
+
 fn parse_adapter(value: &str) -> Result<AdapterKind, String> {
     match value.trim() {
         "redis" => Ok(AdapterKind::Redis),
@@ -1193,6 +1215,7 @@ mod tests {
         assert_eq!(config.drain_timeout, Duration::from_secs(3));
         assert_eq!(config.drain_window, Duration::ZERO);
         assert!(config.metrics);
+        assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(
             config.recovery,
             Duration::ZERO,
@@ -1302,6 +1325,7 @@ mod tests {
         ("DRAIN_TIMEOUT_MS", "0"),
         ("DRAIN_WINDOW_MS", "20000"),
         ("METRICS", "false"),
+        ("LOG_FORMAT", "json"),
         ("RECOVERY_MS", "90000"),
         ("MAX_PAYLOAD", "4096"),
         ("CORS_ORIGINS", "https://a.example, http://localhost:5173"),
@@ -1350,6 +1374,7 @@ mod tests {
         assert_eq!(config.drain_timeout, Duration::ZERO);
         assert_eq!(config.drain_window, Duration::from_secs(20));
         assert!(!config.metrics);
+        assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(config.recovery, Duration::from_secs(90));
         assert_eq!(config.max_payload, 4096);
         assert_eq!(

@@ -36,7 +36,7 @@ use tokio::net::TcpStream;
 use tower_layer::Layer;
 use tracing::{info, warn};
 
-use crate::config::{AdapterKind, Command, Config, JwtSettings};
+use crate::config::{AdapterKind, Command, Config, JwtSettings, LogFormat};
 
 /// How often at most a JWKS file is looked at for changes.
 const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -60,14 +60,16 @@ fn main() -> ExitCode {
         // The help (on stdout, exit 0) or a usage error (on stderr, exit 2).
         Err(error) => error.exit(),
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let result = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -70,3 +70,36 @@ fn sigterm_drains_and_exits() {
     };
     assert!(status.success(), "{status:?}");
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let mut child = Command::new(common::BINARY)
+        .args(["--port", "0", "--log-format", "json"])
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the server");
+    // Wait for the startup line, then stop the server: its logs end with it.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let mut first = [0u8; 1];
+    let _ = stdout.read(&mut first);
+    let terminated = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(terminated.success());
+    let output = child.wait_with_output().expect("the server exits");
+    let logs = String::from_utf8_lossy(&output.stderr);
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let messages: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line["fields"]["message"].as_str())
+        .collect();
+    assert!(messages.contains(&"started"), "{logs}");
+    assert!(messages.contains(&"stopped"), "{logs}");
+    assert!(lines.iter().all(|line| line["level"].is_string()), "{logs}");
+}
