@@ -89,6 +89,11 @@ pub(crate) struct Config {
     #[arg(long = "drain-timeout-ms", env = "DRAIN_TIMEOUT_MS", value_name = "MS", default_value = "3000", value_parser = parse_millis_or_zero)]
     pub drain_timeout: Duration,
 
+    /// Keys of the backend API (/api/v1/…), comma-separated, each at least 16 bytes; callers
+    /// send one as `Authorization: Bearer <key>`. Unset: the API is off.
+    #[arg(long = "api-keys", env = "API_KEYS", value_name = "KEYS", hide_env_values = true, value_parser = parse_api_keys)]
+    pub api_keys: Option<std::vec::Vec<String>>,
+
     /// Log lines as `text` (for people) or `json` (one object per line, for log collectors).
     /// The level is RUST_LOG's (default `info`).
     #[arg(long = "log-format", env = "LOG_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = parse_log_format)]
@@ -887,6 +892,19 @@ fn parse_secret(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+fn parse_api_keys(value: &str) -> Result<Vec<String>, String> {
+    let keys: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|key| !key.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if keys.is_empty() || keys.iter().any(|key| key.len() < 16) {
+        return Err("expected comma-separated keys of at least 16 bytes each".to_owned());
+    }
+    Ok(keys)
+}
+
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -1216,6 +1234,7 @@ mod tests {
         assert_eq!(config.drain_window, Duration::ZERO);
         assert!(config.metrics);
         assert_eq!(config.log_format, LogFormat::Text);
+        assert_eq!(config.api_keys, None);
         assert_eq!(
             config.recovery,
             Duration::ZERO,
@@ -1326,6 +1345,7 @@ mod tests {
         ("DRAIN_WINDOW_MS", "20000"),
         ("METRICS", "false"),
         ("LOG_FORMAT", "json"),
+        ("API_KEYS", "key-one-0123456789, key-two-0123456789"),
         ("RECOVERY_MS", "90000"),
         ("MAX_PAYLOAD", "4096"),
         ("CORS_ORIGINS", "https://a.example, http://localhost:5173"),
@@ -1375,6 +1395,13 @@ mod tests {
         assert_eq!(config.drain_window, Duration::from_secs(20));
         assert!(!config.metrics);
         assert_eq!(config.log_format, LogFormat::Json);
+        assert_eq!(
+            config.api_keys,
+            Some(vec![
+                "key-one-0123456789".to_owned(),
+                "key-two-0123456789".to_owned()
+            ])
+        );
         assert_eq!(config.recovery, Duration::from_secs(90));
         assert_eq!(config.max_payload, 4096);
         assert_eq!(
@@ -1665,7 +1692,8 @@ mod tests {
         let env: Vec<(&str, &str)> = EVERY_VARIABLE
             .iter()
             .copied()
-            .filter(|(variable, _)| *variable != "JWT_SECRET")
+            // Secrets are masked: they do not read back.
+            .filter(|(variable, _)| !["JWT_SECRET", "API_KEYS"].contains(variable))
             .collect();
         let original = config(&env, &[]);
         let text = match load(&env, &["check-config"]) {

@@ -5,6 +5,7 @@
 //! [`config`]) for the settings, all of which can also come from environment variables.
 //! Ctrl-C or SIGTERM closes every connection gracefully, then exits.
 
+mod api;
 mod chat;
 mod config;
 mod config_file;
@@ -310,7 +311,11 @@ async fn run(config: Config) -> anyhow::Result<()> {
     if config.metrics {
         operations = operations.with_metrics(Arc::new(metrics::Exporter::new(io.clone())));
     }
-    let service = io.layer().layer(operations);
+    let api = config.api_keys.clone().map(|keys| {
+        info!(keys = keys.len(), "backend API on at /api/v1/");
+        Arc::new(api::Api::new(io.clone(), keys, config.limits.body_timeout))
+    });
+    let service = io.layer().layer(api::ApiService::new(operations, api));
     let shutdown = async {
         shutdown_signal().await;
         readiness.start_draining();

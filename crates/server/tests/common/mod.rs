@@ -53,3 +53,47 @@ pub(crate) fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         .to_owned();
     server
 }
+
+// Not every test binary that includes this module calls it.
+#[allow(dead_code)]
+/// `method path` on the server at `url` with `key` as the API key (if any) and `body` (if
+/// any): the status and the JSON body (`Null` when the body is not JSON).
+pub(crate) fn call(
+    url: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, serde_json::Value) {
+    use std::io::{Read, Write};
+
+    let address = url.strip_prefix("http://").expect("an http URL");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n");
+    if let Some(key) = key {
+        head.push_str(&format!("Authorization: Bearer {key}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    head.push_str(&format!(
+        "Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    ));
+    stream.write_all(head.as_bytes()).expect("write");
+    stream.write_all(body.as_bytes()).expect("write");
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body)
+        .unwrap_or_default();
+    let value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
+    (status, value)
+}
