@@ -167,7 +167,14 @@ impl<H: EngineHandler> Engine<H> {
         closes.sort_by_key(|(at, _)| *at);
         // One timer for all: sessions are few per instant, and a task each would cost more.
         for (at, socket) in closes {
-            tokio::time::sleep_until(start + at).await;
+            if !at.is_zero() {
+                tokio::time::sleep_until(start + at).await;
+            }
+            socket.close_with(CloseReason::ServerShutdown);
+        }
+        // A handshake admitted just before the shutdown may have registered its session
+        // after the list above was taken.
+        for socket in self.sockets() {
             socket.close_with(CloseReason::ServerShutdown);
         }
     }

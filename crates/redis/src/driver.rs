@@ -422,7 +422,6 @@ impl Driver {
         driver
     }
 
-    /// The connection for commands (NUMSUB, say).
     /// Whether Redis answered on both links when last tried: the watcher tries each every
     /// second, so an outage shows within about a second (up to the PING's timeout when Redis
     /// stops answering without closing the connections).
@@ -430,6 +429,7 @@ impl Driver {
         self.publish_state.is_up() && self.receive_state.is_up()
     }
 
+    /// The connection for commands (NUMSUB, say).
     pub(crate) fn commands(&self) -> Link {
         self.commands.clone()
     }

@@ -14,6 +14,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_lc_rs::digest::{digest, Digest, SHA256};
 use base64::Engine as _;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -44,6 +45,16 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// Events a publish may not use: Socket.IO's own.
+const RESERVED_EVENTS: &[&str] = &[
+    "connect",
+    "connect_error",
+    "disconnect",
+    "disconnecting",
+    "newListener",
+    "removeListener",
+];
+
 /// Largest request body.
 const MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -53,7 +64,7 @@ const REFUSAL_LOG_LINES_PER_SECOND: u64 = 5;
 /// The API's settings and state.
 pub(crate) struct Api {
     io: SocketIo,
-    keys: Vec<String>,
+    key_digests: Vec<Digest>,
     body_timeout: Duration,
     refusals: RefusalLog,
 }
@@ -63,14 +74,18 @@ impl Api {
     pub(crate) fn new(io: SocketIo, keys: Vec<String>, body_timeout: Duration) -> Api {
         Api {
             io,
-            keys,
+            key_digests: keys
+                .iter()
+                .map(|key| digest(&SHA256, key.as_bytes()))
+                .collect(),
             body_timeout,
             refusals: RefusalLog::default(),
         }
     }
 
-    /// Whether `authorization` (the header's value) holds one of the keys. Every key is
-    /// compared, each in constant time, so the time taken tells nothing of which matched.
+    /// Whether `authorization` (the header's value) holds one of the keys. Digests of equal
+    /// length are compared, every key's, each in constant time: the time taken tells neither
+    /// which key matched nor any key's length.
     fn authorized(&self, authorization: Option<&HeaderValue>) -> bool {
         let Some(given) = authorization
             .and_then(|value| value.to_str().ok())
@@ -78,8 +93,9 @@ impl Api {
         else {
             return false;
         };
-        self.keys.iter().fold(false, |matched, key| {
-            matched | bool::from(key.as_bytes().ct_eq(given.trim().as_bytes()))
+        let given = digest(&SHA256, given.trim().as_bytes());
+        self.key_digests.iter().fold(false, |matched, key| {
+            matched | bool::from(key.as_ref().ct_eq(given.as_ref()))
         })
     }
 
@@ -97,14 +113,27 @@ impl Api {
             .iter()
             .any(|(m, route)| *route == path && *m == method.as_str())
         {
-            return error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            let allowed: Vec<&str> = ROUTES
+                .iter()
+                .filter(|(_, route)| *route == path)
+                .map(|(m, _)| *m)
+                .collect();
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+            if let Ok(allow) = HeaderValue::from_str(&allowed.join(", ")) {
+                response.headers_mut().insert(header::ALLOW, allow);
+            }
+            return response;
         }
         if path == "/api/openapi.json" {
             return json_response(StatusCode::OK, OPENAPI.to_owned());
         }
         if !self.authorized(request.headers().get(header::AUTHORIZATION)) {
             self.refusals.refused(&path);
-            return error(StatusCode::UNAUTHORIZED, "missing or unknown API key");
+            let mut response = error(StatusCode::UNAUTHORIZED, "missing or unknown API key");
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return response;
         }
         if method == Method::GET {
             return self.info().await;
@@ -204,6 +233,12 @@ impl Api {
 
     fn publish(&self, body: Value) -> Result<Value, ApiError> {
         let request: Publish = parse(body)?;
+        if RESERVED_EVENTS.contains(&request.event.as_str()) {
+            return Err(ApiError::Invalid(format!(
+                "`{}` is reserved by Socket.IO",
+                request.event
+            )));
+        }
         let mut operator = self.operator(&request.target)?;
         if request.volatile {
             operator = operator.volatile();
@@ -297,9 +332,14 @@ impl Api {
 
     async fn info(&self) -> Response<Full<Bytes>> {
         let metrics = self.io.metrics();
+        let all = self.io.namespaces();
+        // Asked of every namespace's adapter at once: each answer is bounded by its timeout.
+        let counts =
+            futures_util::future::join_all(all.iter().map(|namespace| namespace.server_count()))
+                .await;
         let mut namespaces = Vec::new();
-        for namespace in self.io.namespaces() {
-            let servers = namespace.server_count().await.ok();
+        for (namespace, servers) in all.iter().zip(counts) {
+            let servers = servers.ok();
             let sockets = metrics
                 .sockets
                 .iter()

@@ -747,15 +747,25 @@ fn name_the_source(
     ) else {
         return error;
     };
+    let reason = std::error::Error::source(&error)
+        .map(|reason| format!(": {reason}"))
+        .unwrap_or_default();
     let Some(source) = injected
         .iter()
         .find(|source| &source.arg == arg && &source.value == value)
     else {
+        // From the command line: clap's message quotes the value, unless it is a secret.
+        let secret = parser
+            .get_arguments()
+            .any(|declared| declared.is_hide_env_values_set() && declared.to_string() == *arg);
+        if secret {
+            return parser.error(
+                ErrorKind::ValueValidation,
+                format!("invalid value for '{arg}'{reason}"),
+            );
+        }
         return error;
     };
-    let reason = std::error::Error::source(&error)
-        .map(|reason| format!(": {reason}"))
-        .unwrap_or_default();
     let shown = if source.hidden {
         String::new()
     } else {
@@ -1635,7 +1645,18 @@ mod tests {
             "error: configuration file /etc/switchyard.toml: unknown key `PORT` (did you mean `port`?)"
         );
         assert!(file_error("colour = 5").contains("unknown key `colour`"));
-        assert!(file_error("port =").contains("TOML parse error at line 1"));
+        assert!(file_error("port =").contains("TOML syntax error at line 1, column 7"));
+        // A syntax error does not quote the line: it may hold a secret.
+        let unquoted = file_error("port = 1\njwt-secret = 0123456789abcdef0123x");
+        assert!(
+            unquoted.contains("TOML syntax error at line 2"),
+            "{unquoted}"
+        );
+        assert!(!unquoted.contains("0123456789abcdef"), "{unquoted}");
+        let twice = file_error(
+            "jwt-secret = \"0123456789abcdef0123\"\njwt-secret = \"0123456789abcdef0124\"",
+        );
+        assert!(!twice.contains("0123456789abcdef"), "{twice}");
         assert!(file_error("[port]\nx = 1").contains("`port`: expected a string"));
         assert!(file_error("cors-origins = [[\"a\"]]").contains("a list holds strings"));
         assert!(file_error("config = \"/other.toml\"").contains("`config` cannot be set"));
@@ -1678,7 +1699,7 @@ mod tests {
             "max-payload = 4096  # file, `max-payload`",
             "ping-interval-ms = 1500  # variable PING_INTERVAL_MS",
             "ping-timeout-ms = 20000  # default",
-            "jwt-secret = \"********\"  # file, `jwt-secret`, masked",
+            "# jwt-secret = (set, masked)  # file, `jwt-secret`",
             "# redis-url = (not set)",
             "[namespaces.\"/chat\"]\npublic = false\nrooms = \"open\"\nrelay-events = [\"message\", \"typing\"]",
         ] {
@@ -1713,6 +1734,33 @@ mod tests {
             config
         };
         assert_eq!(same_namespaces(read_back), original);
+    }
+
+    #[test]
+    fn redis_passwords_are_not_shown() {
+        let text = effective(
+            &[(
+                "REDIS_URL",
+                "redis://:hunter2-secret@10.0.0.1:6379/0,redis://app:pw@10.0.0.2",
+            )],
+            "",
+            &[],
+        );
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(
+            text.contains(
+                "redis-url = \"redis://:****@10.0.0.1:6379/0,redis://app:****@10.0.0.2\""
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            config_file::redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            config_file::redact_url("rediss://user@host/0"),
+            "rediss://user@host/0"
+        );
     }
 
     #[test]
@@ -2063,6 +2111,15 @@ mod tests {
              expected a secret of at least 16 bytes"
         );
         assert!(!help(&["--help"]).contains("short-secret"));
+        // Nor from the command line, nor with a valid key beside the bad one.
+        let message = error(&[], &["--api-keys", "good-key-0123456789,short"]);
+        assert_eq!(
+            message,
+            "error: invalid value for '--api-keys <KEYS>': \
+             expected comma-separated keys of at least 16 bytes each"
+        );
+        let message = error(&[], &["--jwt-secret=short-secret"]);
+        assert!(!message.contains("short-secret"), "{message}");
     }
 
     #[test]

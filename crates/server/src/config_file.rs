@@ -41,8 +41,19 @@ pub(crate) struct FileSetting {
 /// The error says what is wrong and where, ready to print after `config file <path>: `.
 pub(crate) fn settings_from_file(text: &str, longs: &[&str]) -> Result<Vec<FileSetting>, String> {
     let table: toml::Table = text.parse().map_err(|error: toml::de::Error| {
-        // The parser's message spans several lines (the line, a caret): keep them.
-        error.to_string().trim_end().to_owned()
+        // Where and why, without the parser's quote of the line: that line may hold a secret.
+        let at = error.span().map_or(0, |span| span.start).min(text.len());
+        let before = text.get(..at).unwrap_or_default();
+        let line = before.matches('\n').count() + 1;
+        let column = before
+            .rsplit('\n')
+            .next()
+            .map_or(0, |last| last.chars().count())
+            + 1;
+        format!(
+            "TOML syntax error at line {line}, column {column}: {}",
+            error.message().trim_end()
+        )
     })?;
     let mut settings = Vec::new();
     for (key, value) in &table {
@@ -186,7 +197,8 @@ pub(crate) fn effective(
 ) -> String {
     let mut out = String::from(
         "# The effective configuration: flags > environment > file > defaults.\n\
-         # Secrets are masked. This text is itself a valid configuration file.\n",
+         # Secrets are masked (and commented out), Redis passwords too. This text is itself a\n\
+         # valid configuration file.\n",
     );
     if let Some(file) = layers.file {
         let _ = writeln!(out, "# File: {}", file.display());
@@ -214,7 +226,10 @@ pub(crate) fn effective(
         };
         let origin = origin(matches, id, long, layers);
         if arg.is_hide_env_values_set() {
-            let _ = writeln!(out, "{long} = \"********\"  # {origin}, masked");
+            // Commented out: a file made from this text keeps its secrets elsewhere.
+            let _ = writeln!(out, "# {long} = (set, masked)  # {origin}");
+        } else if long == "redis-url" {
+            let _ = writeln!(out, "{long} = {}  # {origin}", quote(&redact_url(&value)));
         } else {
             let _ = writeln!(out, "{long} = {}  # {origin}", toml_value(&value));
         }
@@ -258,6 +273,27 @@ fn origin(matches: &ArgMatches, id: &str, long: &str, layers: &Layers<'_>) -> St
         Some(setting) => format!("file, `{}`", setting.key),
         None => "file".to_owned(),
     }
+}
+
+/// `urls` (comma-separated) with any password replaced by `****`.
+pub(crate) fn redact_url(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| {
+            let Some((scheme, rest)) = url.split_once("://") else {
+                return url.to_owned();
+            };
+            let authority_end = rest.find('/').unwrap_or(rest.len());
+            let Some(at) = rest[..authority_end].rfind('@') else {
+                return url.to_owned();
+            };
+            let user = rest[..at].split(':').next().unwrap_or_default();
+            if !rest[..at].contains(':') {
+                return url.to_owned();
+            }
+            format!("{scheme}://{user}:****{}", &rest[at..])
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `value` as a TOML value: a number or a boolean when it reads as one, else a string.

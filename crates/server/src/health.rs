@@ -6,8 +6,9 @@
 //! `HEAD`. `/metrics`, when on, answers the Prometheus text format (see [`crate::metrics`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -24,14 +25,24 @@ pub(crate) struct Readiness {
     draining: AtomicBool,
     /// Whether the cluster's backend answers, when clustered.
     cluster: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+    /// How long the backend must stay unreachable before the server says it is not ready:
+    /// every node shares it, so one blip would otherwise take the whole fleet out at once.
+    grace: Duration,
+    /// Since when a probe has seen the backend unreachable.
+    unreachable_since: Mutex<Option<Instant>>,
 }
 
 impl Readiness {
-    /// Readiness for a server on `cluster`'s reachability, if clustered.
-    pub(crate) fn new(cluster: Option<Box<dyn Fn() -> bool + Send + Sync>>) -> Readiness {
+    /// Readiness for a server on `cluster`'s reachability, if clustered, unready once the
+    /// backend has been unreachable for `grace`.
+    pub(crate) fn new(
+        cluster: Option<Box<dyn Fn() -> bool + Send + Sync>>,
+        grace: Duration,
+    ) -> Readiness {
         Readiness {
-            draining: AtomicBool::new(false),
             cluster,
+            grace,
+            ..Readiness::default()
         }
     }
 
@@ -46,8 +57,16 @@ impl Readiness {
         if self.draining.load(Ordering::Acquire) {
             reasons.push("draining");
         }
-        if self.cluster.as_ref().is_some_and(|reachable| !reachable()) {
-            reasons.push("redis unreachable");
+        if let Some(reachable) = &self.cluster {
+            let mut since = self
+                .unreachable_since
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if reachable() {
+                *since = None;
+            } else if since.get_or_insert_with(Instant::now).elapsed() >= self.grace {
+                reasons.push("redis unreachable");
+            }
         }
         reasons
     }
@@ -98,7 +117,7 @@ impl<S> Health<S> {
                 method,
                 StatusCode::OK,
                 CONTENT_TYPE,
-                exporter.render(),
+                exporter.render().to_string(),
             ));
         }
         let (status, body) = match self.readiness.reasons() {
@@ -192,9 +211,10 @@ mod tests {
     async fn health_and_readiness_follow_the_draining_flag_and_the_cluster() {
         let reachable = Arc::new(AtomicBool::new(true));
         let probe = reachable.clone();
-        let readiness = Arc::new(Readiness::new(Some(Box::new(move || {
-            probe.load(Ordering::Acquire)
-        }))));
+        let readiness = Arc::new(Readiness::new(
+            Some(Box::new(move || probe.load(Ordering::Acquire))),
+            Duration::ZERO,
+        ));
         let mut service = Health::new(StaticFiles, readiness.clone());
         assert_eq!(
             get(&mut service, Method::GET, "/healthz").await,
@@ -272,6 +292,26 @@ mod tests {
         assert_eq!(
             get(&mut on, Method::POST, "/metrics").await.0,
             StatusCode::METHOD_NOT_ALLOWED
+        );
+    }
+
+    #[tokio::test]
+    async fn a_blip_shorter_than_the_grace_keeps_the_server_ready() {
+        let reachable = Arc::new(AtomicBool::new(false));
+        let probe = reachable.clone();
+        let readiness = Arc::new(Readiness::new(
+            Some(Box::new(move || probe.load(Ordering::Acquire))),
+            Duration::from_secs(3600),
+        ));
+        let mut service = Health::new(StaticFiles, readiness);
+        assert_eq!(
+            get(&mut service, Method::GET, "/readyz").await.0,
+            StatusCode::OK
+        );
+        reachable.store(true, Ordering::Release);
+        assert_eq!(
+            get(&mut service, Method::GET, "/readyz").await.0,
+            StatusCode::OK
         );
     }
 

@@ -39,6 +39,9 @@ use tracing::{info, warn};
 
 use crate::config::{AdapterKind, Command, Config, JwtSettings, LogFormat};
 
+/// How long Redis must stay unreachable before `/readyz` says so.
+const REDIS_GRACE: Duration = Duration::from_secs(3);
+
 /// How often at most a JWKS file is looked at for changes.
 const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -226,7 +229,8 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reac
     let Some(url) = &config.redis_url else {
         return Ok(None);
     };
-    let unreachable = || format!("cannot connect to Redis at {url}");
+    let shown = config_file::redact_url(url);
+    let unreachable = || format!("cannot connect to Redis at {shown}");
     match config.adapter_kind() {
         AdapterKind::Redis => {
             let options = RedisAdapterConfig {
@@ -272,7 +276,7 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reac
                 .collect();
             let cluster = RedisShardedCluster::connect(&seeds, options)
                 .await
-                .with_context(|| format!("cannot connect to the Redis Cluster at {url}"))?;
+                .with_context(|| format!("cannot connect to the Redis Cluster at {shown}"))?;
             info!(adapter = "redis-sharded", prefix = %config.redis_prefix, "clustered on a Redis Cluster");
             if !config.recovery.is_zero() {
                 warn!("with the redis-sharded adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
@@ -286,7 +290,7 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reac
 async fn run(config: Config) -> anyhow::Result<()> {
     let (adapter, reachable) = cluster(&config).await?.unzip();
     let io = socket_io(&config, adapter)?;
-    let readiness = Arc::new(health::Readiness::new(reachable));
+    let readiness = Arc::new(health::Readiness::new(reachable, REDIS_GRACE));
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
         .await
@@ -316,9 +320,26 @@ async fn run(config: Config) -> anyhow::Result<()> {
         Arc::new(api::Api::new(io.clone(), keys, config.limits.body_timeout))
     });
     let service = io.layer().layer(api::ApiService::new(operations, api));
+    // The drain runs inside the shutdown future, so the listener keeps accepting meanwhile:
+    // clients still reach their close (and new handshakes their 503), probes see "draining",
+    // and /metrics and the API stay up. A second signal cuts the drain short.
     let shutdown = async {
         shutdown_signal().await;
         readiness.start_draining();
+        info!(
+            sessions = io.engine().session_count(),
+            drain_window_ms = config.drain_window.as_millis() as u64,
+            drain_timeout_ms = config.drain_timeout.as_millis() as u64,
+            "shutting down: closing every connection"
+        );
+        tokio::select! {
+            left = io.drain(config.drain_window, config.drain_timeout) => {
+                if left > 0 {
+                    warn!(left, "sessions still open after the drain timeout");
+                }
+            }
+            () = shutdown_signal() => warn!("second signal: stopping without waiting for the drain"),
+        }
     };
     let serve_config = ServeConfig {
         write_timeout: config.limits.write_timeout,
@@ -332,16 +353,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
         }
     }
 
-    info!(
-        sessions = io.engine().session_count(),
-        drain_window_ms = config.drain_window.as_millis() as u64,
-        drain_timeout_ms = config.drain_timeout.as_millis() as u64,
-        "shutting down: closing every connection"
-    );
-    let left = io.drain(config.drain_window, config.drain_timeout).await;
-    if left > 0 {
-        warn!(left, "sessions still open after the drain timeout");
-    }
     info!("stopped");
     Ok(())
 }

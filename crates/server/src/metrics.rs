@@ -2,6 +2,9 @@
 //! [`SocketIo::metrics`] at each scrape (prometheus-client's const metrics, so nothing is
 //! recorded twice and the hot paths keep their plain atomic counters).
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -13,24 +16,43 @@ use switchyard::SocketIo;
 /// The `Content-Type` of what [`Exporter::render`] returns.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
+/// How long a rendering is served again: a scrape walks every session and socket, so
+/// anyone hammering `/metrics` gets the same text rather than that work each time.
+const RENDER_TTL: Duration = Duration::from_secs(1);
+
 /// Renders the server's metrics for a scrape.
 #[derive(Debug)]
 pub(crate) struct Exporter {
     registry: Registry,
+    last: Mutex<Option<(Instant, Arc<str>)>>,
 }
 
 impl Exporter {
     pub(crate) fn new(io: SocketIo) -> Exporter {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(ServerCollector { io }));
-        Exporter { registry }
+        Exporter {
+            registry,
+            last: Mutex::new(None),
+        }
     }
 
-    /// The metrics now, in the Prometheus text format.
-    pub(crate) fn render(&self) -> String {
+    /// The metrics, in the Prometheus text format, at most [`RENDER_TTL`] old.
+    pub(crate) fn render(&self) -> Arc<str> {
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((at, text)) = last.as_ref() {
+            if at.elapsed() < RENDER_TTL {
+                return text.clone();
+            }
+        }
         let mut text = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::prometheus_text::encode(&mut text, &self.registry);
+        let text: Arc<str> = Arc::from(text);
+        *last = Some((Instant::now(), text.clone()));
         text
     }
 }

@@ -298,6 +298,17 @@ async fn bad_calls_get_a_status_and_a_json_error() {
             call(
                 url,
                 "POST",
+                "/api/v1/publish",
+                Some(KEY),
+                Some(json!({ "namespace": "/chat", "event": "disconnect" })),
+            )
+            .await,
+        ),
+        (
+            422,
+            call(
+                url,
+                "POST",
                 "/api/v1/disconnect",
                 Some(KEY),
                 Some(json!({ "namespace": "/chat" })),

@@ -39,7 +39,20 @@ fn sigterm_drains_and_exits() {
         .status()
         .expect("kill");
     assert!(terminated.success());
+    // The listener stays open through the drain: probes see it.
     let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = common::call(&server.url, "GET", "/readyz", None, None);
+        if status == 503 {
+            assert_eq!(body["reasons"], serde_json::json!(["draining"]));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never saw the drain: {status} {body}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let status = loop {
         if let Some(status) = server.child.try_wait().expect("wait") {
             break status;

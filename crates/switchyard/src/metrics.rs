@@ -105,7 +105,9 @@ pub struct Metrics {
     pub events_in: u64,
     /// Events queued for clients: one per emit to a socket, one per recipient of a broadcast.
     pub events_out: u64,
-    /// Broadcasts delivered to this server's sockets (from this server or another node).
+    /// Broadcasts delivered to this server's sockets (from this server or another node), with
+    /// acks or without; one that reaches no local socket counts too. With connection state
+    /// recovery on, an emit to one socket goes through its namespace and counts as one.
     pub broadcasts: u64,
     /// Acknowledgements this server waits for from clients now.
     pub acks_pending: usize,

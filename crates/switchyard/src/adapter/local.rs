@@ -140,6 +140,7 @@ impl LocalNamespace {
         let encoded = EncodedPacket::new(ns.parser, &packet);
         let targets = ns.targets(options);
         let count = targets.len();
+        ns.counters.broadcast(count);
         let mut waits = FuturesUnordered::new();
         for socket in targets {
             let sent = socket.register_ack(id).and_then(|receiver| {
