@@ -1,5 +1,6 @@
 //! `SocketIo::metrics`: what the server counts, driven by real clients.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use switchyard::engineio::Refusal;
@@ -43,9 +44,14 @@ async fn metrics_count_sessions_events_broadcasts_acks_and_refusals() {
             Ok::<_, String>(true)
         });
         socket.on("ask-me", |socket: Socket, ()| async move {
-            // Nobody answers `question`: the ack times out.
+            // The client answers `question` when the test lets it.
+            let answer = socket.emit_with_ack_timeout("question", (), DEADLINE).await;
+            Ok::<_, String>(answer.is_ok())
+        });
+        socket.on("ask-briefly", |socket: Socket, ()| async move {
+            // Nobody answers `unanswered`: the ack times out.
             let answer = socket
-                .emit_with_ack_timeout("question", (), Duration::from_millis(200))
+                .emit_with_ack_timeout("unanswered", (), Duration::from_millis(100))
                 .await;
             Ok::<_, String>(matches!(answer, Err(AckError::Timeout)))
         });
@@ -116,18 +122,37 @@ async fn metrics_count_sessions_events_broadcasts_acks_and_refusals() {
     assert_eq!(metrics.broadcasts, 1);
     assert_eq!(metrics.events_out, 2);
 
-    // An emit with ack nobody answers: pending while it waits, then timed out.
+    // An emit with ack: pending until the client answers, which it does when let.
+    let answer_now = Arc::new(tokio::sync::Notify::new());
+    {
+        let answer_now = answer_now.clone();
+        sockets[1].on("question", move |event| {
+            let answer_now = answer_now.clone();
+            async move {
+                answer_now.notified().await;
+                let _ = event.ack(());
+            }
+        });
+    }
     let asking = {
         let socket = sockets[1].clone();
         tokio::spawn(async move { socket.emit_with_ack("ask-me", (), DEADLINE).await })
     };
     wait_until("the ack is pending", || io.metrics().acks_pending == 1).await;
-    let timed_out = asking.await.expect("task").expect("answered");
+    answer_now.notify_one();
+    let answered = asking.await.expect("task").expect("answered");
+    assert!(answered.get::<bool>(0).expect("bool"));
+    assert_eq!(io.metrics().acks_pending, 0);
+    // An emit with ack nobody answers: timed out.
+    let timed_out = sockets[1]
+        .emit_with_ack("ask-briefly", (), DEADLINE)
+        .await
+        .expect("answered");
     assert!(timed_out.get::<bool>(0).expect("bool"));
     let metrics = io.metrics();
     assert_eq!(metrics.acks_pending, 0);
     assert_eq!(metrics.acks_timed_out, 1);
-    assert_eq!(metrics.events_out, 3);
+    assert_eq!(metrics.events_out, 4);
 
     // A join past max_rooms_per_socket.
     let refused = sockets[0]
