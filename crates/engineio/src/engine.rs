@@ -120,8 +120,9 @@ impl<H: EngineHandler> Engine<H> {
     /// What the engine has counted, and its open sessions by transport.
     pub fn metrics(&self) -> EngineMetrics {
         let (mut polling, mut websocket) = (0, 0);
-        for entry in self.inner.sessions().values() {
-            match entry.socket.transport() {
+        // The list first: the session map's lock is not held while each session's is taken.
+        for socket in self.sockets() {
+            match socket.transport() {
                 TransportKind::WebSocket => websocket += 1,
                 _ => polling += 1,
             }
