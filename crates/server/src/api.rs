@@ -23,6 +23,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
+use switchyard::proto::RESERVED_EVENTS;
 use switchyard::{Args, Binary, BroadcastOperator, Namespace, Room, SocketIo};
 use tower_service::Service;
 use tracing::{debug, warn};
@@ -44,16 +45,6 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
 ];
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Events a publish may not use: Socket.IO's own.
-const RESERVED_EVENTS: &[&str] = &[
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
 
 /// Largest request body.
 const MAX_BODY_BYTES: usize = 1 << 20;

@@ -783,18 +783,8 @@ fn name_the_source(
     )
 }
 
-/// Events the binary handles itself, and those Socket.IO reserves.
-const RESERVED_EVENTS: &[&str] = &[
-    "join",
-    "leave",
-    "notify",
-    "connect",
-    "connect_error",
-    "disconnect",
-    "disconnecting",
-    "newListener",
-    "removeListener",
-];
+/// Events the binary handles itself (Socket.IO's own are `switchyard::proto::RESERVED_EVENTS`).
+const BINARY_EVENTS: &[&str] = &["join", "leave", "notify"];
 
 fn parse_namespace(name: &str) -> Result<Ns, String> {
     match name {
@@ -864,7 +854,7 @@ fn parse_event(namespace: &str, event: &str) -> Result<String, String> {
     if event.chars().count() > 64 || event.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return Err(format!("{namespace}: invalid event name {event:?}"));
     }
-    if RESERVED_EVENTS.contains(&event) {
+    if BINARY_EVENTS.contains(&event) || switchyard::proto::RESERVED_EVENTS.contains(&event) {
         return Err(format!(
             "{namespace}: {event:?} cannot be relayed (reserved)"
         ));
