@@ -66,6 +66,7 @@ pub use config::{AllowRequest, EngineConfig};
 pub use cors::{AllowedOrigins, CorsConfig};
 pub use engine::{BoxError, Engine, EngineHandler, RemoteAddr};
 pub use limits::{address_key, AdmissionStats, Limits, Rate, Refusal, TokenBucket};
+pub use log::LogBudget;
 pub use metrics::EngineMetrics;
 pub use server::{
     serve, serve_service, serve_service_with, serve_service_with_config, serve_with_shutdown,

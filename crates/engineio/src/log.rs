@@ -47,7 +47,7 @@ impl FaultCounter {
 
 /// A budget of log lines per time window, shared by events no single session owns.
 #[derive(Debug)]
-pub(crate) struct LogBudget {
+pub struct LogBudget {
     per_window: u32,
     window: Duration,
     state: Mutex<BudgetState>,
@@ -62,7 +62,7 @@ struct BudgetState {
 
 impl LogBudget {
     /// At most `per_window` lines every `window`.
-    pub(crate) const fn new(per_window: u32, window: Duration) -> Self {
+    pub const fn new(per_window: u32, window: Duration) -> Self {
         LogBudget {
             per_window,
             window,
@@ -76,7 +76,7 @@ impl LogBudget {
 
     /// Whether a line may be logged at `now`: `Some(n)` with the number of lines held back
     /// since the last one logged (to be reported with it), or `None` to hold this one back.
-    pub(crate) fn allow(&self, now: Instant) -> Option<u64> {
+    pub fn allow(&self, now: Instant) -> Option<u64> {
         let mut state = self
             .state
             .lock()

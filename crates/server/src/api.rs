@@ -9,10 +9,9 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use aws_lc_rs::digest::{digest, Digest, SHA256};
 use base64::Engine as _;
@@ -23,6 +22,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
+use switchyard::engineio::LogBudget;
 use switchyard::proto::RESERVED_EVENTS;
 use switchyard::{Args, Binary, BroadcastOperator, Namespace, Room, SocketIo};
 use tower_service::Service;
@@ -50,14 +50,15 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 const MAX_BODY_BYTES: usize = 1 << 20;
 
 /// Refused keys logged per second at most; the rest are counted in the next line.
-const REFUSAL_LOG_LINES_PER_SECOND: u64 = 5;
+const REFUSAL_LOG_LINES_PER_SECOND: u32 = 5;
 
 /// The API's settings and state.
 pub(crate) struct Api {
     io: SocketIo,
     key_digests: Vec<Digest>,
     body_timeout: Duration,
-    refusals: RefusalLog,
+    /// Lines about refused keys: a caller without a key decides how often it is refused.
+    refusals: LogBudget,
 }
 
 impl Api {
@@ -70,7 +71,7 @@ impl Api {
                 .map(|key| digest(&SHA256, key.as_bytes()))
                 .collect(),
             body_timeout,
-            refusals: RefusalLog::default(),
+            refusals: LogBudget::new(REFUSAL_LOG_LINES_PER_SECOND, Duration::from_secs(1)),
         }
     }
 
@@ -119,7 +120,12 @@ impl Api {
             return json_response(StatusCode::OK, OPENAPI.to_owned());
         }
         if !self.authorized(request.headers().get(header::AUTHORIZATION)) {
-            self.refusals.refused(&path);
+            if let Some(held_back) = self.refusals.allow(Instant::now()) {
+                warn!(
+                    path,
+                    held_back, "API call refused: missing or unknown API key"
+                );
+            }
             let mut response = error(StatusCode::UNAUTHORIZED, "missing or unknown API key");
             response
                 .headers_mut()
@@ -432,37 +438,6 @@ fn json_response(status: StatusCode, text: String) -> Response<Full<Bytes>> {
 
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_response(status, json!({ "error": message }).to_string())
-}
-
-/// Counts refused calls, logging a bounded number of lines a second.
-#[derive(Debug, Default)]
-struct RefusalLog {
-    /// The second of the current window.
-    second: AtomicU64,
-    /// Lines logged in it.
-    lines: AtomicU64,
-    /// Refusals not logged since the last line.
-    held_back: AtomicU64,
-}
-
-impl RefusalLog {
-    fn refused(&self, path: &str) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |time| time.as_secs());
-        if self.second.swap(now, Ordering::Relaxed) != now {
-            self.lines.store(0, Ordering::Relaxed);
-        }
-        if self.lines.fetch_add(1, Ordering::Relaxed) < REFUSAL_LOG_LINES_PER_SECOND {
-            let held_back = self.held_back.swap(0, Ordering::Relaxed);
-            warn!(
-                path,
-                held_back, "API call refused: missing or unknown API key"
-            );
-        } else {
-            self.held_back.fetch_add(1, Ordering::Relaxed);
-        }
-    }
 }
 
 /// Answers `/api/…` with the API, and hands everything else to `inner`.
