@@ -25,13 +25,23 @@ use crate::identity;
 use crate::input::{self, ack, InputError};
 use crate::notifications::user_room;
 use crate::rooms::{self, RoomRules};
+use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
-pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
+/// `hooks`: the namespace's webhooks, if any.
+pub(crate) fn register(
+    io: &SocketIo,
+    jwt: Option<JwtAuth>,
+    settings: &NamespaceSettings,
+    hooks: Option<NamespaceHooks>,
+) {
     let chat = io.of("/chat");
     let with_token = jwt.is_some();
     identity::install(&chat, jwt, "name");
+    if let Some(hooks) = &hooks {
+        hooks.install(&chat);
+    }
     // The prefix keeps chat rooms apart from the rooms named by socket ids (which never contain
     // `:`) and from personal rooms (`user:`), so no one can join another's private room.
     let rules = Arc::new(RoomRules {
@@ -43,11 +53,15 @@ pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &Namespace
     chat.on_connection(move |socket: Socket| {
         let rules = rules.clone();
         let relay = relay.clone();
+        let hooks = hooks.clone();
         async move {
             if with_token {
                 if let Some(sub) = identity::of(&socket) {
                     socket.join(user_room(&sub));
                 }
+            }
+            if let Some(hooks) = &hooks {
+                hooks.attach(&socket, &rules);
             }
             let others: Vec<String> = relay
                 .iter()

@@ -167,6 +167,44 @@ pub(crate) struct Config {
     /// Per-namespace settings.
     #[command(flatten)]
     pub namespaces: NamespaceOptions,
+
+    /// How webhooks are called.
+    #[command(flatten)]
+    pub webhooks: WebhookSettings,
+}
+
+/// How the app backend's webhooks are called (which ones: the namespace settings).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(next_help_heading = WEBHOOKS)]
+pub(crate) struct WebhookSettings {
+    /// Key of the requests' HMAC-SHA256 signature (header `X-Switchyard-Signature`), at
+    /// least 16 bytes; required with a webhook URL.
+    #[arg(long = "webhook-secret", id = "webhook_secret", env = "WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true, value_parser = parse_secret)]
+    pub secret: Option<String>,
+
+    /// Time a webhook call may take (connecting, sending, the whole answer), in milliseconds.
+    #[arg(long = "webhook-timeout-ms", id = "webhook_timeout", env = "WEBHOOK_TIMEOUT_MS", value_name = "MS", default_value = "5000", value_parser = parse_millis)]
+    pub timeout: Duration,
+
+    /// Webhook calls in flight at once, over all clients; a call that finds none free within
+    /// its timeout fails as `backend busy`.
+    #[arg(long = "webhook-concurrency", id = "webhook_concurrency", env = "WEBHOOK_CONCURRENCY", value_name = "N", default_value = "128", value_parser = parse_size)]
+    pub concurrency: usize,
+
+    /// Forwarded events one socket may have waiting for the backend; past it the event's ack
+    /// is {error: "too many pending webhook calls"}.
+    #[arg(long = "webhook-max-pending", id = "webhook_max_pending", env = "WEBHOOK_MAX_PENDING", value_name = "N", default_value = "8", value_parser = parse_size)]
+    pub max_pending: usize,
+
+    /// Retries of a disconnect call that failed (the only idempotent call: the backend
+    /// dedupes on `X-Switchyard-Delivery`); connect and event calls are retried only when
+    /// they could not be sent at all.
+    #[arg(long = "webhook-retries", id = "webhook_retries", env = "WEBHOOK_RETRIES", value_name = "N", default_value = "3", value_parser = parse_retries)]
+    pub retries: u32,
+
+    /// Largest answer read from the backend, in bytes; a longer one fails the call.
+    #[arg(long = "webhook-max-response-bytes", id = "webhook_max_response_bytes", env = "WEBHOOK_MAX_RESPONSE_BYTES", value_name = "BYTES", default_value = "65536", value_parser = parse_bytes)]
+    pub max_response_bytes: usize,
 }
 
 // The off-able limits are typed `std::option::Option` (a full path): clap's derive then takes
@@ -320,6 +358,9 @@ impl JwtSettings {
 /// The heading of the limits in `--help`.
 const LIMITS: &str = "Limits (`off` disables those that say so)";
 
+/// The heading of the webhook settings in `--help`.
+const WEBHOOKS: &str = "Webhooks to the app backend";
+
 /// The default of `--room-policy`.
 const DEFAULT_ROOM_POLICY: &str = "/chat=claim;/notifications=claim";
 /// The default of `--relay-events`.
@@ -332,8 +373,8 @@ const DEFAULT_RELAY_EVENTS: &str = "/chat=message,typing;/notifications=";
 pub(crate) struct NamespaceOptions {
     /// Namespaces open without a token (with JWT on), comma-separated: /chat, /notifications,
     /// or none.
-    #[arg(long, env = "PUBLIC_NAMESPACES", value_name = "LIST", default_value = "none", value_parser = parse_public)]
-    pub public_namespaces: PublicNamespaces,
+    #[arg(long, env = "PUBLIC_NAMESPACES", value_name = "LIST", default_value = "none", value_parser = parse_namespace_set)]
+    pub public_namespaces: NamespaceSet,
 
     /// Rooms a user may join, per namespace: `claim` (the token's `rooms` claim, `*`
     /// wildcards) or `open`, e.g. /chat=open;/notifications=claim. Public namespaces are open.
@@ -346,6 +387,29 @@ pub(crate) struct NamespaceOptions {
     /// repeated flags add up.
     #[arg(long, env = "RELAY_EVENTS", value_name = "MAP", default_value = DEFAULT_RELAY_EVENTS, value_parser = parse_relay_events)]
     pub relay_events: Vec<PerNamespace<Vec<String>>>,
+
+    /// The app backend's webhook endpoint, per namespace, e.g.
+    /// /chat=http://127.0.0.1:4000/switchyard (plain HTTP; the requests are signed with
+    /// --webhook-secret). Which calls it gets: --webhook-connect, --webhook-disconnect,
+    /// --webhook-events.
+    #[arg(long, env = "WEBHOOK_URL", value_name = "MAP", value_parser = parse_webhook_urls, help_heading = WEBHOOKS)]
+    pub webhook_url: Vec<PerNamespace<String>>,
+
+    /// Namespaces whose connections the backend decides (allow or refuse, user data, rooms),
+    /// comma-separated, or none. When the backend cannot answer, the client gets a
+    /// connect_error.
+    #[arg(long, env = "WEBHOOK_CONNECT", value_name = "LIST", default_value = "none", value_parser = parse_namespace_set, help_heading = WEBHOOKS)]
+    pub webhook_connect: NamespaceSet,
+
+    /// Namespaces whose disconnections (with the reason) are posted to the backend,
+    /// comma-separated, or none.
+    #[arg(long, env = "WEBHOOK_DISCONNECT", value_name = "LIST", default_value = "none", value_parser = parse_namespace_set, help_heading = WEBHOOKS)]
+    pub webhook_disconnect: NamespaceSet,
+
+    /// Client events forwarded to the backend, per namespace, e.g. /chat=order,vote; the
+    /// backend's JSON answer is the event's ack.
+    #[arg(long, env = "WEBHOOK_EVENTS", value_name = "MAP", value_parser = parse_relay_events, help_heading = WEBHOOKS)]
+    pub webhook_events: Vec<PerNamespace<Vec<String>>>,
 }
 
 impl NamespaceOptions {
@@ -364,6 +428,20 @@ impl NamespaceOptions {
                 namespaces.get_mut(*namespace).relay = events.clone();
             }
         }
+        for map in &self.webhook_url {
+            for (namespace, url) in &map.0 {
+                namespaces.get_mut(*namespace).webhook.url = Some(url.clone());
+            }
+        }
+        namespaces.chat.webhook.connect = self.webhook_connect.chat;
+        namespaces.notifications.webhook.connect = self.webhook_connect.notifications;
+        namespaces.chat.webhook.disconnect = self.webhook_disconnect.chat;
+        namespaces.notifications.webhook.disconnect = self.webhook_disconnect.notifications;
+        for map in &self.webhook_events {
+            for (namespace, events) in &map.0 {
+                namespaces.get_mut(*namespace).webhook.events = events.clone();
+            }
+        }
         namespaces
     }
 }
@@ -377,9 +455,9 @@ pub(crate) enum Ns {
     Notifications,
 }
 
-/// Which namespaces are public.
+/// A set of the demo namespaces (the public ones, those with a connect webhook, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct PublicNamespaces {
+pub(crate) struct NamespaceSet {
     /// `/chat`.
     pub chat: bool,
     /// `/notifications`.
@@ -408,6 +486,28 @@ pub(crate) struct NamespaceSettings {
     pub rooms: RoomPolicy,
     /// Client events relayed to rooms.
     pub relay: Vec<String>,
+    /// What the app backend is told and asked.
+    pub webhook: WebhookHooks,
+}
+
+/// A namespace's webhooks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(crate) struct WebhookHooks {
+    /// The backend's endpoint (`http://…`).
+    pub url: Option<String>,
+    /// Whether the backend decides connections.
+    pub connect: bool,
+    /// Whether disconnections are posted.
+    pub disconnect: bool,
+    /// Client events forwarded, answered by the backend.
+    pub events: Vec<String>,
+}
+
+impl WebhookHooks {
+    /// Whether any call goes to the backend.
+    pub(crate) fn any(&self) -> bool {
+        self.connect || self.disconnect || !self.events.is_empty()
+    }
 }
 
 /// Settings of `/chat` and `/notifications`.
@@ -428,13 +528,51 @@ impl Namespaces {
                 public: false,
                 rooms: RoomPolicy::Claim,
                 relay: vec!["message".to_owned(), "typing".to_owned()],
+                webhook: WebhookHooks::default(),
             },
             notifications: NamespaceSettings {
                 public: false,
                 rooms: RoomPolicy::Claim,
                 relay: Vec::new(),
+                webhook: WebhookHooks::default(),
             },
         }
+    }
+
+    /// The namespaces by name.
+    pub(crate) fn each(&self) -> [(&'static str, &NamespaceSettings); 2] {
+        [
+            ("/chat", &self.chat),
+            ("/notifications", &self.notifications),
+        ]
+    }
+
+    /// What no single flag can check: webhooks without an endpoint or a secret, an event
+    /// both relayed and forwarded.
+    pub(crate) fn check(&self, webhook_secret: bool) -> Result<(), String> {
+        for (name, settings) in self.each() {
+            let hooks = &settings.webhook;
+            if hooks.any() && hooks.url.is_none() {
+                return Err(format!(
+                    "{name}: webhooks are on but it has no --webhook-url"
+                ));
+            }
+            if hooks.url.is_some() && !webhook_secret {
+                return Err(format!(
+                    "{name}: a webhook URL needs --webhook-secret (WEBHOOK_SECRET), with which the backend checks that requests come from this server"
+                ));
+            }
+            if let Some(event) = hooks
+                .events
+                .iter()
+                .find(|event| settings.relay.contains(event))
+            {
+                return Err(format!(
+                    "{name}: event {event:?} is both relayed and forwarded to the webhook"
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn get_mut(&mut self, namespace: Ns) -> &mut NamespaceSettings {
@@ -796,8 +934,8 @@ fn parse_namespace(name: &str) -> Result<Ns, String> {
     }
 }
 
-fn parse_public(value: &str) -> Result<PublicNamespaces, String> {
-    let mut public = PublicNamespaces::default();
+fn parse_namespace_set(value: &str) -> Result<NamespaceSet, String> {
+    let mut public = NamespaceSet::default();
     if value.trim() == "none" {
         return Ok(public);
     }
@@ -847,6 +985,30 @@ fn parse_relay_events(value: &str) -> Result<PerNamespace<Vec<String>>, String> 
             .filter(|event| !event.is_empty())
             .map(|event| parse_event(name, event))
             .collect()
+    })
+}
+
+fn parse_webhook_urls(value: &str) -> Result<PerNamespace<String>, String> {
+    parse_map(value, |name, url| {
+        let url = url.trim();
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| format!("{name}: {url:?} is not a URL"))?;
+        if uri
+            .authority()
+            .is_some_and(|authority| authority.as_str().contains('@'))
+        {
+            return Err(format!(
+                "{name}: no credentials in the URL (they would not be sent); the backend authenticates the server by the requests' signature"
+            ));
+        }
+        match (uri.scheme_str(), uri.host()) {
+            (Some("http"), Some(_)) => Ok(url.to_owned()),
+            (Some("https"), _) => Err(format!(
+                "{name}: https webhooks are not supported yet; reach the backend over plain HTTP on a private network or through a local TLS proxy"
+            )),
+            _ => Err(format!("{name}: expected an http://host/path URL, got {url:?}")),
+        }
     })
 }
 
@@ -1035,6 +1197,13 @@ fn parse_count(value: &str) -> Result<u32, String> {
     parse_positive(value, "a positive number")?
         .try_into()
         .map_err(|_| "too large".to_owned())
+}
+
+fn parse_retries(value: &str) -> Result<u32, String> {
+    match value.trim().parse::<u32>() {
+        Ok(retries @ 0..=10) => Ok(retries),
+        _ => Err("expected 0 to 10".to_owned()),
+    }
 }
 
 fn parse_or_off<T>(value: &str, parse: fn(&str) -> Result<T, String>) -> Result<Option<T>, String> {
@@ -1295,11 +1464,13 @@ mod tests {
                     public: false,
                     rooms: RoomPolicy::Claim,
                     relay: vec!["message".into(), "typing".into()],
+                    webhook: WebhookHooks::default(),
                 },
                 notifications: NamespaceSettings {
                     public: false,
                     rooms: RoomPolicy::Claim,
                     relay: vec![],
+                    webhook: WebhookHooks::default(),
                 },
             }
         );
@@ -1308,13 +1479,17 @@ mod tests {
     #[test]
     fn the_declared_map_defaults_are_what_a_namespace_left_out_keeps() {
         let declared = NamespaceOptions {
-            public_namespaces: PublicNamespaces::default(),
+            public_namespaces: NamespaceSet::default(),
             room_policy: vec![
                 parse_room_policy(DEFAULT_ROOM_POLICY).unwrap_or_else(|e| panic!("{e}"))
             ],
             relay_events: vec![
                 parse_relay_events(DEFAULT_RELAY_EVENTS).unwrap_or_else(|e| panic!("{e}"))
             ],
+            webhook_url: Vec::new(),
+            webhook_connect: NamespaceSet::default(),
+            webhook_disconnect: NamespaceSet::default(),
+            webhook_events: Vec::new(),
         };
         let mut cleared = Namespaces::base();
         cleared.chat.relay.clear();
@@ -1382,6 +1557,16 @@ mod tests {
             "RELAY_EVENTS",
             "/chat=message,reaction;/notifications=alert",
         ),
+        ("WEBHOOK_URL", "/chat=http://127.0.0.1:4000/hooks?ns=chat"),
+        ("WEBHOOK_CONNECT", "/chat"),
+        ("WEBHOOK_DISCONNECT", "/chat,/notifications"),
+        ("WEBHOOK_EVENTS", "/chat=order,vote"),
+        ("WEBHOOK_SECRET", "webhook-secret-0123"),
+        ("WEBHOOK_TIMEOUT_MS", "1500"),
+        ("WEBHOOK_CONCURRENCY", "16"),
+        ("WEBHOOK_MAX_PENDING", "2"),
+        ("WEBHOOK_RETRIES", "0"),
+        ("WEBHOOK_MAX_RESPONSE_BYTES", "2048"),
     ];
 
     #[test]
@@ -1465,14 +1650,117 @@ mod tests {
                     public: false,
                     rooms: RoomPolicy::Open,
                     relay: vec!["message".into(), "reaction".into()],
+                    webhook: WebhookHooks {
+                        url: Some("http://127.0.0.1:4000/hooks?ns=chat".into()),
+                        connect: true,
+                        disconnect: true,
+                        events: vec!["order".into(), "vote".into()],
+                    },
                 },
                 notifications: NamespaceSettings {
                     public: true,
                     rooms: RoomPolicy::Claim,
                     relay: vec!["alert".into()],
+                    webhook: WebhookHooks {
+                        disconnect: true,
+                        ..WebhookHooks::default()
+                    },
                 },
             }
         );
+        assert_eq!(
+            config.webhooks,
+            WebhookSettings {
+                secret: Some("webhook-secret-0123".into()),
+                timeout: Duration::from_millis(1500),
+                concurrency: 16,
+                max_pending: 2,
+                retries: 0,
+                max_response_bytes: 2048,
+            }
+        );
+    }
+
+    #[test]
+    fn webhooks_are_declared_per_namespace_and_checked_together() {
+        let file = r#"
+            webhook-timeout-ms = 800
+
+            [namespaces."/chat"]
+            webhook-url = "http://backend.internal:8080/switchyard"
+            webhook-connect = true
+            webhook-events = ["order"]
+
+            [namespaces."/notifications"]
+            webhook-url = "http://backend.internal:8080/notifications"
+            webhook-disconnect = true
+        "#;
+        let from_file = config_with_file(&[("WEBHOOK_SECRET", "webhook-secret-0123")], file, &[]);
+        let namespaces = from_file.namespaces.resolve();
+        assert_eq!(
+            namespaces.chat.webhook,
+            WebhookHooks {
+                url: Some("http://backend.internal:8080/switchyard".into()),
+                connect: true,
+                disconnect: false,
+                events: vec!["order".into()],
+            }
+        );
+        assert!(namespaces.notifications.webhook.disconnect);
+        assert!(!namespaces.notifications.webhook.connect);
+        assert_eq!(from_file.webhooks.timeout, Duration::from_millis(800));
+        assert_eq!(namespaces.check(true), Ok(()));
+        // The defaults: no webhooks, and nothing to check.
+        assert_eq!(Namespaces::base().check(false), Ok(()));
+        let defaults = config(&[], &[]).webhooks;
+        assert_eq!(defaults.timeout, Duration::from_secs(5));
+        assert_eq!(defaults.concurrency, 128);
+        assert_eq!(defaults.max_pending, 8);
+        assert_eq!(defaults.retries, 3);
+        assert_eq!(defaults.max_response_bytes, 65536);
+
+        // What only the whole can tell.
+        let unsigned = namespaces.check(false).expect_err("unsigned");
+        assert!(unsigned.contains("needs --webhook-secret"), "{unsigned}");
+        let mut nowhere = Namespaces::base();
+        nowhere.chat.webhook.connect = true;
+        assert_eq!(
+            nowhere.check(true),
+            Err("/chat: webhooks are on but it has no --webhook-url".to_owned())
+        );
+        let mut both = namespaces.clone();
+        both.chat.webhook.events.push("message".into());
+        assert_eq!(
+            both.check(true),
+            Err("/chat: event \"message\" is both relayed and forwarded to the webhook".to_owned())
+        );
+    }
+
+    #[test]
+    fn webhook_urls_must_be_plain_http() {
+        assert!(parse_webhook_urls("/chat=http://10.0.0.2:4000/hooks").is_ok());
+        for (value, expected) in [
+            (
+                "/chat=https://backend/hooks",
+                "https webhooks are not supported yet",
+            ),
+            (
+                "/chat=ftp://backend/hooks",
+                "expected an http://host/path URL",
+            ),
+            ("/chat=/hooks", "expected an http://host/path URL"),
+            ("/chat=http://", "is not a URL"),
+            (
+                "/chat=http://user:pass@backend/hooks",
+                "no credentials in the URL",
+            ),
+            ("/lobby=http://backend/hooks", "unknown namespace"),
+        ] {
+            let error = parse_webhook_urls(value).expect_err(value);
+            assert!(error.contains(expected), "{value}: {error}");
+        }
+        assert!(parse_retries("11").is_err());
+        assert_eq!(parse_retries("0"), Ok(0));
     }
 
     /// The flag name of each variable.
@@ -1595,11 +1883,13 @@ mod tests {
                     public: true,
                     rooms: RoomPolicy::Claim,
                     relay: vec!["message".into(), "reaction".into()],
+                    webhook: WebhookHooks::default(),
                 },
                 notifications: NamespaceSettings {
                     public: false,
                     rooms: RoomPolicy::Open,
                     relay: Vec::new(),
+                    webhook: WebhookHooks::default(),
                 },
             }
         );
@@ -1677,9 +1967,12 @@ mod tests {
 
     #[test]
     fn check_config_prints_the_effective_configuration_with_its_sources() {
-        let file = "port = 1000\nmax-payload = 4096\njwt-secret = \"0123456789abcdef0123\"\n[namespaces.\"/chat\"]\nrooms = \"open\"\n";
+        let file = "port = 1000\nmax-payload = 4096\njwt-secret = \"0123456789abcdef0123\"\n[namespaces.\"/chat\"]\nrooms = \"open\"\nwebhook-url = \"http://backend:4000/hooks\"\nwebhook-connect = true\n";
         let text = effective(
-            &[("PING_INTERVAL_MS", "1500")],
+            &[
+                ("PING_INTERVAL_MS", "1500"),
+                ("WEBHOOK_SECRET", "webhook-secret-0123"),
+            ],
             file,
             &["--host", "0.0.0.0"],
         );
@@ -1692,10 +1985,14 @@ mod tests {
             "# jwt-secret = (set, masked)  # file, `jwt-secret`",
             "# redis-url = (not set)",
             "[namespaces.\"/chat\"]\npublic = false\nrooms = \"open\"\nrelay-events = [\"message\", \"typing\"]",
+            "webhook-url = \"http://backend:4000/hooks\"\nwebhook-connect = true\nwebhook-disconnect = false\nwebhook-events = []",
+            "# webhook-secret = (set, masked)  # variable WEBHOOK_SECRET",
+            "webhook-timeout-ms = 5000  # default",
         ] {
             assert!(text.contains(line), "{line:?} missing from:\n{text}");
         }
         assert!(!text.contains("0123456789abcdef0123"), "{text}");
+        assert!(!text.contains("webhook-secret-0123"), "{text}");
     }
 
     #[test]
@@ -1704,7 +2001,9 @@ mod tests {
             .iter()
             .copied()
             // Secrets are masked: they do not read back.
-            .filter(|(variable, _)| !["JWT_SECRET", "API_KEYS"].contains(variable))
+            .filter(|(variable, _)| {
+                !["JWT_SECRET", "API_KEYS", "WEBHOOK_SECRET"].contains(variable)
+            })
             .collect();
         let original = config(&env, &[]);
         let text = match load(&env, &["check-config"]) {
@@ -2144,14 +2443,11 @@ mod tests {
             &[("PUBLIC_NAMESPACES", "/chat,/notifications")],
             &["--public-namespaces", "none"],
         );
-        assert_eq!(
-            config.namespaces.public_namespaces,
-            PublicNamespaces::default()
-        );
+        assert_eq!(config.namespaces.public_namespaces, NamespaceSet::default());
         let config = self::config(&[("PUBLIC_NAMESPACES", "/chat,/notifications")], &[]);
         assert_eq!(
             config.namespaces.public_namespaces,
-            PublicNamespaces {
+            NamespaceSet {
                 chat: true,
                 notifications: true
             }

@@ -19,10 +19,6 @@ use crate::config::{Namespaces, RoomPolicy};
 /// The flag of the file itself, which a file cannot set.
 pub(crate) const CONFIG_FLAG: &str = "config";
 
-/// The settings written as per-namespace maps, which the file may also give as
-/// `[namespaces."…"]` tables and `check-config` prints that way.
-const NAMESPACE_FLAGS: [&str; 3] = ["public-namespaces", "room-policy", "relay-events"];
-
 /// The namespaces the binary serves, as a file may name them.
 const NAMESPACES: [&str; 2] = ["/chat", "/notifications"];
 
@@ -108,12 +104,47 @@ fn scalar(value: &toml::Value) -> Option<String> {
     }
 }
 
-/// `[namespaces."/chat"]` tables, as the three namespace maps.
+/// The fields of a `[namespaces."…"]` table: the field, the flag it is part of, and how.
+const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 7] = [
+    ("public", "public-namespaces", FieldKind::Member),
+    (
+        "rooms",
+        "room-policy",
+        FieldKind::Text("\"claim\" or \"open\""),
+    ),
+    ("relay-events", "relay-events", FieldKind::List),
+    (
+        "webhook-url",
+        "webhook-url",
+        FieldKind::Text("an http:// URL"),
+    ),
+    ("webhook-connect", "webhook-connect", FieldKind::Member),
+    (
+        "webhook-disconnect",
+        "webhook-disconnect",
+        FieldKind::Member,
+    ),
+    ("webhook-events", "webhook-events", FieldKind::List),
+];
+
+/// How a namespace table's field maps to its flag.
+#[derive(Debug, Clone, Copy)]
+enum FieldKind {
+    /// A boolean: whether the namespace is in the flag's list (`--public-namespaces`).
+    Member,
+    /// A string: the namespace's entry in the flag's map, the text says what is expected.
+    Text(&'static str),
+    /// A list of names: the namespace's entry in the flag's map.
+    List,
+}
+
+/// `[namespaces."/chat"]` tables, as the per-namespace flags.
 fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Result<(), String> {
     let toml::Value::Table(namespaces) = value else {
         return Err("`namespaces` is a table of namespaces: [namespaces.\"/chat\"]".to_owned());
     };
-    let mut public: Option<Vec<&str>> = None;
+    // For each boolean field set somewhere: the namespaces where it is true.
+    let mut members: Vec<(&str, Vec<&str>)> = Vec::new();
     for (name, table) in namespaces {
         let Some(namespace) = NAMESPACES.iter().find(|served| *served == name) else {
             return Err(format!(
@@ -126,49 +157,60 @@ fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Res
         };
         for (field, value) in table {
             let key = format!("namespaces.\"{name}\".{field}");
-            match (field.as_str(), value) {
-                ("public", toml::Value::Boolean(is_public)) => {
-                    let list = public.get_or_insert_with(Vec::new);
-                    if *is_public {
-                        list.push(namespace);
+            let Some((_, long, kind)) = NAMESPACE_FIELDS.iter().find(|(known, ..)| known == field)
+            else {
+                let fields: Vec<&str> = NAMESPACE_FIELDS.iter().map(|(field, ..)| *field).collect();
+                return Err(format!(
+                    "unknown key `{key}` (a namespace has {})",
+                    fields.join(", ")
+                ));
+            };
+            let value = match (kind, value) {
+                (FieldKind::Member, toml::Value::Boolean(member)) => {
+                    let index = match members.iter().position(|(flag, _)| flag == long) {
+                        Some(index) => index,
+                        None => {
+                            members.push((long, Vec::new()));
+                            members.len() - 1
+                        }
+                    };
+                    if *member {
+                        members[index].1.push(namespace);
                     }
+                    continue;
                 }
-                ("rooms", toml::Value::String(policy)) => settings.push(FileSetting {
-                    long: "room-policy".to_owned(),
-                    value: format!("{namespace}={policy}"),
-                    key,
-                }),
-                ("relay-events", toml::Value::Array(_)) => {
-                    let events =
-                        flag_value(value).map_err(|expected| format!("`{key}`: {expected}"))?;
-                    settings.push(FileSetting {
-                        long: "relay-events".to_owned(),
-                        value: format!("{namespace}={events}"),
-                        key,
-                    });
+                (FieldKind::Text(_), toml::Value::String(text)) => text.clone(),
+                (FieldKind::List, toml::Value::Array(_)) => {
+                    flag_value(value).map_err(|expected| format!("`{key}`: {expected}"))?
                 }
-                ("public", _) => return Err(format!("`{key}`: expected true or false")),
-                ("rooms", _) => return Err(format!("`{key}`: expected \"claim\" or \"open\"")),
-                ("relay-events", _) => {
+                (FieldKind::Member, _) => return Err(format!("`{key}`: expected true or false")),
+                (FieldKind::Text(expected), _) => {
+                    return Err(format!("`{key}`: expected {expected}"))
+                }
+                (FieldKind::List, _) => {
                     return Err(format!("`{key}`: expected a list of event names"))
                 }
-                _ => {
-                    return Err(format!(
-                        "unknown key `{key}` (a namespace has public, rooms and relay-events)"
-                    ))
-                }
-            }
+            };
+            settings.push(FileSetting {
+                long: (*long).to_owned(),
+                value: format!("{namespace}={value}"),
+                key,
+            });
         }
     }
-    if let Some(list) = public {
+    for (long, list) in members {
+        let field = NAMESPACE_FIELDS
+            .iter()
+            .find(|(_, flag, _)| *flag == long)
+            .map_or(long, |(field, ..)| *field);
         settings.push(FileSetting {
-            long: "public-namespaces".to_owned(),
+            long: long.to_owned(),
             value: if list.is_empty() {
                 "none".to_owned()
             } else {
                 list.join(",")
             },
-            key: "namespaces.*.public".to_owned(),
+            key: format!("namespaces.*.{field}"),
         });
     }
     Ok(())
@@ -209,7 +251,8 @@ pub(crate) fn effective(
         let (Some(long), id) = (arg.get_long(), arg.get_id().as_str()) else {
             continue;
         };
-        if long == CONFIG_FLAG || NAMESPACE_FLAGS.contains(&long) || id == "help" {
+        let per_namespace = NAMESPACE_FIELDS.iter().any(|(_, flag, _)| *flag == long);
+        if long == CONFIG_FLAG || per_namespace || id == "help" {
             continue;
         }
         if arg.get_help_heading() != heading {
@@ -234,20 +277,34 @@ pub(crate) fn effective(
             let _ = writeln!(out, "{long} = {}  # {origin}", toml_value(&value));
         }
     }
-    for (name, settings) in [
-        ("/chat", &namespaces.chat),
-        ("/notifications", &namespaces.notifications),
-    ] {
+    for (name, settings) in namespaces.each() {
         let rooms = match settings.rooms {
             RoomPolicy::Claim => "claim",
             RoomPolicy::Open => "open",
         };
-        let events: Vec<String> = settings.relay.iter().map(|event| quote(event)).collect();
+        let list = |events: &[String]| {
+            let quoted: Vec<String> = events.iter().map(|event| quote(event)).collect();
+            format!("[{}]", quoted.join(", "))
+        };
+        let hooks = &settings.webhook;
         let _ = write!(
             out,
-            "\n[namespaces.\"{name}\"]\npublic = {}\nrooms = \"{rooms}\"\nrelay-events = [{}]\n",
+            "\n[namespaces.\"{name}\"]\npublic = {}\nrooms = \"{rooms}\"\nrelay-events = {}\n",
             settings.public,
-            events.join(", ")
+            list(&settings.relay)
+        );
+        match &hooks.url {
+            Some(url) => {
+                let _ = writeln!(out, "webhook-url = {}", quote(url));
+            }
+            None => out.push_str("# webhook-url = (not set)\n"),
+        }
+        let _ = write!(
+            out,
+            "webhook-connect = {}\nwebhook-disconnect = {}\nwebhook-events = {}\n",
+            hooks.connect,
+            hooks.disconnect,
+            list(&hooks.events)
         );
     }
     out

@@ -271,7 +271,7 @@ mod tests {
             StatusCode::NOT_FOUND
         );
         let mut on = Health::new(StaticFiles, readiness)
-            .with_metrics(Arc::new(crate::metrics::Exporter::new(io)));
+            .with_metrics(Arc::new(crate::metrics::Exporter::new(io, None)));
         let (status, headers, body) = crate::web::call(&mut on, Method::GET, "/metrics").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(

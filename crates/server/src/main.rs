@@ -18,6 +18,7 @@ mod notifications;
 mod rooms;
 mod tls;
 mod web;
+mod webhooks;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -91,8 +92,12 @@ fn main() -> ExitCode {
 /// `check-config`: loads what the settings name (JWT keys, TLS files), as the server would
 /// before listening, and prints the effective configuration.
 fn check_config(config: &Config, effective: &str) -> ExitCode {
-    let loaded = jwt_auth(&config.jwt)
-        .context("cannot load the JWT keys")
+    let loaded = config
+        .namespaces
+        .resolve()
+        .check(config.webhooks.secret.is_some())
+        .map_err(anyhow::Error::msg)
+        .and_then(|()| jwt_auth(&config.jwt).context("cannot load the JWT keys"))
         .and_then(|_| config.tls().as_ref().map(tls::acceptor).transpose());
     print!("{effective}");
     match loaded {
@@ -135,8 +140,12 @@ fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
     Ok(Some(JwtAuth::new(keys, config)?))
 }
 
-/// The Socket.IO server for `config`, with both namespaces registered.
-fn socket_io(config: &Config, adapter: Option<AdapterFactory>) -> anyhow::Result<SocketIo> {
+/// The Socket.IO server for `config`, with both namespaces registered, and the webhooks'
+/// client when a namespace has webhooks.
+fn socket_io(
+    config: &Config,
+    adapter: Option<AdapterFactory>,
+) -> anyhow::Result<(SocketIo, Option<webhooks::Webhooks>)> {
     let limits = &config.limits;
     let mut engine = EngineConfig::default()
         .path("/socket.io/")
@@ -180,12 +189,37 @@ fn socket_io(config: &Config, adapter: Option<AdapterFactory>) -> anyhow::Result
     };
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
     let namespaces = config.namespaces.resolve();
+    namespaces
+        .check(config.webhooks.secret.is_some())
+        .map_err(anyhow::Error::msg)?;
+    let webhooks = config.webhooks.secret.as_deref().and_then(|secret| {
+        let used = namespaces
+            .each()
+            .iter()
+            .any(|(_, settings)| settings.webhook.any());
+        used.then(|| webhooks::Webhooks::new(&config.webhooks, secret))
+    });
+    let hooks = |settings: &config::NamespaceSettings| {
+        let hooks = webhooks.as_ref()?.for_namespace(&settings.webhook)?;
+        info!(url = settings.webhook.url.as_deref().unwrap_or_default(),
+            connect = settings.webhook.connect,
+            disconnect = settings.webhook.disconnect,
+            events = ?settings.webhook.events,
+            "webhooks on");
+        Some(hooks)
+    };
     let required = |public: bool| jwt.clone().filter(|_| !public);
-    chat::register(&io, required(namespaces.chat.public), &namespaces.chat);
+    chat::register(
+        &io,
+        required(namespaces.chat.public),
+        &namespaces.chat,
+        hooks(&namespaces.chat),
+    );
     notifications::register(
         &io,
         required(namespaces.notifications.public),
         &namespaces.notifications,
+        hooks(&namespaces.notifications),
     );
     match &jwt {
         Some(_) => info!(
@@ -218,7 +252,7 @@ fn socket_io(config: &Config, adapter: Option<AdapterFactory>) -> anyhow::Result
             "the outgoing buffer is smaller than the largest message: such a message closes its recipients' connections"
         );
     }
-    Ok(io)
+    Ok((io, webhooks))
 }
 
 /// Whether the cluster's backend answers, for `/readyz`.
@@ -289,7 +323,7 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reac
 
 async fn run(config: Config) -> anyhow::Result<()> {
     let (adapter, reachable) = cluster(&config).await?.unzip();
-    let io = socket_io(&config, adapter)?;
+    let (io, webhooks) = socket_io(&config, adapter)?;
     let readiness = Arc::new(health::Readiness::new(reachable, REDIS_GRACE));
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
@@ -313,7 +347,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
     );
     let mut operations = health::Health::new(web::StaticFiles, readiness.clone());
     if config.metrics {
-        operations = operations.with_metrics(Arc::new(metrics::Exporter::new(io.clone())));
+        let exporter = metrics::Exporter::new(io.clone(), webhooks.as_ref().map(|w| w.metrics()));
+        operations = operations.with_metrics(Arc::new(exporter));
     }
     let api = config.api_keys.clone().map(|keys| {
         info!(keys = keys.len(), "backend API on at /api/v1/");

@@ -13,6 +13,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 use switchyard::SocketIo;
 
+use crate::webhooks::WebhookMetrics;
+
 /// The `Content-Type` of what [`Exporter::render`] returns.
 pub(crate) const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
@@ -28,9 +30,13 @@ pub(crate) struct Exporter {
 }
 
 impl Exporter {
-    pub(crate) fn new(io: SocketIo) -> Exporter {
+    /// The exporter of `io`'s metrics, and of the webhooks' when there are webhooks.
+    pub(crate) fn new(io: SocketIo, webhooks: Option<&WebhookMetrics>) -> Exporter {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(ServerCollector { io }));
+        if let Some(webhooks) = webhooks {
+            webhooks.register(&mut registry);
+        }
         Exporter {
             registry,
             last: Mutex::new(None),

@@ -20,13 +20,23 @@ use crate::config::NamespaceSettings;
 use crate::identity;
 use crate::input::{self, ack, InputError};
 use crate::rooms::{self, RoomRules};
+use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
-pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &NamespaceSettings) {
+/// `hooks`: the namespace's webhooks, if any.
+pub(crate) fn register(
+    io: &SocketIo,
+    jwt: Option<JwtAuth>,
+    settings: &NamespaceSettings,
+    hooks: Option<NamespaceHooks>,
+) {
     let notifications = io.of("/notifications");
     let with_token = jwt.is_some();
     identity::install(&notifications, jwt, "user");
+    if let Some(hooks) = &hooks {
+        hooks.install(&notifications);
+    }
     let rules = Arc::new(RoomRules {
         // Apart from the personal rooms `user:<user>`, which no client can join.
         prefix: "room:",
@@ -39,9 +49,13 @@ pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, settings: &Namespace
     notifications.on_connection(move |socket: Socket| {
         let rules = rules.clone();
         let relay = relay.clone();
+        let hooks = hooks.clone();
         async move {
             if let Some(user) = identity::of(&socket) {
                 socket.join(user_room(&user));
+            }
+            if let Some(hooks) = &hooks {
+                hooks.attach(&socket, &rules);
             }
             socket.on("notify", |socket: Socket, data: Value| async move {
                 Ok::<_, Infallible>(ack(notify(&socket, &data)))

@@ -65,6 +65,21 @@ pub(crate) fn call(
     key: Option<&str>,
     body: Option<&str>,
 ) -> (u16, serde_json::Value) {
+    let (status, body) = call_text(url, method, path, key, body);
+    let value = serde_json::from_str(&body).unwrap_or(serde_json::Value::Null);
+    (status, value)
+}
+
+// Not every test binary that includes this module calls it.
+#[allow(dead_code)]
+/// [`call`], with the body as text.
+pub(crate) fn call_text(
+    url: &str,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
     use std::io::{Read, Write};
 
     let address = url.strip_prefix("http://").expect("an http URL");
@@ -92,8 +107,7 @@ pub(crate) fn call(
         .unwrap_or(0);
     let body = response
         .split_once("\r\n\r\n")
-        .map(|(_, body)| body)
+        .map(|(_, body)| body.to_owned())
         .unwrap_or_default();
-    let value = serde_json::from_str(body).unwrap_or(serde_json::Value::Null);
-    (status, value)
+    (status, body)
 }
