@@ -174,12 +174,25 @@ pub(crate) fn manager_config() -> ConnectionManagerConfig {
 }
 
 /// A connection to Redis that reconnects by itself: to one server, or to a Redis Cluster.
+///
+/// The clusters hand out their command connection ([`crate::RedisCluster::connection`] and
+/// the others'), so that an application can keep its own data beside the adapter's on the
+/// same link: it is a [`redis::aio::ConnectionLike`], cheap to clone.
 #[derive(Clone)]
-pub(crate) enum Link {
+pub enum Link {
     /// One Redis server: classic pub/sub.
     Server(ConnectionManager),
     /// A Redis Cluster: sharded pub/sub, commands routed by slot.
     Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Link::Server(_) => "Link::Server",
+            Link::Cluster(_) => "Link::Cluster",
+        })
+    }
 }
 
 impl ConnectionLike for Link {

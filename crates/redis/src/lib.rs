@@ -63,7 +63,10 @@ mod streams;
 mod wire;
 
 pub use classic::{RedisAdapter, RedisAdapterConfig, RedisCluster};
+pub use driver::Link as RedisConnection;
 pub use emitter::Emitter;
 pub use error::RedisAdapterError;
+/// The Redis client the adapters use, for commands on [`RedisConnection`].
+pub use redis;
 pub use sharded::{RedisShardedAdapter, RedisShardedCluster, RedisShardedConfig, SubscriptionMode};
 pub use streams::{RedisStreamsAdapter, RedisStreamsCluster, RedisStreamsConfig};

@@ -188,6 +188,12 @@ impl RedisStreamsCluster {
         })
     }
 
+    /// The connection the adapters send their commands on, for the application's own data
+    /// in the same Redis.
+    pub fn connection(&self) -> crate::RedisConnection {
+        self.inner.driver.commands()
+    }
+
     /// Whether Redis answered this server's links when last tried (each is checked every
     /// second): what a readiness probe asks. Local delivery goes on either way.
     pub fn is_reachable(&self) -> bool {

@@ -28,7 +28,9 @@ use switchyard::{Args, Binary, BroadcastOperator, Namespace, Room, SocketIo};
 use tower_service::Service;
 use tracing::{debug, warn};
 
-use crate::notifications::user_room;
+use crate::history::History;
+use crate::notifications::{user_room, USER_ROOM_PREFIX};
+use crate::presence;
 
 /// The OpenAPI document of this API.
 pub(crate) const OPENAPI: &str = include_str!("../api/openapi.json");
@@ -42,7 +44,12 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/join"),
     ("POST", "/api/v1/leave"),
     ("POST", "/api/v1/disconnect"),
+    ("POST", "/api/v1/presence"),
+    ("POST", "/api/v1/history"),
 ];
+
+/// The most messages one history call returns.
+const MAX_HISTORY_LIMIT: usize = 1000;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -59,11 +66,17 @@ pub(crate) struct Api {
     body_timeout: Duration,
     /// Lines about refused keys: a caller without a key decides how often it is refused.
     refusals: LogBudget,
+    history: History,
 }
 
 impl Api {
-    /// The API for `io`, answering holders of `keys`.
-    pub(crate) fn new(io: SocketIo, keys: Vec<String>, body_timeout: Duration) -> Api {
+    /// The API for `io`, answering holders of `keys`; `history` is where rooms keep theirs.
+    pub(crate) fn new(
+        io: SocketIo,
+        keys: Vec<String>,
+        body_timeout: Duration,
+        history: History,
+    ) -> Api {
         Api {
             io,
             key_digests: keys
@@ -72,6 +85,7 @@ impl Api {
                 .collect(),
             body_timeout,
             refusals: LogBudget::new(REFUSAL_LOG_LINES_PER_SECOND, Duration::from_secs(1)),
+            history,
         }
     }
 
@@ -145,6 +159,8 @@ impl Api {
             "/api/v1/join" => self.join_or_leave(body, true).await,
             "/api/v1/leave" => self.join_or_leave(body, false).await,
             "/api/v1/disconnect" => self.disconnect(body).await,
+            "/api/v1/presence" => self.presence(body).await,
+            "/api/v1/history" => self.history(body).await,
             _ => Err(ApiError::NotFound("no such API path".to_owned())),
         };
         match result {
@@ -276,7 +292,7 @@ impl Api {
                 let user = socket
                     .rooms()
                     .iter()
-                    .find_map(|room| room.strip_prefix("user:"))
+                    .find_map(|room| room.strip_prefix(USER_ROOM_PREFIX))
                     .map(str::to_owned);
                 json!({
                     "id": &**socket.id(),
@@ -325,6 +341,36 @@ impl Api {
             .await
             .map_err(|failure| ApiError::Cluster(failure.to_string()))?;
         Ok(json!({ "ok": true }))
+    }
+
+    async fn presence(&self, body: Value) -> Result<Value, ApiError> {
+        let request: RoomRequest = parse(body)?;
+        let namespace = self.namespace(&request.namespace)?;
+        let occupants = presence::occupants(&namespace, &Room::from(request.room.as_str()), None)
+            .await
+            .map_err(|failure| ApiError::Cluster(failure.to_string()))?;
+        let users: Vec<Value> = occupants
+            .iter()
+            .map(|(user, sockets)| json!({ "user": user, "sockets": sockets }))
+            .collect();
+        Ok(json!({ "users": users }))
+    }
+
+    async fn history(&self, body: Value) -> Result<Value, ApiError> {
+        let request: RoomRequest = parse(body)?;
+        let limit = request.limit.unwrap_or(50);
+        if limit > MAX_HISTORY_LIMIT {
+            return Err(ApiError::Invalid(format!(
+                "`limit` is at most {MAX_HISTORY_LIMIT}"
+            )));
+        }
+        let namespace = self.namespace(&request.namespace)?;
+        let messages = self
+            .history
+            .recent(namespace.name(), &request.room, limit)
+            .await
+            .map_err(|failure| ApiError::Cluster(failure.to_string()))?;
+        Ok(json!({ "messages": messages }))
     }
 
     async fn info(&self) -> Response<Full<Bytes>> {
@@ -397,6 +443,17 @@ struct Move {
     target: Target,
     /// The rooms to join or leave.
     to: Vec<String>,
+}
+
+/// A call about one room.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RoomRequest {
+    namespace: String,
+    /// The adapter room (`chat:general` for the chat's room `general`).
+    room: String,
+    /// How many messages at most (history).
+    limit: Option<usize>,
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: Value) -> Result<T, ApiError> {
@@ -527,6 +584,7 @@ mod tests {
                 "second-key-0123456789".to_owned(),
             ],
             Duration::from_secs(1),
+            History::in_memory(1024),
         );
         let bearer = |value: &str| HeaderValue::from_str(value).ok();
         assert!(api.authorized(bearer("Bearer second-key-0123456789").as_ref()));

@@ -21,20 +21,22 @@ use switchyard::{Socket, SocketIo};
 use switchyard_auth::JwtAuth;
 
 use crate::config::NamespaceSettings;
+use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
 use crate::notifications::user_room;
-use crate::rooms::{self, RoomRules};
+use crate::rooms::{self, RoomHistory, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
-/// `hooks`: the namespace's webhooks, if any.
+/// `hooks`: the namespace's webhooks, if any; `history`: where room history is kept.
 pub(crate) fn register(
     io: &SocketIo,
     jwt: Option<JwtAuth>,
     settings: &NamespaceSettings,
     hooks: Option<NamespaceHooks>,
+    history: Option<History>,
 ) {
     let chat = io.of("/chat");
     let with_token = jwt.is_some();
@@ -47,6 +49,13 @@ pub(crate) fn register(
     let rules = Arc::new(RoomRules {
         prefix: CHAT_PREFIX,
         policy: with_token.then_some(settings.rooms),
+        presence: settings.presence,
+        history: history
+            .filter(|_| settings.history > 0)
+            .map(|store| RoomHistory {
+                store,
+                keep: settings.history,
+            }),
     });
     rooms::guard_recovery(&chat, &rules);
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
@@ -55,10 +64,10 @@ pub(crate) fn register(
         let relay = relay.clone();
         let hooks = hooks.clone();
         async move {
-            if with_token {
-                if let Some(sub) = identity::of(&socket) {
-                    socket.join(user_room(&sub));
-                }
+            // The personal room tells who the socket is to the adapter, and so to presence
+            // and the API, on every server.
+            if let Some(user) = identity::of(&socket) {
+                socket.join(user_room(&user));
             }
             if let Some(hooks) = &hooks {
                 hooks.attach(&socket, &rules);
@@ -73,7 +82,7 @@ pub(crate) fn register(
                 let rules = rules.clone();
                 socket.on("message", move |socket: Socket, data: Value| {
                     let rules = rules.clone();
-                    async move { Ok::<_, Infallible>(ack(message(&socket, &rules, &data))) }
+                    async move { Ok::<_, Infallible>(ack(message(&socket, &rules, &data).await)) }
                 });
             }
             if relay.iter().any(|event| event == "typing") {
@@ -115,7 +124,7 @@ pub(crate) fn parse_typing(data: &Value) -> Result<&str, InputError> {
     input::room(object.get("room").unwrap_or(&Value::Null))
 }
 
-fn message(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
+async fn message(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
     let MessageInput { room, text } = MessageInput::parse(data)?;
     let key = rules.key(room);
     if !rooms::is_member(socket, &key) {
@@ -129,14 +138,24 @@ fn message(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, In
         "time": input::now_millis(),
     });
     // The namespace's broadcast, not the socket's: the sender gets its own message too.
-    socket
-        .namespace()
-        .to(key)
-        .emit("message", message)
+    let namespace = socket.namespace();
+    namespace
+        .to(key.clone())
+        .emit("message", &message)
         .map_err(|error| {
             tracing::warn!(%error, "chat message not sent");
             InputError::new("message not sent")
         })?;
+    if let Some(history) = &rules.history {
+        // Delivered already: a store that fails costs the history, not the message.
+        if let Err(error) = history
+            .store
+            .append(namespace.name(), &key, history.keep, &message)
+            .await
+        {
+            tracing::warn!(%error, room, "message not kept in the room's history");
+        }
+    }
     Ok(json!({ "ok": true }))
 }
 

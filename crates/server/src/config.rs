@@ -164,6 +164,15 @@ pub(crate) struct Config {
     #[command(flatten)]
     pub jwt: JwtSettings,
 
+    /// Bytes of room history kept in memory (a lone server), over all rooms; past it the
+    /// rooms written to least recently are forgotten first.
+    #[arg(long, env = "HISTORY_MAX_BYTES", value_name = "BYTES", default_value = "67108864", value_parser = parse_bytes, help_heading = LIMITS)]
+    pub history_max_bytes: usize,
+
+    /// How long a room's history stays in Redis after its last message, in seconds.
+    #[arg(long = "history-ttl-s", env = "HISTORY_TTL_S", value_name = "S", default_value = "604800", value_parser = parse_ttl, help_heading = "Cluster")]
+    pub history_ttl: Duration,
+
     /// Per-namespace settings.
     #[command(flatten)]
     pub namespaces: NamespaceOptions,
@@ -365,6 +374,10 @@ const WEBHOOKS: &str = "Webhooks to the app backend";
 const DEFAULT_ROOM_POLICY: &str = "/chat=claim;/notifications=claim";
 /// The default of `--relay-events`.
 const DEFAULT_RELAY_EVENTS: &str = "/chat=message,typing;/notifications=";
+/// The default of `--history`.
+const DEFAULT_HISTORY: &str = "/chat=50;/notifications=0";
+/// The most messages a room may keep.
+const MAX_HISTORY: usize = 1000;
 
 /// The namespace options as given; [`NamespaceOptions::resolve`] makes them per-namespace
 /// settings.
@@ -387,6 +400,18 @@ pub(crate) struct NamespaceOptions {
     /// repeated flags add up.
     #[arg(long, env = "RELAY_EVENTS", value_name = "MAP", default_value = DEFAULT_RELAY_EVENTS, value_parser = parse_relay_events)]
     pub relay_events: Vec<PerNamespace<Vec<String>>>,
+
+    /// Namespaces whose rooms announce their users: a `presence` event { room, user, online }
+    /// to the room when a user's first socket joins it or the last one leaves (a user with
+    /// three tabs counts once), cluster-wide; comma-separated, or none.
+    #[arg(long, env = "PRESENCE", value_name = "LIST", default_value = "/chat", value_parser = parse_namespace_set)]
+    pub presence: NamespaceSet,
+
+    /// Messages kept per room, per namespace (0: none), e.g. /chat=50: a client joining a
+    /// room gets them in the join ack, the API reads them. In memory on a lone server, in
+    /// Redis when clustered. At most 1000.
+    #[arg(long, env = "HISTORY", value_name = "MAP", default_value = DEFAULT_HISTORY, value_parser = parse_history)]
+    pub history: Vec<PerNamespace<usize>>,
 
     /// The app backend's webhook endpoint, per namespace, e.g.
     /// /chat=http://127.0.0.1:4000/switchyard (plain HTTP; the requests are signed with
@@ -431,6 +456,13 @@ impl NamespaceOptions {
         for map in &self.webhook_url {
             for (namespace, url) in &map.0 {
                 namespaces.get_mut(*namespace).webhook.url = Some(url.clone());
+            }
+        }
+        namespaces.chat.presence = self.presence.chat;
+        namespaces.notifications.presence = self.presence.notifications;
+        for map in &self.history {
+            for (namespace, size) in &map.0 {
+                namespaces.get_mut(*namespace).history = *size;
             }
         }
         namespaces.chat.webhook.connect = self.webhook_connect.chat;
@@ -486,6 +518,10 @@ pub(crate) struct NamespaceSettings {
     pub rooms: RoomPolicy,
     /// Client events relayed to rooms.
     pub relay: Vec<String>,
+    /// Whether rooms announce their users.
+    pub presence: bool,
+    /// Messages kept per room.
+    pub history: usize,
     /// What the app backend is told and asked.
     pub webhook: WebhookHooks,
 }
@@ -528,12 +564,16 @@ impl Namespaces {
                 public: false,
                 rooms: RoomPolicy::Claim,
                 relay: vec!["message".to_owned(), "typing".to_owned()],
+                presence: true,
+                history: 50,
                 webhook: WebhookHooks::default(),
             },
             notifications: NamespaceSettings {
                 public: false,
                 rooms: RoomPolicy::Claim,
                 relay: Vec::new(),
+                presence: false,
+                history: 0,
                 webhook: WebhookHooks::default(),
             },
         }
@@ -922,7 +962,7 @@ fn name_the_source(
 }
 
 /// Events the binary handles itself (Socket.IO's own are `switchyard::proto::RESERVED_EVENTS`).
-const BINARY_EVENTS: &[&str] = &["join", "leave", "notify"];
+const BINARY_EVENTS: &[&str] = &["join", "leave", "notify", "presence", "history"];
 
 fn parse_namespace(name: &str) -> Result<Ns, String> {
     match name {
@@ -985,6 +1025,15 @@ fn parse_relay_events(value: &str) -> Result<PerNamespace<Vec<String>>, String> 
             .filter(|event| !event.is_empty())
             .map(|event| parse_event(name, event))
             .collect()
+    })
+}
+
+fn parse_history(value: &str) -> Result<PerNamespace<usize>, String> {
+    parse_map(value, |name, size| match size.trim().parse::<usize>() {
+        Ok(size) if size <= MAX_HISTORY => Ok(size),
+        _ => Err(format!(
+            "{name}: expected 0 to {MAX_HISTORY} messages, got {size:?}"
+        )),
     })
 }
 
@@ -1464,12 +1513,16 @@ mod tests {
                     public: false,
                     rooms: RoomPolicy::Claim,
                     relay: vec!["message".into(), "typing".into()],
+                    presence: true,
+                    history: 50,
                     webhook: WebhookHooks::default(),
                 },
                 notifications: NamespaceSettings {
                     public: false,
                     rooms: RoomPolicy::Claim,
                     relay: vec![],
+                    presence: false,
+                    history: 0,
                     webhook: WebhookHooks::default(),
                 },
             }
@@ -1486,6 +1539,8 @@ mod tests {
             relay_events: vec![
                 parse_relay_events(DEFAULT_RELAY_EVENTS).unwrap_or_else(|e| panic!("{e}"))
             ],
+            presence: parse_namespace_set("/chat").unwrap_or_else(|e| panic!("{e}")),
+            history: vec![parse_history(DEFAULT_HISTORY).unwrap_or_else(|e| panic!("{e}"))],
             webhook_url: Vec::new(),
             webhook_connect: NamespaceSet::default(),
             webhook_disconnect: NamespaceSet::default(),
@@ -1650,6 +1705,8 @@ mod tests {
                     public: false,
                     rooms: RoomPolicy::Open,
                     relay: vec!["message".into(), "reaction".into()],
+                    presence: true,
+                    history: 50,
                     webhook: WebhookHooks {
                         url: Some("http://127.0.0.1:4000/hooks?ns=chat".into()),
                         connect: true,
@@ -1661,6 +1718,8 @@ mod tests {
                     public: true,
                     rooms: RoomPolicy::Claim,
                     relay: vec!["alert".into()],
+                    presence: false,
+                    history: 0,
                     webhook: WebhookHooks {
                         disconnect: true,
                         ..WebhookHooks::default()
@@ -1883,12 +1942,16 @@ mod tests {
                     public: true,
                     rooms: RoomPolicy::Claim,
                     relay: vec!["message".into(), "reaction".into()],
+                    presence: true,
+                    history: 50,
                     webhook: WebhookHooks::default(),
                 },
                 notifications: NamespaceSettings {
                     public: false,
                     rooms: RoomPolicy::Open,
                     relay: Vec::new(),
+                    presence: false,
+                    history: 0,
                     webhook: WebhookHooks::default(),
                 },
             }
@@ -1944,8 +2007,12 @@ mod tests {
         assert!(file_error("[namespaces.\"/chat\"]\npublic = \"yes\"")
             .contains("expected true or false"));
         assert!(file_error("[namespaces.\"/chat\"]\nrooms = \"some\"").contains("invalid value"));
-        assert!(file_error("[namespaces.\"/chat\"]\nhistory = 5")
-            .contains("unknown key `namespaces.\"/chat\".history`"));
+        assert!(file_error("[namespaces.\"/chat\"]\nmembers = 5")
+            .contains("unknown key `namespaces.\"/chat\".members`"));
+        assert!(file_error("[namespaces.\"/chat\"]\nhistory = \"lots\"")
+            .contains("`namespaces.\"/chat\".history`: expected a whole number"));
+        assert!(file_error("[namespaces.\"/chat\"]\nhistory = 5000")
+            .contains("expected 0 to 1000 messages"));
         // A secret is not echoed.
         let secret = file_error("jwt-secret = \"short\"");
         assert!(

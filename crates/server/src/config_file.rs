@@ -105,7 +105,7 @@ fn scalar(value: &toml::Value) -> Option<String> {
 }
 
 /// The fields of a `[namespaces."…"]` table: the field, the flag it is part of, and how.
-const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 7] = [
+const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 9] = [
     ("public", "public-namespaces", FieldKind::Member),
     (
         "rooms",
@@ -113,6 +113,8 @@ const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 7] = [
         FieldKind::Text("\"claim\" or \"open\""),
     ),
     ("relay-events", "relay-events", FieldKind::List),
+    ("presence", "presence", FieldKind::Member),
+    ("history", "history", FieldKind::Number),
     (
         "webhook-url",
         "webhook-url",
@@ -136,6 +138,8 @@ enum FieldKind {
     Text(&'static str),
     /// A list of names: the namespace's entry in the flag's map.
     List,
+    /// A whole number: the namespace's entry in the flag's map.
+    Number,
 }
 
 /// `[namespaces."/chat"]` tables, as the per-namespace flags.
@@ -180,6 +184,7 @@ fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Res
                     continue;
                 }
                 (FieldKind::Text(_), toml::Value::String(text)) => text.clone(),
+                (FieldKind::Number, toml::Value::Integer(number)) => number.to_string(),
                 (FieldKind::List, toml::Value::Array(_)) => {
                     flag_value(value).map_err(|expected| format!("`{key}`: {expected}"))?
                 }
@@ -190,6 +195,7 @@ fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Res
                 (FieldKind::List, _) => {
                     return Err(format!("`{key}`: expected a list of event names"))
                 }
+                (FieldKind::Number, _) => return Err(format!("`{key}`: expected a whole number")),
             };
             settings.push(FileSetting {
                 long: (*long).to_owned(),
@@ -289,9 +295,11 @@ pub(crate) fn effective(
         let hooks = &settings.webhook;
         let _ = write!(
             out,
-            "\n[namespaces.\"{name}\"]\npublic = {}\nrooms = \"{rooms}\"\nrelay-events = {}\n",
+            "\n[namespaces.\"{name}\"]\npublic = {}\nrooms = \"{rooms}\"\nrelay-events = {}\npresence = {}\nhistory = {}\n",
             settings.public,
-            list(&settings.relay)
+            list(&settings.relay),
+            settings.presence,
+            settings.history
         );
         match &hooks.url {
             Some(url) => {

@@ -10,11 +10,13 @@ mod chat;
 mod config;
 mod config_file;
 mod health;
+mod history;
 mod identity;
 mod input;
 mod metrics;
 mod mint;
 mod notifications;
+mod presence;
 mod rooms;
 mod tls;
 mod web;
@@ -31,14 +33,15 @@ use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate
 use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig, SocketLimits};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
 use switchyard_redis::{
-    RedisAdapterConfig, RedisCluster, RedisShardedCluster, RedisShardedConfig, RedisStreamsCluster,
-    RedisStreamsConfig,
+    RedisAdapterConfig, RedisCluster, RedisConnection, RedisShardedCluster, RedisShardedConfig,
+    RedisStreamsCluster, RedisStreamsConfig,
 };
 use tokio::net::TcpStream;
 use tower_layer::Layer;
 use tracing::{info, warn};
 
 use crate::config::{AdapterKind, Command, Config, JwtSettings, LogFormat};
+use crate::history::{History, RedisRooms};
 
 /// How long Redis must stay unreachable before `/readyz` says so.
 const REDIS_GRACE: Duration = Duration::from_secs(3);
@@ -145,6 +148,7 @@ fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
 fn socket_io(
     config: &Config,
     adapter: Option<AdapterFactory>,
+    history: &History,
 ) -> anyhow::Result<(SocketIo, Option<webhooks::Webhooks>)> {
     let limits = &config.limits;
     let mut engine = EngineConfig::default()
@@ -214,12 +218,14 @@ fn socket_io(
         required(namespaces.chat.public),
         &namespaces.chat,
         hooks(&namespaces.chat),
+        Some(history.clone()),
     );
     notifications::register(
         &io,
         required(namespaces.notifications.public),
         &namespaces.notifications,
         hooks(&namespaces.notifications),
+        Some(history.clone()),
     );
     match &jwt {
         Some(_) => info!(
@@ -258,8 +264,30 @@ fn socket_io(
 /// Whether the cluster's backend answers, for `/readyz`.
 type Reachable = Box<dyn Fn() -> bool + Send + Sync>;
 
+/// A server in a cluster: its adapters, whether Redis answers, and the connection for the
+/// server's own data (room history).
+struct Clustered {
+    factory: AdapterFactory,
+    reachable: Reachable,
+    connection: RedisConnection,
+}
+
+impl Clustered {
+    fn new(
+        factory: AdapterFactory,
+        reachable: Reachable,
+        connection: RedisConnection,
+    ) -> Option<Clustered> {
+        Some(Clustered {
+            factory,
+            reachable,
+            connection,
+        })
+    }
+}
+
 /// The cluster's adapters and their reachability, when a Redis server is configured.
-async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reachable)>> {
+async fn cluster(config: &Config) -> anyhow::Result<Option<Clustered>> {
     let Some(url) = &config.redis_url else {
         return Ok(None);
     };
@@ -279,8 +307,12 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reac
             if !config.recovery.is_zero() {
                 warn!("with the redis adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
             }
-            let factory = cluster.factory();
-            Ok(Some((factory, Box::new(move || cluster.is_reachable()))))
+            let (factory, connection) = (cluster.factory(), cluster.connection());
+            Ok(Clustered::new(
+                factory,
+                Box::new(move || cluster.is_reachable()),
+                connection,
+            ))
         }
         AdapterKind::RedisStreams => {
             let options = RedisStreamsConfig {
@@ -293,8 +325,12 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reac
                 .await
                 .with_context(unreachable)?;
             info!(adapter = "redis-streams", prefix = %config.redis_prefix, stream, "clustered on Redis");
-            let factory = cluster.factory();
-            Ok(Some((factory, Box::new(move || cluster.is_reachable()))))
+            let (factory, connection) = (cluster.factory(), cluster.connection());
+            Ok(Clustered::new(
+                factory,
+                Box::new(move || cluster.is_reachable()),
+                connection,
+            ))
         }
         AdapterKind::RedisSharded => {
             let options = RedisShardedConfig {
@@ -315,15 +351,31 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<(AdapterFactory, Reac
             if !config.recovery.is_zero() {
                 warn!("with the redis-sharded adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
             }
-            let factory = cluster.factory();
-            Ok(Some((factory, Box::new(move || cluster.is_reachable()))))
+            let (factory, connection) = (cluster.factory(), cluster.connection());
+            Ok(Clustered::new(
+                factory,
+                Box::new(move || cluster.is_reachable()),
+                connection,
+            ))
         }
     }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
-    let (adapter, reachable) = cluster(&config).await?.unzip();
-    let (io, webhooks) = socket_io(&config, adapter)?;
+    let clustered = cluster(&config).await?;
+    let history = match &clustered {
+        Some(clustered) => History::in_redis(RedisRooms::new(
+            clustered.connection.clone(),
+            &config.redis_prefix,
+            config.history_ttl,
+            config.redis_requests_timeout,
+        )),
+        None => History::in_memory(config.history_max_bytes),
+    };
+    let (adapter, reachable) = clustered
+        .map(|clustered| (clustered.factory, clustered.reachable))
+        .unzip();
+    let (io, webhooks) = socket_io(&config, adapter, &history)?;
     let readiness = Arc::new(health::Readiness::new(reachable, REDIS_GRACE));
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))
@@ -352,7 +404,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     let api = config.api_keys.clone().map(|keys| {
         info!(keys = keys.len(), "backend API on at /api/v1/");
-        Arc::new(api::Api::new(io.clone(), keys, config.limits.body_timeout))
+        Arc::new(api::Api::new(
+            io.clone(),
+            keys,
+            config.limits.body_timeout,
+            history.clone(),
+        ))
     });
     let service = io.layer().layer(api::ApiService::new(operations, api));
     // The drain runs inside the shutdown future, so the listener keeps accepting meanwhile:

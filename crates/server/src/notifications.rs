@@ -17,19 +17,21 @@ use switchyard::{Room, Socket, SocketIo};
 use switchyard_auth::JwtAuth;
 
 use crate::config::NamespaceSettings;
+use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
-use crate::rooms::{self, RoomRules};
+use crate::rooms::{self, RoomHistory, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
-/// `hooks`: the namespace's webhooks, if any.
+/// `hooks`: the namespace's webhooks, if any; `history`: where room history is kept.
 pub(crate) fn register(
     io: &SocketIo,
     jwt: Option<JwtAuth>,
     settings: &NamespaceSettings,
     hooks: Option<NamespaceHooks>,
+    history: Option<History>,
 ) {
     let notifications = io.of("/notifications");
     let with_token = jwt.is_some();
@@ -41,6 +43,13 @@ pub(crate) fn register(
         // Apart from the personal rooms `user:<user>`, which no client can join.
         prefix: "room:",
         policy: with_token.then_some(settings.rooms),
+        presence: settings.presence,
+        history: history
+            .filter(|_| settings.history > 0)
+            .map(|store| RoomHistory {
+                store,
+                keep: settings.history,
+            }),
     });
     rooms::guard_recovery(&notifications, &rules);
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
@@ -65,9 +74,12 @@ pub(crate) fn register(
     });
 }
 
+/// The prefix of the personal rooms.
+pub(crate) const USER_ROOM_PREFIX: &str = "user:";
+
 /// The room every socket of `user` is in.
 pub(crate) fn user_room(user: &str) -> Room {
-    Room::from(format!("user:{user}"))
+    Room::from(format!("{USER_ROOM_PREFIX}{user}"))
 }
 
 /// A parsed `notify` event.

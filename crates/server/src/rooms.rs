@@ -18,8 +18,10 @@ use serde_json::{json, Value};
 use switchyard::{Namespace, Room, Socket};
 
 use crate::config::RoomPolicy;
+use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
+use crate::presence;
 
 /// How a namespace treats rooms.
 pub(crate) struct RoomRules {
@@ -28,6 +30,19 @@ pub(crate) struct RoomRules {
     pub prefix: &'static str,
     /// Which rooms a user may join; `None`: any (dev mode, public namespace).
     pub policy: Option<RoomPolicy>,
+    /// Whether rooms announce their users ([`presence`]).
+    pub presence: bool,
+    /// The rooms' history, when they keep one.
+    pub history: Option<RoomHistory>,
+}
+
+/// Where a namespace's rooms keep their last messages, and how many.
+#[derive(Debug, Clone)]
+pub(crate) struct RoomHistory {
+    /// The store.
+    pub store: History,
+    /// Messages kept per room (more than 0).
+    pub keep: usize,
 }
 
 impl RoomRules {
@@ -76,19 +91,52 @@ pub(crate) fn guard_recovery(namespace: &Namespace, rules: &Arc<RoomRules>) {
         .filter_recovered_rooms(move |socket: &Socket, key: &Room| rules.may_keep(socket, key));
 }
 
-/// Registers `join`, `leave` and the relayed events on a connected socket. `message` and
-/// `typing` are not handled here (the chat has its own).
+/// Registers `join`, `leave`, `presence`, `history` and the relayed events on a connected
+/// socket, and its departure from the rooms' presence. `message` and `typing` are not handled
+/// here (the chat has its own).
 pub(crate) fn register(socket: &Socket, rules: &Arc<RoomRules>, relay: &[String]) {
     let join_rules = rules.clone();
     socket.on("join", move |socket: Socket, data: Value| {
         let rules = join_rules.clone();
-        async move { Ok::<_, Infallible>(ack(join(&socket, &rules, &data))) }
+        async move { Ok::<_, Infallible>(ack(join(&socket, &rules, &data).await)) }
     });
     let leave_rules = rules.clone();
     socket.on("leave", move |socket: Socket, data: Value| {
         let rules = leave_rules.clone();
-        async move { Ok::<_, Infallible>(ack(leave(&socket, &rules, &data))) }
+        async move { Ok::<_, Infallible>(ack(leave(&socket, &rules, &data).await)) }
     });
+    if rules.presence {
+        let presence_rules = rules.clone();
+        socket.on("presence", move |socket: Socket, data: Value| {
+            let rules = presence_rules.clone();
+            async move { Ok::<_, Infallible>(ack(who(&socket, &rules, &data).await)) }
+        });
+        let departure_rules = rules.clone();
+        socket.on_disconnect(move |socket: Socket, _| {
+            // Read now: the socket leaves its rooms as soon as the disconnect handlers ran.
+            let user = identity::of(&socket);
+            let rooms: Vec<Room> = socket
+                .rooms()
+                .into_iter()
+                .filter(|key| key.starts_with(departure_rules.prefix))
+                .collect();
+            let rules = departure_rules.clone();
+            async move {
+                if let Some(user) = user {
+                    for key in rooms {
+                        announce_if_gone(&socket, &rules, &key, &user).await;
+                    }
+                }
+            }
+        });
+    }
+    if let Some(history) = rules.history.clone() {
+        let history_rules = rules.clone();
+        socket.on("history", move |socket: Socket, data: Value| {
+            let (rules, history) = (history_rules.clone(), history.clone());
+            async move { Ok::<_, Infallible>(ack(read_history(&socket, &rules, &history, &data).await)) }
+        });
+    }
     for event in relay {
         let rules = rules.clone();
         let name = event.clone();
@@ -130,20 +178,47 @@ pub(crate) fn member_room<'a>(
     Ok((room, key))
 }
 
-fn join(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
+async fn join(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
     let room = input::room(data)?;
     let key = rules.key(room);
-    if !is_member(socket, &key) {
+    let arrived = !is_member(socket, &key);
+    if arrived {
         rules.may_join(socket, room)?;
         socket
             .try_join(key.clone())
             .map_err(|error| InputError::new(error.to_string()))?;
     }
-    let members = member_count(&socket.namespace(), &key);
-    Ok(json!({ "room": room, "members": members }))
+    let namespace = socket.namespace();
+    let members = member_count(&namespace, &key);
+    let mut answer = json!({ "room": room, "members": members });
+    if rules.presence {
+        match presence::occupants(&namespace, &key, None).await {
+            Ok(occupants) => {
+                let user = identity::of(socket);
+                if let Some(user) =
+                    user.filter(|user| arrived && occupants.get(&**user) == Some(&1))
+                {
+                    presence::announce(&namespace, &key, room, &user, true);
+                }
+                answer["users"] = presence::names(&occupants);
+            }
+            Err(error) => tracing::warn!(%error, room, "presence of the room not read"),
+        }
+    }
+    if let Some(history) = &rules.history {
+        match history
+            .store
+            .recent(namespace.name(), &key, history.keep)
+            .await
+        {
+            Ok(messages) => answer["history"] = Value::Array(messages),
+            Err(error) => tracing::warn!(%error, room, "history of the room not read"),
+        }
+    }
+    Ok(answer)
 }
 
-fn leave(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
+async fn leave(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
     let room = input::room(data)?;
     let key = rules.key(room);
     if !is_member(socket, &key) {
@@ -151,7 +226,65 @@ fn leave(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, Inpu
     }
     socket.leave(key.clone());
     let members = member_count(&socket.namespace(), &key);
+    if rules.presence {
+        if let Some(user) = identity::of(socket) {
+            announce_if_gone(socket, rules, &key, &user).await;
+        }
+    }
     Ok(json!({ "room": room, "members": members }))
+}
+
+/// Tells room `key` that `user` left, unless another of its sockets is still there. `socket`,
+/// the one leaving, is not counted even if the adapter still has it in the room.
+async fn announce_if_gone(socket: &Socket, rules: &RoomRules, key: &Room, user: &str) {
+    let namespace = socket.namespace();
+    let room = key.strip_prefix(rules.prefix).unwrap_or(key);
+    match presence::occupants(&namespace, key, Some(&**socket.id())).await {
+        Ok(occupants) if !occupants.contains_key(user) => {
+            presence::announce(&namespace, key, room, user, false);
+        }
+        Ok(_) => {}
+        Err(error) => tracing::warn!(%error, room, "presence of the room not read"),
+    }
+}
+
+/// `presence`: the users of a room the socket is in.
+async fn who(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
+    let room = input::room(data)?;
+    let key = rules.key(room);
+    if !is_member(socket, &key) {
+        return Err(InputError::new(format!("not in room {room}")));
+    }
+    let occupants = presence::occupants(&socket.namespace(), &key, None)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, room, "presence of the room not read");
+            InputError::new("presence not available")
+        })?;
+    Ok(json!({ "room": room, "users": presence::names(&occupants) }))
+}
+
+/// `history`: the last messages of a room the socket is in.
+async fn read_history(
+    socket: &Socket,
+    rules: &RoomRules,
+    history: &RoomHistory,
+    data: &Value,
+) -> Result<Value, InputError> {
+    let room = input::room(data)?;
+    let key = rules.key(room);
+    if !is_member(socket, &key) {
+        return Err(InputError::new(format!("not in room {room}")));
+    }
+    let messages = history
+        .store
+        .recent(socket.namespace().name(), &key, history.keep)
+        .await
+        .map_err(|error| {
+            tracing::warn!(%error, room, "history of the room not read");
+            InputError::new("history not available")
+        })?;
+    Ok(json!({ "room": room, "messages": messages }))
 }
 
 /// Relays `event` to the room named in the data, with `sender` and `time` set by the server.
@@ -186,6 +319,8 @@ mod tests {
         let rules = RoomRules {
             prefix: "chat:",
             policy: None,
+            presence: false,
+            history: None,
         };
         assert_eq!(&*rules.key("general"), "chat:general");
     }

@@ -101,7 +101,7 @@ async fn every_openapi_example_is_taken() {
             examples += usize::from(example.is_some());
         }
     }
-    assert_eq!(examples, 5);
+    assert_eq!(examples, 7);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

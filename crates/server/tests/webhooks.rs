@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::ack;
+
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -183,14 +185,6 @@ async fn connect(
     tokio::time::timeout(DEADLINE, socket.connect())
         .await
         .expect("the connection settles in time")
-}
-
-async fn ack(socket: &switchyard_client::Socket, event: &str, data: Value) -> Value {
-    let answer = socket
-        .emit_with_ack(event, data, DEADLINE)
-        .await
-        .expect("an ack in time");
-    answer.get::<Value>(0).expect("a JSON ack")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -111,3 +111,68 @@ pub(crate) fn call_text(
         .unwrap_or_default();
     (status, body)
 }
+
+// Not every test binary that includes these calls them.
+#[allow(dead_code)]
+mod clients {
+    use std::sync::Arc;
+
+    use serde_json::{json, Value};
+    use switchyard_client::{Auth, Manager, ManagerConfig, Socket, SocketOptions};
+    use switchyard_testkit::DEADLINE;
+    use tokio::sync::mpsc;
+
+    /// A `/chat` client named `name` (dev mode) and the events it gets.
+    pub(crate) async fn chat(
+        url: &str,
+        name: &str,
+    ) -> (Manager, Socket, mpsc::UnboundedReceiver<(String, Value)>) {
+        let config = ManagerConfig {
+            reconnection: false,
+            ..ManagerConfig::default()
+        };
+        let manager = Manager::new(url, config).expect("manager");
+        let socket = manager.socket_with(
+            "/chat",
+            SocketOptions {
+                auth: Auth::Value(json!({ "name": name })),
+                ..SocketOptions::default()
+            },
+        );
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tx = Arc::new(tx);
+        socket.on_any(move |event| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((event.name().to_owned(), event.value()));
+            }
+        });
+        tokio::time::timeout(DEADLINE, socket.connect())
+            .await
+            .expect("connect in time")
+            .expect("connected");
+        (manager, socket, rx)
+    }
+
+    pub(crate) async fn ack(socket: &Socket, event: &str, data: Value) -> Value {
+        socket
+            .emit_with_ack(event, data, DEADLINE)
+            .await
+            .expect("an ack in time")
+            .get::<Value>(0)
+            .expect("a JSON ack")
+    }
+
+    /// The next event a client got.
+    pub(crate) async fn next(
+        events: &mut mpsc::UnboundedReceiver<(String, Value)>,
+    ) -> (String, Value) {
+        tokio::time::timeout(DEADLINE, events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the client is open")
+    }
+}
+
+#[allow(unused_imports)]
+pub(crate) use clients::{ack, chat, next};
