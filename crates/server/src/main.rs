@@ -362,6 +362,7 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<Clustered>> {
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
+    let mut signals = StopSignals::install()?;
     let clustered = cluster(&config).await?;
     let history = match &clustered {
         Some(clustered) => History::in_redis(RedisRooms::new(
@@ -416,7 +417,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     // clients still reach their close (and new handshakes their 503), probes see "draining",
     // and /metrics and the API stay up. A second signal cuts the drain short.
     let shutdown = async {
-        shutdown_signal().await;
+        signals.recv().await;
         readiness.start_draining();
         info!(
             sessions = io.engine().session_count(),
@@ -430,7 +431,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
                     warn!(left, "sessions still open after the drain timeout");
                 }
             }
-            () = shutdown_signal() => warn!("second signal: stopping without waiting for the drain"),
+            () = signals.recv() => warn!("second signal: stopping without waiting for the drain"),
         }
     };
     let serve_config = ServeConfig {
@@ -449,30 +450,43 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
-async fn shutdown_signal() {
-    let interrupt = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
+/// The stop signals, listened to from the start: a signal that comes before the server is
+/// serving (just after its startup line, say) still drains it instead of killing it.
+struct StopSignals {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(StopSignals {
+                interrupt: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
+                terminate: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(StopSignals {})
+    }
+
+    /// Completes on Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => info!("Ctrl-C received"),
+            _ = self.terminate.recv() => info!("SIGTERM received"),
+        }
+        #[cfg(not(unix))]
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => info!("Ctrl-C received"),
             Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
+                warn!(%error, "cannot listen for Ctrl-C");
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => info!("Ctrl-C received"),
-        () = terminate => info!("SIGTERM received"),
     }
 }
