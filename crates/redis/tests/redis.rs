@@ -18,80 +18,9 @@ use switchyard_redis::{
     Emitter, RedisAdapterConfig, RedisCluster, RedisShardedCluster, RedisShardedConfig,
     RedisStreamsCluster, RedisStreamsConfig,
 };
-use switchyard_testkit::{wait_until, DEADLINE};
+use switchyard_testkit::{wait_until, RedisServer, DEADLINE};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-
-/// A `redis-server` on a Unix socket of its own (no TCP port, so no other process can take its
-/// address between two starts), killed when dropped.
-struct RedisServer {
-    dir: std::path::PathBuf,
-    child: Option<Child>,
-}
-
-impl RedisServer {
-    async fn start() -> RedisServer {
-        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("sy-redis-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temporary directory");
-        let mut server = RedisServer { dir, child: None };
-        server.restart().await;
-        server
-    }
-
-    fn socket(&self) -> std::path::PathBuf {
-        self.dir.join("redis.sock")
-    }
-
-    fn url(&self) -> String {
-        format!("redis+unix://{}", self.socket().display())
-    }
-
-    /// Starts it (again, on the same socket) and waits until it answers.
-    async fn restart(&mut self) {
-        let socket = self.socket();
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server is installed (scripts/test installs it)");
-        self.child = Some(child);
-        let deadline = tokio::time::Instant::now() + DEADLINE;
-        loop {
-            let client = redis::Client::open(self.url()).expect("url");
-            if let Ok(mut connection) = client.get_multiplexed_async_connection().await {
-                let pong: Result<String, _> = redis::cmd("PING").query_async(&mut connection).await;
-                if pong.is_ok() {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().await.expect("kill redis-server");
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            let _ = child.start_kill();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// How many connections subscribe to `channel`, asked on a connection of our own.
 async fn subscribers(redis: &RedisServer, channel: &str) -> i64 {

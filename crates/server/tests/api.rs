@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use switchyard_client::{Auth, Manager, ManagerConfig, SocketOptions};
+use switchyard_client::Manager;
 use switchyard_testkit::DEADLINE;
 use tokio::sync::mpsc;
 
@@ -42,27 +41,9 @@ async fn call(
 
 /// A client of `/notifications` as `user` (dev mode), with the events it gets.
 async fn user(url: &str, user: &str) -> (Manager, mpsc::UnboundedReceiver<(String, Value)>) {
-    let manager = Manager::new(url, ManagerConfig::default()).expect("manager");
-    let socket = manager.socket_with(
-        "/notifications",
-        SocketOptions {
-            auth: Auth::Value(json!({ "user": user })),
-            ..SocketOptions::default()
-        },
-    );
-    let (tx, rx) = mpsc::unbounded_channel();
-    let tx = Arc::new(tx);
-    socket.on_any(move |event| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send((event.name().to_owned(), event.value()));
-        }
-    });
-    tokio::time::timeout(DEADLINE, socket.connect())
-        .await
-        .expect("connect in time")
-        .expect("connected");
-    (manager, rx)
+    let (manager, _socket, events) =
+        common::client(url, "/notifications", json!({ "user": user })).await;
+    (manager, events)
 }
 
 async fn next_event(events: &mut mpsc::UnboundedReceiver<(String, Value)>, name: &str) -> Value {

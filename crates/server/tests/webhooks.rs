@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
-use switchyard_client::{Auth, Manager, ManagerConfig, SocketOptions};
+use switchyard_client::Manager;
 use switchyard_testkit::DEADLINE;
 use tokio::sync::mpsc;
 
@@ -162,21 +162,9 @@ fn server(url: &str, args: &[&str]) -> common::Server {
     common::start(&all, &[("WEBHOOK_SECRET", SECRET)])
 }
 
-/// A `/chat` client named `name` (dev mode) that does not reconnect.
+/// A `/chat` client named `name` (dev mode), not connected yet, that does not reconnect.
 fn chat_client(url: &str, name: &str) -> (Manager, switchyard_client::Socket) {
-    let config = ManagerConfig {
-        reconnection: false,
-        ..ManagerConfig::default()
-    };
-    let manager = Manager::new(url, config).expect("manager");
-    let socket = manager.socket_with(
-        "/chat",
-        SocketOptions {
-            auth: Auth::Value(json!({ "name": name })),
-            ..SocketOptions::default()
-        },
-    );
-    (manager, socket)
+    common::socket(url, "/chat", json!({ "name": name }))
 }
 
 async fn connect(

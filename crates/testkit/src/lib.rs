@@ -5,6 +5,8 @@
 //!   down), hold them (a client in between servers), or send them to another server, while the
 //!   client keeps one address.
 //! - [`wait_until`]: waits for a condition with a generous deadline, instead of a fixed sleep.
+//! - [`RedisServer`]: Debian's `redis-server` on a Unix socket of its own, for the suites that
+//!   need a real Redis (behind their `redis-server-tests` features; `scripts/test` installs it).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -12,6 +14,10 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+mod redis_server;
+
+pub use redis_server::RedisServer;
 
 /// Long enough for anything that should happen, on a loaded machine.
 pub const DEADLINE: Duration = Duration::from_secs(10);

@@ -122,23 +122,31 @@ mod clients {
     use switchyard_testkit::DEADLINE;
     use tokio::sync::mpsc;
 
-    /// A `/chat` client named `name` (dev mode) and the events it gets.
-    pub(crate) async fn chat(
-        url: &str,
-        name: &str,
-    ) -> (Manager, Socket, mpsc::UnboundedReceiver<(String, Value)>) {
+    /// A socket of `namespace` with `auth` on its own manager, not connected yet, that does
+    /// not reconnect.
+    pub(crate) fn socket(url: &str, namespace: &str, auth: Value) -> (Manager, Socket) {
         let config = ManagerConfig {
             reconnection: false,
             ..ManagerConfig::default()
         };
         let manager = Manager::new(url, config).expect("manager");
         let socket = manager.socket_with(
-            "/chat",
+            namespace,
             SocketOptions {
-                auth: Auth::Value(json!({ "name": name })),
+                auth: Auth::Value(auth),
                 ..SocketOptions::default()
             },
         );
+        (manager, socket)
+    }
+
+    /// A connected socket of `namespace` with `auth`, and the events it gets.
+    pub(crate) async fn client(
+        url: &str,
+        namespace: &str,
+        auth: Value,
+    ) -> (Manager, Socket, mpsc::UnboundedReceiver<(String, Value)>) {
+        let (manager, socket) = self::socket(url, namespace, auth);
         let (tx, rx) = mpsc::unbounded_channel();
         let tx = Arc::new(tx);
         socket.on_any(move |event| {
@@ -152,6 +160,14 @@ mod clients {
             .expect("connect in time")
             .expect("connected");
         (manager, socket, rx)
+    }
+
+    /// A connected `/chat` client named `name` (dev mode), and the events it gets.
+    pub(crate) async fn chat(
+        url: &str,
+        name: &str,
+    ) -> (Manager, Socket, mpsc::UnboundedReceiver<(String, Value)>) {
+        client(url, "/chat", json!({ "name": name })).await
     }
 
     pub(crate) async fn ack(socket: &Socket, event: &str, data: Value) -> Value {
@@ -175,4 +191,4 @@ mod clients {
 }
 
 #[allow(unused_imports)]
-pub(crate) use clients::{ack, chat, next};
+pub(crate) use clients::{ack, chat, client, next, socket};
