@@ -6,6 +6,7 @@
 //! Ctrl-C or SIGTERM closes every connection gracefully, then exits.
 
 mod api;
+mod backend;
 mod chat;
 mod config;
 mod config_file;
@@ -403,13 +404,18 @@ async fn run(config: Config) -> anyhow::Result<()> {
         let exporter = metrics::Exporter::new(io.clone(), webhooks.as_ref().map(|w| w.metrics()));
         operations = operations.with_metrics(Arc::new(exporter));
     }
-    let api = config.api_keys.clone().map(|keys| {
+    let backend = config.api_keys.as_ref().map(|keys| {
         info!(keys = keys.len(), "backend API on at /api/v1/");
+        (
+            Arc::new(backend::ApiKeys::new(keys)),
+            Arc::new(backend::Operations::new(io.clone(), history.clone())),
+        )
+    });
+    let api = backend.as_ref().map(|(keys, calls)| {
         Arc::new(api::Api::new(
-            io.clone(),
-            keys,
+            keys.clone(),
+            calls.clone(),
             config.limits.body_timeout,
-            history.clone(),
         ))
     });
     let service = io.layer().layer(api::ApiService::new(operations, api));
