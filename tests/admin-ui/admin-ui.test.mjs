@@ -384,10 +384,11 @@ describe("the admin namespace with a password", () => {
     assert.equal(lId, bob.id);
     assertDate(lAt, "room_left timestamp");
 
+    const bobId = bob.id; // the client forgets it on disconnect
     bob.disconnect();
-    const [dNsp, dId, reason, dAt] = await events.wait("socket_disconnected", (n, i) => i === bob.id, { from });
+    const [dNsp, dId, reason, dAt] = await events.wait("socket_disconnected", (n, i) => i === bobId, { from });
     assert.equal(dNsp, "/chat");
-    assert.equal(dId, bob.id);
+    assert.equal(dId, bobId);
     assert.equal(typeof reason, "string");
     assert.ok(reason.length > 0);
     assertDate(dAt, "socket_disconnected timestamp");
@@ -433,16 +434,18 @@ describe("the admin namespace with a password", () => {
     const carol = await chatClient(server, "carol");
     const dave = await chatClient(server, "dave");
     const erin = await chatClient(server, "erin");
-    const carolDown = once(carol, "disconnect");
+    let carolDropped = false;
+    carol.on("disconnect", () => (carolDropped = true));
     const { socket, events } = await admin(server);
     await events.wait("all_sockets");
     const from = events.mark();
 
     // Sockets' disconnect button: ("_disconnect", nsp, false, socketId) (DISCONNECT).
+    const aliceId = alice.id;
     const aliceDown = once(alice, "disconnect");
-    socket.emit("_disconnect", "/chat", false, alice.id);
-    assert.deepEqual(await aliceDown, ["io server disconnect"]);
-    await events.wait("socket_disconnected", (n, i) => n === "/chat" && i === alice.id, { from });
+    socket.emit("_disconnect", "/chat", false, aliceId);
+    assert.equal((await aliceDown)[0], "io server disconnect");
+    await events.wait("socket_disconnected", (n, i) => n === "/chat" && i === aliceId, { from });
     assert.equal(carol.connected, true);
 
     // Rooms' disconnect button: ("_disconnect", nsp, false, room) (MDISCONNECT).
@@ -452,8 +455,8 @@ describe("the admin namespace with a password", () => {
     const daveDown = once(dave, "disconnect");
     const erinDown = once(erin, "disconnect");
     socket.emit("_disconnect", "/chat", false, room);
-    assert.deepEqual(await daveDown, ["io server disconnect"]);
-    assert.deepEqual(await erinDown, ["io server disconnect"]);
+    assert.equal((await daveDown)[0], "io server disconnect");
+    assert.equal((await erinDown)[0], "io server disconnect");
 
     // Clients' disconnect button: ("_disconnect", nsp, true, socketId) closes the whole
     // connection, so the same client's socket on another namespace goes too.
@@ -473,8 +476,8 @@ describe("the admin namespace with a password", () => {
     await eventually(() => manager.engine?.readyState !== "open", "the connection to close");
 
     // Carol, in none of those, is still there.
-    assert.equal(carol.connected, true);
-    assert.equal(await Promise.race([carolDown, Promise.resolve("still connected")]), "still connected");
+    assert.equal(await inRoom(carol, "general"), false); // a round trip: carol is still connected
+    assert.equal(carolDropped, false);
   });
 
   test('"emit", when advertised, reaches the sockets of a room', async () => {
@@ -490,11 +493,13 @@ describe("the admin namespace with a password", () => {
     assert.deepEqual(await notice, [{ text: "from the admin" }]);
   });
 
-  test("the official UI in Chromium: connects, lists a /chat socket and its room, disconnects it", { timeout: 90_000 }, async () => {
+  test("the official UI in Chromium: connects, lists a /chat socket and its room, moves and disconnects it", { timeout: 120_000 }, async () => {
     const alice = await chatClient(server, "alice");
     assert.deepEqual(await ask(alice, "join", "general"), { room: "general", members: 1 });
+    const aliceId = alice.id; // the client forgets it on disconnect
     const { context, page, errors } = await openUi();
     try {
+      mkdirSync(SCREENSHOT_DIR, { recursive: true });
       // No server URL saved: the connection dialog is open. A wrong password is shown as such.
       await connectForm(page, { serverUrl: server.url, username: USERNAME, password: "wrong" });
       await page.getByText("Invalid credentials", { exact: true }).waitFor();
@@ -502,33 +507,63 @@ describe("the admin namespace with a password", () => {
       await waitConnected(page, server.url);
 
       // Sockets page (shown in development mode only), namespace /chat: alice's row.
-      await page.getByRole("link", { name: "Sockets", exact: true }).click();
+      await goTo(page, "Sockets");
       await selectNamespace(page, "/chat");
-      const row = page.getByRole("row").filter({ hasText: alice.id });
+      const row = page.getByRole("row").filter({ hasText: aliceId });
       await row.waitFor();
       await row.getByText("127.0.0.1").waitFor();
       // Polling then websocket: the row ends on WebSocket (socket_updated).
       await row.getByText("WebSocket", { exact: true }).waitFor();
-      mkdirSync(SCREENSHOT_DIR, { recursive: true });
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, "admin-ui-sockets.png"), fullPage: true });
+      await screenshot(page, "admin-ui-sockets.png");
 
-      // Rooms page: the public room with its one socket.
-      await page.getByRole("link", { name: "Rooms", exact: true }).click();
+      // Rooms page: the public room with its one socket; its name as the server reports it.
+      await goTo(page, "Rooms");
       const roomRow = page.getByRole("row").filter({ hasText: "general" });
       await roomRow.waitFor();
       await roomRow.getByText("Public", { exact: true }).waitFor();
       await roomRow.getByRole("cell", { name: "1", exact: true }).waitFor();
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, "admin-ui-rooms.png"), fullPage: true });
+      const general = (await roomRow.getByRole("cell").first().textContent()).trim();
+      const prefix = general.slice(0, -"general".length); // "chat:" for Switchyard's /chat
+      assert.equal(`${prefix}general`, general);
+      await screenshot(page, "admin-ui-rooms.png");
+
+      // The socket's details page (a click on its row): its rooms, and "Join a room", which
+      // sends ("join", "/chat", room, socketId).
+      await goTo(page, "Sockets");
+      await row.getByRole("cell", { name: aliceId, exact: true }).click();
+      await page.getByText("Socket details", { exact: true }).waitFor();
+      const roomsCard = page.locator(".v-card").filter({ has: page.getByText("Join a room") });
+      await roomsCard.getByRole("row").filter({ hasText: general }).waitFor();
+      await page.getByLabel("Join a room").fill(`${prefix}lobby`);
+      await roomsCard.locator("form").getByRole("button").click();
+      await eventually(() => inRoom(alice, "lobby"), "alice in lobby");
+      await roomsCard.getByRole("row").filter({ hasText: `${prefix}lobby` }).waitFor();
+      await screenshot(page, "admin-ui-socket.png");
+      // The row's button "Leave this room": ("leave", "/chat", room, socketId).
+      await roomsCard.getByRole("row").filter({ hasText: general }).getByRole("button").click();
+      await eventually(async () => !(await inRoom(alice, "general")), "alice out of general");
+      // The same quirk as below: the click reaches the row too, which opens the room's page;
+      // room_left took its last socket, so the room shows as deleted.
+      await page.getByText("Room details", { exact: true }).waitFor();
+      await page.locator("main .v-chip").filter({ hasText: /^\s*deleted\s*$/i }).waitFor();
+      await screenshot(page, "admin-ui-room-left.png");
 
       // Back to Sockets: the row's only button is "Disconnect this Socket instance" (its icon,
-      // mdi-logout, is a CDN font the page cannot load here, so the button is blank).
-      await page.getByRole("link", { name: "Sockets", exact: true }).click();
+      // mdi-logout, is a CDN font the page cannot load here, so the button is blank):
+      // ("_disconnect", "/chat", false, socketId).
+      await goTo(page, "Sockets");
       const aliceDown = once(alice, "disconnect");
       await row.getByRole("button").click();
-      assert.deepEqual(await aliceDown, ["io server disconnect"]);
-      // socket_disconnected removes the row.
-      await row.waitFor({ state: "detached" });
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, "admin-ui-disconnected.png"), fullPage: true });
+      assert.equal((await aliceDown)[0], "io server disconnect");
+      // A quirk of the UI: an action button in a table row does not stop its click, which also
+      // reaches the row, whose handler opens the details page of the socket (or room) of the
+      // row. socket_disconnected marks the socket disconnected there.
+      await page.getByText("Socket details", { exact: true }).waitFor();
+      await page.locator("main .v-chip").filter({ hasText: /^\s*disconnected\s*$/i }).first().waitFor();
+      await screenshot(page, "admin-ui-disconnected.png");
+      // ...and removes the row from the Sockets page.
+      await goTo(page, "Sockets");
+      await page.getByRole("row").filter({ hasText: aliceId }).waitFor({ state: "detached" });
       assert.deepEqual(errors, []);
     } finally {
       await context.close();
@@ -543,8 +578,9 @@ describe("a read-only admin namespace", () => {
     const alice = await chatClient(server, "alice");
     const carol = await chatClient(server, "carol");
     await ask(alice, "join", "general");
-    const aliceDown = once(alice, "disconnect", 60_000).then(() => "disconnected");
-    aliceDown.catch(() => {});
+    const dropped = [];
+    alice.on("disconnect", () => dropped.push("alice"));
+    carol.on("disconnect", () => dropped.push("carol"));
 
     const { socket, events } = await admin(server);
     // The UI hides its action buttons when the features are missing.
@@ -575,8 +611,7 @@ describe("a read-only admin namespace", () => {
     assert.equal(await inRoom(alice, "general"), true);
     assert.equal(await inRoom(alice, "lobby"), false);
     assert.equal(await inRoom(carol, "hall"), false);
-    assert.equal(alice.connected && carol.connected, true);
-    assert.equal(await Promise.race([aliceDown, Promise.resolve("connected")]), "connected");
+    assert.deepEqual(dropped, []);
     // No room_joined, room_left or socket_disconnected came for them.
     const moved = events.events
       .slice(from)
@@ -591,18 +626,17 @@ describe("a read-only admin namespace", () => {
     try {
       await connectForm(page, { serverUrl: server.url, username: USERNAME, password: PASSWORD, wsOnly: true });
       await waitConnected(page, server.url);
-      await page.getByRole("link", { name: "Sockets", exact: true }).click();
+      await goTo(page, "Sockets");
       await selectNamespace(page, "/chat");
       const row = page.getByRole("row").filter({ hasText: alice.id });
       await row.waitFor();
       await row.getByText("WebSocket", { exact: true }).waitFor();
       assert.equal(await row.getByRole("button").count(), 0, "no disconnect button");
-      await page.getByRole("link", { name: "Rooms", exact: true }).click();
+      await goTo(page, "Rooms");
       const roomRow = page.getByRole("row").filter({ hasText: "general" });
       await roomRow.waitFor();
       assert.equal(await roomRow.getByRole("button").count(), 0, "no clear or disconnect button");
-      mkdirSync(SCREENSHOT_DIR, { recursive: true });
-      await page.screenshot({ path: path.join(SCREENSHOT_DIR, "admin-ui-read-only.png"), fullPage: true });
+      await screenshot(page, "admin-ui-read-only.png");
       assert.equal(alice.connected, true);
       assert.deepEqual(errors, []);
     } finally {
@@ -669,14 +703,43 @@ async function connectForm(page, { serverUrl, username, password, wsOnly = false
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(password);
   if (wsOnly) {
-    // Vuetify's v-switch: a visually hidden checkbox with role "switch".
-    const advanced = page.getByRole("switch", { name: "Advanced options" });
-    if (!(await advanced.isChecked())) await advanced.check({ force: true });
-    await page.getByRole("switch", { name: "WebSocket only?" }).check({ force: true });
+    // Vuetify's v-switch: a hidden checkbox with role "switch", toggled by clicking its label.
+    await turnOn(page, "Advanced options");
+    await turnOn(page, "WebSocket only?");
     assert.equal(await page.getByLabel("Admin namespace").inputValue(), "/admin");
     assert.equal(await page.getByLabel("Path").inputValue(), "/socket.io");
   }
   await page.getByRole("button", { name: "Connect", exact: true }).click();
+}
+
+/** A screenshot of the whole page once its transitions are over. */
+async function screenshot(page, name) {
+  await page.waitForFunction(() => document.getAnimations().every((a) => a.playState !== "running"));
+  mkdirSync(SCREENSHOT_DIR, { recursive: true });
+  await page.screenshot({ path: path.join(SCREENSHOT_DIR, name), fullPage: true });
+}
+
+/** Opens page `name` from the navigation drawer (shown at this width; Sockets and Rooms only in
+ * development mode). Scoped to the drawer: a details page's breadcrumb links to its list too. */
+async function goTo(page, name) {
+  await page.locator("nav").getByRole("link", { name, exact: true }).click();
+  // The current page is the breadcrumb's disabled item (during the slide transition the old
+  // page is still there too).
+  await page
+    .locator("main .v-breadcrumbs__item--disabled")
+    .filter({ hasText: new RegExp(`^\\s*${name}\\s*$`) })
+    .first()
+    .waitFor();
+}
+
+/** Turns on the v-switch labelled `label`. */
+async function turnOn(page, label) {
+  const input = page.getByRole("switch", { name: label, exact: true });
+  await input.waitFor({ state: "attached" });
+  if ((await input.getAttribute("aria-checked")) !== "true") {
+    await page.locator("label", { hasText: label }).click();
+  }
+  await page.waitForFunction((el) => el.getAttribute("aria-checked") === "true", await input.elementHandle());
 }
 
 /** Waits until the dialog is gone and the app bar shows the server and "connected". */

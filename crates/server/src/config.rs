@@ -94,6 +94,11 @@ pub(crate) struct Config {
     #[arg(long = "api-keys", env = "API_KEYS", value_name = "KEYS", hide_env_values = true, value_parser = parse_api_keys)]
     pub api_keys: Option<std::vec::Vec<String>>,
 
+    /// Port of the backend API over gRPC (proto/switchyard.proto; HTTP/2, on --host), 0 for
+    /// any free one; needs --api-keys. Unset: off.
+    #[arg(long = "grpc-port", env = "GRPC_PORT", value_name = "PORT", value_parser = parse_port)]
+    pub grpc_port: Option<u16>,
+
     /// Log lines as `text` (for people) or `json` (one object per line, for log collectors).
     /// The level is RUST_LOG's (default `info`).
     #[arg(long = "log-format", env = "LOG_FORMAT", value_name = "FORMAT", default_value = "text", value_parser = parse_log_format)]
@@ -180,6 +185,20 @@ pub(crate) struct Config {
     /// How webhooks are called.
     #[command(flatten)]
     pub webhooks: WebhookSettings,
+}
+
+impl Config {
+    /// What no single setting can check: the namespaces' webhooks
+    /// ([`Namespaces::check`]), and the gRPC API's keys.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        self.namespaces
+            .resolve()
+            .check(self.webhooks.secret.is_some())?;
+        if self.grpc_port.is_some() && self.api_keys.is_none() {
+            return Err("--grpc-port needs --api-keys (API_KEYS)".to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// How the app backend's webhooks are called (which ones: the namespace settings).
@@ -1612,6 +1631,7 @@ mod tests {
             "RELAY_EVENTS",
             "/chat=message,reaction;/notifications=alert",
         ),
+        ("GRPC_PORT", "7000"),
         ("WEBHOOK_URL", "/chat=http://127.0.0.1:4000/hooks?ns=chat"),
         ("WEBHOOK_CONNECT", "/chat"),
         ("WEBHOOK_DISCONNECT", "/chat,/notifications"),
@@ -1727,6 +1747,7 @@ mod tests {
                 },
             }
         );
+        assert_eq!(config.grpc_port, Some(7000));
         assert_eq!(
             config.webhooks,
             WebhookSettings {
@@ -1769,6 +1790,10 @@ mod tests {
         assert!(!namespaces.notifications.webhook.connect);
         assert_eq!(from_file.webhooks.timeout, Duration::from_millis(800));
         assert_eq!(namespaces.check(true), Ok(()));
+        assert_eq!(
+            config(&[("GRPC_PORT", "0")], &[]).check(),
+            Err("--grpc-port needs --api-keys (API_KEYS)".to_owned())
+        );
         // The defaults: no webhooks, and nothing to check.
         assert_eq!(Namespaces::base().check(false), Ok(()));
         let defaults = config(&[], &[]).webhooks;

@@ -10,6 +10,7 @@ mod backend;
 mod chat;
 mod config;
 mod config_file;
+mod grpc;
 mod health;
 mod history;
 mod identity;
@@ -46,6 +47,9 @@ use crate::history::{History, RedisRooms};
 
 /// How long Redis must stay unreachable before `/readyz` says so.
 const REDIS_GRACE: Duration = Duration::from_secs(3);
+
+/// How long the gRPC API may take to finish its calls once the server stops.
+const GRPC_STOP_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How often at most a JWKS file is looked at for changes.
 const JWKS_CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -97,9 +101,7 @@ fn main() -> ExitCode {
 /// before listening, and prints the effective configuration.
 fn check_config(config: &Config, effective: &str) -> ExitCode {
     let loaded = config
-        .namespaces
-        .resolve()
-        .check(config.webhooks.secret.is_some())
+        .check()
         .map_err(anyhow::Error::msg)
         .and_then(|()| jwt_auth(&config.jwt).context("cannot load the JWT keys"))
         .and_then(|_| config.tls().as_ref().map(tls::acceptor).transpose());
@@ -194,9 +196,7 @@ fn socket_io(
     };
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
     let namespaces = config.namespaces.resolve();
-    namespaces
-        .check(config.webhooks.secret.is_some())
-        .map_err(anyhow::Error::msg)?;
+    config.check().map_err(anyhow::Error::msg)?;
     let webhooks = config.webhooks.secret.as_deref().and_then(|secret| {
         let used = namespaces
             .each()
@@ -411,6 +411,32 @@ async fn run(config: Config) -> anyhow::Result<()> {
             Arc::new(backend::Operations::new(io.clone(), history.clone())),
         )
     });
+    let (stop_grpc, grpc_stopped) = tokio::sync::watch::channel(false);
+    let grpc = match (config.grpc_port, &backend) {
+        (None, _) => None,
+        // Refused by `Config::check` already.
+        (Some(_), None) => None,
+        (Some(port), Some((keys, calls))) => {
+            let listener = tokio::net::TcpListener::bind((config.host.as_str(), port))
+                .await
+                .with_context(|| format!("cannot listen on {}:{port} for gRPC", config.host))?;
+            let address = listener
+                .local_addr()
+                .context("cannot read the gRPC listening address")?;
+            // stdout, after the main line, so scripts can read the port picked.
+            println!("Switchyard gRPC API listening on {address}");
+            let mut stopped = grpc_stopped.clone();
+            let shutdown = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            Some(tokio::spawn(grpc::serve(
+                listener,
+                keys.clone(),
+                calls.clone(),
+                shutdown,
+            )))
+        }
+    };
     let api = backend.as_ref().map(|(keys, calls)| {
         Arc::new(api::Api::new(
             keys.clone(),
@@ -449,6 +475,16 @@ async fn run(config: Config) -> anyhow::Result<()> {
         None => {
             let plain = |stream: TcpStream, _| std::future::ready(Some(stream));
             serve_service_with_config(listener, plain, service, shutdown, serve_config).await
+        }
+    }
+    // The gRPC API answers through the drain, as the HTTP one; it stops with the server.
+    let _ = stop_grpc.send(true);
+    if let Some(grpc) = grpc {
+        match tokio::time::timeout(GRPC_STOP_TIMEOUT, grpc).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(error))) => warn!(%error, "the gRPC API failed"),
+            Ok(Err(error)) => warn!(%error, "the gRPC API task failed"),
+            Err(_) => warn!("the gRPC API did not stop in time"),
         }
     }
 
