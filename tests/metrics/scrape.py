@@ -1,7 +1,8 @@
 """/metrics of the server binary, read by the official Prometheus parser (prometheus_client).
 
 Starts $SWITCHYARD_BIN on a free loopback port, opens a long-polling session and connects it
-to the main namespace, sends an event, scrapes /metrics, parses it with
+to the main namespace, sends an event, asks the backend API for node info (requests to the
+adapter, timed in a histogram), scrapes /metrics, parses it with
 prometheus_client.parser and checks each family's type and the values the traffic set.
 Stops the server it started, by its PID.
 """
@@ -16,8 +17,12 @@ from prometheus_client.parser import text_string_to_metric_families
 DEADLINE_S = 30
 
 
-def request(url, data=None):
-    with urllib.request.urlopen(url, data=data, timeout=DEADLINE_S) as response:
+KEY = "metrics-api-key-0123456789"
+
+
+def request(url, data=None, headers=None):
+    call = urllib.request.Request(url, data=data, headers=headers or {})
+    with urllib.request.urlopen(call, timeout=DEADLINE_S) as response:
         return response.status, response.headers, response.read().decode()
 
 
@@ -27,7 +32,7 @@ def main():
         [binary, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={"PATH": os.environ.get("PATH", "")},
+        env={"PATH": os.environ.get("PATH", ""), "API_KEYS": KEY},
         text=True,
     )
     try:
@@ -41,6 +46,9 @@ def main():
         assert request(session, b"40")[2] == "ok"
         assert request(session)[2].startswith("40")
         assert request(session, b'42["hello",1]')[2] == "ok"
+        # One server_count request per namespace.
+        status, _, _ = request(f"{base}/api/v1/info", headers={"Authorization": f"Bearer {KEY}"})
+        assert status == 200, status
 
         status, headers, text = request(f"{base}/metrics")
         assert status == 200, status
@@ -69,6 +77,19 @@ def main():
             assert value("switchyard_handshake_refusals", "counter", limit=limit) == 0
         for limit in ("event_rate", "max_rooms_per_socket", "max_pending_acks"):
             assert value("switchyard_limit_refusals", "counter", limit=limit) == 0
+        latency = families["switchyard_adapter_request_duration_seconds"]
+        assert latency.type == "histogram", latency.type
+        samples = {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for sample in latency.samples
+        }
+        count = samples[("switchyard_adapter_request_duration_seconds_count", (("request", "server_count"),))]
+        assert count >= 2, count
+        every = samples[
+            ("switchyard_adapter_request_duration_seconds_bucket", (("le", "+Inf"), ("request", "server_count")))
+        ]
+        assert every == count, (every, count)
+        assert value("switchyard_adapter_request_failures", "counter", request="server_count") == 0
         print(f"ok: {len(families)} metric families parsed")
     finally:
         server.terminate()

@@ -46,7 +46,9 @@ fn options() -> anyhow::Result<Options> {
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
-        let value = args.next().with_context(|| format!("{flag} needs a value"))?;
+        let value = args
+            .next()
+            .with_context(|| format!("{flag} needs a value"))?;
         match flag.as_str() {
             "--binary" => options.binary = value,
             "--seconds" => options.seconds = value.parse()?,
@@ -160,7 +162,8 @@ async fn http_run(url: &str, connections: usize, duration: Duration) -> Run {
     let deadline = started + duration;
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (client, uri, body, errors) = (client.clone(), uri.clone(), body.clone(), errors.clone());
+        let (client, uri, body, errors) =
+            (client.clone(), uri.clone(), body.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
@@ -260,7 +263,9 @@ async fn grpc_call(send: h2::client::SendRequest<Bytes>, address: &str, frame: B
         let _ = body.flow_control().release_capacity(chunk.len());
     }
     match body.trailers().await {
-        Ok(Some(trailers)) => trailers.get("grpc-status").is_some_and(|status| status == "0"),
+        Ok(Some(trailers)) => trailers
+            .get("grpc-status")
+            .is_some_and(|status| status == "0"),
         _ => false,
     }
 }

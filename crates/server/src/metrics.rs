@@ -6,12 +6,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
-use switchyard::SocketIo;
+use switchyard::{SocketIo, LATENCY_BUCKETS_MICROS};
 
 use crate::webhooks::WebhookMetrics;
 
@@ -237,6 +237,39 @@ impl Collector for ServerCollector {
             "What the Socket.IO limits refused, by limit.",
         )
         .encode(&mut encoder, &refusals)?;
+        let mut latency = encoder.encode_descriptor(
+            "switchyard_adapter_request_duration",
+            "Time of the requests to the adapter (with a cluster, to the other servers too), by request.",
+            Some(&Unit::Seconds),
+            MetricType::Histogram,
+        )?;
+        for (kind, timings) in &metrics.adapter_requests {
+            let labels = [("request", kind.as_str())];
+            let buckets: Vec<(f64, u64)> = LATENCY_BUCKETS_MICROS
+                .iter()
+                .map(|bound| *bound as f64 / 1e6)
+                .chain(std::iter::once(f64::INFINITY))
+                .zip(timings.buckets.iter().copied())
+                .collect();
+            latency
+                .encode_family(&labels)?
+                .encode_histogram::<NoLabelSet>(
+                    timings.sum_micros as f64 / 1e6,
+                    timings.count,
+                    &buckets,
+                    None,
+                )?;
+        }
+        let failures: Vec<_> = metrics
+            .adapter_requests
+            .iter()
+            .map(|(kind, timings)| (vec![("request", kind.as_str())], timings.failures))
+            .collect();
+        counter(
+            "switchyard_adapter_request_failures",
+            "Requests to the adapter that failed (an error, or no answer in time), by request.",
+        )
+        .encode(&mut encoder, &failures)?;
         Ok(())
     }
 }

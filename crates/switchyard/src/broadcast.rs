@@ -9,6 +9,7 @@ use tracing::warn;
 use crate::adapter::AckReply;
 use crate::error::{AdapterError, EmitError};
 use crate::handler::poll_once;
+use crate::metrics::AdapterRequest;
 use crate::namespace::Namespace;
 use crate::socket::Socket;
 use crate::types::{BroadcastOptions, HandshakeInfo, Room, Sid, SocketInfo};
@@ -232,18 +233,24 @@ impl BroadcastOperator {
     ) -> Result<Vec<AckReply>, EmitError> {
         let ns = &self.namespace.0;
         let packet = event_packet(&ns.name, event, data.into_args()?, None);
-        Ok(ns
+        let request = ns
             .adapter()
-            .broadcast_with_ack(packet, self.options.clone(), self.wait())
+            .broadcast_with_ack(packet, self.options.clone(), self.wait());
+        Ok(ns
+            .counters
+            .timed(AdapterRequest::BroadcastWithAck, request)
             .await?)
     }
 
     /// The targeted sockets, on this server and (with a cluster adapter) the others.
     pub async fn fetch_sockets(&self) -> Result<Vec<RemoteSocket>, AdapterError> {
         let ns = &self.namespace.0;
-        let found = ns
+        let request = ns
             .adapter()
-            .fetch_sockets(self.options.clone(), self.wait())
+            .fetch_sockets(self.options.clone(), self.wait());
+        let found = ns
+            .counters
+            .timed(AdapterRequest::FetchSockets, request)
             .await?;
         let sockets = ns.sockets();
         Ok(found
@@ -258,25 +265,26 @@ impl BroadcastOperator {
 
     /// Makes the targeted sockets join `rooms`.
     pub async fn sockets_join(&self, rooms: impl IntoRooms) -> Result<(), AdapterError> {
-        let adapter = self.namespace.0.adapter();
-        adapter
-            .add_sockets(self.options.clone(), rooms.into_rooms())
-            .await
+        let ns = &self.namespace.0;
+        let request = ns
+            .adapter()
+            .add_sockets(self.options.clone(), rooms.into_rooms());
+        ns.counters.timed(AdapterRequest::Join, request).await
     }
 
     /// Makes the targeted sockets leave `rooms`.
     pub async fn sockets_leave(&self, rooms: impl IntoRooms) -> Result<(), AdapterError> {
-        let adapter = self.namespace.0.adapter();
-        adapter
-            .del_sockets(self.options.clone(), rooms.into_rooms())
-            .await
+        let ns = &self.namespace.0;
+        let request = ns
+            .adapter()
+            .del_sockets(self.options.clone(), rooms.into_rooms());
+        ns.counters.timed(AdapterRequest::Leave, request).await
     }
 
     /// Disconnects the targeted sockets; with `close`, their whole connections too.
     pub async fn disconnect_sockets(&self, close: bool) -> Result<(), AdapterError> {
-        let adapter = self.namespace.0.adapter();
-        adapter
-            .disconnect_sockets(self.options.clone(), close)
-            .await
+        let ns = &self.namespace.0;
+        let request = ns.adapter().disconnect_sockets(self.options.clone(), close);
+        ns.counters.timed(AdapterRequest::Disconnect, request).await
     }
 }

@@ -20,7 +20,7 @@ pub use broadcast::{BroadcastOperator, IntoRooms, RemoteSocket};
 pub use config::{SocketIoConfig, SocketLimits};
 pub use error::{AckError, AdapterError, EmitError, JoinError};
 pub use handler::{ConnectError, EventHandler, HandlerOutput};
-pub use metrics::{LimitRefusal, Metrics};
+pub use metrics::{AdapterRequest, LimitRefusal, Metrics, RequestLatency, LATENCY_BUCKETS_MICROS};
 pub use namespace::Namespace;
 pub use recovery::RecoveryConfig;
 pub use server::{DynamicNamespace, SocketIo, SocketIoConnection, SocketIoHandler};

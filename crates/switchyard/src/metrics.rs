@@ -44,6 +44,108 @@ impl LimitRefusal {
     }
 }
 
+/// A request a namespace makes of its adapter: on a cluster, of the other servers too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AdapterRequest {
+    /// [`crate::BroadcastOperator::fetch_sockets`].
+    FetchSockets,
+    /// [`crate::BroadcastOperator::sockets_join`].
+    Join,
+    /// [`crate::BroadcastOperator::sockets_leave`].
+    Leave,
+    /// [`crate::BroadcastOperator::disconnect_sockets`].
+    Disconnect,
+    /// [`crate::BroadcastOperator::emit_with_ack`].
+    BroadcastWithAck,
+    /// [`crate::Namespace::server_side_emit`] and its `_with_ack`.
+    ServerSideEmit,
+    /// [`crate::Namespace::server_count`].
+    ServerCount,
+}
+
+impl AdapterRequest {
+    /// Every kind.
+    pub const ALL: [AdapterRequest; 7] = [
+        AdapterRequest::FetchSockets,
+        AdapterRequest::Join,
+        AdapterRequest::Leave,
+        AdapterRequest::Disconnect,
+        AdapterRequest::BroadcastWithAck,
+        AdapterRequest::ServerSideEmit,
+        AdapterRequest::ServerCount,
+    ];
+
+    /// A short name for the kind, for logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AdapterRequest::FetchSockets => "fetch_sockets",
+            AdapterRequest::Join => "join",
+            AdapterRequest::Leave => "leave",
+            AdapterRequest::Disconnect => "disconnect",
+            AdapterRequest::BroadcastWithAck => "broadcast_with_ack",
+            AdapterRequest::ServerSideEmit => "server_side_emit",
+            AdapterRequest::ServerCount => "server_count",
+        }
+    }
+}
+
+/// The upper bounds of the adapter requests' latency buckets, in microseconds (1 ms to 10 s;
+/// a last bucket takes the rest).
+pub const LATENCY_BUCKETS_MICROS: [u64; 13] = [
+    1_000, 2_000, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+    5_000_000, 10_000_000,
+];
+
+/// How long one kind of adapter request took, as a histogram.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RequestLatency {
+    /// Requests made.
+    pub count: u64,
+    /// Of which failed (an adapter error, a timeout).
+    pub failures: u64,
+    /// Their total time, in microseconds.
+    pub sum_micros: u64,
+    /// Requests per bucket (not cumulative): one entry per [`LATENCY_BUCKETS_MICROS`] bound,
+    /// then the requests slower than the last bound.
+    pub buckets: Vec<u64>,
+}
+
+/// The running histogram of one kind of request.
+#[derive(Debug, Default)]
+struct Timings {
+    buckets: [AtomicU64; LATENCY_BUCKETS_MICROS.len() + 1],
+    sum_micros: AtomicU64,
+    failures: AtomicU64,
+}
+
+impl Timings {
+    fn record(&self, micros: u64, failed: bool) {
+        let bucket = LATENCY_BUCKETS_MICROS
+            .iter()
+            .position(|bound| micros <= *bound)
+            .unwrap_or(LATENCY_BUCKETS_MICROS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        if failed {
+            self.failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn snapshot(&self) -> RequestLatency {
+        let buckets: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|bucket| bucket.load(Ordering::Relaxed))
+            .collect();
+        RequestLatency {
+            count: buckets.iter().sum(),
+            failures: self.failures.load(Ordering::Relaxed),
+            sum_micros: self.sum_micros.load(Ordering::Relaxed),
+            buckets,
+        }
+    }
+}
+
 /// The server's running counts.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -54,9 +156,25 @@ pub(crate) struct Counters {
     recovery_hits: AtomicU64,
     recovery_misses: AtomicU64,
     refusals: [AtomicU64; LimitRefusal::ALL.len()],
+    requests: [Timings; AdapterRequest::ALL.len()],
 }
 
 impl Counters {
+    /// Awaits `request`, a `kind` request of the adapter, and records how long it took.
+    pub(crate) async fn timed<T, E>(
+        &self,
+        kind: AdapterRequest,
+        request: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, E> {
+        let started = std::time::Instant::now();
+        let result = request.await;
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        if let Some(index) = AdapterRequest::ALL.iter().position(|each| *each == kind) {
+            self.requests[index].record(micros, result.is_err());
+        }
+        result
+    }
+
     /// A client's EVENT (or BINARY_EVENT) came in.
     pub(crate) fn event_in(&self) {
         self.events_in.fetch_add(1, Ordering::Relaxed);
@@ -119,6 +237,8 @@ pub struct Metrics {
     pub recovery_misses: u64,
     /// What the Socket.IO layer's limits refused, by kind; every kind is listed.
     pub refusals: Vec<(LimitRefusal, u64)>,
+    /// How long the requests to the adapter took, by kind; every kind is listed.
+    pub adapter_requests: Vec<(AdapterRequest, RequestLatency)>,
 }
 
 impl Counters {
@@ -143,6 +263,44 @@ impl Counters {
                 .zip(&self.refusals)
                 .map(|(kind, count)| (*kind, count.load(Ordering::Relaxed)))
                 .collect(),
+            adapter_requests: AdapterRequest::ALL
+                .iter()
+                .zip(&self.requests)
+                .map(|(kind, timings)| (*kind, timings.snapshot()))
+                .collect(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn adapter_requests_are_timed_in_buckets_with_their_failures() {
+        let counters = Counters::default();
+        let ok: Result<(), ()> = counters
+            .timed(AdapterRequest::FetchSockets, async { Ok(()) })
+            .await;
+        assert_eq!(ok, Ok(()));
+        let failed: Result<(), &str> = counters
+            .timed(AdapterRequest::FetchSockets, async { Err("no answer") })
+            .await;
+        assert_eq!(failed, Err("no answer"));
+        let timings = &counters.requests[0];
+        timings.record(1_500, false);
+        timings.record(20_000_000, false);
+        let snapshot = counters.snapshot(EngineMetrics::default(), Vec::new(), 0);
+        let (kind, latency) = &snapshot.adapter_requests[0];
+        assert_eq!(*kind, AdapterRequest::FetchSockets);
+        assert_eq!(latency.count, 4);
+        assert_eq!(latency.failures, 1);
+        assert_eq!(latency.buckets.len(), LATENCY_BUCKETS_MICROS.len() + 1);
+        // Two instant requests in the first bucket, 1.5 ms in the second, 20 s past the last.
+        assert_eq!(latency.buckets[0], 2);
+        assert_eq!(latency.buckets[1], 1);
+        assert_eq!(latency.buckets[LATENCY_BUCKETS_MICROS.len()], 1);
+        assert!(latency.sum_micros >= 20_001_500);
+        assert_eq!(snapshot.adapter_requests.len(), AdapterRequest::ALL.len());
     }
 }

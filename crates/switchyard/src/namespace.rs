@@ -19,7 +19,7 @@ use crate::error::EmitError;
 use crate::handler::{
     ConnectError, ErasedConnectHandler, ErasedMiddleware, ErasedServerEventHandler,
 };
-use crate::metrics::Counters;
+use crate::metrics::{AdapterRequest, Counters};
 use crate::socket::Socket;
 use crate::types::{BoxFuture, BroadcastOptions, Room, Sid};
 
@@ -405,9 +405,13 @@ impl Namespace {
         data: T,
     ) -> Result<(), EmitError> {
         let args = data.into_args()?;
-        self.0
+        let request = self
+            .0
             .adapter()
-            .server_side_emit(event.to_owned(), args, None)
+            .server_side_emit(event.to_owned(), args, None);
+        self.0
+            .counters
+            .timed(AdapterRequest::ServerSideEmit, request)
             .await?;
         Ok(())
     }
@@ -421,16 +425,22 @@ impl Namespace {
         timeout: Duration,
     ) -> Result<Vec<Args>, EmitError> {
         let args = data.into_args()?;
-        Ok(self
+        let request = self
             .0
             .adapter()
-            .server_side_emit(event.to_owned(), args, Some(timeout))
+            .server_side_emit(event.to_owned(), args, Some(timeout));
+        Ok(self
+            .0
+            .counters
+            .timed(AdapterRequest::ServerSideEmit, request)
             .await?)
     }
 
     /// How many servers serve this namespace, this one included.
     pub fn server_count(&self) -> BoxFuture<Result<usize, crate::AdapterError>> {
-        self.0.adapter().server_count()
+        let request = self.0.adapter().server_count();
+        let counters = self.0.counters.clone();
+        Box::pin(async move { counters.timed(AdapterRequest::ServerCount, request).await })
     }
 }
 
