@@ -8,11 +8,13 @@
 //! ```
 //!
 //! It starts the binary itself (`PORT=0`, `GRPC_PORT=0`, an API key), connects one Socket.IO
-//! client as user `alice` on `/notifications`, and for each transport publishes an event to
-//! that user in a closed loop: `--http-connections` keep-alive connections, each one call at a
-//! time, or `--grpc-streams` calls at once on one HTTP/2 connection. It prints calls per second,
-//! the latency percentiles of the calls, and how many events the client got. It stops by
-//! itself and kills the server it started.
+//! client as user `alice` on `/notifications` and one as `bob` on `/chat` (in room `general`,
+//! with 50 messages of history), then runs each call in a closed loop: over HTTP, publish to
+//! alice, sockets of alice, presence and history of `general`, info, on
+//! `--http-connections` keep-alive connections, each one call at a time; over gRPC, publish on
+//! `--grpc-streams` calls at once on one HTTP/2 connection. It prints calls per second, the
+//! latency percentiles, and how many events alice got. It stops by itself and kills the server
+//! it started.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -148,15 +150,47 @@ fn publish_body() -> String {
     .to_string()
 }
 
-async fn http_run(url: &str, connections: usize, duration: Duration) -> Run {
+/// The HTTP calls measured: name, method, path and body.
+fn http_calls() -> Vec<(&'static str, http::Method, &'static str, String)> {
+    let room = json!({ "namespace": "/chat", "room": "chat:general" }).to_string();
+    vec![
+        (
+            "publish",
+            http::Method::POST,
+            "/api/v1/publish",
+            publish_body(),
+        ),
+        (
+            "sockets",
+            http::Method::POST,
+            "/api/v1/sockets",
+            json!({ "namespace": "/notifications", "users": ["alice"] }).to_string(),
+        ),
+        (
+            "presence",
+            http::Method::POST,
+            "/api/v1/presence",
+            room.clone(),
+        ),
+        ("history", http::Method::POST, "/api/v1/history", room),
+        ("info", http::Method::GET, "/api/v1/info", String::new()),
+    ]
+}
+
+async fn http_run(
+    url: &str,
+    (method, path, body): (http::Method, &str, String),
+    connections: usize,
+    duration: Duration,
+) -> Run {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(connections)
         .build_http();
-    let uri: http::Uri = match format!("{url}/api/v1/publish").parse() {
+    let uri: http::Uri = match format!("{url}{path}").parse() {
         Ok(uri) => uri,
         Err(_) => return empty_run(),
     };
-    let body = Bytes::from(publish_body());
+    let body = Bytes::from(body);
     let errors = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let deadline = started + duration;
@@ -164,10 +198,13 @@ async fn http_run(url: &str, connections: usize, duration: Duration) -> Run {
     for _ in 0..connections {
         let (client, uri, body, errors) =
             (client.clone(), uri.clone(), body.clone(), errors.clone());
+        let method = method.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
-                let request = http::Request::post(uri.clone())
+                let request = http::Request::builder()
+                    .method(method.clone())
+                    .uri(uri.clone())
                     .header("authorization", format!("Bearer {KEY}"))
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()));
@@ -340,17 +377,46 @@ fn main() -> anyhow::Result<()> {
             "publish to one user, {} s per transport, server {}",
             options.seconds, options.binary
         );
-        let run = http_run(&server.http, options.http_connections, duration).await;
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let after_http = delivered.swap(0, Ordering::Relaxed);
-        run.report(
-            &format!("HTTP, {} connections", options.http_connections),
-            after_http,
+        // A room with a member and some history, for presence and history.
+        let chat = manager.socket_with(
+            "/chat",
+            SocketOptions {
+                auth: Auth::Value(json!({ "name": "bob" })),
+                ..SocketOptions::default()
+            },
         );
+        tokio::time::timeout(Duration::from_secs(10), chat.connect())
+            .await
+            .context("connect in time")??;
+        chat.emit_with_ack("join", "general", Duration::from_secs(10))
+            .await?;
+        for n in 0..50 {
+            let message = json!({ "room": "general", "text": format!("message {n}") });
+            chat.emit_with_ack("message", message, Duration::from_secs(10))
+                .await?;
+        }
+        for (name, method, path, body) in http_calls() {
+            let run = http_run(
+                &server.http,
+                (method, path, body),
+                options.http_connections,
+                duration,
+            )
+            .await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let delivered = delivered.swap(0, Ordering::Relaxed);
+            run.report(
+                &format!("HTTP {name}, {} connections", options.http_connections),
+                delivered,
+            );
+        }
         let run = grpc_run(&server.grpc, options.grpc_streams, duration).await;
         tokio::time::sleep(Duration::from_secs(1)).await;
         run.report(
-            &format!("gRPC, {} streams on 1 connection", options.grpc_streams),
+            &format!(
+                "gRPC publish, {} streams on 1 connection",
+                options.grpc_streams
+            ),
             delivered.load(Ordering::Relaxed),
         );
         manager.close();
