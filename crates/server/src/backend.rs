@@ -17,7 +17,7 @@ use switchyard::{Args, Binary, BroadcastOperator, Namespace, Room, SocketIo};
 use tracing::warn;
 
 use crate::history::History;
-use crate::notifications::{user_room, USER_ROOM_PREFIX};
+use crate::notifications::{user_of, user_room};
 use crate::presence;
 
 /// The most messages one history call returns.
@@ -245,11 +245,7 @@ impl Operations {
             .iter()
             .map(|socket| SocketSummary {
                 id: (**socket.id()).to_owned(),
-                user: socket
-                    .rooms()
-                    .iter()
-                    .find_map(|room| room.strip_prefix(USER_ROOM_PREFIX))
-                    .map(str::to_owned),
+                user: user_of(socket.rooms()).map(str::to_owned),
                 rooms: socket
                     .rooms()
                     .iter()

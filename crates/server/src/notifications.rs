@@ -77,6 +77,13 @@ pub(crate) fn register(
 /// The prefix of the personal rooms.
 pub(crate) const USER_ROOM_PREFIX: &str = "user:";
 
+/// The user a socket in `rooms` belongs to: the one of its personal room.
+pub(crate) fn user_of(rooms: &[Room]) -> Option<&str> {
+    rooms
+        .iter()
+        .find_map(|room| room.strip_prefix(USER_ROOM_PREFIX))
+}
+
 /// The room every socket of `user` is in.
 pub(crate) fn user_room(user: &str) -> Room {
     Room::from(format!("{USER_ROOM_PREFIX}{user}"))

@@ -13,7 +13,10 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use switchyard::{AdapterError, Namespace, Room};
 
-use crate::notifications::USER_ROOM_PREFIX;
+use crate::notifications::{user_of, user_room};
+
+/// The most users a join or `presence` answer lists (with `userCount` for them all).
+pub(crate) const MAX_USERS_LISTED: usize = 1000;
 
 /// The users in room `key` of `namespace` and how many sockets each has there, leaving out
 /// the socket `departing` (one that is on its way out but may not be out yet).
@@ -28,20 +31,33 @@ pub(crate) async fn occupants(
         if departing == Some(&**socket.id()) {
             continue;
         }
-        if let Some(user) = socket
-            .rooms()
-            .iter()
-            .find_map(|room| room.strip_prefix(USER_ROOM_PREFIX))
-        {
+        if let Some(user) = user_of(socket.rooms()) {
             *users.entry(user.to_owned()).or_insert(0) += 1;
         }
     }
     Ok(users)
 }
 
-/// The user names of `occupants`, sorted.
+/// How many of `user`'s sockets are in room `key`, leaving out `departing`: asks for the
+/// user's sockets (its personal room), not the room's, so it costs the user's tabs, not the
+/// room's size.
+pub(crate) async fn sockets_of_user_in(
+    namespace: &Namespace,
+    user: &str,
+    key: &Room,
+    departing: Option<&str>,
+) -> Result<usize, AdapterError> {
+    let sockets = namespace.to(user_room(user)).fetch_sockets().await?;
+    Ok(sockets
+        .iter()
+        .filter(|socket| departing != Some(&**socket.id()))
+        .filter(|socket| socket.rooms().iter().any(|room| room == key))
+        .count())
+}
+
+/// The user names of `occupants`, sorted, [`MAX_USERS_LISTED`] at most.
 pub(crate) fn names(occupants: &BTreeMap<String, usize>) -> Value {
-    json!(occupants.keys().collect::<Vec<_>>())
+    json!(occupants.keys().take(MAX_USERS_LISTED).collect::<Vec<_>>())
 }
 
 /// Tells room `key` (shown to clients as `room`) that `user` arrived or left.

@@ -12,10 +12,11 @@
 //! mode or on a public namespace, any room.
 
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use serde_json::{json, Value};
-use switchyard::{Namespace, Room, Socket};
+use switchyard::{DisconnectReason, Namespace, Room, Socket};
 
 use crate::config::RoomPolicy;
 use crate::history::History;
@@ -95,6 +96,7 @@ pub(crate) fn guard_recovery(namespace: &Namespace, rules: &Arc<RoomRules>) {
 /// socket, and its departure from the rooms' presence. `message` and `typing` are not handled
 /// here (the chat has its own).
 pub(crate) fn register(socket: &Socket, rules: &Arc<RoomRules>, relay: &[String]) {
+    socket.insert_data(Lookups::default());
     let join_rules = rules.clone();
     socket.on("join", move |socket: Socket, data: Value| {
         let rules = join_rules.clone();
@@ -112,9 +114,12 @@ pub(crate) fn register(socket: &Socket, rules: &Arc<RoomRules>, relay: &[String]
             async move { Ok::<_, Infallible>(ack(who(&socket, &rules, &data).await)) }
         });
         let departure_rules = rules.clone();
-        socket.on_disconnect(move |socket: Socket, _| {
+        socket.on_disconnect(move |socket: Socket, reason: DisconnectReason| {
+            // A broken connection that may come back with its rooms (recovery) is not a
+            // departure: its user is not announced gone, nor back when it recovers.
+            let leaving = !(reason.is_recoverable() && socket.namespace().recovery());
             // Read now: the socket leaves its rooms as soon as the disconnect handlers ran.
-            let user = identity::of(&socket);
+            let user = identity::of(&socket).filter(|_| leaving);
             let rooms: Vec<Room> = socket
                 .rooms()
                 .into_iter()
@@ -178,9 +183,66 @@ pub(crate) fn member_room<'a>(
     Ok((room, key))
 }
 
+/// Room lookups (the users of a room, its history) one socket may have in flight; past it,
+/// `join`, `presence` and `history` answer `{ error }` at once.
+pub(crate) const MAX_LOOKUPS_IN_FLIGHT: usize = 4;
+
+/// The most bytes of history a join or `history` answer carries: the newest messages that fit
+/// (an answer over the outgoing buffer would close the connection).
+pub(crate) const MAX_HISTORY_ANSWER_BYTES: usize = 256 * 1024;
+
+/// A socket's room lookups in flight.
+#[derive(Debug, Clone, Default)]
+struct Lookups(Arc<AtomicUsize>);
+
+/// One lookup in flight, given back when dropped, on every path.
+struct Lookup(Arc<AtomicUsize>);
+
+impl Drop for Lookup {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Takes one of `socket`'s lookups, or says it has too many in flight.
+fn lookup(socket: &Socket) -> Result<Option<Lookup>, InputError> {
+    let Some(Lookups(count)) = socket.data::<Lookups>() else {
+        // Only on a closed socket: nothing to bound.
+        return Ok(None);
+    };
+    take(count).map(Some)
+}
+
+fn take(count: Arc<AtomicUsize>) -> Result<Lookup, InputError> {
+    if count.fetch_add(1, Ordering::AcqRel) >= MAX_LOOKUPS_IN_FLIGHT {
+        count.fetch_sub(1, Ordering::AcqRel);
+        return Err(InputError::new("too many room requests in flight"));
+    }
+    Ok(Lookup(count))
+}
+
+/// The newest of `messages` that fit in [`MAX_HISTORY_ANSWER_BYTES`], oldest first.
+fn fitting(mut messages: Vec<Value>) -> Vec<Value> {
+    let mut bytes = 0;
+    let mut keep = 0;
+    for message in messages.iter().rev() {
+        bytes += message.to_string().len();
+        if bytes > MAX_HISTORY_ANSWER_BYTES {
+            break;
+        }
+        keep += 1;
+    }
+    messages.split_off(messages.len() - keep)
+}
+
 async fn join(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
     let room = input::room(data)?;
     let key = rules.key(room);
+    let _lookup = if rules.presence || rules.history.is_some() {
+        lookup(socket)?
+    } else {
+        None
+    };
     let arrived = !is_member(socket, &key);
     if arrived {
         rules.may_join(socket, room)?;
@@ -192,15 +254,18 @@ async fn join(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value,
     let members = member_count(&namespace, &key);
     let mut answer = json!({ "room": room, "members": members });
     if rules.presence {
+        // Announced once per user: when this is its only socket in the room.
+        if let Some(user) = identity::of(socket).filter(|_| arrived) {
+            match presence::sockets_of_user_in(&namespace, &user, &key, None).await {
+                Ok(1) => presence::announce(&namespace, &key, room, &user, true),
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, room, "presence of the user not read"),
+            }
+        }
         match presence::occupants(&namespace, &key, None).await {
             Ok(occupants) => {
-                let user = identity::of(socket);
-                if let Some(user) =
-                    user.filter(|user| arrived && occupants.get(&**user) == Some(&1))
-                {
-                    presence::announce(&namespace, &key, room, &user, true);
-                }
                 answer["users"] = presence::names(&occupants);
+                answer["userCount"] = Value::from(occupants.len());
             }
             Err(error) => tracing::warn!(%error, room, "presence of the room not read"),
         }
@@ -211,7 +276,7 @@ async fn join(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value,
             .recent(namespace.name(), &key, history.keep)
             .await
         {
-            Ok(messages) => answer["history"] = Value::Array(messages),
+            Ok(messages) => answer["history"] = Value::Array(fitting(messages)),
             Err(error) => tracing::warn!(%error, room, "history of the room not read"),
         }
     }
@@ -239,29 +304,42 @@ async fn leave(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value
 async fn announce_if_gone(socket: &Socket, rules: &RoomRules, key: &Room, user: &str) {
     let namespace = socket.namespace();
     let room = key.strip_prefix(rules.prefix).unwrap_or(key);
-    match presence::occupants(&namespace, key, Some(&**socket.id())).await {
-        Ok(occupants) if !occupants.contains_key(user) => {
-            presence::announce(&namespace, key, room, user, false);
-        }
+    match presence::sockets_of_user_in(&namespace, user, key, Some(&**socket.id())).await {
+        Ok(0) => presence::announce(&namespace, key, room, user, false),
         Ok(_) => {}
-        Err(error) => tracing::warn!(%error, room, "presence of the room not read"),
+        Err(error) => tracing::warn!(%error, room, "presence of the user not read"),
     }
 }
 
-/// `presence`: the users of a room the socket is in.
-async fn who(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
+/// The room named by `data` (a room name), which the socket must be in.
+fn joined_room<'a>(
+    socket: &Socket,
+    rules: &RoomRules,
+    data: &'a Value,
+) -> Result<(&'a str, Room), InputError> {
     let room = input::room(data)?;
     let key = rules.key(room);
     if !is_member(socket, &key) {
         return Err(InputError::new(format!("not in room {room}")));
     }
+    Ok((room, key))
+}
+
+/// `presence`: the users of a room the socket is in.
+async fn who(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
+    let (room, key) = joined_room(socket, rules, data)?;
+    let _lookup = lookup(socket)?;
     let occupants = presence::occupants(&socket.namespace(), &key, None)
         .await
         .map_err(|error| {
             tracing::warn!(%error, room, "presence of the room not read");
             InputError::new("presence not available")
         })?;
-    Ok(json!({ "room": room, "users": presence::names(&occupants) }))
+    Ok(json!({
+        "room": room,
+        "users": presence::names(&occupants),
+        "userCount": occupants.len(),
+    }))
 }
 
 /// `history`: the last messages of a room the socket is in.
@@ -271,11 +349,8 @@ async fn read_history(
     history: &RoomHistory,
     data: &Value,
 ) -> Result<Value, InputError> {
-    let room = input::room(data)?;
-    let key = rules.key(room);
-    if !is_member(socket, &key) {
-        return Err(InputError::new(format!("not in room {room}")));
-    }
+    let (room, key) = joined_room(socket, rules, data)?;
+    let _lookup = lookup(socket)?;
     let messages = history
         .store
         .recent(socket.namespace().name(), &key, history.keep)
@@ -284,7 +359,7 @@ async fn read_history(
             tracing::warn!(%error, room, "history of the room not read");
             InputError::new("history not available")
         })?;
-    Ok(json!({ "room": room, "messages": messages }))
+    Ok(json!({ "room": room, "messages": fitting(messages) }))
 }
 
 /// Relays `event` to the room named in the data, with `sender` and `time` set by the server.
@@ -313,6 +388,41 @@ fn relay_event(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_in_flight_are_bounded_and_given_back() {
+        let count = Arc::new(AtomicUsize::new(0));
+        let taken: Vec<Lookup> = (0..MAX_LOOKUPS_IN_FLIGHT)
+            .map(|_| take(count.clone()).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert_eq!(
+            take(count.clone()).err(),
+            Some(InputError::new("too many room requests in flight"))
+        );
+        assert_eq!(count.load(Ordering::Acquire), MAX_LOOKUPS_IN_FLIGHT);
+        drop(taken);
+        assert_eq!(count.load(Ordering::Acquire), 0);
+        assert!(take(count).is_ok());
+    }
+
+    #[test]
+    fn history_answers_keep_the_newest_messages_that_fit() {
+        let message = |n: usize| json!({ "n": n, "text": "x".repeat(10_000) });
+        let messages: Vec<Value> = (0..100).map(message).collect();
+        let kept = fitting(messages);
+        let bytes: usize = kept.iter().map(|m| m.to_string().len()).sum();
+        assert!(bytes <= MAX_HISTORY_ANSWER_BYTES);
+        assert_eq!(
+            kept.len(),
+            MAX_HISTORY_ANSWER_BYTES / message(0).to_string().len()
+        );
+        assert_eq!(kept.last(), Some(&message(99)), "the newest is kept");
+        assert!(kept
+            .windows(2)
+            .all(|pair| pair[0]["n"].as_u64() < pair[1]["n"].as_u64()));
+        let few: Vec<Value> = (0..3).map(|n| json!(n)).collect();
+        assert_eq!(fitting(few.clone()), few);
+    }
 
     #[test]
     fn room_keys_are_prefixed() {

@@ -67,7 +67,7 @@ async fn users_count_once_and_arrivals_and_departures_are_announced() {
 
     assert_eq!(
         ack(&bob, "presence", json!("general")).await,
-        json!({ "room": "general", "users": ["alice", "bob"] })
+        json!({ "room": "general", "users": ["alice", "bob"], "userCount": 2 })
     );
     assert_eq!(
         ack(&bob, "presence", json!("elsewhere")).await,
@@ -98,7 +98,7 @@ async fn users_count_once_and_arrivals_and_departures_are_announced() {
     );
     assert_eq!(
         ack(&bob, "presence", json!("general")).await,
-        json!({ "room": "general", "users": ["bob"] })
+        json!({ "room": "general", "users": ["bob"], "userCount": 1 })
     );
 }
 
@@ -199,4 +199,47 @@ async fn presence_and_history_can_be_turned_off() {
         )
         .await
         .is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_recovery_a_broken_connection_is_not_announced_as_a_departure() {
+    let server = common::start(&["--port", "0", "--recovery-ms", "30000"], &[]);
+    let upstream: std::net::SocketAddr = server
+        .url
+        .strip_prefix("http://")
+        .and_then(|address| address.parse().ok())
+        .expect("the server's address");
+    let proxy = switchyard_testkit::Proxy::start(upstream).await;
+    let (_a, alice, _alice_events) = chat(&proxy.url(), "alice").await;
+    let (_b, bob, mut bob_events) = chat(&server.url, "bob").await;
+    ack(&alice, "join", json!("general")).await;
+    ack(&bob, "join", json!("general")).await;
+    assert_eq!(next(&mut bob_events).await.0, "presence"); // bob's own arrival
+
+    // Alice's connection breaks (no goodbye): her session is kept for her to come back.
+    proxy.cut();
+    let deadline = tokio::time::Instant::now() + switchyard_testkit::DEADLINE;
+    loop {
+        let users = ack(&bob, "presence", json!("general")).await;
+        if users["users"] == json!(["bob"]) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "alice still listed: {users}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    ack(
+        &bob,
+        "message",
+        json!({ "room": "general", "text": "marker" }),
+    )
+    .await;
+    let (event, data) = next(&mut bob_events).await;
+    assert_eq!(
+        (event.as_str(), &data["text"]),
+        ("message", &json!("marker")),
+        "{data}"
+    );
 }

@@ -289,6 +289,12 @@ impl Namespace {
         self
     }
 
+    /// Whether connection state recovery is on here: a socket whose connection broke may come
+    /// back with its id, rooms and missed events.
+    pub fn recovery(&self) -> bool {
+        self.0.recovery
+    }
+
     /// The namespace's adapter.
     pub fn adapter(&self) -> &dyn Adapter {
         self.0.adapter()
