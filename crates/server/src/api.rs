@@ -310,7 +310,7 @@ fn status(failure: &ApiError) -> StatusCode {
     match failure {
         ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
         ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-        ApiError::Cluster(_) => StatusCode::BAD_GATEWAY,
+        ApiError::Cluster(_) | ApiError::Store => StatusCode::BAD_GATEWAY,
     }
 }
 

@@ -38,9 +38,12 @@ pub(crate) enum ApiError {
     /// It names what does not exist (a namespace).
     #[error("{0}")]
     NotFound(String),
-    /// The cluster (or the history store) did not answer.
+    /// The cluster did not answer.
     #[error("the cluster did not answer: {0}")]
     Cluster(String),
+    /// The history store did not answer.
+    #[error("the history store did not answer")]
+    Store,
 }
 
 /// The API keys, kept as SHA-256 digests.
@@ -67,10 +70,12 @@ impl ApiKeys {
     /// Digests of equal length are compared, every key's, each in constant time: the time
     /// taken tells neither which key matched nor any key's length.
     pub(crate) fn check(&self, authorization: Option<&[u8]>, call: &str) -> bool {
+        // The scheme is case-insensitive (RFC 9110); the key is not.
         let given = authorization
             .and_then(|value| std::str::from_utf8(value).ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .map(|key| digest(&SHA256, key.trim().as_bytes()));
+            .and_then(|value| value.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| digest(&SHA256, key.trim().as_bytes()));
         let matched = given.is_some_and(|given| {
             self.digests.iter().fold(false, |matched, key| {
                 matched | bool::from(key.as_ref().ct_eq(given.as_ref()))
@@ -319,7 +324,10 @@ impl Operations {
         self.history
             .recent(namespace.name(), room, limit)
             .await
-            .map_err(|failure| ApiError::Cluster(failure.to_string()))
+            .map_err(|failure| {
+                warn!(%failure, "history not read for the API");
+                ApiError::Store
+            })
     }
 
     /// This node's sessions, and per namespace its sockets here and the servers in the
@@ -369,6 +377,9 @@ mod tests {
         let check = |value: &str| keys.check(Some(value.as_bytes()), "test");
         assert!(check("Bearer second-key-0123456789"));
         assert!(check("Bearer first-key-0123456789"));
+        assert!(check("bearer first-key-0123456789"));
+        assert!(!check("Bearer FIRST-key-0123456789"));
+        assert!(!check("Basic first-key-0123456789"));
         assert!(!check("Bearer first-key-012345678"));
         assert!(!check("Bearer first-key-0123456789x"));
         assert!(!check("first-key-0123456789"));

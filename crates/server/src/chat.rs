@@ -25,7 +25,7 @@ use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
 use crate::notifications::user_room;
-use crate::rooms::{self, RoomHistory, RoomRules};
+use crate::rooms::{self, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
@@ -46,17 +46,7 @@ pub(crate) fn register(
     }
     // The prefix keeps chat rooms apart from the rooms named by socket ids (which never contain
     // `:`) and from personal rooms (`user:`), so no one can join another's private room.
-    let rules = Arc::new(RoomRules {
-        prefix: CHAT_PREFIX,
-        policy: with_token.then_some(settings.rooms),
-        presence: settings.presence,
-        history: history
-            .filter(|_| settings.history > 0)
-            .map(|store| RoomHistory {
-                store,
-                keep: settings.history,
-            }),
-    });
+    let rules = Arc::new(RoomRules::new(CHAT_PREFIX, with_token, settings, history));
     rooms::guard_recovery(&chat, &rules);
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     chat.on_connection(move |socket: Socket| {

@@ -210,13 +210,15 @@ pub(crate) struct WebhookSettings {
     #[arg(long = "webhook-secret", id = "webhook_secret", env = "WEBHOOK_SECRET", value_name = "SECRET", hide_env_values = true, value_parser = parse_secret)]
     pub secret: Option<String>,
 
-    /// Time a webhook call may take (connecting, sending, the whole answer), in milliseconds.
-    #[arg(long = "webhook-timeout-ms", id = "webhook_timeout", env = "WEBHOOK_TIMEOUT_MS", value_name = "MS", default_value = "5000", value_parser = parse_millis)]
+    /// Time a webhook call may take (waiting for a free slot, connecting, sending, the whole
+    /// answer), in milliseconds, at most 300000.
+    #[arg(long = "webhook-timeout-ms", id = "webhook_timeout", env = "WEBHOOK_TIMEOUT_MS", value_name = "MS", default_value = "5000", value_parser = parse_webhook_timeout)]
     pub timeout: Duration,
 
-    /// Webhook calls in flight at once, over all clients; a call that finds none free within
-    /// its timeout fails as `backend busy`.
-    #[arg(long = "webhook-concurrency", id = "webhook_concurrency", env = "WEBHOOK_CONCURRENCY", value_name = "N", default_value = "128", value_parser = parse_size)]
+    /// Webhook calls in flight at once over all clients, for each kind of call (connect,
+    /// disconnect, event), at most 10000; a call that finds none free within its timeout fails
+    /// (reason `busy`).
+    #[arg(long = "webhook-concurrency", id = "webhook_concurrency", env = "WEBHOOK_CONCURRENCY", value_name = "N", default_value = "128", value_parser = parse_webhook_concurrency)]
     pub concurrency: usize,
 
     /// Forwarded events one socket may have waiting for the backend; past it the event's ack
@@ -224,9 +226,9 @@ pub(crate) struct WebhookSettings {
     #[arg(long = "webhook-max-pending", id = "webhook_max_pending", env = "WEBHOOK_MAX_PENDING", value_name = "N", default_value = "8", value_parser = parse_size)]
     pub max_pending: usize,
 
-    /// Retries of a disconnect call that failed (the only idempotent call: the backend
-    /// dedupes on `X-Switchyard-Delivery`); connect and event calls are retried only when
-    /// they could not be sent at all.
+    /// Retries of a disconnect call that failed, 0 to 10 (the only idempotent call: the
+    /// backend dedupes on `X-Switchyard-Delivery`); a connect or event call that fails is
+    /// answered to the client at once.
     #[arg(long = "webhook-retries", id = "webhook_retries", env = "WEBHOOK_RETRIES", value_name = "N", default_value = "3", value_parser = parse_retries)]
     pub retries: u32,
 
@@ -619,6 +621,11 @@ impl Namespaces {
             if hooks.url.is_some() && !webhook_secret {
                 return Err(format!(
                     "{name}: a webhook URL needs --webhook-secret (WEBHOOK_SECRET), with which the backend checks that requests come from this server"
+                ));
+            }
+            if name != "/chat" && settings.history > 0 {
+                return Err(format!(
+                    "{name}: history keeps chat messages, which only /chat has (--history {name}=0)"
                 ));
             }
             if let Some(event) = hooks
@@ -1267,6 +1274,20 @@ fn parse_count(value: &str) -> Result<u32, String> {
         .map_err(|_| "too large".to_owned())
 }
 
+fn parse_webhook_timeout(value: &str) -> Result<Duration, String> {
+    match parse_millis(value)? {
+        timeout if timeout <= Duration::from_secs(300) => Ok(timeout),
+        _ => Err("expected at most 300000 milliseconds".to_owned()),
+    }
+}
+
+fn parse_webhook_concurrency(value: &str) -> Result<usize, String> {
+    match parse_size(value)? {
+        slots if slots <= 10_000 => Ok(slots),
+        _ => Err("expected 1 to 10000".to_owned()),
+    }
+}
+
 fn parse_retries(value: &str) -> Result<u32, String> {
     match value.trim().parse::<u32>() {
         Ok(retries @ 0..=10) => Ok(retries),
@@ -1812,12 +1833,35 @@ mod tests {
             nowhere.check(true),
             Err("/chat: webhooks are on but it has no --webhook-url".to_owned())
         );
+        let mut notes = Namespaces::base();
+        notes.notifications.history = 5;
+        assert!(notes
+            .check(false)
+            .is_err_and(|error| error.contains("history keeps chat messages")));
         let mut both = namespaces.clone();
         both.chat.webhook.events.push("message".into());
         assert_eq!(
             both.check(true),
             Err("/chat: event \"message\" is both relayed and forwarded to the webhook".to_owned())
         );
+    }
+
+    #[test]
+    fn a_namespace_table_changes_only_its_own_namespace() {
+        // `presence` is on for /chat by default: turning it on elsewhere keeps it there.
+        let both = config_with_file(
+            &[],
+            "[namespaces.\"/notifications\"]\npresence = true\n",
+            &[],
+        );
+        let namespaces = both.namespaces.resolve();
+        assert!(namespaces.chat.presence && namespaces.notifications.presence);
+        let off = config_with_file(&[], "[namespaces.\"/chat\"]\npresence = false\n", &[]);
+        let namespaces = off.namespaces.resolve();
+        assert!(!namespaces.chat.presence && !namespaces.notifications.presence);
+        let public = config_with_file(&[], "[namespaces.\"/notifications\"]\npublic = true\n", &[]);
+        let namespaces = public.namespaces.resolve();
+        assert!(!namespaces.chat.public && namespaces.notifications.public);
     }
 
     #[test]
@@ -1844,6 +1888,13 @@ mod tests {
             assert!(error.contains(expected), "{value}: {error}");
         }
         assert!(parse_retries("11").is_err());
+        assert!(parse_webhook_timeout("300001").is_err());
+        assert_eq!(
+            parse_webhook_timeout("300000"),
+            Ok(Duration::from_secs(300))
+        );
+        assert!(parse_webhook_concurrency("10001").is_err());
+        assert!(parse_webhook_concurrency("0").is_err());
         assert_eq!(parse_retries("0"), Ok(0));
     }
 

@@ -106,25 +106,25 @@ fn scalar(value: &toml::Value) -> Option<String> {
 
 /// The fields of a `[namespaces."…"]` table: the field, the flag it is part of, and how.
 const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 9] = [
-    ("public", "public-namespaces", FieldKind::Member),
+    ("public", "public-namespaces", FieldKind::Member(&[])),
     (
         "rooms",
         "room-policy",
         FieldKind::Text("\"claim\" or \"open\""),
     ),
     ("relay-events", "relay-events", FieldKind::List),
-    ("presence", "presence", FieldKind::Member),
+    ("presence", "presence", FieldKind::Member(&["/chat"])),
     ("history", "history", FieldKind::Number),
     (
         "webhook-url",
         "webhook-url",
         FieldKind::Text("an http:// URL"),
     ),
-    ("webhook-connect", "webhook-connect", FieldKind::Member),
+    ("webhook-connect", "webhook-connect", FieldKind::Member(&[])),
     (
         "webhook-disconnect",
         "webhook-disconnect",
-        FieldKind::Member,
+        FieldKind::Member(&[]),
     ),
     ("webhook-events", "webhook-events", FieldKind::List),
 ];
@@ -132,8 +132,9 @@ const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 9] = [
 /// How a namespace table's field maps to its flag.
 #[derive(Debug, Clone, Copy)]
 enum FieldKind {
-    /// A boolean: whether the namespace is in the flag's list (`--public-namespaces`).
-    Member,
+    /// A boolean: whether the namespace is in the flag's list (`--public-namespaces`); the
+    /// list's default members, which a namespace the file leaves out stays in.
+    Member(&'static [&'static str]),
     /// A string: the namespace's entry in the flag's map, the text says what is expected.
     Text(&'static str),
     /// A list of names: the namespace's entry in the flag's map.
@@ -142,13 +143,18 @@ enum FieldKind {
     Number,
 }
 
+/// A boolean field as the file gives it: its flag, the flag's default members, and the
+/// namespaces the file puts in (true) or out (false).
+type MemberField<'a> = (&'a str, &'a [&'a str], Vec<(&'a str, bool)>);
+
 /// `[namespaces."/chat"]` tables, as the per-namespace flags.
 fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Result<(), String> {
     let toml::Value::Table(namespaces) = value else {
         return Err("`namespaces` is a table of namespaces: [namespaces.\"/chat\"]".to_owned());
     };
-    // For each boolean field set somewhere: the namespaces where it is true.
-    let mut members: Vec<(&str, Vec<&str>)> = Vec::new();
+    // For each boolean field set somewhere: its flag, its default members, and the
+    // namespaces the file says are in or out.
+    let mut members: Vec<MemberField<'_>> = Vec::new();
     for (name, table) in namespaces {
         let Some(namespace) = NAMESPACES.iter().find(|served| *served == name) else {
             return Err(format!(
@@ -170,17 +176,15 @@ fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Res
                 ));
             };
             let value = match (kind, value) {
-                (FieldKind::Member, toml::Value::Boolean(member)) => {
-                    let index = match members.iter().position(|(flag, _)| flag == long) {
+                (FieldKind::Member(defaults), toml::Value::Boolean(member)) => {
+                    let index = match members.iter().position(|(flag, ..)| flag == long) {
                         Some(index) => index,
                         None => {
-                            members.push((long, Vec::new()));
+                            members.push((long, defaults, Vec::new()));
                             members.len() - 1
                         }
                     };
-                    if *member {
-                        members[index].1.push(namespace);
-                    }
+                    members[index].2.push((namespace, *member));
                     continue;
                 }
                 (FieldKind::Text(_), toml::Value::String(text)) => text.clone(),
@@ -188,7 +192,9 @@ fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Res
                 (FieldKind::List, toml::Value::Array(_)) => {
                     flag_value(value).map_err(|expected| format!("`{key}`: {expected}"))?
                 }
-                (FieldKind::Member, _) => return Err(format!("`{key}`: expected true or false")),
+                (FieldKind::Member(_), _) => {
+                    return Err(format!("`{key}`: expected true or false"))
+                }
                 (FieldKind::Text(expected), _) => {
                     return Err(format!("`{key}`: expected {expected}"))
                 }
@@ -204,7 +210,17 @@ fn namespace_tables(value: &toml::Value, settings: &mut Vec<FileSetting>) -> Res
             });
         }
     }
-    for (long, list) in members {
+    for (long, defaults, said) in members {
+        let list: Vec<&str> = NAMESPACES
+            .iter()
+            .copied()
+            .filter(
+                |namespace| match said.iter().find(|(named, _)| named == namespace) {
+                    Some((_, member)) => *member,
+                    None => defaults.contains(namespace),
+                },
+            )
+            .collect();
         let field = NAMESPACE_FIELDS
             .iter()
             .find(|(_, flag, _)| *flag == long)

@@ -26,7 +26,7 @@ use proto::switchyard_api_server::{SwitchyardApi, SwitchyardApiServer};
 /// Largest request message, as the HTTP API's largest body.
 const MAX_MESSAGE_BYTES: usize = 1 << 20;
 
-/// Longest a call may take, past which it ends with DEADLINE_EXCEEDED.
+/// Longest a call may take, past which it ends (tonic answers CANCELLED, "Timeout expired").
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Calls one connection may have in flight at once.
@@ -78,7 +78,9 @@ fn status(failure: ApiError) -> Status {
     match failure {
         ApiError::Invalid(message) => Status::invalid_argument(message),
         ApiError::NotFound(message) => Status::not_found(message),
-        failure @ ApiError::Cluster(_) => Status::unavailable(failure.to_string()),
+        failure @ (ApiError::Cluster(_) | ApiError::Store) => {
+            Status::unavailable(failure.to_string())
+        }
     }
 }
 

@@ -40,7 +40,7 @@ use switchyard_redis::{
 };
 use tokio::net::TcpStream;
 use tower_layer::Layer;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::config::{AdapterKind, Command, Config, JwtSettings, LogFormat};
 use crate::history::{History, RedisRooms};
@@ -274,16 +274,12 @@ struct Clustered {
 }
 
 impl Clustered {
-    fn new(
-        factory: AdapterFactory,
-        reachable: Reachable,
-        connection: RedisConnection,
-    ) -> Option<Clustered> {
-        Some(Clustered {
+    fn new(factory: AdapterFactory, reachable: Reachable, connection: RedisConnection) -> Self {
+        Clustered {
             factory,
             reachable,
             connection,
-        })
+        }
     }
 }
 
@@ -309,11 +305,11 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<Clustered>> {
                 warn!("with the redis adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
             }
             let (factory, connection) = (cluster.factory(), cluster.connection());
-            Ok(Clustered::new(
+            Ok(Some(Clustered::new(
                 factory,
                 Box::new(move || cluster.is_reachable()),
                 connection,
-            ))
+            )))
         }
         AdapterKind::RedisStreams => {
             let options = RedisStreamsConfig {
@@ -327,11 +323,11 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<Clustered>> {
                 .with_context(unreachable)?;
             info!(adapter = "redis-streams", prefix = %config.redis_prefix, stream, "clustered on Redis");
             let (factory, connection) = (cluster.factory(), cluster.connection());
-            Ok(Clustered::new(
+            Ok(Some(Clustered::new(
                 factory,
                 Box::new(move || cluster.is_reachable()),
                 connection,
-            ))
+            )))
         }
         AdapterKind::RedisSharded => {
             let options = RedisShardedConfig {
@@ -353,11 +349,11 @@ async fn cluster(config: &Config) -> anyhow::Result<Option<Clustered>> {
                 warn!("with the redis-sharded adapter a client recovers its session only on the server it dropped from (sticky sessions); redis-streams recovers it on any");
             }
             let (factory, connection) = (cluster.factory(), cluster.connection());
-            Ok(Clustered::new(
+            Ok(Some(Clustered::new(
                 factory,
                 Box::new(move || cluster.is_reachable()),
                 connection,
-            ))
+            )))
         }
     }
 }
@@ -425,16 +421,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .context("cannot read the gRPC listening address")?;
             // stdout, after the main line, so scripts can read the port picked.
             println!("Switchyard gRPC API listening on {address}");
+            if !address.ip().is_loopback() {
+                warn!(%address, "the gRPC API has no TLS: keep its port on a private network");
+            }
             let mut stopped = grpc_stopped.clone();
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            Some(tokio::spawn(grpc::serve(
-                listener,
-                keys.clone(),
-                calls.clone(),
-                shutdown,
-            )))
+            let serving = grpc::serve(listener, keys.clone(), calls.clone(), shutdown);
+            Some(tokio::spawn(async move {
+                let served = serving.await;
+                if let Err(error) = &served {
+                    // Said when it happens, not at exit: the HTTP side keeps serving.
+                    error!(%error, "the gRPC API stopped");
+                }
+                served
+            }))
         }
     };
     let api = backend.as_ref().map(|(keys, calls)| {
@@ -477,12 +479,20 @@ async fn run(config: Config) -> anyhow::Result<()> {
             serve_service_with_config(listener, plain, service, shutdown, serve_config).await
         }
     }
+    // The backend hears of the sockets the drain closed (within the drain timeout).
+    if let Some(webhooks) = &webhooks {
+        let left = webhooks.settle(config.drain_timeout).await;
+        if left > 0 {
+            warn!(left, "disconnect webhook calls still running at exit");
+        }
+    }
     // The gRPC API answers through the drain, as the HTTP one; it stops with the server.
     let _ = stop_grpc.send(true);
     if let Some(grpc) = grpc {
         match tokio::time::timeout(GRPC_STOP_TIMEOUT, grpc).await {
             Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(error))) => warn!(%error, "the gRPC API failed"),
+            // Logged when it happened.
+            Ok(Ok(Err(_))) => {}
             Ok(Err(error)) => warn!(%error, "the gRPC API task failed"),
             Err(_) => warn!("the gRPC API did not stop in time"),
         }

@@ -20,7 +20,7 @@ use crate::config::NamespaceSettings;
 use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
-use crate::rooms::{self, RoomHistory, RoomRules};
+use crate::rooms::{self, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
@@ -39,18 +39,8 @@ pub(crate) fn register(
     if let Some(hooks) = &hooks {
         hooks.install(&notifications);
     }
-    let rules = Arc::new(RoomRules {
-        // Apart from the personal rooms `user:<user>`, which no client can join.
-        prefix: "room:",
-        policy: with_token.then_some(settings.rooms),
-        presence: settings.presence,
-        history: history
-            .filter(|_| settings.history > 0)
-            .map(|store| RoomHistory {
-                store,
-                keep: settings.history,
-            }),
-    });
+    // Apart from the personal rooms `user:<user>`, which no client can join.
+    let rules = Arc::new(RoomRules::new("room:", with_token, settings, history));
     rooms::guard_recovery(&notifications, &rules);
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     // Rooms are joined once connected (a refused socket must leave nothing behind); this runs

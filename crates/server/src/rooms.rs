@@ -18,7 +18,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use switchyard::{DisconnectReason, Namespace, Room, Socket};
 
-use crate::config::RoomPolicy;
+use crate::config::{NamespaceSettings, RoomPolicy};
 use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
@@ -47,6 +47,28 @@ pub(crate) struct RoomHistory {
 }
 
 impl RoomRules {
+    /// The rules of a namespace whose client rooms are under `prefix`, with `settings`;
+    /// `with_token`: JWT is on there (else any room may be joined); `history`: the store, used
+    /// when the namespace keeps history.
+    pub(crate) fn new(
+        prefix: &'static str,
+        with_token: bool,
+        settings: &NamespaceSettings,
+        history: Option<History>,
+    ) -> RoomRules {
+        RoomRules {
+            prefix,
+            policy: with_token.then_some(settings.rooms),
+            presence: settings.presence,
+            history: history
+                .filter(|_| settings.history > 0)
+                .map(|store| RoomHistory {
+                    store,
+                    keep: settings.history,
+                }),
+        }
+    }
+
     /// The adapter room of client room `room`.
     pub(crate) fn key(&self, room: &str) -> Room {
         Room::from(format!("{}{room}", self.prefix))

@@ -116,6 +116,17 @@ pub(crate) enum WebhookError {
 }
 
 impl WebhookError {
+    /// What the client is told of the failure (no backend details).
+    fn outcome_text(&self) -> &'static str {
+        match self {
+            WebhookError::Busy => "busy",
+            WebhookError::Timeout => "timeout",
+            WebhookError::Unreachable(_) => "unreachable",
+            WebhookError::Status(..) => "backend error",
+            WebhookError::TooLarge | WebhookError::Invalid(_) => "invalid answer",
+        }
+    }
+
     /// The metric label of the failure.
     fn outcome(&self) -> Outcome {
         match self {
@@ -198,7 +209,11 @@ struct Inner {
     client: Client<HttpConnector, Full<Bytes>>,
     key: hmac::Key,
     timeout: Duration,
-    slots: Semaphore,
+    /// Call slots per kind (connect, disconnect, event), so that a flood of one kind of
+    /// call cannot starve the others.
+    slots: [Semaphore; 3],
+    /// Disconnect calls still running (their retries included), for the drain.
+    reports: tokio::sync::watch::Sender<usize>,
     retries: u32,
     max_response_bytes: usize,
     max_pending: usize,
@@ -218,12 +233,22 @@ impl Webhooks {
             client,
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
             timeout: settings.timeout,
-            slots: Semaphore::new(settings.concurrency),
+            slots: [(); 3].map(|()| Semaphore::new(settings.concurrency)),
+            reports: tokio::sync::watch::Sender::new(0),
             retries: settings.retries,
             max_response_bytes: settings.max_response_bytes,
             max_pending: settings.max_pending,
             metrics: WebhookMetrics::new(),
         }))
+    }
+
+    /// Waits, `timeout` at most, for the disconnect calls still running (a drain makes many):
+    /// how many were left.
+    pub(crate) async fn settle(&self, timeout: Duration) -> usize {
+        let mut running = self.0.reports.subscribe();
+        let _ = tokio::time::timeout(timeout, running.wait_for(|running| *running == 0)).await;
+        let left = *running.borrow();
+        left
     }
 
     /// The metrics of the calls.
@@ -307,7 +332,7 @@ impl Webhooks {
         body: Bytes,
         deadline: Instant,
     ) -> Result<Value, WebhookError> {
-        let _slot = tokio::time::timeout_at(deadline, self.0.slots.acquire())
+        let _slot = tokio::time::timeout_at(deadline, self.0.slots[kind as usize].acquire())
             .await
             .map_err(|_| WebhookError::Busy)?
             .map_err(|_| WebhookError::Busy)?;
@@ -347,7 +372,8 @@ impl Webhooks {
         let (status, body) = tokio::time::timeout_at(deadline, exchange)
             .await
             .map_err(|_| WebhookError::Timeout)??;
-        let value: Option<Value> = if body.iter().all(u8::is_ascii_whitespace) {
+        let blank = body.iter().all(u8::is_ascii_whitespace);
+        let value: Option<Value> = if blank {
             None
         } else {
             serde_json::from_slice(&body).ok()
@@ -363,9 +389,28 @@ impl Webhooks {
         }
         match value {
             Some(value) => Ok(value),
-            None if body.iter().all(u8::is_ascii_whitespace) => Ok(Value::Null),
+            None if blank => Ok(Value::Null),
             None => Err(WebhookError::Invalid("not JSON".to_owned())),
         }
+    }
+}
+
+/// A disconnect call running, counted until dropped.
+struct Report(Webhooks);
+
+impl Report {
+    fn start(webhooks: &Webhooks) -> Report {
+        webhooks.0.reports.send_modify(|running| *running += 1);
+        Report(webhooks.clone())
+    }
+}
+
+impl Drop for Report {
+    fn drop(&mut self) {
+        self.0
+             .0
+            .reports
+            .send_modify(|running| *running = running.saturating_sub(1));
     }
 }
 
@@ -381,7 +426,6 @@ pub(crate) struct NamespaceHooks {
 
 /// The backend's answer to a connect call.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct ConnectAnswer {
     allow: bool,
     #[serde(default)]
@@ -435,6 +479,12 @@ impl NamespaceHooks {
         });
         let answer = match self.webhooks.call(&self.url, Kind::connect, &body).await {
             Ok(answer) => answer,
+            // The backend read the call and said no, as `{ allow: false }` would.
+            Err(WebhookError::Status(status, message)) if status.is_client_error() => {
+                return Err(ConnectError::new(
+                    message.unwrap_or_else(|| "refused by the backend".to_owned()),
+                ));
+            }
             Err(error) => {
                 tracing::warn!(%error, namespace = socket.namespace().name(), "connect webhook failed: connection refused");
                 return Err(ConnectError::new(UNAVAILABLE)
@@ -507,7 +557,11 @@ impl NamespaceHooks {
             socket.on_disconnect(move |socket: Socket, reason: DisconnectReason| {
                 let (hooks, user) = (hooks.clone(), user.clone());
                 // Its own task, so that retries never hold the socket's teardown.
-                tokio::spawn(async move { hooks.disconnected(&socket, user, reason).await });
+                let report = Report::start(&hooks.webhooks);
+                tokio::spawn(async move {
+                    hooks.disconnected(&socket, user, reason).await;
+                    drop(report);
+                });
                 std::future::ready(())
             });
         }
@@ -567,19 +621,6 @@ impl NamespaceHooks {
         });
         if let Err(error) = self.webhooks.call(&self.url, Kind::disconnect, &body).await {
             tracing::warn!(%error, socket = &**socket.id(), "disconnect webhook failed after its retries");
-        }
-    }
-}
-
-impl WebhookError {
-    /// What the client is told of the failure (no backend details).
-    fn outcome_text(&self) -> &'static str {
-        match self {
-            WebhookError::Busy => "busy",
-            WebhookError::Timeout => "timeout",
-            WebhookError::Unreachable(_) => "unreachable",
-            WebhookError::Status(..) => "backend error",
-            WebhookError::TooLarge | WebhookError::Invalid(_) => "invalid answer",
         }
     }
 }
@@ -705,9 +746,7 @@ mod tests {
             max_response_bytes: 1024,
         };
         let webhooks = Webhooks::new(&settings, "webhook-secret-0123");
-        let _taken = webhooks
-            .0
-            .slots
+        let _taken = webhooks.0.slots[Kind::connect as usize]
             .try_acquire()
             .unwrap_or_else(|e| panic!("{e}"));
         let url: Uri = "http://127.0.0.1:9/hooks"

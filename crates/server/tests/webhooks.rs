@@ -178,6 +178,13 @@ async fn connect(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backend_decides_connections_and_gives_data_and_rooms() {
     let (url, mut calls) = backend(Arc::new(|body: &Value, _| {
+        if body["auth"]["name"] == "eve" {
+            return Answer {
+                status: StatusCode::FORBIDDEN,
+                body: json!({ "error": "suspended" }).to_string(),
+                pause: Duration::ZERO,
+            };
+        }
         if body["auth"]["name"] == "mallory" {
             return Answer::json(json!({
                 "allow": false, "message": "banned", "data": { "until": "tomorrow" }
@@ -237,10 +244,17 @@ async fn the_backend_decides_connections_and_gives_data_and_rooms() {
     assert_eq!(refused.message(), "banned");
     assert_eq!(refused.data(), Some(&json!({ "until": "tomorrow" })));
 
+    // A 4xx answer refuses too, with the backend's message.
+    let (_eve_manager, eve) = chat_client(&server.url, "eve");
+    let refused = connect(&eve).await.expect_err("eve is refused");
+    assert_eq!(refused.message(), "suspended");
+
     let (status, text) = metrics(&server.url).await;
     assert_eq!(status, 200);
     assert!(
-        text.contains("switchyard_webhook_calls_total{kind=\"connect\",outcome=\"ok\"} 2"),
+        text.contains("switchyard_webhook_calls_total{kind=\"connect\",outcome=\"ok\"} 2")
+            && text
+                .contains("switchyard_webhook_calls_total{kind=\"connect\",outcome=\"refused\"} 1"),
         "{text}"
     );
     assert!(text.contains("switchyard_webhook_duration_seconds_count{kind=\"event\"} 1"));
