@@ -9,7 +9,7 @@ import crypto from "node:crypto";
 import { after, afterEach, before, describe } from "node:test";
 import { promisify } from "node:util";
 import { io } from "socket.io-client";
-import { SwitchyardServer, switchyardBin, withTimeout, sleep, wrapTest } from "./lib/server.mjs";
+import { SwitchyardServer, switchyardBin, withTimeout, sleep, wrapTest, roomAndMembers } from "./lib/server.mjs";
 import { makeKeys, nowS, sign } from "./lib/jwt.mjs";
 
 const SECRET = "node-test-secret-0123456789abcdef";
@@ -119,7 +119,7 @@ describe("JWT", { concurrency: false }, () => {
     ];
     for (const [sub, token] of tokens) {
       const socket = await connect("/chat", { auth: { token } });
-      assert.deepEqual(await ask(socket, "join", "team-red"), { room: "team-red", members: 1 }, sub);
+      assert.deepEqual(roomAndMembers(await ask(socket, "join", "team-red")), { room: "team-red", members: 1 }, sub);
       const got = once(socket, "message");
       assert.deepEqual(await ask(socket, "message", { room: "team-red", text: `hi from ${sub}` }), { ok: true });
       const [{ time, ...message }] = await got;
@@ -215,7 +215,7 @@ describe("JWT", { concurrency: false }, () => {
     const connected = once(socket, "connect");
     socket.connect();
     await connected;
-    assert.deepEqual(await ask(socket, "join", "x"), { room: "x", members: 1 });
+    assert.deepEqual(roomAndMembers(await ask(socket, "join", "x")), { room: "x", members: 1 });
   });
 
   test("an auth function is called for a fresh token on every reconnection", async () => {
@@ -272,8 +272,8 @@ describe("JWT", { concurrency: false }, () => {
 
   test("joins are limited to the token's rooms claim, and a refusal is answered", async () => {
     const scoped = await connect("/chat", { auth: { token: hs256(claims("scoped", { rooms: ["team-*", "general"] })) } });
-    assert.deepEqual(await ask(scoped, "join", "team-blue"), { room: "team-blue", members: 1 });
-    assert.deepEqual(await ask(scoped, "join", "general"), { room: "general", members: 1 });
+    assert.deepEqual(roomAndMembers(await ask(scoped, "join", "team-blue")), { room: "team-blue", members: 1 });
+    assert.deepEqual(roomAndMembers(await ask(scoped, "join", "general")), { room: "general", members: 1 });
     assert.deepEqual(await ask(scoped, "join", "random"), { error: "not allowed to join room random" });
     assert.deepEqual(await ask(scoped, "join", "teams"), { error: "not allowed to join room teams" });
     // No rooms claim: no room.
@@ -319,7 +319,7 @@ describe("JWT", { concurrency: false }, () => {
       { sub: "minted", rooms: ["team-*"], iss: ISSUER, aud: AUDIENCE, ttl: 60 },
     );
     const socket = await connect("/chat", { auth: { token } });
-    assert.deepEqual(await ask(socket, "join", "team-a"), { room: "team-a", members: 1 });
+    assert.deepEqual(roomAndMembers(await ask(socket, "join", "team-a")), { room: "team-a", members: 1 });
     // Without a secret, only --dev mints (with the development secret, which this server
     // does not accept).
     const bare = { ...process.env, JWT_SECRET: "" };

@@ -272,7 +272,7 @@ pub(crate) struct LimitSettings {
     #[arg(long, env = "EVENT_BURST", value_name = "N", default_value = "200", value_parser = parse_count)]
     pub event_burst: u32,
 
-    /// Rooms one socket may be in, or off.
+    /// Rooms one socket may be in (its personal room user:<id> included), or off.
     #[arg(long, env = "MAX_ROOMS_PER_SOCKET", value_name = "N", default_value = "32", value_parser = parse_size_or_off)]
     pub max_rooms_per_socket: std::option::Option<usize>,
 

@@ -192,3 +192,10 @@ export function wrapTest(server) {
     });
   };
 }
+
+/**
+ * The room and member count of a join ack. On `/chat` the ack also carries the room's users
+ * and history (presence and history are on there by default); the tests of rooms compare
+ * these two.
+ */
+export const roomAndMembers = ({ room, members }) => ({ room, members });
