@@ -466,6 +466,10 @@ pub(crate) fn socket_from_wire(value: &Value) -> Option<SocketInfo> {
         },
         rooms: rooms_from_wire(value.get("rooms")),
         data: value.get("data").cloned().unwrap_or_else(|| json!({})),
+        // Switchyard servers say which connection a socket is on; Node servers do not.
+        connection: value
+            .get("connection")
+            .and_then(|connection| serde_json::from_value(connection.clone()).ok()),
     })
 }
 

@@ -16,6 +16,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::parser::ValueSource;
 use clap::{ArgAction, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use switchyard::engineio::CorsConfig;
+use switchyard_admin::{AdminAuth, AdminMode};
 use switchyard_auth::TokenSource;
 
 use crate::config_file::{self, FileSetting, Layers, CONFIG_FLAG};
@@ -185,6 +186,40 @@ pub(crate) struct Config {
     /// How webhooks are called.
     #[command(flatten)]
     pub webhooks: WebhookSettings,
+
+    /// The Socket.IO Admin UI's namespace.
+    #[command(flatten)]
+    pub admin_ui: AdminUiSettings,
+}
+
+/// The namespace of the official Socket.IO Admin UI (`@socket.io/admin-ui` 0.5).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Admin UI")]
+pub(crate) struct AdminUiSettings {
+    /// Turns the Admin UI's namespace on: `USER:BCRYPT_HASH` (a `$2a$`/`$2b$`/`$2y$` hash of
+    /// the password, e.g. from `htpasswd -nbB USER PASSWORD`; quote it in a shell), or `off`
+    /// for no login (a trusted network only). Unset: no admin namespace. The UI's origin must
+    /// be in --cors-origins.
+    #[arg(long = "admin-ui-auth", id = "admin_ui_auth", env = "ADMIN_UI_AUTH", value_name = "USER:HASH", hide_env_values = true, value_parser = parse_admin_auth)]
+    pub auth: Option<AdminAuth>,
+
+    /// The UI may only look: no join, leave or disconnect.
+    #[arg(long = "admin-ui-read-only", id = "admin_ui_read_only", env = "ADMIN_UI_READ_ONLY", value_name = "BOOL", action = ArgAction::Set, default_value = "false", value_parser = parse_bool)]
+    pub read_only: bool,
+
+    /// `development`: sockets, rooms and live events; `production`: only the server's
+    /// figures (the UI's Dashboard and Servers pages).
+    #[arg(long = "admin-ui-mode", id = "admin_ui_mode", env = "ADMIN_UI_MODE", value_name = "MODE", default_value = "development", value_parser = parse_admin_mode)]
+    pub mode: AdminMode,
+
+    /// The namespace the UI connects to (its "Admin namespace" field).
+    #[arg(long = "admin-ui-namespace", id = "admin_ui_namespace", env = "ADMIN_UI_NAMESPACE", value_name = "NSP", default_value = "/admin", value_parser = parse_admin_namespace)]
+    pub namespace: String,
+
+    /// This server's name on the UI's Servers page (distinct per server of a cluster).
+    /// Unset: the host name.
+    #[arg(long = "admin-ui-server-id", id = "admin_ui_server_id", env = "ADMIN_UI_SERVER_ID", value_name = "ID", value_parser = parse_trimmed)]
+    pub server_id: Option<String>,
 }
 
 impl Config {
@@ -663,7 +698,11 @@ impl Cors {
     pub(crate) fn to_engine(&self) -> CorsConfig {
         match self {
             Cors::Any => CorsConfig::any(),
-            Cors::Origins(origins) => CorsConfig::origins(origins.iter().cloned()),
+            // Credentials allowed: socket.io-client's `withCredentials` (the Admin UI sets it,
+            // for cookie-based sticky sessions) needs them, and only these origins get them.
+            Cors::Origins(origins) => {
+                CorsConfig::origins(origins.iter().cloned()).with_credentials()
+            }
         }
     }
 }
@@ -1140,6 +1179,39 @@ fn parse_api_keys(value: &str) -> Result<Vec<String>, String> {
         return Err("expected comma-separated keys of at least 16 bytes each".to_owned());
     }
     Ok(keys)
+}
+
+fn parse_admin_auth(value: &str) -> Result<AdminAuth, String> {
+    let value = value.trim();
+    if value == "off" {
+        return Ok(AdminAuth::Disabled);
+    }
+    let Some((user, hash)) = value.split_once(':') else {
+        return Err("expected USER:BCRYPT_HASH, or off".to_owned());
+    };
+    if user.is_empty() {
+        return Err("expected a user name before the ':'".to_owned());
+    }
+    AdminAuth::basic(user, hash).map_err(|error| error.to_string())
+}
+
+fn parse_admin_mode(value: &str) -> Result<AdminMode, String> {
+    match value.trim() {
+        "development" => Ok(AdminMode::Development),
+        "production" => Ok(AdminMode::Production),
+        _ => Err("expected development or production".to_owned()),
+    }
+}
+
+fn parse_admin_namespace(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if !value.starts_with('/') || value.len() < 2 {
+        return Err("expected a namespace such as /admin".to_owned());
+    }
+    if matches!(value, "/chat" | "/notifications") {
+        return Err(format!("{value} is the demo's namespace"));
+    }
+    Ok(value.to_owned())
 }
 
 fn parse_bool(value: &str) -> Result<bool, String> {
@@ -2630,6 +2702,41 @@ mod tests {
             error(&[], &["--jwt-dev-secret", "true"]),
             "error: unrecognized subcommand 'true'"
         );
+    }
+
+    #[test]
+    fn the_admin_ui_takes_a_bcrypt_hash_and_keeps_it_masked() {
+        // "secret" at cost 4, as bcryptjs and htpasswd write it.
+        let hash = "$2b$04$YRKlvzVYO1Dl.PgqUYGq7e/tEhq15zfUGV9yxXpURTu130P7fE3ZK";
+        let on = config(&[("ADMIN_UI_AUTH", &format!("admin:{hash}"))], &[]);
+        assert_eq!(
+            on.admin_ui.auth,
+            Some(AdminAuth::basic("admin", hash).unwrap())
+        );
+        assert_eq!(on.admin_ui.namespace, "/admin");
+        assert_eq!(on.admin_ui.mode, AdminMode::Development);
+        assert!(!on.admin_ui.read_only);
+        assert_eq!(config(&[], &[]).admin_ui.auth, None, "off unless asked for");
+        let open = config(
+            &[],
+            &["--admin-ui-auth", "off", "--admin-ui-mode", "production"],
+        );
+        assert_eq!(open.admin_ui.auth, Some(AdminAuth::Disabled));
+        assert_eq!(open.admin_ui.mode, AdminMode::Production);
+
+        assert!(error(&[], &["--admin-ui-auth", "admin:password"]).contains("bcrypt hash"));
+        assert!(error(&[], &["--admin-ui-auth", hash]).contains("USER:BCRYPT_HASH"));
+        assert!(error(&[], &["--admin-ui-auth", &format!(":{hash}")]).contains("user name"));
+        assert!(error(&[], &["--admin-ui-mode", "debug"]).contains("development or production"));
+        assert!(error(&[], &["--admin-ui-namespace", "admin"]).contains("such as /admin"));
+        assert!(error(&[], &["--admin-ui-namespace", "/chat"]).contains("demo's namespace"));
+
+        let text = effective(&[("ADMIN_UI_AUTH", &format!("admin:{hash}"))], "", &[]);
+        assert!(
+            text.contains("# admin-ui-auth = (set, masked)  # variable ADMIN_UI_AUTH"),
+            "{text}"
+        );
+        assert!(!text.contains(hash), "{text}");
     }
 
     #[test]

@@ -33,6 +33,7 @@ use anyhow::Context;
 use switchyard::adapter::AdapterFactory;
 use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate, ServeConfig};
 use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig, SocketLimits};
+use switchyard_admin::{AdminAuth, AdminUi, AdminUiConfig};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
 use switchyard_redis::{
     RedisAdapterConfig, RedisCluster, RedisConnection, RedisShardedCluster, RedisShardedConfig,
@@ -42,7 +43,7 @@ use tokio::net::TcpStream;
 use tower_layer::Layer;
 use tracing::{error, info, warn};
 
-use crate::config::{AdapterKind, Command, Config, JwtSettings, LogFormat};
+use crate::config::{AdapterKind, AdminUiSettings, Command, Config, JwtSettings, LogFormat};
 use crate::history::{History, RedisRooms};
 
 /// How long Redis must stay unreachable before `/readyz` says so.
@@ -262,6 +263,33 @@ fn socket_io(
     Ok((io, webhooks))
 }
 
+/// The Socket.IO Admin UI's namespace, when `--admin-ui-auth` is set.
+fn admin_ui(io: &SocketIo, settings: &AdminUiSettings) -> anyhow::Result<Option<AdminUi>> {
+    let Some(auth) = settings.auth.clone() else {
+        return Ok(None);
+    };
+    if auth == AdminAuth::Disabled {
+        warn!("the admin UI's namespace has no login (--admin-ui-auth off): anyone who reaches the server may use it");
+    }
+    let mut admin = AdminUiConfig::new(auth);
+    admin.namespace = settings.namespace.clone();
+    admin.read_only = settings.read_only;
+    admin.mode = settings.mode;
+    if let Some(server_id) = &settings.server_id {
+        admin.server_id = server_id.clone();
+    }
+    info!(
+        namespace = admin.namespace,
+        read_only = admin.read_only,
+        mode = ?admin.mode,
+        server_id = admin.server_id,
+        "admin UI namespace on"
+    );
+    Ok(Some(
+        AdminUi::install(io, admin).context("cannot set up the admin UI namespace")?,
+    ))
+}
+
 /// Whether the cluster's backend answers, for `/readyz`.
 type Reachable = Box<dyn Fn() -> bool + Send + Sync>;
 
@@ -374,6 +402,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .map(|clustered| (clustered.factory, clustered.reachable))
         .unzip();
     let (io, webhooks) = socket_io(&config, adapter, &history)?;
+    // Kept for the server's life: dropping it stops the admin namespace's reports.
+    let _admin_ui = admin_ui(&io, &config.admin_ui)?;
     let readiness = Arc::new(health::Readiness::new(reachable, REDIS_GRACE));
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))

@@ -86,6 +86,17 @@ impl RemoteSocket {
         &self.info.data
     }
 
+    /// Everything its server told about it.
+    pub fn info(&self) -> &SocketInfo {
+        &self.info
+    }
+
+    /// The connection it is on, when its server tells (Switchyard servers do, Node servers
+    /// do not).
+    pub fn connection(&self) -> Option<&crate::types::ConnectionInfo> {
+        self.info.connection.as_ref()
+    }
+
     /// The socket itself, when it is connected to this server.
     pub fn as_local(&self) -> Option<&Socket> {
         self.local.as_ref()

@@ -367,6 +367,11 @@ impl Client {
             run_inline(handler(socket.clone()));
         }
         socket.send_connect();
+        if let Some(observer) = self.server.observer() {
+            if socket.connected() {
+                observer.socket_connected(&socket);
+            }
+        }
     }
 
     /// Runs the namespace's middlewares on `socket`; the first refusal answers the CONNECT

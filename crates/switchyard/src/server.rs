@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use switchyard_engineio::{
     serve_service, CloseReason, Engine, EngineHandler, EngineLayer, EngineService, HttpService,
@@ -21,6 +21,7 @@ use crate::namespace::{
     add_middleware, set_connection, set_recovered_room_filter, Namespace, NamespaceHandlers,
     NamespaceInner,
 };
+use crate::observer::{Observer, ObserverAlreadySet};
 use crate::socket::Socket;
 
 type Matcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
@@ -37,9 +38,16 @@ pub(crate) struct ServerInner {
     namespaces: RwLock<HashMap<Arc<str>, Namespace>>,
     dynamic: RwLock<Vec<DynamicEntry>>,
     adapter_factory: AdapterFactory,
+    /// Told what happens to connections, sockets and rooms ([`SocketIo::set_observer`]).
+    observer: OnceLock<Arc<dyn Observer>>,
 }
 
 impl ServerInner {
+    /// The server's observer, if one is installed.
+    pub(crate) fn observer(&self) -> Option<&dyn Observer> {
+        self.observer.get().map(|observer| &**observer)
+    }
+
     /// Builds namespace `name` (its adapter built, not started) and puts it in `namespaces`.
     fn insert(
         &self,
@@ -187,6 +195,9 @@ impl EngineHandler for SocketIoHandler {
     type Connection = SocketIoConnection;
 
     fn on_open(&self, socket: Arc<EngineSocket>) -> SocketIoConnection {
+        if let Some(observer) = self.0.observer() {
+            observer.connection_opened(&socket);
+        }
         SocketIoConnection(Client::new(self.0.clone(), socket))
     }
 
@@ -196,6 +207,9 @@ impl EngineHandler for SocketIoHandler {
 
     fn on_close(&self, connection: &SocketIoConnection, reason: CloseReason) {
         connection.0.on_close(reason);
+        if let Some(observer) = self.0.observer() {
+            observer.connection_closed(&connection.0.engine, reason);
+        }
     }
 }
 
@@ -238,6 +252,7 @@ impl SocketIo {
             namespaces: RwLock::default(),
             dynamic: RwLock::default(),
             adapter_factory: factory,
+            observer: OnceLock::new(),
         });
         // The main namespace always exists, as on the reference server.
         inner.create("/", Arc::default());
@@ -306,6 +321,23 @@ impl SocketIo {
         self.inner
             .counters
             .snapshot(self.engine.metrics(), sockets, acks_pending)
+    }
+
+    /// Installs `observer`, told from now on what happens to this server's connections,
+    /// sockets and rooms (see [`Observer`]). A server has at most one; it stays for the
+    /// server's life.
+    pub fn set_observer(&self, observer: Arc<dyn Observer>) -> Result<(), ObserverAlreadySet> {
+        self.inner
+            .observer
+            .set(observer)
+            .map_err(|_| ObserverAlreadySet)
+    }
+
+    /// The namespace `name` if it exists (unlike [`SocketIo::of`], which creates it).
+    pub fn namespace(&self, name: &str) -> Option<Namespace> {
+        self.namespaces()
+            .into_iter()
+            .find(|namespace| namespace.name() == name)
     }
 
     /// The namespaces that exist now (dynamic children once a client was admitted).

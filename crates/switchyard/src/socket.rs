@@ -30,8 +30,9 @@ use crate::handler::{
 use crate::limits::RateVerdict;
 use crate::metrics::LimitRefusal;
 use crate::namespace::{Namespace, NamespaceInner};
+use crate::observer::Observer;
 use crate::recovery::SessionState;
-use crate::types::{BoxFuture, HandshakeInfo, Room, Sid, SocketInfo};
+use crate::types::{BoxFuture, ConnectionInfo, HandshakeInfo, Room, Sid, SocketInfo};
 
 /// Why a socket disconnected, with the reference server's wording.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -327,6 +328,7 @@ impl Socket {
         let rooms = adapter.socket_rooms(&admitted.0.id);
         lock(&admitted.0.state).disconnected = true;
         adapter.del_all(&admitted.0.id);
+        admitted.report_left(&rooms);
         let own = &admitted.0.id;
         let rooms: Vec<Room> = rooms.into_iter().filter(|room| room != own).collect();
         if !rooms.is_empty() {
@@ -567,14 +569,21 @@ impl Socket {
     pub fn try_join(&self, rooms: impl crate::IntoRooms) -> Result<(), JoinError> {
         let rooms = rooms.into_rooms();
         let adapter = self.0.ns.adapter();
+        let observer = self.observer();
         // Held while joining: a socket that closes at the same time either sees these rooms
         // when it leaves all of its rooms, or is seen closed here; it never stays in a room.
         let state = lock(&self.0.state);
         if state.disconnected {
             return Err(JoinError::Disconnected);
         }
-        if let Some(max) = self.0.ns.config.limits.max_rooms_per_socket {
-            let current = adapter.socket_rooms(&self.0.id);
+        let max = self.0.ns.config.limits.max_rooms_per_socket;
+        // The socket's rooms are read only when something needs them.
+        let current = if max.is_some() || observer.is_some() {
+            adapter.socket_rooms(&self.0.id)
+        } else {
+            Vec::new()
+        };
+        if let Some(max) = max {
             let new = rooms.iter().filter(|room| !current.contains(room)).count();
             if current.len() + new > max {
                 self.0.ns.counters.refused(LimitRefusal::RoomsPerSocket);
@@ -583,12 +592,31 @@ impl Socket {
         }
         adapter.add_all(&self.0.id, &rooms);
         drop(state);
+        if let Some(observer) = observer {
+            let mut reported: Vec<&Room> = Vec::new();
+            for room in &rooms {
+                if !current.contains(room) && !reported.contains(&room) {
+                    reported.push(room);
+                    observer.room_joined(self, room);
+                }
+            }
+        }
         Ok(())
     }
 
     /// Leaves `room`.
     pub fn leave(&self, room: impl Into<Room>) {
-        self.0.ns.adapter().del(&self.0.id, &room.into());
+        let room = room.into();
+        match self.observer() {
+            Some(observer) => {
+                let was_in = self.0.id != room && self.in_room(&room);
+                self.0.ns.adapter().del(&self.0.id, &room);
+                if was_in {
+                    observer.room_left(self, &room);
+                }
+            }
+            None => self.0.ns.adapter().del(&self.0.id, &room),
+        }
     }
 
     /// Whether the socket is in `room` (its own id room included).
@@ -673,6 +701,21 @@ impl Socket {
             handshake: self.0.handshake.info(),
             rooms: self.rooms(),
             data,
+            connection: Some(self.connection_info()),
+        }
+    }
+
+    /// The connection this socket is on: a short id its client's other sockets share, and
+    /// the transport in use now.
+    pub fn connection_info(&self) -> ConnectionInfo {
+        let sid = self.0.client.engine.sid();
+        let id = sid
+            .char_indices()
+            .nth(12)
+            .map_or(sid, |(end, _)| &sid[..end]);
+        ConnectionInfo {
+            id: id.to_owned(),
+            transport: self.transport().as_str().to_owned(),
         }
     }
 
@@ -706,6 +749,20 @@ impl Socket {
 
     // ----- internals used by the client and the namespace ---------------------------------
 
+    /// The server's observer, if one is installed.
+    pub(crate) fn observer(&self) -> Option<&dyn Observer> {
+        self.0.client.server.observer()
+    }
+
+    /// Tells the observer this socket is out of `rooms`.
+    fn report_left(&self, rooms: &[Room]) {
+        if let Some(observer) = self.observer() {
+            for room in rooms {
+                observer.room_left(self, room);
+            }
+        }
+    }
+
     pub(crate) fn send_encoded(&self, encoded: EncodedPacket) -> Result<(), EmitError> {
         if !self.0.connected.load(Ordering::Acquire) {
             let mut state = lock(&self.0.state);
@@ -713,11 +770,20 @@ impl Socket {
                 return Err(EmitError::Disconnected);
             }
             if !state.connected {
+                // Reported once the lock is released: an observer must not run under it.
+                let observed = self.observer().map(|observer| (observer, encoded.clone()));
                 state.early.push(encoded);
+                drop(state);
+                if let Some((observer, encoded)) = observed {
+                    observer.packet_sent(self, &encoded);
+                }
                 return Ok(());
             }
         }
         let sent = send_to(&encoded, &self.0.client.engine);
+        if let (Ok(()), Some(observer)) = (&sent, self.observer()) {
+            observer.packet_sent(self, &encoded);
+        }
         if let Err(SendError::BufferFull) = sent {
             // Slow consumer: its buffer is at the bound and this packet may not be dropped.
             // Closing the connection frees the buffer; the client reconnects (and, with
@@ -762,6 +828,9 @@ impl Socket {
                 self.send_ack(id, Err("rate limited".into()));
             }
             return;
+        }
+        if let Some(observer) = self.observer() {
+            observer.event_received(self, &event, &args);
         }
         let any = self
             .0
@@ -890,7 +959,12 @@ impl Socket {
         if self.0.recovered {
             self.keep_session();
         }
+        let rooms = match self.observer() {
+            Some(_) => adapter.socket_rooms(&self.0.id),
+            None => Vec::new(),
+        };
         adapter.del_all(&self.0.id);
+        self.report_left(&rooms);
     }
 
     /// The socket's session (id, `rooms`, data, extensions), as kept for a reconnection. No
@@ -941,6 +1015,12 @@ impl Socket {
         let rooms = adapter.socket_rooms(&self.0.id);
         adapter.del_all(&self.0.id);
         self.0.ns.remove_socket(self);
+        if let Some(observer) = self.observer() {
+            if was_connected {
+                observer.socket_disconnected(self, reason);
+            }
+            self.report_left(&rooms);
+        }
         // Only a socket that was connected, or recovered, has a session its client knows of.
         if self.0.ns.recovery && reason.is_recoverable() && (was_connected || self.0.recovered) {
             let session = self.session(rooms);

@@ -80,4 +80,19 @@ pub struct SocketInfo {
     /// Its session data ([`crate::Socket::session_data`]); `{}` when none was set, as on the
     /// reference server.
     pub data: Value,
+    /// The connection it is on; `None` from a server that does not tell (the reference
+    /// server, which ignores the field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionInfo>,
+}
+
+/// The Engine.IO connection a socket is on, as far as other servers are told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectionInfo {
+    /// A short id of the connection, shared by the sockets one client opened on it: the
+    /// first 12 characters of the Engine.IO session id (as the Socket.IO Admin UI shows
+    /// clients). Not the session id itself, which works as a credential on long-polling.
+    pub id: String,
+    /// The transport in use: `"polling"` or `"websocket"`.
+    pub transport: String,
 }

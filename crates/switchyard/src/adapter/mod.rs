@@ -37,7 +37,9 @@ use switchyard_socketio_proto::Packet;
 
 pub use crate::error::AdapterError;
 pub use crate::recovery::{RecoveryConfig, RecoveryStore, SessionState};
-pub use crate::types::{BoxFuture, BroadcastOptions, HandshakeInfo, Room, Sid, SocketInfo};
+pub use crate::types::{
+    BoxFuture, BroadcastOptions, ConnectionInfo, HandshakeInfo, Room, Sid, SocketInfo,
+};
 pub use local::{AckReply, LocalAcks, LocalNamespace};
 pub use memory::{InMemoryAdapter, RoomIndex};
 pub use switchyard_core::EncodedPacket;
