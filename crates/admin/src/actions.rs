@@ -18,7 +18,15 @@ pub(crate) fn register(server: &SocketIo, shared: &Arc<Shared>, socket: &Socket)
     let deadline = shared.config.action_timeout;
     let target = {
         let server = server.clone();
+        let observer = shared.observer.clone();
         move |action: &'static str, nsp: Option<&str>, filter: Option<&str>| {
+            if observer.stopped() {
+                warn!(
+                    action,
+                    "admin action ignored: the admin namespace is stopped"
+                );
+                return None;
+            }
             target(&server, action, nsp, filter)
         }
     };

@@ -24,6 +24,10 @@ const CONCURRENT_CHECKS: usize = 2;
 /// How long a login waits for a free check before it is refused as busy.
 const CHECK_QUEUE_WAIT: Duration = Duration::from_secs(5);
 
+/// Logins waiting for a check at most; past it a login is refused at once, so a flood holds
+/// a bounded number of waiting connections.
+const MAX_WAITING_CHECKS: usize = 16;
+
 /// Who may connect to the admin namespace.
 #[derive(Clone, PartialEq, Eq)]
 pub enum AdminAuth {
@@ -142,6 +146,8 @@ pub(crate) struct Authenticator {
     auth: AdminAuth,
     pub(crate) sessions: Sessions,
     checks: Arc<Semaphore>,
+    /// Logins waiting for, or in, a password check.
+    waiting: std::sync::atomic::AtomicUsize,
 }
 
 impl Authenticator {
@@ -150,6 +156,7 @@ impl Authenticator {
             auth,
             sessions,
             checks: Arc::new(Semaphore::new(CONCURRENT_CHECKS)),
+            waiting: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -187,14 +194,26 @@ impl Authenticator {
 
     /// Runs bcrypt on a blocking thread, at most [`CONCURRENT_CHECKS`] at once.
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, ConnectError> {
+        use std::sync::atomic::Ordering;
+        let busy = || {
+            warn!("admin login refused: too many password checks waiting");
+            ConnectError::new("too many login attempts, try again later")
+        };
+        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_CHECKS + CONCURRENT_CHECKS {
+            self.waiting.fetch_sub(1, Ordering::AcqRel);
+            return Err(busy());
+        }
+        let checked = self.check(password, hash).await;
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
+        checked.ok_or_else(busy)
+    }
+
+    /// The bcrypt check; `None` when no check was free within [`CHECK_QUEUE_WAIT`].
+    async fn check(&self, password: &str, hash: &str) -> Option<bool> {
         let permit = tokio::time::timeout(CHECK_QUEUE_WAIT, self.checks.clone().acquire_owned())
             .await
             .ok()
-            .and_then(Result::ok)
-            .ok_or_else(|| {
-                warn!("admin login refused: too many password checks waiting");
-                ConnectError::new("too many login attempts, try again later")
-            })?;
+            .and_then(Result::ok)?;
         let (password, hash) = (password.to_owned(), hash.to_owned());
         let checked = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -202,14 +221,14 @@ impl Authenticator {
         })
         .await;
         match checked {
-            Ok(Ok(matches)) => Ok(matches),
+            Ok(Ok(matches)) => Some(matches),
             Ok(Err(error)) => {
                 warn!(%error, "admin password check failed");
-                Ok(false)
+                Some(false)
             }
             Err(error) => {
                 warn!(%error, "admin password check did not finish");
-                Ok(false)
+                Some(false)
             }
         }
     }
@@ -232,7 +251,12 @@ fn refused(socket: &Socket, why: &str) -> ConnectError {
 pub(crate) fn guard(namespace: &Namespace, shared: Arc<Shared>) {
     namespace.use_middleware(move |socket: Socket| {
         let shared = shared.clone();
-        async move { shared.auth.admit(&socket).await }
+        async move {
+            if shared.observer.stopped() {
+                return Err(ConnectError::new("the admin namespace is stopped"));
+            }
+            shared.auth.admit(&socket).await
+        }
     });
 }
 

@@ -15,7 +15,7 @@ use tokio::time::{interval, timeout, MissedTickBehavior};
 use tracing::{debug, warn};
 
 use crate::auth::{Authenticator, NewSession, Sessions};
-use crate::observer::{AdminObserver, Note};
+use crate::observer::{AdminObserver, Note, Noted};
 use crate::serialize::{self, timestamp};
 use crate::stats::Stats;
 use crate::{actions, AdminMode, AdminUiConfig};
@@ -25,6 +25,11 @@ const UPGRADE_CHECK: Duration = Duration::from_millis(250);
 
 /// How long the count of admins across the cluster may take.
 const ADMIN_COUNT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The server-side event by which the servers of a cluster count their admins (answered
+/// with this server's count): the admin sockets themselves are never fetched, since their
+/// handshake holds the admin's password.
+pub(crate) const ADMIN_COUNT_EVENT: &str = "switchyard-admin:admins";
 
 /// What the admin namespace's handlers and its task share.
 pub(crate) struct Shared {
@@ -91,8 +96,17 @@ impl Drop for AdminSeat {
 /// An admin socket connected: its session id, `config`, the action handlers and, in
 /// development mode, `all_sockets`.
 pub(crate) fn on_admin_connected(server: &SocketIo, shared: &Arc<Shared>, socket: Socket) {
+    if shared.observer.stopped() {
+        socket.disconnect();
+        return;
+    }
     shared.observer.admin_joined();
     socket.insert_data(AdminSeat(shared.observer.clone()));
+    // Given back when the socket leaves, even if its session is kept for recovery (which
+    // would keep its data, and the seat with it).
+    socket.on_disconnect(|socket: Socket, _| async move {
+        socket.remove_data::<AdminSeat>();
+    });
     // Emitted before the CONNECT reply, these go right after it, when the UI listens.
     if let Some(NewSession(id)) = socket.remove_data::<NewSession>() {
         emit_to(&socket, "session", vec![Value::from(id)]);
@@ -105,17 +119,29 @@ pub(crate) fn on_admin_connected(server: &SocketIo, shared: &Arc<Shared>, socket
     if shared.verbose() {
         let server = server.clone();
         let deadline = shared.config.action_timeout;
+        let admin_namespace = shared.config.namespace.clone();
         tokio::spawn(async move {
-            let sockets = all_sockets(&server, deadline).await;
+            let sockets = all_sockets(&server, &admin_namespace, deadline).await;
             emit_to(&socket, "all_sockets", vec![Value::Array(sockets)]);
         });
     }
 }
 
 /// Every socket of every namespace, on every server (each namespace within `deadline`).
-async fn all_sockets(server: &SocketIo, deadline: Duration) -> Vec<Value> {
+async fn all_sockets(server: &SocketIo, admin_namespace: &str, deadline: Duration) -> Vec<Value> {
     let mut described = Vec::new();
     for namespace in server.namespaces() {
+        if namespace.name() == admin_namespace {
+            // This server's admins only: fetching the others' would carry their handshakes,
+            // passwords included, across the cluster.
+            described.extend(
+                namespace
+                    .sockets()
+                    .iter()
+                    .map(|socket| serialize::socket(namespace.name(), &socket.info())),
+            );
+            continue;
+        }
         match timeout(deadline, namespace.fetch_sockets()).await {
             Ok(Ok(sockets)) => described.extend(
                 sockets
@@ -158,6 +184,8 @@ pub(crate) async fn run(io: SocketIo, shared: Arc<Shared>, mut notes: mpsc::Rece
     let observer = &shared.observer;
     let mut forwarder = Forwarder {
         admin: admin.clone(),
+        observer: observer.clone(),
+        budget: RateBudget::new(shared.config.max_events_per_second),
         parser: io.config().parser,
         max_attachments: io.config().max_attachments,
         polling: Vec::new(),
@@ -169,6 +197,7 @@ pub(crate) async fn run(io: SocketIo, shared: Arc<Shared>, mut notes: mpsc::Rece
     let mut upgrade_tick = interval(UPGRADE_CHECK);
     upgrade_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut dropped = 0;
+    let counting = Arc::new(tokio::sync::Semaphore::new(1));
     loop {
         tokio::select! {
             note = notes.recv() => match note {
@@ -178,10 +207,16 @@ pub(crate) async fn run(io: SocketIo, shared: Arc<Shared>, mut notes: mpsc::Rece
             _ = stats_tick.tick() => {
                 let report = stats.report(&io.metrics(), observer);
                 emit_all(&admin, "server_stats", vec![report]);
-                // Admins connected to other servers want this one's events too.
-                let admins = timeout(ADMIN_COUNT_TIMEOUT, admin.fetch_sockets()).await;
-                if let Ok(Ok(admins)) = admins {
-                    observer.set_admins_anywhere(!admins.is_empty());
+                // Admins connected to other servers want this one's live events too: count
+                // them, in a task of its own so the notes keep flowing, one count at a time.
+                if shared.verbose() {
+                    if let Ok(permit) = counting.clone().try_acquire_owned() {
+                        let (admin, observer) = (admin.clone(), observer.clone());
+                        tokio::spawn(async move {
+                            let _permit = permit;
+                            count_admins_elsewhere(&admin, &observer).await;
+                        });
+                    }
                 }
                 let now = observer.dropped();
                 if now > dropped {
@@ -196,9 +231,32 @@ pub(crate) async fn run(io: SocketIo, shared: Arc<Shared>, mut notes: mpsc::Rece
     }
 }
 
+/// Asks the other servers how many admins they have, and notes whether any has one. A
+/// server that does not answer (a Node server, or one that is down) fails the count, which
+/// then leaves the previous answer.
+async fn count_admins_elsewhere(admin: &Namespace, observer: &AdminObserver) {
+    match admin
+        .server_side_emit_with_ack(ADMIN_COUNT_EVENT, (), ADMIN_COUNT_TIMEOUT)
+        .await
+    {
+        Ok(answers) => {
+            let elsewhere = answers
+                .iter()
+                .filter_map(|answer| answer.values.first().and_then(Value::as_u64))
+                .any(|count| count > 0);
+            observer.set_admins_anywhere(elsewhere);
+        }
+        Err(error) => debug!(%error, "admin: the other servers' admins not counted"),
+    }
+}
+
 /// Turns notes into the UI's events.
 struct Forwarder {
     admin: Namespace,
+    observer: Arc<AdminObserver>,
+    /// The live events this server may send per second: in a cluster each one is a publish
+    /// on the connection the application's broadcasts use too.
+    budget: RateBudget,
     parser: Parser,
     max_attachments: usize,
     /// Sockets reported connected on long-polling, watched for their upgrade.
@@ -209,8 +267,19 @@ struct Forwarder {
 
 impl Forwarder {
     fn forward(&mut self, note: Note) {
-        match note {
-            Note::Connected { socket, at } => {
+        let Note { what, bytes } = note;
+        self.observer.release(bytes);
+        if !self.budget.take() {
+            self.observer.count_dropped();
+            return;
+        }
+        match what {
+            Noted::Connected { socket, at } => {
+                // A socket that left meanwhile is not described: its disconnection may have
+                // been told already.
+                if !socket.connected() {
+                    return;
+                }
                 let nsp = socket.namespace();
                 let described = serialize::socket(nsp.name(), &socket.info());
                 if socket.transport() == TransportKind::Polling {
@@ -222,7 +291,7 @@ impl Forwarder {
                     vec![described, timestamp(at)],
                 );
             }
-            Note::Disconnected {
+            Noted::Disconnected {
                 nsp,
                 id,
                 reason,
@@ -236,7 +305,7 @@ impl Forwarder {
                 ];
                 emit_all(&self.admin, "socket_disconnected", values);
             }
-            Note::Room {
+            Noted::Room {
                 joined,
                 nsp,
                 room,
@@ -252,7 +321,7 @@ impl Forwarder {
                 ];
                 emit_all(&self.admin, event, values);
             }
-            Note::Received {
+            Noted::Received {
                 nsp,
                 id,
                 event,
@@ -265,7 +334,7 @@ impl Forwarder {
                 let values = vec![nsp.name().into(), (*id).into(), all.into(), timestamp(at)];
                 emit_all(&self.admin, "event_received", values);
             }
-            Note::Sent {
+            Noted::Sent {
                 nsp,
                 id,
                 packet,
@@ -313,6 +382,38 @@ impl Forwarder {
             emit_all(admin, "socket_updated", vec![update]);
             false
         });
+    }
+}
+
+/// At most `per_second` events in each second (a fixed window: simple, and a burst of one
+/// window is what the UI shows anyway).
+struct RateBudget {
+    per_second: u32,
+    window: tokio::time::Instant,
+    used: u32,
+}
+
+impl RateBudget {
+    fn new(per_second: u32) -> RateBudget {
+        RateBudget {
+            per_second,
+            window: tokio::time::Instant::now(),
+            used: 0,
+        }
+    }
+
+    /// Takes one event from this second's budget; `false` when it is spent.
+    fn take(&mut self) -> bool {
+        let now = tokio::time::Instant::now();
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            self.window = now;
+            self.used = 0;
+        }
+        if self.used >= self.per_second {
+            return false;
+        }
+        self.used += 1;
+        true
     }
 }
 

@@ -34,11 +34,15 @@
 //!
 //! Where it differs: actions name only namespaces that exist (the reference creates the one it
 //! is told); `session` comes after the CONNECT reply, so the UI can keep it; a socket's data
-//! is shown as it was when the socket connected (changes are not pushed); and what the
-//! reporting costs is bounded: the live events go through a bounded queue (the excess is
-//! dropped, counted and logged), password checks run on at most two blocking threads, and
-//! session ids are kept up to a count and an age. While no admin is connected, the live
-//! events cost one atomic load each.
+//! is shown as it was when the socket connected (changes are not pushed); credentials in
+//! handshakes (`Authorization`, `Cookie`, `token` parameters) are hidden, and the admins' own
+//! sockets are never fetched from other servers (their handshakes hold the password); and what
+//! the reporting costs is bounded: the live events go through a queue bounded in count and
+//! bytes and out at a bounded rate (the excess is dropped, counted and logged), password
+//! checks run on at most two blocking threads with a bounded wait, and session ids are kept
+//! up to a count and an age. While no admin is connected to any server of the cluster
+//! (counted every stats interval with a server-side event), the live events cost one atomic
+//! load each. `uptime` in `server_stats` counts from the install, at startup.
 
 mod actions;
 mod auth;
@@ -83,6 +87,13 @@ pub struct AdminUiConfig {
     pub stats_interval: Duration,
     /// Live events waiting to go out to the admins; past it they are dropped (and counted).
     pub queue_capacity: usize,
+    /// The most bytes the waiting live events may hold (event arguments, packets); past it
+    /// they are dropped (and counted).
+    pub queue_max_bytes: usize,
+    /// Live events this server sends the admins per second at most; the rest are dropped (and
+    /// counted). In a cluster each is a publish on the connection the application's
+    /// broadcasts use.
+    pub max_events_per_second: u32,
     /// Session ids kept (a password login makes one); the oldest goes first past it.
     pub max_sessions: usize,
     /// How long a session id logs in without the password (the reference's Redis store: 24 h).
@@ -102,6 +113,8 @@ impl AdminUiConfig {
             server_id: hostname(),
             stats_interval: Duration::from_secs(2),
             queue_capacity: 4096,
+            queue_max_bytes: 16 * 1024 * 1024,
+            max_events_per_second: 2000,
             max_sessions: 1000,
             session_ttl: Duration::from_secs(24 * 3600),
             action_timeout: Duration::from_secs(10),
@@ -129,7 +142,8 @@ pub enum AdminUiError {
 }
 
 /// The admin namespace of a server, installed by [`AdminUi::install`]; its work stops when
-/// this is dropped (the namespace then refuses everyone).
+/// this is dropped: the namespace then refuses every connection and ignores the actions of
+/// the admins still connected.
 #[derive(Debug)]
 pub struct AdminUi {
     forwarder: tokio::task::AbortHandle,
@@ -148,9 +162,13 @@ impl AdminUi {
                 "the stats interval must be above zero",
             ));
         }
-        if config.queue_capacity == 0 || config.max_sessions == 0 {
+        if config.queue_capacity == 0
+            || config.queue_max_bytes == 0
+            || config.max_sessions == 0
+            || config.max_events_per_second == 0
+        {
             return Err(AdminUiError::Option(
-                "the queue capacity and the session count must be above zero",
+                "the queue's bounds, the session count and the event rate must be above zero",
             ));
         }
         let (observer, notes) = observer::AdminObserver::new(&config);
@@ -159,6 +177,11 @@ impl AdminUi {
         let shared = Arc::new(forward::Shared::new(config, observer));
         let namespace = io.of(&shared.config.namespace);
         auth::guard(&namespace, shared.clone());
+        let counted = shared.observer.clone();
+        namespace.on_server_event(forward::ADMIN_COUNT_EVENT, move |_| {
+            let admins = counted.local_admins();
+            async move { admins }
+        });
         let handlers = shared.clone();
         let server = io.clone();
         namespace.on_connection(move |socket| {

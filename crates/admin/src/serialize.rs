@@ -9,8 +9,36 @@ use switchyard::adapter::SocketInfo;
 /// and transport); read from its sockets, never shown as data.
 const REFERENCE_DATA_KEY: &str = "_admin";
 
+/// What replaces a credential in a header, query parameter or URL shown to the UI.
+const HIDDEN: &str = "(hidden)";
+
+/// Headers that carry credentials (a bearer token, a session cookie).
+const SECRET_HEADERS: [&str; 3] = ["authorization", "proxy-authorization", "cookie"];
+
+/// Whether query parameter `name` may carry a credential (`token`, `access_token`, ...).
+fn secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name.contains("token") || name.contains("password") || name == "auth" || name == "key"
+}
+
+/// `url` with the values of its credential parameters hidden.
+fn masked_url(url: &str) -> String {
+    let Some((path, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if secret_parameter(name) => format!("{name}={HIDDEN}"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", pairs.join("&"))
+}
+
 /// `info`, a socket of namespace `nsp` (on this server or another), as the UI reads it. The
-/// handshake's `auth` is never included.
+/// handshake's `auth` is never included, and credentials in its headers, query and URL are
+/// hidden (the reference shows them).
 pub(crate) fn socket(nsp: &str, info: &SocketInfo) -> Value {
     let reference = info.data.get(REFERENCE_DATA_KEY);
     let (client_id, transport) = match &info.connection {
@@ -47,6 +75,30 @@ pub(crate) fn socket(nsp: &str, info: &SocketInfo) -> Value {
         .iter()
         .find_map(|name| handshake.headers.get(*name))
         .unwrap_or(&handshake.address);
+    let headers: Map<String, Value> = handshake
+        .headers
+        .iter()
+        .map(|(name, value)| {
+            let shown = if SECRET_HEADERS.contains(&name.as_str()) {
+                HIDDEN
+            } else {
+                value.as_str()
+            };
+            (name.clone(), Value::from(shown))
+        })
+        .collect();
+    let query: Map<String, Value> = handshake
+        .query
+        .iter()
+        .map(|(name, value)| {
+            let shown = if secret_parameter(name) {
+                HIDDEN
+            } else {
+                value.as_str()
+            };
+            (name.clone(), Value::from(shown))
+        })
+        .collect();
     json!({
         "id": &*info.id,
         "clientId": client_id,
@@ -55,12 +107,12 @@ pub(crate) fn socket(nsp: &str, info: &SocketInfo) -> Value {
         "data": data,
         "handshake": {
             "address": address,
-            "headers": &handshake.headers,
-            "query": &handshake.query,
+            "headers": headers,
+            "query": query,
             "issued": handshake.issued,
             "secure": handshake.secure,
             "time": &handshake.time,
-            "url": &handshake.url,
+            "url": masked_url(&handshake.url),
             "xdomain": handshake.xdomain,
         },
         "rooms": &info.rooms,
@@ -147,6 +199,30 @@ mod tests {
         assert_eq!(
             socket("/", &described)["handshake"]["address"],
             "203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn credentials_in_the_handshake_are_hidden() {
+        let mut described = info(None, json!({}));
+        let handshake = &mut described.handshake;
+        handshake
+            .headers
+            .insert("authorization".into(), "Bearer eyJsecret".into());
+        handshake
+            .headers
+            .insert("cookie".into(), "session=secret".into());
+        handshake.query.insert("token".into(), "eyJsecret".into());
+        handshake.url = "/socket.io/?EIO=4&token=eyJsecret&transport=polling".into();
+        let value = socket("/", &described);
+        assert!(!value.to_string().contains("secret"), "{value}");
+        assert_eq!(value["handshake"]["headers"]["authorization"], HIDDEN);
+        assert_eq!(value["handshake"]["headers"]["user-agent"], "test");
+        assert_eq!(value["handshake"]["query"]["token"], HIDDEN);
+        assert_eq!(value["handshake"]["query"]["EIO"], "4");
+        assert_eq!(
+            value["handshake"]["url"],
+            "/socket.io/?EIO=4&token=(hidden)&transport=polling"
         );
     }
 

@@ -296,3 +296,29 @@ fn a_bad_hash_or_namespace_is_refused_at_install() {
         assert!(second.is_err(), "one observer per server");
     });
 }
+
+#[tokio::test]
+async fn a_dropped_admin_namespace_refuses_everyone() {
+    let server = start(quick(AdminAuth::Disabled)).await;
+    let mut admin = Client::connected(&server.url, "/admin", json!({})).await;
+    admin.next("config").await;
+    let Server {
+        io,
+        url,
+        admin: handle,
+    } = server;
+    drop(handle);
+    let error = refusal(&url, json!({})).await;
+    assert!(error.contains("stopped"), "{error}");
+    // The admin still connected can no longer act.
+    let user = Client::connected(&url, "/", json!({})).await;
+    act(&admin, "join", vec![json!("/"), json!("hall")]);
+    act(
+        &admin,
+        "join",
+        vec![json!("/"), json!("probe"), json!(user.socket.id().unwrap())],
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(io.of("/").room_size("hall"), 0);
+    assert_eq!(io.of("/").room_size("probe"), 0);
+}

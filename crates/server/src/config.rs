@@ -463,6 +463,11 @@ pub(crate) struct NamespaceOptions {
     #[arg(long, env = "PRESENCE", value_name = "LIST", default_value = "/chat", value_parser = parse_namespace_set)]
     pub presence: NamespaceSet,
 
+    /// Namespaces where connection state recovery is on when --recovery-ms is set,
+    /// comma-separated, or none; elsewhere a client that drops starts a new session.
+    #[arg(long = "recovery-namespaces", env = "RECOVERY_NAMESPACES", value_name = "LIST", default_value = "/chat,/notifications", value_parser = parse_namespace_set)]
+    pub recovery_namespaces: NamespaceSet,
+
     /// Messages kept per room, per namespace (0: none), e.g. /chat=50: a client joining a
     /// room gets them in the join ack, the API reads them. In memory on a lone server, in
     /// Redis when clustered. At most 1000.
@@ -516,6 +521,8 @@ impl NamespaceOptions {
         }
         namespaces.chat.presence = self.presence.chat;
         namespaces.notifications.presence = self.presence.notifications;
+        namespaces.chat.recovery = self.recovery_namespaces.chat;
+        namespaces.notifications.recovery = self.recovery_namespaces.notifications;
         for map in &self.history {
             for (namespace, size) in &map.0 {
                 namespaces.get_mut(*namespace).history = *size;
@@ -576,6 +583,8 @@ pub(crate) struct NamespaceSettings {
     pub relay: Vec<String>,
     /// Whether rooms announce their users.
     pub presence: bool,
+    /// Whether connection state recovery is on (with --recovery-ms).
+    pub recovery: bool,
     /// Messages kept per room.
     pub history: usize,
     /// What the app backend is told and asked.
@@ -621,6 +630,7 @@ impl Namespaces {
                 rooms: RoomPolicy::Claim,
                 relay: vec!["message".to_owned(), "typing".to_owned()],
                 presence: true,
+                recovery: true,
                 history: 50,
                 webhook: WebhookHooks::default(),
             },
@@ -629,6 +639,7 @@ impl Namespaces {
                 rooms: RoomPolicy::Claim,
                 relay: Vec::new(),
                 presence: false,
+                recovery: true,
                 history: 0,
                 webhook: WebhookHooks::default(),
             },
@@ -1626,6 +1637,7 @@ mod tests {
                     rooms: RoomPolicy::Claim,
                     relay: vec!["message".into(), "typing".into()],
                     presence: true,
+                    recovery: true,
                     history: 50,
                     webhook: WebhookHooks::default(),
                 },
@@ -1634,6 +1646,7 @@ mod tests {
                     rooms: RoomPolicy::Claim,
                     relay: vec![],
                     presence: false,
+                    recovery: true,
                     history: 0,
                     webhook: WebhookHooks::default(),
                 },
@@ -1652,6 +1665,8 @@ mod tests {
                 parse_relay_events(DEFAULT_RELAY_EVENTS).unwrap_or_else(|e| panic!("{e}"))
             ],
             presence: parse_namespace_set("/chat").unwrap_or_else(|e| panic!("{e}")),
+            recovery_namespaces: parse_namespace_set("/chat,/notifications")
+                .unwrap_or_else(|e| panic!("{e}")),
             history: vec![parse_history(DEFAULT_HISTORY).unwrap_or_else(|e| panic!("{e}"))],
             webhook_url: Vec::new(),
             webhook_connect: NamespaceSet::default(),
@@ -1819,6 +1834,7 @@ mod tests {
                     rooms: RoomPolicy::Open,
                     relay: vec!["message".into(), "reaction".into()],
                     presence: true,
+                    recovery: true,
                     history: 50,
                     webhook: WebhookHooks {
                         url: Some("http://127.0.0.1:4000/hooks?ns=chat".into()),
@@ -1832,6 +1848,7 @@ mod tests {
                     rooms: RoomPolicy::Claim,
                     relay: vec!["alert".into()],
                     presence: false,
+                    recovery: true,
                     history: 0,
                     webhook: WebhookHooks {
                         disconnect: true,
@@ -1934,6 +1951,20 @@ mod tests {
         let public = config_with_file(&[], "[namespaces.\"/notifications\"]\npublic = true\n", &[]);
         let namespaces = public.namespaces.resolve();
         assert!(!namespaces.chat.public && namespaces.notifications.public);
+        // Recovery is on in both by default (with --recovery-ms); a table turns it off in one.
+        let defaults = config(&[], &[]).namespaces.resolve();
+        assert!(defaults.chat.recovery && defaults.notifications.recovery);
+        let no_recovery = config_with_file(
+            &[],
+            "recovery-ms = 60000\n[namespaces.\"/notifications\"]\nrecovery = false\n",
+            &[],
+        );
+        let namespaces = no_recovery.namespaces.resolve();
+        assert!(namespaces.chat.recovery && !namespaces.notifications.recovery);
+        let flag = config(&[("RECOVERY_NAMESPACES", "none")], &[])
+            .namespaces
+            .resolve();
+        assert!(!flag.chat.recovery && !flag.notifications.recovery);
     }
 
     #[test]
@@ -2091,6 +2122,7 @@ mod tests {
                     rooms: RoomPolicy::Claim,
                     relay: vec!["message".into(), "reaction".into()],
                     presence: true,
+                    recovery: true,
                     history: 50,
                     webhook: WebhookHooks::default(),
                 },
@@ -2099,6 +2131,7 @@ mod tests {
                     rooms: RoomPolicy::Open,
                     relay: Vec::new(),
                     presence: false,
+                    recovery: true,
                     history: 0,
                     webhook: WebhookHooks::default(),
                 },

@@ -105,7 +105,7 @@ fn scalar(value: &toml::Value) -> Option<String> {
 }
 
 /// The fields of a `[namespaces."…"]` table: the field, the flag it is part of, and how.
-const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 9] = [
+const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 10] = [
     ("public", "public-namespaces", FieldKind::Member(&[])),
     (
         "rooms",
@@ -114,6 +114,11 @@ const NAMESPACE_FIELDS: [(&str, &str, FieldKind); 9] = [
     ),
     ("relay-events", "relay-events", FieldKind::List),
     ("presence", "presence", FieldKind::Member(&["/chat"])),
+    (
+        "recovery",
+        "recovery-namespaces",
+        FieldKind::Member(&["/chat", "/notifications"]),
+    ),
     ("history", "history", FieldKind::Number),
     (
         "webhook-url",
@@ -311,10 +316,11 @@ pub(crate) fn effective(
         let hooks = &settings.webhook;
         let _ = write!(
             out,
-            "\n[namespaces.\"{name}\"]\npublic = {}\nrooms = \"{rooms}\"\nrelay-events = {}\npresence = {}\nhistory = {}\n",
+            "\n[namespaces.\"{name}\"]\npublic = {}\nrooms = \"{rooms}\"\nrelay-events = {}\npresence = {}\nrecovery = {}\nhistory = {}\n",
             settings.public,
             list(&settings.relay),
             settings.presence,
+            settings.recovery,
             settings.history
         );
         match &hooks.url {

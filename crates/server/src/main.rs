@@ -187,6 +187,17 @@ fn socket_io(
         },
         connection_state_recovery: (!config.recovery.is_zero()).then(|| RecoveryConfig {
             max_disconnection_duration: config.recovery,
+            // Only where the settings say: not in the admin UI's namespace, nor in `/`.
+            namespaces: Some(
+                config
+                    .namespaces
+                    .resolve()
+                    .each()
+                    .iter()
+                    .filter(|(_, settings)| settings.recovery)
+                    .map(|(name, _)| (*name).to_owned())
+                    .collect(),
+            ),
             ..RecoveryConfig::default()
         }),
         ..SocketIoConfig::default()

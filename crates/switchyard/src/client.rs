@@ -304,7 +304,12 @@ impl Client {
     async fn join(self: &Arc<Self>, joining: Joining, nsp: String, auth: Option<Value>) {
         let namespace = joining.namespace.clone();
         let auth = auth.unwrap_or_else(|| Value::Object(Default::default()));
-        let recovery = self.server.config.connection_state_recovery.as_ref();
+        let recovery = self
+            .server
+            .config
+            .connection_state_recovery
+            .as_ref()
+            .filter(|_| namespace.0.recovery);
         let recovering = recovery.is_some() && pid_of(&auth).is_some();
         let skip_middlewares = recovering && recovery.is_some_and(|config| config.skip_middlewares);
         let admitted = Socket::new(namespace.0.clone(), self.clone(), auth.clone());

@@ -98,14 +98,18 @@ impl NamespaceInner {
         dynamic: bool,
     ) -> Arc<NamespaceInner> {
         Arc::new_cyclic(|weak| {
+            let recovery = config
+                .connection_state_recovery
+                .as_ref()
+                .filter(|recovery| recovery.covers(&name));
             let adapter = factory(AdapterContext {
                 namespace: &name,
-                recovery: config.connection_state_recovery.as_ref(),
+                recovery,
                 local: LocalNamespace::new(name.clone(), weak.clone()),
             });
             NamespaceInner {
                 parser: config.parser,
-                recovery: config.connection_state_recovery.is_some(),
+                recovery: recovery.is_some(),
                 name,
                 config,
                 counters,

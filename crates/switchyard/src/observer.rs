@@ -11,11 +11,22 @@ use crate::types::Room;
 ///
 /// Install one with [`crate::SocketIo::set_observer`]. Every method runs inline, on the path
 /// it reports (a connection's task, or the task that made a socket join a room), and must
-/// return at once: copy what is needed into a bounded queue and do the work elsewhere. A
-/// server without an observer pays one atomic load per hook.
+/// return at once: copy what is needed into a bounded queue and do the work elsewhere. Some
+/// run while the server holds a lock of the namespace (a session being restored, a broadcast
+/// with recovery on): a hook must never call back into the server (emit, join, fetch), or it
+/// may deadlock.
+///
+/// A server without an observer pays one atomic load per hook; with one, the room hooks also
+/// cost a look at the socket's rooms, unless [`Observer::active`] says no one listens.
 ///
 /// Each method has an empty default, so an observer implements only what it watches.
 pub trait Observer: Send + Sync + 'static {
+    /// Whether the room hooks are wanted now (default: always). While it says `false`, the
+    /// server skips the work of finding what changed, and reports no room joined or left.
+    fn active(&self) -> bool {
+        true
+    }
+
     /// An Engine.IO connection opened (before any namespace is joined).
     fn connection_opened(&self, connection: &EngineSocket) {
         let _ = connection;
@@ -28,12 +39,17 @@ pub trait Observer: Send + Sync + 'static {
     }
 
     /// A socket joined its namespace: its CONNECT reply is queued and its connection handler
-    /// has run, so the rooms it joined there are in [`Socket::rooms`].
+    /// has run, so the rooms it joined there are in [`Socket::rooms`]. Not reported if the
+    /// socket closed in the meantime.
+    ///
+    /// When the socket closes at that same moment on another task, its
+    /// [`Observer::socket_disconnected`] may come first: an observer that keeps a list of
+    /// sockets checks [`Socket::connected`] before adding one.
     fn socket_connected(&self, socket: &Socket) {
         let _ = socket;
     }
 
-    /// A socket that was reported connected left its namespace, for `reason`. The rooms it
+    /// A socket whose CONNECT reply went out left its namespace, for `reason`. The rooms it
     /// was in are reported left right after.
     fn socket_disconnected(&self, socket: &Socket, reason: DisconnectReason) {
         let _ = (socket, reason);

@@ -36,6 +36,19 @@ pub struct RecoveryConfig {
     pub max_packets: usize,
     /// Most bytes of packets kept per namespace for replay; the oldest go first (default 32 MiB).
     pub max_bytes: usize,
+    /// The namespaces recovery is on in; `None` (the default): every namespace. Elsewhere a
+    /// namespace works as without recovery: no offsets, no session kept, a client's `pid`
+    /// ignored.
+    pub namespaces: Option<Vec<String>>,
+}
+
+impl RecoveryConfig {
+    /// Whether recovery is on in namespace `nsp`.
+    pub fn covers(&self, nsp: &str) -> bool {
+        self.namespaces
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|name| name == nsp))
+    }
 }
 
 impl Default for RecoveryConfig {
@@ -45,6 +58,7 @@ impl Default for RecoveryConfig {
             skip_middlewares: false,
             max_packets: 10_000,
             max_bytes: 32 * 1024 * 1024,
+            namespaces: None,
         }
     }
 }
@@ -320,6 +334,7 @@ mod tests {
             skip_middlewares: false,
             max_packets: 3,
             max_bytes: 1_000,
+            namespaces: None,
         }
     }
 
@@ -441,6 +456,22 @@ mod tests {
         store.persist(t0, session("s3", "p3", &[]));
         assert!(restore(&mut store, t0, "p3", Some("not-a-number")).is_none());
         assert!(restore(&mut store, t0, "unknown", Some("0")).is_none());
+    }
+
+    #[test]
+    fn recovery_covers_every_namespace_unless_it_names_some() {
+        assert!(config().covers("/anything"));
+        let some = RecoveryConfig {
+            namespaces: Some(vec!["/chat".into()]),
+            ..config()
+        };
+        assert!(some.covers("/chat"));
+        assert!(!some.covers("/admin") && !some.covers("/"));
+        let none = RecoveryConfig {
+            namespaces: Some(Vec::new()),
+            ..config()
+        };
+        assert!(!none.covers("/chat"));
     }
 
     #[test]

@@ -569,7 +569,7 @@ impl Socket {
     pub fn try_join(&self, rooms: impl crate::IntoRooms) -> Result<(), JoinError> {
         let rooms = rooms.into_rooms();
         let adapter = self.0.ns.adapter();
-        let observer = self.observer();
+        let observer = self.observer().filter(|observer| observer.active());
         // Held while joining: a socket that closes at the same time either sees these rooms
         // when it leaves all of its rooms, or is seen closed here; it never stays in a room.
         let state = lock(&self.0.state);
@@ -607,15 +607,19 @@ impl Socket {
     /// Leaves `room`.
     pub fn leave(&self, room: impl Into<Room>) {
         let room = room.into();
-        match self.observer() {
+        let adapter = self.0.ns.adapter();
+        match self.observer().filter(|observer| observer.active()) {
             Some(observer) => {
-                let was_in = self.0.id != room && self.in_room(&room);
-                self.0.ns.adapter().del(&self.0.id, &room);
+                // Under the socket's lock, as joins are: of two leaves at once, one reports.
+                let state = lock(&self.0.state);
+                let was_in = adapter.socket_rooms(&self.0.id).contains(&room);
+                adapter.del(&self.0.id, &room);
+                drop(state);
                 if was_in {
                     observer.room_left(self, &room);
                 }
             }
-            None => self.0.ns.adapter().del(&self.0.id, &room),
+            None => adapter.del(&self.0.id, &room),
         }
     }
 
@@ -708,13 +712,16 @@ impl Socket {
     /// The connection this socket is on: a short id its client's other sockets share, and
     /// the transport in use now.
     pub fn connection_info(&self) -> ConnectionInfo {
-        let sid = self.0.client.engine.sid();
-        let id = sid
-            .char_indices()
-            .nth(12)
-            .map_or(sid, |(end, _)| &sid[..end]);
+        // A keyed hash of the Engine.IO session id, which is a credential on long-polling:
+        // the id tells connections apart and says nothing of the session id.
+        static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        use std::hash::BuildHasher;
+        let hash = KEY
+            .get_or_init(Default::default)
+            .hash_one(self.0.client.engine.sid());
         ConnectionInfo {
-            id: id.to_owned(),
+            id: format!("{:012x}", hash & 0xffff_ffff_ffff),
             transport: self.transport().as_str().to_owned(),
         }
     }
@@ -756,7 +763,7 @@ impl Socket {
 
     /// Tells the observer this socket is out of `rooms`.
     fn report_left(&self, rooms: &[Room]) {
-        if let Some(observer) = self.observer() {
+        if let Some(observer) = self.observer().filter(|observer| observer.active()) {
             for room in rooms {
                 observer.room_left(self, room);
             }
@@ -959,7 +966,7 @@ impl Socket {
         if self.0.recovered {
             self.keep_session();
         }
-        let rooms = match self.observer() {
+        let rooms = match self.observer().filter(|observer| observer.active()) {
             Some(_) => adapter.socket_rooms(&self.0.id),
             None => Vec::new(),
         };

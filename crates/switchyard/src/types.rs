@@ -89,9 +89,10 @@ pub struct SocketInfo {
 /// The Engine.IO connection a socket is on, as far as other servers are told.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConnectionInfo {
-    /// A short id of the connection, shared by the sockets one client opened on it: the
-    /// first 12 characters of the Engine.IO session id (as the Socket.IO Admin UI shows
-    /// clients). Not the session id itself, which works as a credential on long-polling.
+    /// A short id of the connection, shared by the sockets one client opened on it (12 hex
+    /// digits, as long as the ids the Socket.IO Admin UI shows for clients). Derived from the
+    /// Engine.IO session id by a keyed hash, since that id works as a credential on
+    /// long-polling.
     pub id: String,
     /// The transport in use: `"polling"` or `"websocket"`.
     pub transport: String,

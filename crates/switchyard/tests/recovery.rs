@@ -697,3 +697,39 @@ async fn offsets_reach_each_client_in_increasing_order() {
         "offsets out of order (previous, then): {inversions:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recovery_is_on_only_in_the_namespaces_it_names() {
+    let recovery = RecoveryConfig {
+        namespaces: Some(vec!["/".to_owned()]),
+        ..RecoveryConfig::default()
+    };
+    let mut setup = setup(recovery, |io| {
+        io.of("/plain").on_connection(|_: Socket| async {});
+    })
+    .await;
+    assert!(setup.server.ns("/").recovery());
+    assert!(!setup.server.ns("/plain").recovery());
+    let client = prepared_client(&mut setup, Transports::WebSocket).await;
+    let sid = client.id();
+    let plain = connect_with(
+        &setup.proxy.url(),
+        "/plain",
+        client_config(Transports::WebSocket, Parser::Json),
+        SocketOptions::default(),
+    )
+    .await;
+    let plain_sid = plain.id();
+
+    setup.proxy.cut();
+    wait_until("both clients saw their transport go", || {
+        !client.socket.connected() && !plain.socket.connected()
+    })
+    .await;
+    setup.proxy.resume();
+
+    expect_recovered(&mut setup, &client, &sid).await;
+    wait_until("the /plain client back", || plain.socket.connected()).await;
+    assert!(!plain.socket.recovered(), "no session kept in /plain");
+    assert_ne!(plain.id(), plain_sid, "a new socket in /plain");
+}
