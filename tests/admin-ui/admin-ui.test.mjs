@@ -1,6 +1,6 @@
 // The server side of the official Socket.IO Admin UI (@socket.io/admin-ui 0.5.1) in the
-// switchyard binary, enabled with `--admin-ui-auth "admin:<bcrypt hash>"` (or `off`) and
-// `--admin-ui-read-only true|false`:
+// switchyard binary, enabled with ADMIN_UI_AUTH="admin:<bcrypt hash>" (or `off`) and
+// ADMIN_UI_READ_ONLY=true|false:
 // - the protocol of the "/admin" namespace, driven with socket.io-client as the UI does: the
 //   credentials check ("invalid credentials"), the session id, "config", "all_sockets",
 //   "server_stats", the live events, and the actions the UI sends ("join", "leave",
@@ -75,15 +75,16 @@ async function getBrowser() {
 }
 after(() => browser?.close(), { timeout: 10_000 });
 
-/** A Switchyard server for one describe block, started with `args` and the UI's origin. */
-function useServer(args) {
-  const server = new SwitchyardServer(args);
+/** A Switchyard server for one describe block, started with the settings `env` and the UI's
+ * origin allowed. */
+function useServer(env) {
+  const server = new SwitchyardServer(env);
   before(() => {
-    server.args = [...args, "--cors-origins", ui.url];
+    server.env = { ...env, CORS_ORIGINS: ui.url };
     return server.start();
   }, { timeout: START_TIMEOUT_MS + 5000 });
   after(() => server.stop(), { timeout: 15_000 });
-  return { server, test: wrapTest([server]) };
+  return { server, test: wrapTest(server) };
 }
 
 /** Every socket a test opens, closed after each test. */
@@ -287,7 +288,7 @@ function assertStats(stats) {
 const socketsCount = (stats, name) => stats.namespaces.find((n) => n.name === name)?.socketsCount;
 
 describe("the admin namespace with a password", () => {
-  const { server, test } = useServer(["--admin-ui-auth", `${USERNAME}:${HASH}`, "--admin-ui-read-only", "false"]);
+  const { server, test } = useServer({ ADMIN_UI_AUTH: `${USERNAME}:${HASH}`, ADMIN_UI_READ_ONLY: "false" });
 
   test("wrong credentials are refused with the reference's connect_error", async () => {
     // The UI tests err.message === "invalid credentials" to show "Invalid credentials".
@@ -579,7 +580,7 @@ describe("the admin namespace with a password", () => {
 });
 
 describe("a read-only admin namespace", () => {
-  const { server, test } = useServer(["--admin-ui-auth", `${USERNAME}:${HASH}`, "--admin-ui-read-only", "true"]);
+  const { server, test } = useServer({ ADMIN_UI_AUTH: `${USERNAME}:${HASH}`, ADMIN_UI_READ_ONLY: "true" });
 
   test("config offers no action, and the actions are ignored", async () => {
     const alice = await chatClient(server, "alice");
@@ -653,7 +654,7 @@ describe("a read-only admin namespace", () => {
 });
 
 describe("an admin namespace without authentication", () => {
-  const { server, test } = useServer(["--admin-ui-auth", "off"]);
+  const { server, test } = useServer({ ADMIN_UI_AUTH: "off" });
 
   test("connects without credentials (and with any)", async () => {
     const alice = await chatClient(server, "alice");
@@ -669,7 +670,7 @@ describe("an admin namespace without authentication", () => {
 });
 
 describe("without --admin-ui-auth", () => {
-  const { server, test } = useServer([]);
+  const { server, test } = useServer({});
 
   test("there is no admin namespace", async () => {
     assert.equal(await refusal(server, "/admin", { username: USERNAME, password: PASSWORD }), "Invalid namespace");

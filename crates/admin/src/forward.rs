@@ -158,22 +158,22 @@ async fn all_sockets(server: &SocketIo, admin_namespace: &str, deadline: Duratio
     described
 }
 
-fn emit_to(socket: &Socket, event: &str, values: Vec<Value>) {
-    let args = Args {
+/// Arguments of a UI event: JSON values, no binary.
+fn args(values: Vec<Value>) -> Args {
+    Args {
         values,
         attachments: Vec::new(),
-    };
-    if let Err(error) = socket.emit(event, args) {
+    }
+}
+
+fn emit_to(socket: &Socket, event: &str, values: Vec<Value>) {
+    if let Err(error) = socket.emit(event, args(values)) {
         debug!(%error, event, "admin event not sent");
     }
 }
 
 fn emit_all(admin: &Namespace, event: &str, values: Vec<Value>) {
-    let args = Args {
-        values,
-        attachments: Vec::new(),
-    };
-    if let Err(error) = admin.emit(event, args) {
+    if let Err(error) = admin.emit(event, args(values)) {
         debug!(%error, event, "admin event not sent");
     }
 }
