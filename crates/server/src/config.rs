@@ -267,6 +267,11 @@ pub(crate) struct WebhookSettings {
     #[arg(long = "webhook-retries", id = "webhook_retries", env = "WEBHOOK_RETRIES", value_name = "N", default_value = "3", value_parser = parse_retries)]
     pub retries: u32,
 
+    /// PEM file of certificate authorities trusted for https:// webhook URLs, besides the
+    /// system's (a backend with a certificate of a private CA).
+    #[arg(long = "webhook-ca-file", id = "webhook_ca_file", env = "WEBHOOK_CA_FILE", value_name = "FILE", value_parser = parse_path)]
+    pub ca_file: Option<PathBuf>,
+
     /// Largest answer read from the backend, in bytes; a longer one fails the call.
     #[arg(long = "webhook-max-response-bytes", id = "webhook_max_response_bytes", env = "WEBHOOK_MAX_RESPONSE_BYTES", value_name = "BYTES", default_value = "65536", value_parser = parse_bytes)]
     pub max_response_bytes: usize,
@@ -475,7 +480,8 @@ pub(crate) struct NamespaceOptions {
     pub history: Vec<PerNamespace<usize>>,
 
     /// The app backend's webhook endpoint, per namespace, e.g.
-    /// /chat=http://127.0.0.1:4000/switchyard (plain HTTP; the requests are signed with
+    /// /chat=https://backend.internal/switchyard (https:// checked against the system's CAs and
+    /// --webhook-ca-file, or plain http:// on a private network; the requests are signed with
     /// --webhook-secret). Which calls it gets: --webhook-connect, --webhook-disconnect,
     /// --webhook-events.
     #[arg(long, env = "WEBHOOK_URL", value_name = "MAP", value_parser = parse_webhook_urls, help_heading = WEBHOOKS)]
@@ -1128,11 +1134,10 @@ fn parse_webhook_urls(value: &str) -> Result<PerNamespace<String>, String> {
             ));
         }
         match (uri.scheme_str(), uri.host()) {
-            (Some("http"), Some(_)) => Ok(url.to_owned()),
-            (Some("https"), _) => Err(format!(
-                "{name}: https webhooks are not supported yet; reach the backend over plain HTTP on a private network or through a local TLS proxy"
+            (Some("http" | "https"), Some(_)) => Ok(url.to_owned()),
+            _ => Err(format!(
+                "{name}: expected an https:// or http:// URL with a host, got {url:?}"
             )),
-            _ => Err(format!("{name}: expected an http://host/path URL, got {url:?}")),
         }
     })
 }
@@ -1749,6 +1754,7 @@ mod tests {
         ("WEBHOOK_CONCURRENCY", "16"),
         ("WEBHOOK_MAX_PENDING", "2"),
         ("WEBHOOK_RETRIES", "0"),
+        ("WEBHOOK_CA_FILE", "/etc/switchyard/backend-ca.pem"),
         ("WEBHOOK_MAX_RESPONSE_BYTES", "2048"),
     ];
 
@@ -1866,6 +1872,7 @@ mod tests {
                 concurrency: 16,
                 max_pending: 2,
                 retries: 0,
+                ca_file: Some(PathBuf::from("/etc/switchyard/backend-ca.pem")),
                 max_response_bytes: 2048,
             }
         );
@@ -1968,18 +1975,18 @@ mod tests {
     }
 
     #[test]
-    fn webhook_urls_must_be_plain_http() {
+    fn webhook_urls_are_http_or_https_with_a_host() {
         assert!(parse_webhook_urls("/chat=http://10.0.0.2:4000/hooks").is_ok());
+        assert!(parse_webhook_urls("/chat=https://backend.internal/hooks").is_ok());
         for (value, expected) in [
             (
-                "/chat=https://backend/hooks",
-                "https webhooks are not supported yet",
+                "/chat=ftp://backend/hooks",
+                "expected an https:// or http:// URL with a host",
             ),
             (
-                "/chat=ftp://backend/hooks",
-                "expected an http://host/path URL",
+                "/chat=/hooks",
+                "expected an https:// or http:// URL with a host",
             ),
-            ("/chat=/hooks", "expected an http://host/path URL"),
             ("/chat=http://", "is not a URL"),
             (
                 "/chat=http://user:pass@backend/hooks",

@@ -105,7 +105,8 @@ fn check_config(config: &Config, effective: &str) -> ExitCode {
         .check()
         .map_err(anyhow::Error::msg)
         .and_then(|()| jwt_auth(&config.jwt).context("cannot load the JWT keys"))
-        .and_then(|_| config.tls().as_ref().map(tls::acceptor).transpose());
+        .and_then(|_| config.tls().as_ref().map(tls::acceptor).transpose())
+        .and_then(|_| webhooks::tls_config(config.webhooks.ca_file.as_deref()));
     print!("{effective}");
     match loaded {
         Ok(_) => {
@@ -216,6 +217,9 @@ fn socket_io(
             .any(|(_, settings)| settings.webhook.any());
         used.then(|| webhooks::Webhooks::new(&config.webhooks, secret))
     });
+    let webhooks = webhooks
+        .transpose()
+        .context("cannot set up the webhooks' HTTP client")?;
     let hooks = |settings: &config::NamespaceSettings| {
         let hooks = webhooks.as_ref()?.for_namespace(&settings.webhook)?;
         info!(url = settings.webhook.url.as_deref().unwrap_or_default(),

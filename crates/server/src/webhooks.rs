@@ -33,11 +33,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use anyhow::Context;
 use aws_lc_rs::hmac;
 use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -51,6 +53,10 @@ use serde_json::{json, Map, Value};
 use switchyard::{Args, ConnectError, DisconnectReason, Namespace, Socket};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
+use tracing::warn;
 
 use crate::config::{WebhookHooks, WebhookSettings};
 use crate::identity;
@@ -200,13 +206,42 @@ impl WebhookMetrics {
     }
 }
 
+/// The TLS settings of https:// webhooks: the system's roots, and those of `ca_file` (PEM).
+pub(crate) fn tls_config(ca_file: Option<&std::path::Path>) -> anyhow::Result<ClientConfig> {
+    let mut roots = RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    for error in &system.errors {
+        warn!(%error, "a system certificate authority could not be read");
+    }
+    let (added, _ignored) = roots.add_parsable_certificates(system.certs);
+    if let Some(path) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .with_context(|| format!("cannot read the webhook CA file {}", path.display()))?
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("invalid PEM in {}", path.display()))?;
+        if certs.is_empty() {
+            anyhow::bail!("no certificate in {}", path.display());
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .with_context(|| format!("an unusable certificate in {}", path.display()))?;
+        }
+    } else if added == 0 {
+        warn!("no system certificate authority found: https webhooks will fail (see --webhook-ca-file)");
+    }
+    Ok(ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// The HTTP client of the webhooks, shared by every namespace.
 #[derive(Debug, Clone)]
 pub(crate) struct Webhooks(Arc<Inner>);
 
 #[derive(Debug)]
 struct Inner {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     key: hmac::Key,
     timeout: Duration,
     /// Call slots per kind (connect, disconnect, event), so that a flood of one kind of
@@ -221,15 +256,24 @@ struct Inner {
 }
 
 impl Webhooks {
-    /// The client for `settings`, signing with `secret`.
-    pub(crate) fn new(settings: &WebhookSettings, secret: &str) -> Webhooks {
+    /// The client for `settings`, signing with `secret`; fails when the CA file of
+    /// `--webhook-ca-file` cannot be read.
+    pub(crate) fn new(settings: &WebhookSettings, secret: &str) -> anyhow::Result<Webhooks> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(settings.timeout));
         connector.set_nodelay(true);
+        // https:// URLs go through rustls; http:// ones stay plain.
+        connector.enforce_http(false);
+        let tls = tls_config(settings.ca_file.as_deref())?;
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        Webhooks(Arc::new(Inner {
+        Ok(Webhooks(Arc::new(Inner {
             client,
             key: hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes()),
             timeout: settings.timeout,
@@ -239,7 +283,7 @@ impl Webhooks {
             max_response_bytes: settings.max_response_bytes,
             max_pending: settings.max_pending,
             metrics: WebhookMetrics::new(),
-        }))
+        })))
     }
 
     /// Waits, `timeout` at most, for the disconnect calls still running (a drain makes many):
@@ -743,9 +787,11 @@ mod tests {
             concurrency: 1,
             max_pending: 1,
             retries: 0,
+            ca_file: None,
             max_response_bytes: 1024,
         };
-        let webhooks = Webhooks::new(&settings, "webhook-secret-0123");
+        let webhooks =
+            Webhooks::new(&settings, "webhook-secret-0123").unwrap_or_else(|e| panic!("{e}"));
         let _taken = webhooks.0.slots[Kind::connect as usize]
             .try_acquire()
             .unwrap_or_else(|e| panic!("{e}"));

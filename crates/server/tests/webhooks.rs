@@ -55,6 +55,15 @@ type Decide = Arc<dyn Fn(&Value, usize) -> Answer + Send + Sync>;
 /// A backend on 127.0.0.1: the URL of its endpoint and the calls it received. `decide` gets
 /// each call's body and how many calls came before it.
 async fn backend(decide: Decide) -> (String, mpsc::UnboundedReceiver<Call>) {
+    backend_with(decide, None).await
+}
+
+/// [`backend`], over TLS with `acceptor` when given (an https:// endpoint).
+async fn backend_with(
+    decide: Decide,
+    acceptor: Option<tokio_rustls::TlsAcceptor>,
+) -> (String, mpsc::UnboundedReceiver<Call>) {
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -67,6 +76,7 @@ async fn backend(decide: Decide) -> (String, mpsc::UnboundedReceiver<Call>) {
                 return;
             };
             let (tx, decide, count) = (tx.clone(), decide.clone(), count.clone());
+            let acceptor = acceptor.clone();
             tokio::spawn(async move {
                 let service =
                     hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
@@ -107,13 +117,68 @@ async fn backend(decide: Decide) -> (String, mpsc::UnboundedReceiver<Call>) {
                             Ok::<_, Infallible>(response)
                         }
                     });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let http = hyper::server::conn::http1::Builder::new();
+                match acceptor {
+                    None => {
+                        let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                    }
+                    Some(acceptor) => {
+                        // A client that refuses the certificate ends the handshake: no call.
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
+                }
             });
         }
     });
-    (format!("http://{address}/hooks"), rx)
+    (format!("{scheme}://{address}/hooks"), rx)
+}
+
+/// A self-signed certificate for 127.0.0.1 (made by `openssl`, as the web tests' is): the
+/// directory holding `cert.pem` and `key.pem`, and a TLS acceptor serving it.
+fn self_signed() -> (tempfile::TempDir, tokio_rustls::TlsAcceptor) {
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            // A leaf, not a CA: rustls refuses a CA certificate as the server's own.
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+            "-keyout",
+        ])
+        .arg(dir.path().join("key.pem"))
+        .arg("-out")
+        .arg(dir.path().join("cert.pem"))
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("openssl (Debian's openssl package)");
+    assert!(status.success(), "openssl made the certificate");
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_file_iter(dir.path().join("cert.pem"))
+            .expect("cert.pem")
+            .collect::<Result<_, _>>()
+            .expect("PEM");
+    let key = PrivateKeyDer::from_pem_file(dir.path().join("key.pem")).expect("key.pem");
+    let config = tokio_rustls::rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("a certificate and its key");
+    (dir, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The next call of type `kind`, skipping others.
@@ -456,4 +521,32 @@ async fn metrics(url: &str) -> (u16, String) {
     tokio::task::spawn_blocking(move || common::call_text(&url, "GET", "/metrics", None, None))
         .await
         .expect("scrape")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_https_backend_is_called_when_its_certificate_is_trusted() {
+    let (dir, acceptor) = self_signed();
+    let allow: Decide = Arc::new(|_: &Value, _| Answer::json(json!({ "allow": true })));
+    let (url, mut calls) = backend_with(allow, Some(acceptor)).await;
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    let ca = dir.path().join("cert.pem");
+    let ca = ca.to_str().expect("a UTF-8 path");
+
+    // Trusted through --webhook-ca-file: the call goes out, signed, and is answered.
+    let trusting = server(
+        &url,
+        &["--webhook-connect", "/chat", "--webhook-ca-file", ca],
+    );
+    let (_m, alice) = chat_client(&trusting.url, "alice");
+    connect(&alice).await.expect("the backend allowed alice");
+    let call = next_call(&mut calls, "connect").await;
+    assert_signed(&call);
+    assert_eq!(call.body["auth"]["name"], "alice");
+
+    // Without it, the certificate is refused: the client gets the clear error, not a hang.
+    let wary = server(&url, &["--webhook-connect", "/chat"]);
+    let (_m, bob) = chat_client(&wary.url, "bob");
+    let refused = connect(&bob).await.expect_err("no trusted backend");
+    let text = refused.to_string();
+    assert!(text.contains("backend unavailable"), "{text}");
 }
