@@ -10,10 +10,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::Value;
+use tonic::transport::{Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 use tracing::info;
 
 use crate::backend::{ApiError, ApiKeys, Operations, Publish, Target};
+use crate::config::TlsFiles;
 
 /// The generated messages and service.
 pub(crate) mod proto {
@@ -37,9 +39,23 @@ struct Service {
     operations: Arc<Operations>,
 }
 
+/// How long a client may take to complete the TLS handshake (as on the main port).
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TLS identity of the gRPC port: the main port's certificate chain and key (PEM).
+pub(crate) fn identity(files: &TlsFiles) -> anyhow::Result<Identity> {
+    use anyhow::Context;
+    let cert = std::fs::read(&files.cert)
+        .with_context(|| format!("cannot read TLS certificate {}", files.cert.display()))?;
+    let key = std::fs::read(&files.key)
+        .with_context(|| format!("cannot read a TLS private key from {}", files.key.display()))?;
+    Ok(Identity::from_pem(cert, key))
+}
+
 /// Serves the API on `listener` until `shutdown` completes.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<Identity>,
     keys: Arc<ApiKeys>,
     operations: Arc<Operations>,
     shutdown: impl Future<Output = ()> + Send,
@@ -61,7 +77,14 @@ pub(crate) async fn serve(
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(4 * MAX_MESSAGE_BYTES);
     let service = tonic::service::interceptor::InterceptedService::new(service, check);
-    tonic::transport::Server::builder()
+    let mut server = tonic::transport::Server::builder();
+    if let Some(identity) = tls {
+        let config = ServerTlsConfig::new()
+            .identity(identity)
+            .timeout(TLS_HANDSHAKE_TIMEOUT);
+        server = server.tls_config(config)?;
+    }
+    server
         .timeout(CALL_TIMEOUT)
         .concurrency_limit_per_connection(CONCURRENCY_PER_CONNECTION)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))

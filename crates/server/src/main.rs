@@ -466,14 +466,15 @@ async fn run(config: Config) -> anyhow::Result<()> {
                 .context("cannot read the gRPC listening address")?;
             // stdout, after the main line, so scripts can read the port picked.
             println!("Switchyard gRPC API listening on {address}");
-            if !address.ip().is_loopback() {
-                warn!(%address, "the gRPC API has no TLS: keep its port on a private network");
+            if !address.ip().is_loopback() && config.tls().is_none() {
+                warn!(%address, "the gRPC API has no TLS (no --tls-cert): keep its port on a private network");
             }
             let mut stopped = grpc_stopped.clone();
             let shutdown = async move {
                 let _ = stopped.wait_for(|stop| *stop).await;
             };
-            let serving = grpc::serve(listener, keys.clone(), calls.clone(), shutdown);
+            let identity = config.tls().as_ref().map(grpc::identity).transpose()?;
+            let serving = grpc::serve(listener, identity, keys.clone(), calls.clone(), shutdown);
             Some(tokio::spawn(async move {
                 let served = serving.await;
                 if let Err(error) = &served {
