@@ -28,18 +28,18 @@ import { after, afterEach, before, describe } from "node:test";
 import bcrypt from "bcryptjs";
 import { chromium } from "playwright-core";
 import { io, Manager } from "socket.io-client";
-import { SwitchyardServer, TEST_DIR, START_TIMEOUT_MS, serveStatic, withTimeout, wrapTest } from "./lib/server.mjs";
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  SwitchyardServer,
+  TEST_DIR,
+  START_TIMEOUT_MS,
+  assertChromium,
+  serveStatic,
+  withTimeout,
+  wrapTest,
+} from "./lib/server.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || path.join(TEST_DIR, "screenshots");
 const UI_DIR = path.join(TEST_DIR, "node_modules/@socket.io/admin-ui/ui/dist");
 
@@ -66,9 +66,7 @@ after(() => ui?.close());
 let browser;
 async function getBrowser() {
   if (!browser) {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-    }
+    assertChromium();
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
   }
   return browser;

@@ -4,26 +4,22 @@
 // system's temporary directory) as switchyard-page-a.png and switchyard-page-b.png.
 
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe } from "node:test";
 import { chromium } from "playwright-core";
 import { io } from "socket.io-client";
-import { SwitchyardServer, useServer, withTimeout, wrapTest, roomAndMembers } from "./lib/server.mjs";
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  SwitchyardServer,
+  assertChromium,
+  useServer,
+  withTimeout,
+  wrapTest,
+  roomAndMembers,
+} from "./lib/server.mjs";
 
-const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
-// playwright-core's launch() gives the browser a fresh temporary --user-data-dir of its own
-// and deletes it on close (it refuses one passed in `args`).
-const CHROMIUM_ARGS = [
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || os.tmpdir();
 const WAIT = 10_000;
 
@@ -32,9 +28,7 @@ const { server, test } = useServer();
 let browser;
 before(
   async () => {
-    if (!existsSync(CHROMIUM)) {
-      throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
-    }
+    assertChromium();
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
   },
   { timeout: 40_000 },

@@ -3,14 +3,13 @@
 // calls the API; a plaintext client gets nothing.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe } from "node:test";
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
-import { SwitchyardServer, WEB_DIR, freePort, withTimeout, wrapTest } from "./lib/server.mjs";
+import { SwitchyardServer, WEB_DIR, selfSignedCert, withTimeout, wrapTest } from "./lib/server.mjs";
 
 const KEY = "grpc-backend-key-0123456789";
 const PROTO = path.resolve(WEB_DIR, "../../crates/server/proto/switchyard.proto");
@@ -18,23 +17,17 @@ const definition = protoLoader.loadSync(PROTO, { keepCase: true, longs: Number, 
 const { SwitchyardApi } = grpc.loadPackageDefinition(definition).switchyard.api.v1;
 
 const dir = mkdtempSync(path.join(os.tmpdir(), "switchyard-grpc-tls-"));
-const cert = path.join(dir, "cert.pem");
-const key = path.join(dir, "key.pem");
-execFileSync("openssl", [
-  "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-  "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
-  "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-], { stdio: "ignore" });
+const { cert, key } = selfSignedCert(dir);
 
 const server = new SwitchyardServer();
 const test = wrapTest(server);
-let grpcPort;
+let grpcAddress;
 const clients = [];
 
 before(async () => {
-  grpcPort = await freePort();
-  server.env = { API_KEYS: KEY, GRPC_PORT: String(grpcPort), TLS_CERT: cert, TLS_KEY: key };
+  server.env = { API_KEYS: KEY, GRPC_PORT: "0", TLS_CERT: cert, TLS_KEY: key };
   await server.start();
+  grpcAddress = await server.grpcAddress();
 });
 
 after(async () => {
@@ -45,7 +38,7 @@ after(async () => {
 
 /** `Info` through a client with `credentials`: resolves with the reply or rejects. */
 function info(credentials) {
-  const client = new SwitchyardApi(`127.0.0.1:${grpcPort}`, credentials);
+  const client = new SwitchyardApi(grpcAddress, credentials);
   clients.push(client);
   const metadata = new grpc.Metadata();
   metadata.set("authorization", `Bearer ${KEY}`);

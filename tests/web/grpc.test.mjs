@@ -8,7 +8,7 @@ import { after, before, describe } from "node:test";
 import grpc from "@grpc/grpc-js";
 import protoLoader from "@grpc/proto-loader";
 import { io } from "socket.io-client";
-import { SwitchyardServer, WEB_DIR, freePort, withTimeout, wrapTest } from "./lib/server.mjs";
+import { SwitchyardServer, WEB_DIR, withTimeout, wrapTest } from "./lib/server.mjs";
 
 const KEY = "grpc-backend-key-0123456789";
 const PROTO = path.resolve(WEB_DIR, "../../crates/server/proto/switchyard.proto");
@@ -22,10 +22,9 @@ let client;
 let open = [];
 
 before(async () => {
-  const grpcPort = await freePort();
-  server.env = { API_KEYS: KEY, GRPC_PORT: String(grpcPort) };
+  server.env = { API_KEYS: KEY, GRPC_PORT: "0" };
   await server.start();
-  client = new SwitchyardApi(`127.0.0.1:${grpcPort}`, grpc.credentials.createInsecure());
+  client = new SwitchyardApi(await server.grpcAddress(), grpc.credentials.createInsecure());
   await new Promise((resolve, reject) =>
     client.waitForReady(Date.now() + 10_000, (err) => (err ? reject(err) : resolve())),
   );

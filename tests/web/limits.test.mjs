@@ -6,7 +6,6 @@
 // 127.0.0.1 (and 127.0.0.3), so per-address limits tell them apart.
 
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
 import https from "node:https";
@@ -14,7 +13,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, afterEach, before, describe } from "node:test";
 import { io } from "socket.io-client";
-import { SwitchyardServer, withTimeout, sleep, wrapTest, roomAndMembers } from "./lib/server.mjs";
+import { SwitchyardServer, selfSignedCert, withTimeout, sleep, wrapTest, roomAndMembers } from "./lib/server.mjs";
 
 /** Every socket the tests open, closed after each test. */
 let open = [];
@@ -225,13 +224,7 @@ describe("per-socket limits, payload size and origins", () => {
 
 describe("TLS", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "switchyard-tls-"));
-  const cert = path.join(dir, "cert.pem");
-  const key = path.join(dir, "key.pem");
-  execFileSync("openssl", [
-    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
-    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-  ], { stdio: "ignore" });
+  const { cert, key } = selfSignedCert(dir);
   const { server, test, line } = serverFor({ TLS_CERT: cert, TLS_KEY: key });
   after(() => rmSync(dir, { recursive: true, force: true }));
 

@@ -318,7 +318,10 @@ async fn a_dropped_admin_namespace_refuses_everyone() {
         "join",
         vec![json!("/"), json!("probe"), json!(user.socket.id().unwrap())],
     );
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The admin's packets are handled in order: once its leaving is seen, the actions were.
+    admin.socket.disconnect();
+    let admins = io.of("/admin");
+    wait_until("the admin gone", || admins.socket_count() == 0).await;
     assert_eq!(io.of("/").room_size("hall"), 0);
     assert_eq!(io.of("/").room_size("probe"), 0);
 }

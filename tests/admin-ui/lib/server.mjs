@@ -10,9 +10,16 @@ import { createReadStream, statSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { SwitchyardServer as WebServer, withTimeout, wrapTest as webWrapTest } from "../../web/lib/server.mjs";
+import {
+  CHROMIUM,
+  CHROMIUM_ARGS,
+  SwitchyardServer as WebServer,
+  assertChromium,
+  withTimeout,
+  wrapTest as webWrapTest,
+} from "../../web/lib/server.mjs";
 
-export { withTimeout };
+export { CHROMIUM, CHROMIUM_ARGS, assertChromium, withTimeout };
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 export const TEST_DIR = path.resolve(HERE, "..");

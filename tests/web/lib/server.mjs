@@ -7,7 +7,7 @@
 // `Switchyard listening on http://127.0.0.1:<port>` (https:// with TLS) on stdout once it accepts
 // connections.
 
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
@@ -26,6 +26,42 @@ const START_TIMEOUT_MS = 15_000;
 const LOG_LIMIT = 64 * 1024;
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Debian's Chromium (or CHROMIUM_PATH), and the flags the browser tests launch it with.
+ * playwright-core's launch() gives the browser a fresh temporary --user-data-dir of its own
+ * and deletes it on close (it refuses one passed in the flags). */
+export const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
+export const CHROMIUM_ARGS = [
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** Throws, saying how to get it, when there is no Chromium to launch. */
+export function assertChromium() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`no Chromium at ${CHROMIUM}: apt-get install -y chromium (or set CHROMIUM_PATH)`);
+  }
+}
+
+/**
+ * Makes a self-signed certificate for 127.0.0.1 and localhost (EC P-256, one day) with
+ * Debian's openssl, in directory `dir`; returns the paths of its `cert` and `key` (PEM).
+ */
+export function selfSignedCert(dir) {
+  const cert = path.join(dir, "cert.pem");
+  const key = path.join(dir, "key.pem");
+  execFileSync("openssl", [
+    "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+    "-keyout", key, "-out", cert, "-days", "1", "-subj", "/CN=localhost",
+    "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+  ], { stdio: "ignore" });
+  return { cert, key };
+}
 
 /** A sleep that does not keep the process alive by itself. */
 const unrefSleep = (ms) => new Promise((r) => setTimeout(r, ms).unref());
@@ -127,6 +163,21 @@ export class SwitchyardServer {
     }
     this.scheme = this.stdout.includes("listening on https://") ? "https" : "http";
     return this.stdout.trim();
+  }
+
+  /**
+   * The address of the gRPC API when started with GRPC_PORT (0 lets the kernel pick the port,
+   * which no other process can take in between): read from its stdout line.
+   */
+  async grpcAddress() {
+    const found = () => /Switchyard gRPC API listening on (\S+)/.exec(this.stdout ?? "")?.[1];
+    const deadline = Date.now() + START_TIMEOUT_MS;
+    while (!found()) {
+      this.assertAlive();
+      if (Date.now() > deadline) throw new Error(`no gRPC listening line\n${this.logTail()}`);
+      await unrefSleep(20);
+    }
+    return found();
   }
 
   /** Throws if the server ended without being told to. */
