@@ -57,32 +57,48 @@ async fn an_admin_on_one_server_sees_and_acts_on_the_other(adapter: &str) {
     let (_b, bob, _bob_events) = chat(&second.url, "bob").await;
     let bob_id = bob.id().expect("connected");
 
-    let (_manager, admin) = common::socket(&first.url, "/admin", json!({}));
-    let (sender, mut events) = mpsc::unbounded_channel();
-    let sender = Arc::new(sender);
-    admin.on_any(move |event| {
-        let sender = sender.clone();
-        let args: Args = event.args().clone();
-        async move {
-            let _ = sender.send((event.name().to_owned(), args.values));
+    // A server learns of the others a little after it starts (the streams adapter by their
+    // heartbeats): an admin that connects before may not see bob yet, so it connects again.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let (_manager, admin, mut events, listed) = loop {
+        let (manager, admin) = common::socket(&first.url, "/admin", json!({}));
+        let (sender, mut events) = mpsc::unbounded_channel();
+        let sender = Arc::new(sender);
+        admin.on_any(move |event| {
+            let sender = sender.clone();
+            let args: Args = event.args().clone();
+            async move {
+                let _ = sender.send((event.name().to_owned(), args.values));
+            }
+        });
+        tokio::time::timeout(DEADLINE, admin.connect())
+            .await
+            .expect("admin connects in time")
+            .expect("admin connected");
+        // Bob, on the other server, is listed with his connection.
+        let all = until(&mut events, "all_sockets", |_| true).await;
+        let bob_listed = all[0]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .find(|socket| socket["id"] == json!(bob_id))
+            .cloned();
+        match bob_listed {
+            Some(listed) => break (manager, admin, events, listed),
+            None if tokio::time::Instant::now() < deadline => {
+                admin.disconnect();
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            None => panic!("{adapter}: bob not in {all:?}"),
         }
-    });
-    tokio::time::timeout(DEADLINE, admin.connect())
-        .await
-        .expect("admin connects in time")
-        .expect("admin connected");
-
-    // Bob, on the other server, is listed with his connection.
-    let all = until(&mut events, "all_sockets", |_| true).await;
-    let listed = all[0]
-        .as_array()
-        .expect("a list")
-        .iter()
-        .find(|socket| socket["id"] == json!(bob_id))
-        .cloned()
-        .unwrap_or_else(|| panic!("{adapter}: bob not in {all:?}"));
+    };
     assert_eq!(listed["nsp"], "/chat", "{adapter}");
-    assert_eq!(listed["transport"], "websocket", "{adapter}");
+    // Where the client is in its upgrade (polling first) when the list is made is not fixed:
+    // either transport is a true answer, and a transport is always told.
+    assert!(
+        listed["transport"] == "websocket" || listed["transport"] == "polling",
+        "{adapter}: {listed}"
+    );
     assert_eq!(
         listed["clientId"].as_str().map(str::len),
         Some(12),
@@ -99,17 +115,26 @@ async fn an_admin_on_one_server_sees_and_acts_on_the_other(adapter: &str) {
         })
         .await;
     }
-    // Once the other server has counted this admin (after its next report), its live events
-    // come here too.
-    until(&mut events, "server_stats", |args| {
-        args[0]["serverId"] == "two"
-    })
-    .await;
-    assert_eq!(ack(&bob, "join", json!("lobby")).await["room"], "lobby");
-    let joined = until(&mut events, "room_joined", |args| {
-        args.get(1) == Some(&json!("chat:lobby"))
-    })
-    .await;
+    // Once the other server has counted this admin (it counts after each report), its live
+    // events come here too: bob joins rooms until one of his joins is told here.
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    let mut attempt = 0;
+    let joined = loop {
+        attempt += 1;
+        let room = format!("lobby{attempt}");
+        assert_eq!(ack(&bob, "join", json!(room)).await["room"], json!(room));
+        let key = json!(format!("chat:{room}"));
+        let told = tokio::time::timeout(
+            std::time::Duration::from_secs(3),
+            until(&mut events, "room_joined", |args| args.get(1) == Some(&key)),
+        )
+        .await;
+        match told {
+            Ok(joined) => break joined,
+            Err(_) if tokio::time::Instant::now() < deadline => continue,
+            Err(_) => panic!("{adapter}: no room_joined from the other server"),
+        }
+    };
     assert_eq!(joined[0], "/chat", "{adapter}");
     assert_eq!(joined[2], json!(bob_id), "{adapter}");
 

@@ -659,9 +659,18 @@ impl Socket {
     /// other namespaces. The client sees `io server disconnect`.
     pub fn disconnect(&self) {
         let packet = Packet::disconnect(self.0.ns.name.to_string());
-        let _ = self.send_encoded(EncodedPacket::new(self.0.ns.parser, &packet));
+        // Only a client that was told it is connected is told it is not.
+        let told = self.connected();
         self.0.client.left_by_server(&self.0.ns.name);
+        // Closed before the DISCONNECT goes out: the client's answer (often closing its
+        // transport) must not overtake the close and make it a `transport close`.
         self.close(DisconnectReason::ServerNamespaceDisconnect);
+        if told {
+            let _ = send_to(
+                &EncodedPacket::new(self.0.ns.parser, &packet),
+                &self.0.client.engine,
+            );
+        }
     }
 
     /// Disconnects the socket and closes the client's whole connection.
