@@ -413,6 +413,12 @@ impl Session {
         self.events.pop_front()
     }
 
+    /// Takes every pending event at once, in order, with the queue's memory: a session that
+    /// has nothing to say holds no queue (most sessions are idle most of the time).
+    pub fn take_events(&mut self) -> VecDeque<Event> {
+        std::mem::take(&mut self.events)
+    }
+
     /// Ends the session at once, dropping anything unsent.
     pub fn close(&mut self, reason: CloseReason) {
         if self.is_closed() {
@@ -539,7 +545,8 @@ impl Session {
         }
         if !self.outbox.is_empty() {
             let payload = encode_payload(&self.outbox);
-            self.outbox.clear();
+            // Dropped rather than cleared: an idle session keeps no queue memory.
+            self.outbox = VecDeque::new();
             self.outbox_bytes = 0;
             self.finish_if_drained();
             return Some(payload);
@@ -595,7 +602,13 @@ impl Session {
             out.push(Frame::text_packet(PacketType::Pong, "probe"));
         }
         if self.transport == TransportKind::WebSocket && !self.is_closed() {
-            out.extend(self.outbox.drain(..));
+            if out.is_empty() {
+                // The queue's memory moves to the writer (in place: it is only ever pushed at
+                // the back and taken whole), so an idle session keeps none.
+                *out = Vec::from(std::mem::take(&mut self.outbox));
+            } else {
+                out.extend(self.outbox.drain(..));
+            }
             self.outbox_bytes = 0;
             self.finish_if_drained();
         }
@@ -678,6 +691,33 @@ mod tests {
         assert_eq!(s.poll_timeout(), Some(ms(t0, 650)));
         s.handle_timeout(ms(t0, 600));
         assert!(!s.is_closed());
+    }
+
+    #[test]
+    fn a_drained_session_keeps_no_queue_memory() {
+        let t0 = Instant::now();
+        let mut s = Session::new(t0, config(), TransportKind::WebSocket);
+        s.send(Frame::text_message("a")).unwrap();
+        s.handle_packet(
+            ms(t0, 1),
+            TransportKind::WebSocket,
+            Packet::Message(Message::Text("b".into())),
+        );
+        let mut out = Vec::new();
+        s.drain_websocket_frames(&mut out);
+        assert_eq!(out, vec![Frame::text_message("a")]);
+        let taken = s.take_events();
+        assert_eq!(
+            taken.into_iter().collect::<Vec<_>>(),
+            vec![Event::Message(Message::Text("b".into()))]
+        );
+        assert_eq!(s.outbox.capacity(), 0);
+        assert_eq!(s.events.capacity(), 0);
+
+        let mut s = Session::new(t0, config(), TransportKind::Polling);
+        s.send(Frame::text_message("a")).unwrap();
+        assert!(s.take_polling_payload().is_some());
+        assert_eq!(s.outbox.capacity(), 0);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
@@ -311,13 +311,8 @@ impl<H: EngineHandler> EngineInner<H> {
             },
             TransportKind::Polling => None,
         };
-        let info = RequestInfo {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            headers: request.headers().clone(),
-            remote_addr: request.extensions().get::<RemoteAddr>().map(|addr| addr.0),
-            time: SystemTime::now(),
-        };
+        let remote_addr = request.extensions().get::<RemoteAddr>().map(|addr| addr.0);
+        let info = RequestInfo::copied_from(&request, remote_addr);
         if let Some(allow) = &self.config.allow_request {
             if !allow(&info) {
                 return self.refuse(ErrorCode::Forbidden, request.headers(), upgrade);

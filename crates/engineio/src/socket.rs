@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
-use http::{HeaderMap, Method, Uri};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Uri};
 use switchyard_engineio_proto::{
     CloseReason, Event, Frame, SendError, Session, SessionConfig, TransportKind, WebSocketRole,
 };
@@ -28,6 +29,22 @@ pub struct RequestInfo {
 }
 
 impl RequestInfo {
+    /// What the session keeps of `request`, copied out of the connection's read buffer.
+    ///
+    /// hyper's header values and URI are views into the 8 KiB buffer the request was read
+    /// into: keeping them as they are would keep that whole buffer for the session's life,
+    /// most of an idle connection's memory. The copy puts every value in one allocation, sized
+    /// to fit, and the headers in a map sized to fit.
+    pub fn copied_from<B>(request: &http::Request<B>, remote_addr: Option<SocketAddr>) -> Self {
+        RequestInfo {
+            method: request.method().clone(),
+            uri: copy_uri(request.uri()),
+            headers: copy_headers(request.headers()),
+            remote_addr,
+            time: SystemTime::now(),
+        }
+    }
+
     /// The value of query parameter `name`, percent-decoded.
     pub fn query_param(&self, name: &str) -> Option<String> {
         self.uri.query()?.split('&').find_map(|pair| {
@@ -35,6 +52,38 @@ impl RequestInfo {
             (key == name).then(|| percent_decode(value))
         })
     }
+}
+
+/// `uri` in an allocation of its own.
+fn copy_uri(uri: &Uri) -> Uri {
+    Uri::from_maybe_shared(Bytes::from(uri.to_string())).unwrap_or_else(|_| uri.clone())
+}
+
+/// `headers` with every value in one shared allocation and no spare room in the map.
+fn copy_headers(headers: &HeaderMap) -> HeaderMap {
+    let total = headers.values().map(|value| value.len()).sum();
+    let mut joined = Vec::with_capacity(total);
+    for value in headers.values() {
+        joined.extend_from_slice(value.as_bytes());
+    }
+    let joined = Bytes::from(joined);
+    let mut copy = HeaderMap::new();
+    let mut start = 0;
+    for (name, value) in headers {
+        let end = start + value.len();
+        // The bytes were a valid header value a moment ago; should they somehow not parse
+        // again, the original value is kept (and with it the read buffer), never dropped.
+        let value = HeaderValue::from_maybe_shared(joined.slice(start..end))
+            .map(|mut copied| {
+                copied.set_sensitive(value.is_sensitive());
+                copied
+            })
+            .unwrap_or_else(|_| value.clone());
+        copy.append(name.clone(), value);
+        start = end;
+    }
+    // A map grown by `append` keeps room to spare; its clone has exactly what it holds.
+    copy.clone()
 }
 
 fn percent_decode(value: &str) -> String {
@@ -218,10 +267,8 @@ impl Socket {
         let mut core = self.lock();
         let deadline_before = core.poll_timeout();
         let result = update(&mut core, now);
-        let mut events = Vec::new();
-        while let Some(event) = core.poll_event() {
-            events.push(event);
-        }
+        // In place: the queue is only pushed at the back and taken whole.
+        let events = Vec::from(core.take_events());
         let poll_ready = core.polling_ready();
         let deadline_after = core.poll_timeout();
         drop(core);
@@ -243,6 +290,48 @@ impl Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether `inner` lies inside `outer`'s memory.
+    fn within(inner: &[u8], outer: &[u8]) -> bool {
+        let range = outer.as_ptr_range();
+        range.contains(&inner.as_ptr())
+    }
+
+    #[test]
+    fn the_kept_request_does_not_hold_the_buffer_it_was_read_into() {
+        // As hyper parses it: values and URI are views into one large read buffer.
+        let mut buffer = vec![b' '; 8192];
+        let text = b"/socket.io/?EIO=4&transport=websocketexample.testx-custom-value";
+        buffer[..text.len()].copy_from_slice(text);
+        let buffer = Bytes::from(buffer);
+        let uri = Uri::from_maybe_shared(buffer.slice(0..40)).unwrap();
+        let mut request = http::Request::builder().uri(uri).body(()).unwrap();
+        let headers = request.headers_mut();
+        let host = HeaderValue::from_maybe_shared(buffer.slice(40..52)).unwrap();
+        let custom = HeaderValue::from_maybe_shared(buffer.slice(52..64)).unwrap();
+        let mut secret = HeaderValue::from_static("Bearer abc");
+        secret.set_sensitive(true);
+        headers.insert(http::header::HOST, host);
+        headers.append("x-custom", custom.clone());
+        headers.append("x-custom", HeaderValue::from_static("second"));
+        headers.insert(http::header::AUTHORIZATION, secret);
+        assert!(within(request.headers()["x-custom"].as_bytes(), &buffer));
+
+        let info = RequestInfo::copied_from(&request, None);
+        assert_eq!(info.uri, *request.uri());
+        assert_eq!(info.headers, *request.headers());
+        let values: Vec<_> = info.headers.get_all("x-custom").iter().collect();
+        assert_eq!(values, [&custom, &HeaderValue::from_static("second")]);
+        assert!(info.headers[http::header::AUTHORIZATION].is_sensitive());
+        for value in info.headers.values() {
+            assert!(
+                !within(value.as_bytes(), &buffer),
+                "{value:?} still in the buffer"
+            );
+        }
+        let path = info.uri.path_and_query().unwrap().as_str().as_bytes();
+        assert!(!within(path, &buffer));
+    }
 
     #[test]
     fn query_params_are_percent_decoded() {

@@ -91,12 +91,12 @@ pub(crate) fn handshake<H: EngineHandler>(
     on_upgrade: OnUpgrade,
 ) {
     let (entry, open) = inner.open_session(TransportKind::WebSocket, info, slot);
-    tokio::spawn(async move {
-        let open = Frame::Text(
-            switchyard_engineio_proto::Text::from_utf8(open).unwrap_or_else(|_| "0".into()),
-        );
-        run(inner, entry, on_upgrade, Some(open)).await;
-    });
+    let open = Frame::Text(
+        switchyard_engineio_proto::Text::from_utf8(open).unwrap_or_else(|_| "0".into()),
+    );
+    // The connection's future is the task itself: no block around it to hold a second copy of
+    // its arguments for the connection's life.
+    tokio::spawn(run(inner, entry, on_upgrade, Some(open)));
 }
 
 /// A WebSocket with the sid of a polling session: probes an upgrade.
@@ -110,23 +110,22 @@ pub(crate) fn upgrade_session<H: EngineHandler, B>(
     };
     let (started, events) = entry.socket.update(|core, now| core.upgrade_start(now));
     inner.dispatch(&entry, events);
-    let refused = started.is_err();
+    if started.is_ok() {
+        tokio::spawn(run(inner, entry, on_upgrade, None));
+        return response;
+    }
     tokio::spawn(async move {
-        if refused {
-            // The reference server completes the handshake, then closes a WebSocket that
-            // tries to upgrade a session already upgraded or upgrading.
-            debug!(
-                sid = entry.socket.sid(),
-                "refusing second websocket for session"
-            );
-            let limit = inner.config.peer_write_limit();
-            if let Ok(Ok(upgraded)) = timeout(limit, on_upgrade).await {
-                let mut stream = stream(&inner, upgraded).await;
-                let _ = timeout(limit, stream.close(None)).await;
-            }
-            return;
+        // The reference server completes the handshake, then closes a WebSocket that tries to
+        // upgrade a session already upgraded or upgrading.
+        debug!(
+            sid = entry.socket.sid(),
+            "refusing second websocket for session"
+        );
+        let limit = inner.config.peer_write_limit();
+        if let Ok(Ok(upgraded)) = timeout(limit, on_upgrade).await {
+            let mut stream = stream(&inner, upgraded).await;
+            let _ = timeout(limit, stream.close(None)).await;
         }
-        run(inner, entry, on_upgrade, None).await;
     });
     response
 }
@@ -162,6 +161,10 @@ fn to_ws_message(frame: Frame) -> tungstenite::Message {
 }
 
 /// Runs one WebSocket: reads frames into the session, writes what it queues, drives its timers.
+///
+/// This future lives as long as the connection, so its size is part of every idle
+/// connection's memory: what is awaited once (the upgrade, the stream's setup, the close) or
+/// rarely (a pong, a refused message) is boxed, so that only the loop's own state stays.
 async fn run<H: EngineHandler>(
     inner: Arc<EngineInner<H>>,
     entry: Arc<Entry<H::Connection>>,
@@ -172,29 +175,14 @@ async fn run<H: EngineHandler>(
     let mut guard = EndGuard::new(&inner, &entry, |core| {
         core.websocket_closed(CloseReason::TransportError)
     });
-    // hyper hands the connection over once the 101 is written; bounded like any write.
-    let limit = inner.config.peer_write_limit();
-    let upgraded = match timeout(limit, on_upgrade).await {
-        Ok(Ok(upgraded)) => upgraded,
-        failed => {
-            match failed {
-                Ok(Err(error)) => {
-                    debug!(sid = entry.socket.sid(), %error, "websocket upgrade failed")
-                }
-                _ => debug!(sid = entry.socket.sid(), "websocket upgrade timed out"),
-            }
-            guard.disarm();
-            let ((), events) = entry
-                .socket
-                .update(|core, _| core.websocket_closed(CloseReason::TransportError));
-            inner.dispatch(&entry, events);
-            return;
-        }
+    let Some(mut ws) = Box::pin(open_stream(&inner, &entry, on_upgrade)).await else {
+        guard.disarm();
+        let ((), events) = entry
+            .socket
+            .update(|core, _| core.websocket_closed(CloseReason::TransportError));
+        inner.dispatch(&entry, events);
+        return;
     };
-    let mut ws = stream(&inner, upgraded).await;
-    // A batch may take the heartbeat budget in all, while it progresses; the stream's own
-    // guard cuts a write that stalls for the write timeout.
-    let write_limit = inner.config.heartbeat_budget();
     let mut outgoing: Vec<Frame> = open.into_iter().collect();
     // One timer for the connection's life, moved only when the session's deadline changes:
     // registering a fresh sleep for every message would cost more than the message.
@@ -210,9 +198,14 @@ async fn run<H: EngineHandler>(
         if !outgoing.is_empty() {
             let bytes = outgoing.iter().map(Frame::len).sum();
             inner.counters.sent(outgoing.len() as u64, bytes);
-            if let Err(reason) = write_all(&entry, &mut ws, &mut outgoing, write_limit).await {
+            // A batch may take the heartbeat budget in all, while it progresses; the stream's
+            // own guard cuts a write that stalls for the write timeout.
+            let limit = inner.config.heartbeat_budget();
+            if let Err(reason) = write_all(&entry, &mut ws, &mut outgoing, limit).await {
                 break Some(reason);
             }
+            // The batch's memory goes with it: an idle connection keeps no queue.
+            outgoing = Vec::new();
         }
         if role == WebSocketRole::Detached {
             break None;
@@ -226,20 +219,23 @@ async fn run<H: EngineHandler>(
         let woken = entry.socket.wake_websocket.notified();
         tokio::select! {
             received = ws.next() => {
-                if let Some(reason) = receive(&inner, &entry, &mut ws, received).await {
-                    break Some(reason);
-                }
                 // Take every message that is already here before writing the answers, so a
                 // burst is answered with one write and one flush.
-                let mut ended = None;
-                while let Some(received) = ws.next().now_or_never() {
-                    if let Some(reason) = receive(&inner, &entry, &mut ws, received).await {
-                        ended = Some(reason);
-                        break;
+                let mut after = receive(&inner, &entry, received);
+                while let AfterRead::Continue = after {
+                    match ws.next().now_or_never() {
+                        Some(received) => after = receive(&inner, &entry, received),
+                        None => break,
                     }
                 }
-                if ended.is_some() {
-                    break ended;
+                let reason = match after {
+                    AfterRead::Continue => None,
+                    AfterRead::End(reason) => Some(reason),
+                    AfterRead::SendPong => Box::pin(send_pong(&inner, &entry, &mut ws)).await,
+                    AfterRead::TooBig => Box::pin(refuse_too_big(&inner, &mut ws)).await,
+                };
+                if reason.is_some() {
+                    break reason;
                 }
             }
             _ = woken => {}
@@ -255,39 +251,132 @@ async fn run<H: EngineHandler>(
         let ((), events) = entry.socket.update(|core, _| core.websocket_closed(reason));
         inner.dispatch(&entry, events);
     }
-    let _ = timeout(limit.min(Duration::from_secs(1)), ws.close(None)).await;
+    let limit = inner.config.peer_write_limit().min(Duration::from_secs(1));
+    let _ = Box::pin(timeout(limit, ws.close(None))).await;
 }
 
+/// Waits for hyper to hand the connection over (once the 101 is written; bounded like any
+/// write) and wraps it in the WebSocket codec; `None` if the upgrade failed or timed out.
+async fn open_stream<H: EngineHandler>(
+    inner: &EngineInner<H>,
+    entry: &Entry<H::Connection>,
+    on_upgrade: OnUpgrade,
+) -> Option<Stream> {
+    match timeout(inner.config.peer_write_limit(), on_upgrade).await {
+        Ok(Ok(upgraded)) => Some(stream(inner, upgraded).await),
+        Ok(Err(error)) => {
+            debug!(sid = entry.socket.sid(), %error, "websocket upgrade failed");
+            None
+        }
+        Err(_) => {
+            debug!(sid = entry.socket.sid(), "websocket upgrade timed out");
+            None
+        }
+    }
+}
+
+/// Sends the pong tungstenite queued for a client's ping, within the write deadline; returns
+/// why the WebSocket ends if it could not.
+async fn send_pong<H: EngineHandler>(
+    inner: &EngineInner<H>,
+    entry: &Entry<H::Connection>,
+    ws: &mut Stream,
+) -> Option<CloseReason> {
+    match timeout(inner.config.peer_write_limit(), ws.flush()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(write_failed(entry, &error)),
+        Err(_) => {
+            peer_fault!(
+                entry.socket.faults,
+                sid = entry.socket.sid(),
+                "websocket pong not taken in time: the peer stopped reading"
+            );
+            Some(CloseReason::TransportError)
+        }
+    }
+}
+
+/// Closes a WebSocket whose message was over the payload limit with the "message too big"
+/// close code; the WebSocket ends.
+async fn refuse_too_big<H: EngineHandler>(
+    inner: &EngineInner<H>,
+    ws: &mut Stream,
+) -> Option<CloseReason> {
+    let frame = CloseFrame {
+        code: CloseCode::Size,
+        reason: "message too big".into(),
+    };
+    let _ = timeout(inner.config.peer_write_limit(), ws.close(Some(frame))).await;
+    Some(CloseReason::TransportError)
+}
+
+/// Why a batch could not be written.
+enum WriteEnd {
+    Failed(tungstenite::Error),
+    /// The batch took the whole limit, progressing or not.
+    TookTooLong,
+}
+
+/// Writes `outgoing` as one batch (one flush), within `limit` once it has to wait.
+///
+/// Polled by hand rather than built from `feed`, `flush` and `timeout` futures: those would
+/// sit in the connection's task, sized for the largest of them, for the connection's whole
+/// life. The timer is only made (boxed) when a write has to wait, which an idle or healthy
+/// connection never does.
 async fn write_all<C>(
     entry: &Entry<C>,
     ws: &mut Stream,
     outgoing: &mut Vec<Frame>,
     limit: Duration,
 ) -> Result<(), CloseReason> {
-    let write = async {
-        for frame in outgoing.drain(..) {
-            ws.feed(to_ws_message(frame)).await?;
-        }
-        ws.flush().await
-    };
-    tokio::pin!(write);
-    // Most writes complete at once; only a write that has to wait gets a timer, so a stalled
-    // reader cannot hold the connection's task forever.
-    let result = match poll_once(write.as_mut()).await {
-        Some(result) => result,
-        None => match timeout(limit, write).await {
-            Ok(result) => result,
-            Err(_) => {
-                peer_fault!(
-                    entry.socket.faults,
-                    sid = entry.socket.sid(),
-                    "websocket write took the heartbeat budget: slow reader"
-                );
-                return Err(CloseReason::TransportError);
+    // Frames are taken from the back, each once the stream is ready for it: nothing is held
+    // aside while the write waits.
+    outgoing.reverse();
+    let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let result = std::future::poll_fn(|cx| {
+        let progress = loop {
+            if outgoing.is_empty() {
+                break ws.poll_flush_unpin(cx);
             }
-        },
-    };
-    result.map_err(|error| write_failed(entry, &error))
+            match ws.poll_ready_unpin(cx) {
+                Poll::Ready(Ok(())) => {
+                    let Some(frame) = outgoing.pop() else {
+                        continue;
+                    };
+                    if let Err(error) = ws.start_send_unpin(to_ws_message(frame)) {
+                        return Poll::Ready(Err(WriteEnd::Failed(error)));
+                    }
+                }
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(WriteEnd::Failed(error))),
+                Poll::Pending => break Poll::Pending,
+            }
+        };
+        match progress {
+            Poll::Ready(result) => Poll::Ready(result.map_err(WriteEnd::Failed)),
+            Poll::Pending => {
+                let timer = deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(WriteEnd::TookTooLong)),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    })
+    .await;
+    // A failed batch is dropped whole, as the connection ends.
+    outgoing.clear();
+    match result {
+        Ok(()) => Ok(()),
+        Err(WriteEnd::Failed(error)) => Err(write_failed(entry, &error)),
+        Err(WriteEnd::TookTooLong) => {
+            peer_fault!(
+                entry.socket.faults,
+                sid = entry.socket.sid(),
+                "websocket write took the heartbeat budget: slow reader"
+            );
+            Err(CloseReason::TransportError)
+        }
+    }
 }
 
 /// Why a failed write ends the WebSocket; a stalled peer is its fault, and logged as such.
@@ -309,27 +398,29 @@ fn stalled(error: &tungstenite::Error) -> bool {
     matches!(error, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
 }
 
-/// Polls `future` once: its output if it is ready, `None` if it has to wait.
-async fn poll_once<F: Future + Unpin>(mut future: F) -> Option<F::Output> {
-    std::future::poll_fn(|cx| match Pin::new(&mut future).poll(cx) {
-        Poll::Ready(output) => Poll::Ready(Some(output)),
-        Poll::Pending => Poll::Ready(None),
-    })
-    .await
-}
-
 /// An instant far enough to mean "never" for a timer.
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// Handles one read result; returns why the WebSocket ends, if it does.
-async fn receive<H: EngineHandler>(
+/// What the connection does after a read.
+enum AfterRead {
+    /// Read on, or wait.
+    Continue,
+    /// The WebSocket ends.
+    End(CloseReason),
+    /// The client pinged: tungstenite queued the pong, which must go out now.
+    SendPong,
+    /// A message was over the payload limit: close with "message too big".
+    TooBig,
+}
+
+/// Handles one read result: a packet goes to the session; says what the connection does next.
+fn receive<H: EngineHandler>(
     inner: &EngineInner<H>,
     entry: &Entry<H::Connection>,
-    ws: &mut Stream,
     received: Option<Result<tungstenite::Message, tungstenite::Error>>,
-) -> Option<CloseReason> {
+) -> AfterRead {
     if let Some(Ok(tungstenite::Message::Text(text))) = &received {
         inner.counters.received(1, text.len());
     } else if let Some(Ok(tungstenite::Message::Binary(data))) = &received {
@@ -345,43 +436,26 @@ async fn receive<H: EngineHandler>(
                     _ => core.websocket_closed(CloseReason::TransportError),
                 });
                 inner.dispatch(entry, events);
-                return None;
+                return AfterRead::Continue;
             }
         },
         // Copy the payload out, so a kept message never pins the connection's read buffer.
         Some(Ok(tungstenite::Message::Binary(data))) => {
             Packet::Message(Message::Binary(Bytes::copy_from_slice(&data)))
         }
-        Some(Ok(tungstenite::Message::Ping(_))) => {
-            // tungstenite queued the pong; send it now, within the write deadline.
-            return match timeout(inner.config.peer_write_limit(), ws.flush()).await {
-                Ok(Ok(())) => None,
-                Ok(Err(error)) => Some(write_failed(entry, &error)),
-                Err(_) => {
-                    peer_fault!(
-                        entry.socket.faults,
-                        sid = entry.socket.sid(),
-                        "websocket pong not taken in time: the peer stopped reading"
-                    );
-                    Some(CloseReason::TransportError)
-                }
-            };
+        Some(Ok(tungstenite::Message::Ping(_))) => return AfterRead::SendPong,
+        Some(Ok(tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_))) => {
+            return AfterRead::Continue
         }
-        Some(Ok(tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_))) => return None,
         Some(Ok(tungstenite::Message::Close(_))) | None => {
-            return Some(CloseReason::TransportClose)
+            return AfterRead::End(CloseReason::TransportClose)
         }
         Some(Err(tungstenite::Error::Capacity(error))) => {
             peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "websocket message over max payload");
-            let frame = CloseFrame {
-                code: CloseCode::Size,
-                reason: "message too big".into(),
-            };
-            let _ = timeout(inner.config.peer_write_limit(), ws.close(Some(frame))).await;
-            return Some(CloseReason::TransportError);
+            return AfterRead::TooBig;
         }
         // A read also writes what tungstenite owes the peer (a pong); the guard cut it.
-        Some(Err(error)) if stalled(&error) => return Some(write_failed(entry, &error)),
+        Some(Err(error)) if stalled(&error) => return AfterRead::End(write_failed(entry, &error)),
         // The peer went away without a closing handshake, or the connection broke: the
         // reference server reports every end of its WebSocket as "transport close"; only a
         // protocol violation is a "transport error".
@@ -392,16 +466,16 @@ async fn receive<H: EngineHandler>(
             | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
         )) => {
             debug!(sid = entry.socket.sid(), %error, "websocket ended without a close frame");
-            return Some(CloseReason::TransportClose);
+            return AfterRead::End(CloseReason::TransportClose);
         }
         Some(Err(error)) => {
             debug!(sid = entry.socket.sid(), %error, "websocket read failed");
-            return Some(CloseReason::TransportError);
+            return AfterRead::End(CloseReason::TransportError);
         }
     };
     let ((), events) = entry
         .socket
         .update(|core, now| core.handle_packet(now, TransportKind::WebSocket, packet));
     inner.dispatch(entry, events);
-    None
+    AfterRead::Continue
 }

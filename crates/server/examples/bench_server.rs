@@ -19,6 +19,11 @@
 //! Runtime: a current_thread tokio runtime by default, since the benchmark pins the server to
 //! one core (`taskset -c 0`). `WORKERS=n` (n ≥ 1) selects a multi-thread runtime with `n`
 //! worker threads instead. `RUST_LOG` sets the log filter (default `warn`).
+//!
+//! Built with `--features dhat-heap`, it runs under the dhat heap profiler and writes
+//! `dhat-heap.json` (in its working directory) `DHAT_AFTER_SECS` seconds after it starts
+//! (default 60), while the connections are still open: the blocks live at that instant are what
+//! the connections hold. `bench/idle-profile` runs it and breaks the heap down by owner.
 
 use std::convert::Infallible;
 
@@ -91,7 +96,32 @@ async fn serve(port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "dhat-heap")]
+#[global_allocator]
+static ALLOC: dhat::Alloc = dhat::Alloc;
+
+/// Starts the heap profiler and a thread that writes its profile after `DHAT_AFTER_SECS`.
+#[cfg(feature = "dhat-heap")]
+fn start_heap_profile() -> anyhow::Result<()> {
+    let after: u64 = match std::env::var("DHAT_AFTER_SECS") {
+        Ok(secs) => secs
+            .parse()
+            .context("DHAT_AFTER_SECS must be a number of seconds")?,
+        Err(_) => 60,
+    };
+    let profiler = dhat::Profiler::new_heap();
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(after));
+        // Dropping the profiler writes the profile: "at t-end" is the heap at this instant.
+        drop(profiler);
+        eprintln!("bench_server: heap profile written");
+    });
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "dhat-heap")]
+    start_heap_profile()?;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),

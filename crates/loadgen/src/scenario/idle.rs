@@ -6,6 +6,10 @@
 //! connection = (RSS − RSS before) / connections open, at both points. Server CPU is measured
 //! over the hold. Each connection is answered by its own task, spawned as soon as it opens, so
 //! no ping goes unanswered while the rest connect.
+//!
+//! Over Socket.IO each connection is in the main namespace `/` and, as a real client would be
+//! (its user's room, say), in one room of its own: it emits `join` with `idle-<index>` and waits
+//! for the ack before it counts as connected. The bare framing has no rooms.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -17,11 +21,11 @@ use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{base, secs};
+use super::{base, rooms, secs};
 use crate::conn::{note_error, Target, Ws};
 use crate::metrics::{proc_rss_kib, round, Window};
 use crate::opts::Opts;
-use crate::wire::Incoming;
+use crate::wire::{Incoming, Proto};
 
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -84,7 +88,14 @@ pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
         tasks.spawn_local(async move {
             let opened = {
                 let _permit = gate.acquire().await;
-                target.connect(index).await
+                match target.connect(index).await {
+                    Ok(ws) if target.proto() == Proto::SocketIo => {
+                        rooms::join(ws, Proto::SocketIo, format!("idle-{index}"))
+                            .await
+                            .map(|(ws, _)| ws)
+                    }
+                    opened => opened,
+                }
             };
             match opened {
                 Ok(ws) => {

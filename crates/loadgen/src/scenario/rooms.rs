@@ -25,7 +25,7 @@ use crate::opts::Opts;
 use crate::wire::{Incoming, Proto};
 
 /// Joins `room` and waits for the ack; returns the connection and the round trip.
-async fn join(mut ws: Ws, proto: Proto, room: String) -> anyhow::Result<(Ws, Duration)> {
+pub(crate) async fn join(mut ws: Ws, proto: Proto, room: String) -> anyhow::Result<(Ws, Duration)> {
     let frame = proto
         .join(0, &room)
         .ok_or_else(|| anyhow::anyhow!("no rooms in this framing"))?;
