@@ -51,6 +51,7 @@
 mod config;
 mod cors;
 mod engine;
+mod headers;
 mod io;
 mod limits;
 mod log;
@@ -65,6 +66,7 @@ mod ws;
 pub use config::{AllowRequest, EngineConfig};
 pub use cors::{AllowedOrigins, CorsConfig};
 pub use engine::{BoxError, Engine, EngineHandler, RemoteAddr};
+pub use headers::RequestHeaders;
 pub use limits::{address_key, AdmissionStats, Limits, Rate, Refusal, TokenBucket};
 pub use log::LogBudget;
 pub use metrics::EngineMetrics;

@@ -5,12 +5,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Uri};
+use http::{Method, Uri};
 use switchyard_engineio_proto::{
     CloseReason, Event, Frame, SendError, Session, SessionConfig, TransportKind, WebSocketRole,
 };
 use tokio::sync::Notify;
 
+use crate::headers::RequestHeaders;
 use crate::log::FaultCounter;
 
 /// What the engine keeps of the request that opened a session.
@@ -20,8 +21,8 @@ pub struct RequestInfo {
     pub method: Method,
     /// The request URI, query included.
     pub uri: Uri,
-    /// The request headers.
-    pub headers: HeaderMap,
+    /// The request headers, compact ([`RequestHeaders::map`] gives a `HeaderMap`).
+    pub headers: RequestHeaders,
     /// The peer's address, when the server knows it.
     pub remote_addr: Option<SocketAddr>,
     /// When the request arrived.
@@ -33,13 +34,13 @@ impl RequestInfo {
     ///
     /// hyper's header values and URI are views into the 8 KiB buffer the request was read
     /// into: keeping them as they are would keep that whole buffer for the session's life,
-    /// most of an idle connection's memory. The copy puts every value in one allocation, sized
-    /// to fit, and the headers in a map sized to fit.
+    /// most of an idle connection's memory. The copy keeps the headers in one allocation of
+    /// their own bytes ([`RequestHeaders`]) and the URI in another.
     pub fn copied_from<B>(request: &http::Request<B>, remote_addr: Option<SocketAddr>) -> Self {
         RequestInfo {
             method: request.method().clone(),
             uri: copy_uri(request.uri()),
-            headers: copy_headers(request.headers()),
+            headers: RequestHeaders::copied_from(request.headers()),
             remote_addr,
             time: SystemTime::now(),
         }
@@ -57,33 +58,6 @@ impl RequestInfo {
 /// `uri` in an allocation of its own.
 fn copy_uri(uri: &Uri) -> Uri {
     Uri::from_maybe_shared(Bytes::from(uri.to_string())).unwrap_or_else(|_| uri.clone())
-}
-
-/// `headers` with every value in one shared allocation and no spare room in the map.
-fn copy_headers(headers: &HeaderMap) -> HeaderMap {
-    let total = headers.values().map(|value| value.len()).sum();
-    let mut joined = Vec::with_capacity(total);
-    for value in headers.values() {
-        joined.extend_from_slice(value.as_bytes());
-    }
-    let joined = Bytes::from(joined);
-    let mut copy = HeaderMap::new();
-    let mut start = 0;
-    for (name, value) in headers {
-        let end = start + value.len();
-        // The bytes were a valid header value a moment ago; should they somehow not parse
-        // again, the original value is kept (and with it the read buffer), never dropped.
-        let value = HeaderValue::from_maybe_shared(joined.slice(start..end))
-            .map(|mut copied| {
-                copied.set_sensitive(value.is_sensitive());
-                copied
-            })
-            .unwrap_or_else(|_| value.clone());
-        copy.append(name.clone(), value);
-        start = end;
-    }
-    // A map grown by `append` keeps room to spare; its clone has exactly what it holds.
-    copy.clone()
 }
 
 fn percent_decode(value: &str) -> String {
@@ -290,6 +264,7 @@ impl Socket {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::HeaderValue;
 
     /// Whether `inner` lies inside `outer`'s memory.
     fn within(inner: &[u8], outer: &[u8]) -> bool {
@@ -309,8 +284,7 @@ mod tests {
         let headers = request.headers_mut();
         let host = HeaderValue::from_maybe_shared(buffer.slice(40..52)).unwrap();
         let custom = HeaderValue::from_maybe_shared(buffer.slice(52..64)).unwrap();
-        let mut secret = HeaderValue::from_static("Bearer abc");
-        secret.set_sensitive(true);
+        let secret = HeaderValue::from_static("Bearer abc");
         headers.insert(http::header::HOST, host);
         headers.append("x-custom", custom.clone());
         headers.append("x-custom", HeaderValue::from_static("second"));
@@ -320,14 +294,10 @@ mod tests {
         let info = RequestInfo::copied_from(&request, None);
         assert_eq!(info.uri, *request.uri());
         assert_eq!(info.headers, *request.headers());
-        let values: Vec<_> = info.headers.get_all("x-custom").iter().collect();
-        assert_eq!(values, [&custom, &HeaderValue::from_static("second")]);
-        assert!(info.headers[http::header::AUTHORIZATION].is_sensitive());
-        for value in info.headers.values() {
-            assert!(
-                !within(value.as_bytes(), &buffer),
-                "{value:?} still in the buffer"
-            );
+        let values: Vec<_> = info.headers.get_all("x-custom").collect();
+        assert_eq!(values, [custom.as_bytes(), b"second"]);
+        for (_, value) in info.headers.iter() {
+            assert!(!within(value, &buffer), "{value:?} still in the buffer");
         }
         let path = info.uri.path_and_query().unwrap().as_str().as_bytes();
         assert!(!within(path, &buffer));
@@ -340,7 +310,7 @@ mod tests {
             uri: "/socket.io/?EIO=4&token=a%20b%2Bc&x=1+2&bad=%zz"
                 .parse()
                 .unwrap(),
-            headers: HeaderMap::new(),
+            headers: RequestHeaders::default(),
             remote_addr: None,
             time: SystemTime::now(),
         };

@@ -72,7 +72,9 @@ struct Pending {
 pub struct JsonDecoder {
     max_attachments: usize,
     max_attachment_bytes: usize,
-    pending: Option<Pending>,
+    /// Boxed: a connection holds its decoder for its whole life, and most never send a
+    /// binary packet.
+    pending: Option<Box<Pending>>,
 }
 
 impl Default for JsonDecoder {
@@ -137,11 +139,11 @@ impl JsonDecoder {
         if let Packet::Event { attachments, .. } | Packet::Ack { attachments, .. } = &mut packet {
             attachments.reserve_exact(expected);
         }
-        self.pending = Some(Pending {
+        self.pending = Some(Box::new(Pending {
             packet,
             expected,
             bytes: 0,
-        });
+        }));
         Ok(None)
     }
 

@@ -291,7 +291,13 @@ impl Client {
         let client = self.clone();
         run_inline(async move {
             client.join(joining, nsp, auth).await;
-            lock(&client.connecting).retain(|pending| *pending != name);
+            let mut connecting = lock(&client.connecting);
+            connecting.retain(|pending| *pending != name);
+            // Nothing pending: give the list's memory back (most connections never connect
+            // again, and stay open for hours).
+            if connecting.is_empty() {
+                *connecting = Vec::new();
+            }
         });
     }
 
@@ -346,7 +352,11 @@ impl Client {
             let start = adapter.attach_socket(&mut || namespace.0.add_socket(socket.clone()));
             socket.set_start_offset(start);
         }
-        lock(&self.sockets).push((namespace.0.name.clone(), socket.clone()));
+        // Room for this one only: most connections join one namespace, for their whole life.
+        let mut sockets = lock(&self.sockets);
+        sockets.reserve_exact(1);
+        sockets.push((namespace.0.name.clone(), socket.clone()));
+        drop(sockets);
         drop(joining);
         if self.engine.is_closed() {
             socket.close(DisconnectReason::TransportClose);

@@ -108,8 +108,16 @@ pub struct Handshake {
 
 impl Handshake {
     /// The HTTP headers of the request that opened the connection.
+    ///
+    /// The connection keeps its headers compact; the first call builds this map and keeps it
+    /// for the connection's life. [`header`](Self::header) reads one header without it.
     pub fn headers(&self) -> &HeaderMap {
-        &self.engine.request().headers
+        self.engine.request().headers.map()
+    }
+
+    /// The first value of header `name` (any case) of the request that opened the connection.
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.engine.request().headers.get(name)
     }
 
     /// The query parameter `name` of that request, percent-decoded.
@@ -132,10 +140,10 @@ impl Handshake {
     pub fn info(&self) -> HandshakeInfo {
         let request = self.engine.request();
         let mut headers = std::collections::BTreeMap::new();
-        for (name, value) in &request.headers {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+        for (name, value) in request.headers.iter() {
+            let value = String::from_utf8_lossy(value).into_owned();
             headers
-                .entry(name.as_str().to_owned())
+                .entry(name.to_owned())
                 .and_modify(|joined: &mut String| {
                     joined.push_str(", ");
                     joined.push_str(&value);
@@ -160,7 +168,7 @@ impl Handshake {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |since| since.as_millis() as u64);
         HandshakeInfo {
-            xdomain: request.headers.contains_key(http::header::ORIGIN),
+            xdomain: request.headers.get("origin").is_some(),
             headers,
             time: httpdate(self.time),
             address: request

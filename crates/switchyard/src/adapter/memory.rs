@@ -24,8 +24,60 @@ pub struct RoomIndex {
 
 #[derive(Debug, Default)]
 struct Rooms {
-    rooms: HashMap<Room, HashSet<Sid>>,
-    sids: HashMap<Sid, HashSet<Room>>,
+    rooms: HashMap<Room, SmallSet<Sid>>,
+    sids: HashMap<Sid, SmallSet<Room>>,
+}
+
+/// A set of at least one member that holds a lone member inline.
+///
+/// Most rooms hold one socket (its user's room) and most sockets are in one room or two, so
+/// the common set costs no allocation: a `HashSet` of one member takes a table of four. An
+/// empty set is never kept: the index removes it instead.
+#[derive(Debug)]
+enum SmallSet<T> {
+    One(T),
+    Many(HashSet<T>),
+}
+
+impl<T: std::hash::Hash + Eq + Clone> SmallSet<T> {
+    fn insert(&mut self, member: T) {
+        match self {
+            SmallSet::One(only) if *only == member => {}
+            SmallSet::One(only) => {
+                *self = SmallSet::Many(HashSet::from([only.clone(), member]));
+            }
+            SmallSet::Many(members) => {
+                members.insert(member);
+            }
+        }
+    }
+
+    /// Removes `member`; true if the set is now empty (and must be dropped).
+    fn remove(&mut self, member: &T) -> bool {
+        match self {
+            SmallSet::One(only) => only == member,
+            SmallSet::Many(members) => {
+                members.remove(member);
+                if members.len() == 1 {
+                    // Back inline, giving the table's memory back.
+                    let only = members.drain().next();
+                    if let Some(only) = only {
+                        *self = SmallSet::One(only);
+                    }
+                    return false;
+                }
+                members.is_empty()
+            }
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &T> {
+        let (one, many) = match self {
+            SmallSet::One(only) => (Some(only), None),
+            SmallSet::Many(members) => (None, Some(members.iter())),
+        };
+        one.into_iter().chain(many.into_iter().flatten())
+    }
 }
 
 impl RoomIndex {
@@ -53,16 +105,19 @@ impl RoomIndex {
     pub fn add_all_reporting(&self, sid: &Sid, rooms: &[Room], created: &mut dyn FnMut(&Room)) {
         let mut index = self.write();
         for room in rooms {
-            let members = index.rooms.entry(room.clone()).or_default();
-            if members.is_empty() {
-                created(room);
+            match index.rooms.get_mut(room) {
+                Some(members) => members.insert(sid.clone()),
+                None => {
+                    index.rooms.insert(room.clone(), SmallSet::One(sid.clone()));
+                    created(room);
+                }
             }
-            members.insert(sid.clone());
-            index
-                .sids
-                .entry(sid.clone())
-                .or_default()
-                .insert(room.clone());
+            match index.sids.get_mut(sid) {
+                Some(joined) => joined.insert(room.clone()),
+                None => {
+                    index.sids.insert(sid.clone(), SmallSet::One(room.clone()));
+                }
+            }
         }
     }
 
@@ -76,15 +131,13 @@ impl RoomIndex {
     pub fn del_reporting(&self, sid: &Sid, room: &Room, deleted: &mut dyn FnMut(&Room)) {
         let mut index = self.write();
         if let Some(members) = index.rooms.get_mut(room) {
-            members.remove(sid);
-            if members.is_empty() {
+            if members.remove(sid) {
                 index.rooms.remove(room);
                 deleted(room);
             }
         }
         if let Some(rooms) = index.sids.get_mut(sid) {
-            rooms.remove(room);
-            if rooms.is_empty() {
+            if rooms.remove(room) {
                 index.sids.remove(sid);
             }
         }
@@ -102,12 +155,11 @@ impl RoomIndex {
         let Some(rooms) = index.sids.remove(sid) else {
             return;
         };
-        for room in rooms {
-            if let Some(members) = index.rooms.get_mut(&room) {
-                members.remove(sid);
-                if members.is_empty() {
-                    index.rooms.remove(&room);
-                    deleted(&room);
+        for room in rooms.iter() {
+            if let Some(members) = index.rooms.get_mut(room) {
+                if members.remove(sid) {
+                    index.rooms.remove(room);
+                    deleted(room);
                 }
             }
         }
@@ -380,6 +432,34 @@ mod tests {
         assert_eq!(all, vec!["r1"]);
         adapter.del_all(&sid("b"));
         assert!(adapter.rooms().is_empty());
+    }
+
+    #[test]
+    fn a_lone_member_is_held_inline_and_a_set_shrinks_back_to_one() {
+        let index = RoomIndex::new();
+        let r: Room = Arc::from("r");
+        let is_inline = |index: &RoomIndex| {
+            let rooms = index.read();
+            (
+                matches!(rooms.rooms.get(&r), Some(SmallSet::One(_))),
+                matches!(rooms.sids.get(&sid("a")), Some(SmallSet::One(_))),
+            )
+        };
+        index.add_all(&sid("a"), std::slice::from_ref(&r));
+        index.add_all(&sid("a"), std::slice::from_ref(&r));
+        assert_eq!(is_inline(&index), (true, true));
+        index.add_all(&sid("b"), std::slice::from_ref(&r));
+        index.add_all(&sid("a"), &[Arc::from("s")]);
+        assert_eq!(is_inline(&index), (false, false));
+        assert_eq!(members(&index, "r"), vec!["a", "b"]);
+        index.del(&sid("b"), &r);
+        index.del(&sid("a"), &Arc::from("s"));
+        assert_eq!(is_inline(&index), (true, true));
+        assert_eq!(members(&index, "r"), vec!["a"]);
+        assert_eq!(index.socket_rooms(&sid("a")), vec![r.clone()]);
+        index.del(&sid("a"), &r);
+        assert!(index.rooms().is_empty());
+        assert!(index.socket_rooms(&sid("a")).is_empty());
     }
 
     #[test]
