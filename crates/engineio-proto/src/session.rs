@@ -13,6 +13,7 @@
 //! 3. sleeps until [`Session::poll_timeout`] and then calls [`Session::handle_timeout`].
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -181,7 +182,8 @@ const TIMERS: [Timer; 4] = [Timer::Ping, Timer::Pong, Timer::Upgrade, Timer::Clo
 /// One Engine.IO session: heartbeat, outbox, upgrade and close, as a state machine.
 #[derive(Debug)]
 pub struct Session {
-    config: SessionConfig,
+    /// Shared by every session of a server: one copy, not one per session.
+    config: Arc<SessionConfig>,
     transport: TransportKind,
     upgrade: UpgradePhase,
     state: State,
@@ -196,7 +198,14 @@ pub struct Session {
 
 impl Session {
     /// A new open session on `transport`; the first ping is due one interval from `now`.
-    pub fn new(now: Instant, config: SessionConfig, transport: TransportKind) -> Session {
+    ///
+    /// `config` is a [`SessionConfig`], or an `Arc` of one that the server's sessions share.
+    pub fn new(
+        now: Instant,
+        config: impl Into<Arc<SessionConfig>>,
+        transport: TransportKind,
+    ) -> Session {
+        let config = config.into();
         let mut timers = [None; 4];
         timers[Timer::Ping as usize] = Some(now + config.ping_interval);
         Session {

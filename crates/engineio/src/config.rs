@@ -26,8 +26,8 @@ pub struct EngineConfig {
     pub cors: Option<CorsConfig>,
     /// Hook that can refuse a handshake.
     pub allow_request: Option<AllowRequest>,
-    /// Size of the WebSocket read buffer kept per connection, and of each read (default 512
-    /// bytes: an idle connection keeps little). It grows to hold a bigger message; tungstenite
+    /// Size of the WebSocket read buffer kept per connection, and of each read (default 256
+    /// bytes: an idle connection keeps little; 512 measured no faster, see BENCHMARKS.md). It grows to hold a bigger message; tungstenite
     /// keeps the grown capacity for the connection's life.
     pub websocket_read_buffer: usize,
     /// Admission limits checked at each handshake.
@@ -69,7 +69,7 @@ impl Default for EngineConfig {
             transports: vec![TransportKind::Polling, TransportKind::WebSocket],
             cors: None,
             allow_request: None,
-            websocket_read_buffer: 512,
+            websocket_read_buffer: 256,
             limits: Limits::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,

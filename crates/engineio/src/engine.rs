@@ -11,7 +11,9 @@ use base64::Engine as _;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
-use switchyard_engineio_proto::{CloseReason, ErrorCode, Event, Message, Session, TransportKind};
+use switchyard_engineio_proto::{
+    CloseReason, ErrorCode, Event, Message, Session, SessionConfig, TransportKind,
+};
 use tracing::{debug, warn};
 
 use crate::config::EngineConfig;
@@ -61,6 +63,8 @@ impl<H: EngineHandler> Clone for Engine<H> {
 
 pub(crate) struct EngineInner<H: EngineHandler> {
     pub(crate) config: EngineConfig,
+    /// `config.session`, shared by every session rather than copied into each.
+    session_config: Arc<SessionConfig>,
     pub(crate) handler: H,
     sessions: Mutex<SessionMap<H::Connection>>,
     admission: Arc<Mutex<Admission>>,
@@ -86,6 +90,7 @@ impl<H: EngineHandler> Engine<H> {
     pub fn new(config: EngineConfig, handler: H) -> Engine<H> {
         Engine {
             inner: Arc::new(EngineInner {
+                session_config: Arc::new(config.session.clone()),
                 config,
                 handler,
                 sessions: Mutex::new(HashMap::new()),
@@ -367,7 +372,7 @@ impl<H: EngineHandler> EngineInner<H> {
         let sid: Arc<str> = Arc::from(generate_sid());
         let socket = Arc::new(Socket::new(
             sid.clone(),
-            self.config.session.clone(),
+            self.session_config.clone(),
             transport,
             info,
         ));

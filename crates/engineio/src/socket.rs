@@ -114,7 +114,7 @@ pub struct Socket {
 impl Socket {
     pub(crate) fn new(
         sid: Arc<str>,
-        config: SessionConfig,
+        config: Arc<SessionConfig>,
         transport: TransportKind,
         request: RequestInfo,
     ) -> Socket {

@@ -85,6 +85,11 @@ const IDLE: &[Metric] = &[
         Better::Lower,
     ),
     m(
+        "rss_projected_1m_gib",
+        "RSS for 1M connections, projected (GiB): before + 10⁶ × per connection",
+        Better::Lower,
+    ),
+    m(
         "server_cpu_pct",
         "server CPU % (heartbeats only)",
         Better::Lower,

@@ -179,6 +179,17 @@ pub(crate) async fn run(opts: &Opts) -> anyhow::Result<Value> {
     }
     if let Some(bytes) = per_conn(rss_end) {
         out.insert("rss_per_conn_bytes".into(), json!(bytes));
+        // The server's RSS with a million such connections: what it held before the first,
+        // plus a million times what each one added. Per-connection cost measured at 10,000 is
+        // flat from there on (BENCHMARKS.md compares 1,000, 5,000 and 10,000), and the maps
+        // that grow with the count are in it.
+        if let Some(before) = rss_before {
+            let projected = before as f64 * 1024.0 + bytes * 1e6;
+            out.insert(
+                "rss_projected_1m_gib".into(),
+                json!(round(projected / f64::from(1u32 << 30), 2)),
+            );
+        }
     }
     Ok(Value::Object(out))
 }
