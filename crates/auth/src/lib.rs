@@ -308,7 +308,16 @@ pub fn token_from_sources(
             TokenSource::BearerHeader => match authorization {
                 None => None,
                 Some(value) => {
-                    let value = std::str::from_utf8(value).unwrap_or_default().trim();
+                    // As `HeaderValue::to_str`: visible ASCII and tabs only, so no Unicode
+                    // space is trimmed into an accepted token.
+                    let visible = value
+                        .iter()
+                        .all(|&b| b == b'\t' || (0x20..0x7f).contains(&b));
+                    let value = std::str::from_utf8(value)
+                        .ok()
+                        .filter(|_| visible)
+                        .unwrap_or_default()
+                        .trim();
                     let token = value
                         .split_once(' ')
                         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -448,6 +457,18 @@ mod tests {
                 "Authorization is not `Bearer <token>`".into()
             ))
         );
+        // Only visible ASCII counts, as in an HTTP header value: a Unicode space around the
+        // token is not trimmed into an accepted one.
+        for header in ["Bearer h\u{3000}", "\u{a0}Bearer h", "Bearer h\u{e9}"] {
+            assert_eq!(
+                find(&sources, json!({ "token": "a" }), Some(header), None),
+                Err((
+                    Reason::Malformed,
+                    "Authorization is not `Bearer <token>`".into()
+                )),
+                "{header:?}"
+            );
+        }
     }
 
     #[test]

@@ -612,8 +612,9 @@ impl Session {
         }
         if self.transport == TransportKind::WebSocket && !self.is_closed() {
             if out.is_empty() {
-                // The queue's memory moves to the writer (in place: it is only ever pushed at
-                // the back and taken whole), so an idle session keeps none.
+                // The queue's memory moves to the writer (in place when the ring starts at the
+                // front of its buffer, as it does when only pushed at the back and taken
+                // whole), so an idle session keeps none.
                 *out = Vec::from(std::mem::take(&mut self.outbox));
             } else {
                 out.extend(self.outbox.drain(..));

@@ -9,7 +9,8 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 const LENGTHS: usize = 8;
 
 /// The headers of the request that opened a session, as the session keeps them: every name
-/// and value in one allocation sized to fit, in the order they came.
+/// and value in one allocation sized to fit, in the order `HeaderMap` gives them (the values
+/// of a header sent several times together, in order).
 ///
 /// A session lives as long as its connection, hours for most of them, idle most of that time.
 /// A `HeaderMap` costs about a hundred bytes per header besides the bytes themselves, and
@@ -51,7 +52,7 @@ impl RequestHeaders {
         }
     }
 
-    /// Every header as (name in lower case, value), in the order of the request; a header sent
+    /// Every header as (name in lower case, value), in `HeaderMap`'s order; a header sent
     /// several times comes once per value.
     pub fn iter(&self) -> Iter<'_> {
         Iter { rest: &self.raw }
