@@ -38,7 +38,7 @@ def frame_function(frame):
 def owner(frames):
     spawned = any("tokio::runtime::task::raw::RawTask::new" in f for f in frames)
     for frame in frames:
-        function, text = frame_function(frame)
+        function, _ = frame_function(frame)
         for pattern, name in NAMED:
             if re.search(pattern, function):
                 return name

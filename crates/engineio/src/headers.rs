@@ -186,7 +186,7 @@ mod tests {
     }
 
     #[test]
-    fn the_compact_form_is_one_allocation_of_the_bytes_themselves() {
+    fn the_compact_form_holds_the_bytes_and_two_lengths_per_header() {
         let headers = sample();
         let compact = RequestHeaders::copied_from(&headers);
         let bytes: usize = headers
