@@ -146,8 +146,9 @@ pub(crate) struct Authenticator {
     auth: AdminAuth,
     pub(crate) sessions: Sessions,
     checks: Arc<Semaphore>,
-    /// Logins waiting for, or in, a password check.
-    waiting: std::sync::atomic::AtomicUsize,
+    /// A seat per login waiting for, or in, a password check: a permit, so a login whose
+    /// CONNECT is dropped mid-check gives its seat back.
+    seats: Semaphore,
 }
 
 impl Authenticator {
@@ -156,7 +157,7 @@ impl Authenticator {
             auth,
             sessions,
             checks: Arc::new(Semaphore::new(CONCURRENT_CHECKS)),
-            waiting: std::sync::atomic::AtomicUsize::new(0),
+            seats: Semaphore::new(MAX_WAITING_CHECKS + CONCURRENT_CHECKS),
         }
     }
 
@@ -194,18 +195,14 @@ impl Authenticator {
 
     /// Runs bcrypt on a blocking thread, at most [`CONCURRENT_CHECKS`] at once.
     async fn verify(&self, password: &str, hash: &str) -> Result<bool, ConnectError> {
-        use std::sync::atomic::Ordering;
         let busy = || {
             warn!("admin login refused: too many password checks waiting");
             ConnectError::new("too many login attempts, try again later")
         };
-        if self.waiting.fetch_add(1, Ordering::AcqRel) >= MAX_WAITING_CHECKS + CONCURRENT_CHECKS {
-            self.waiting.fetch_sub(1, Ordering::AcqRel);
+        let Ok(_seat) = self.seats.try_acquire() else {
             return Err(busy());
-        }
-        let checked = self.check(password, hash).await;
-        self.waiting.fetch_sub(1, Ordering::AcqRel);
-        checked.ok_or_else(busy)
+        };
+        self.check(password, hash).await.ok_or_else(busy)
     }
 
     /// The bcrypt check; `None` when no check was free within [`CHECK_QUEUE_WAIT`].
@@ -289,6 +286,38 @@ mod tests {
         };
         let printed = format!("{auth:?}");
         assert!(printed.contains("admin") && !printed.contains("secretsecret"));
+    }
+
+    #[tokio::test]
+    async fn a_login_dropped_mid_check_gives_its_seat_back() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let auth = Authenticator::new(
+            AdminAuth::basic("admin", &hash).unwrap(),
+            Sessions::new(4, Duration::from_secs(60)),
+        );
+        let seats = MAX_WAITING_CHECKS + CONCURRENT_CHECKS;
+        // Every check slot taken, so each login waits in its seat; then every login is dropped.
+        let held = auth
+            .checks
+            .clone()
+            .acquire_many_owned(CONCURRENT_CHECKS as u32)
+            .await;
+        let mut logins: Vec<_> = (0..seats)
+            .map(|_| Box::pin(auth.verify("secret", &hash)))
+            .collect();
+        for login in &mut logins {
+            let pending = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(std::future::Future::poll(login.as_mut(), cx).is_pending())
+            })
+            .await;
+            assert!(pending);
+        }
+        assert_eq!(auth.seats.available_permits(), 0);
+        assert!(auth.verify("secret", &hash).await.is_err(), "no seat left");
+        drop(logins);
+        drop(held);
+        assert_eq!(auth.seats.available_permits(), seats);
+        assert_eq!(auth.verify("secret", &hash).await.ok(), Some(true));
     }
 
     #[test]

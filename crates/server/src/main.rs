@@ -175,6 +175,7 @@ fn socket_io(
             allowed_origins: limits.allowed_origins.clone(),
         });
     engine.cors = config.cors_config();
+    let namespaces = config.namespaces.resolve();
     let io_config = SocketIoConfig {
         engine,
         limits: SocketLimits {
@@ -190,9 +191,7 @@ fn socket_io(
             max_disconnection_duration: config.recovery,
             // Only where the settings say: not in the admin UI's namespace, nor in `/`.
             namespaces: Some(
-                config
-                    .namespaces
-                    .resolve()
+                namespaces
                     .each()
                     .iter()
                     .filter(|(_, settings)| settings.recovery)
@@ -208,7 +207,6 @@ fn socket_io(
         None => SocketIo::new(io_config),
     };
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
-    let namespaces = config.namespaces.resolve();
     config.check().map_err(anyhow::Error::msg)?;
     let webhooks = config.webhooks.secret.as_deref().and_then(|secret| {
         let used = namespaces

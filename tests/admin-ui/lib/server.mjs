@@ -1,5 +1,5 @@
 // The Switchyard server for the admin UI tests (the web tests' harness, tests/web/lib, with a
-// `url` and a longer test deadline), and a static server for the official admin UI's files.
+// longer test deadline), and a static server for the official admin UI's files.
 //
 // The binary comes from SWITCHYARD_BIN (relative paths are taken from tests/web), else
 // `../../target/release/switchyard`. These tests build nothing: build it first with
@@ -26,12 +26,8 @@ export const TEST_DIR = path.resolve(HERE, "..");
 
 export const START_TIMEOUT_MS = 15_000;
 
-/** The web tests' server, with the URL its clients connect to. */
-export class SwitchyardServer extends WebServer {
-  get url() {
-    return `${this.scheme ?? "http"}://127.0.0.1:${this.port}`;
-  }
-}
+/** The web tests' server: its `url` is the one its clients connect to. */
+export const SwitchyardServer = WebServer;
 
 /** node:test's `test` with the server's output in failure messages, 30 s by default (the
  * reference's stats come every 2 s, and some tests wait for two of them). */

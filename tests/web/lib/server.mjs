@@ -3,13 +3,12 @@
 // The binary comes from the environment variable SWITCHYARD_BIN (relative paths are taken
 // from tests/web), else `../../target/release/switchyard`. These tests build nothing: build it
 // first with `cargo build --release` at the repository root. The server is started with
-// `HOST=127.0.0.1 PORT=<free port>` plus any extra environment, and must print
+// `HOST=127.0.0.1 PORT=0` (or the port of a restart) plus any extra environment, and must print
 // `Switchyard listening on http://127.0.0.1:<port>` (https:// with TLS) on stdout once it accepts
-// connections.
+// connections: the port is read from that line.
 
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { test as nodeTest, before, after } from "node:test";
@@ -75,19 +74,6 @@ export function withTimeout(promise, ms, what) {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
-/** Asks the kernel for a free TCP port on 127.0.0.1. */
-export function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.unref();
-    srv.on("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
 export class SwitchyardServer {
   /** `env`: extra environment variables, e.g. `{ PING_INTERVAL_MS: "300" }`. */
   constructor(env = {}) {
@@ -125,7 +111,11 @@ export class SwitchyardServer {
     return `--- switchyard on port ${this.port}: ${status} ---\n${text || "(no output)"}`;
   }
 
-  /** Starts the server, on `port` if given (to restart on the same one), else a free port. */
+  /**
+   * Starts the server, on `port` if given (to restart on the same one), else on a port the
+   * kernel picks as it binds (PORT=0), read back from the server's first line: no other process
+   * can take it in between.
+   */
   async start(port) {
     if (!existsSync(this.bin)) {
       throw new Error(
@@ -133,7 +123,7 @@ export class SwitchyardServer {
           "(build it with `cargo build --release` at the repository root, or set SWITCHYARD_BIN)",
       );
     }
-    this.port = port ?? (await freePort());
+    this.port = port ?? 0;
     this.stdout = "";
     this.exit = null;
     this.stopRequested = false;
@@ -161,7 +151,13 @@ export class SwitchyardServer {
       await this.stop();
       throw err;
     }
-    this.scheme = this.stdout.includes("listening on https://") ? "https" : "http";
+    const listening = /Switchyard listening on (https?):\/\/127\.0\.0\.1:(\d+)/.exec(this.stdout);
+    if (!listening) {
+      await this.stop();
+      throw new Error(`switchyard printed no listening address\n${this.logTail()}`);
+    }
+    this.scheme = listening[1];
+    this.port = Number(listening[2]);
     return this.stdout.trim();
   }
 
