@@ -28,6 +28,7 @@ mod error;
 mod packet;
 mod payload;
 mod session;
+pub mod websocket;
 
 pub use error::{DecodeError, ErrorCode};
 pub use packet::{Frame, Message, OpenPacket, Packet, PacketType, Text};

@@ -187,6 +187,13 @@ impl Text {
         &self.0
     }
 
+    /// The text as a string slice.
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor takes a `str` or validates the bytes as UTF-8, and the
+        // bytes are never changed after.
+        unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+
     /// The bytes, shared, consuming `self`.
     pub fn into_bytes(self) -> Bytes {
         self.0

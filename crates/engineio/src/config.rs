@@ -26,9 +26,9 @@ pub struct EngineConfig {
     pub cors: Option<CorsConfig>,
     /// Hook that can refuse a handshake.
     pub allow_request: Option<AllowRequest>,
-    /// Size of the WebSocket read buffer kept per connection, and of each read (default 256
-    /// bytes: an idle connection keeps little; 512 measured no faster, see BENCHMARKS.md). It grows to hold a bigger message; tungstenite
-    /// keeps the grown capacity for the connection's life.
+    /// Most bytes one WebSocket read takes from the socket (default 16 KiB, at most 64 KiB).
+    /// Each read goes into a buffer borrowed for that read and is decoded at once, so no
+    /// connection keeps a read buffer: this sets how much work one read does, not memory.
     pub websocket_read_buffer: usize,
     /// Admission limits checked at each handshake.
     pub limits: Limits,
@@ -69,7 +69,7 @@ impl Default for EngineConfig {
             transports: vec![TransportKind::Polling, TransportKind::WebSocket],
             cors: None,
             allow_request: None,
-            websocket_read_buffer: 256,
+            websocket_read_buffer: 16 * 1024,
             limits: Limits::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,

@@ -229,9 +229,7 @@ impl<H: EngineHandler> EngineInner<H> {
                     }
                     debug!(sid = entry.socket.sid(), %reason, "session closed");
                     self.handler.on_close(&entry.connection, reason);
-                    entry.socket.wake_poll.notify_one();
-                    entry.socket.closed.notify_waiters();
-                    entry.socket.wake_drivers();
+                    entry.socket.wake_closed();
                 }
             }
         }

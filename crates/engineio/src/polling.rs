@@ -18,6 +18,10 @@ pub(crate) async fn drive<H: EngineHandler>(
     inner: Arc<EngineInner<H>>,
     entry: Arc<Entry<H::Connection>>,
 ) {
+    // Only sessions opened on polling have this task, and their wakers.
+    let Some(wakers) = entry.socket.polling_wakers() else {
+        return;
+    };
     // A session still on polling when this task stops early loses its only timer: end it.
     let mut guard = EndGuard::new(&inner, &entry, |core| {
         if core.transport() == TransportKind::Polling {
@@ -37,7 +41,7 @@ pub(crate) async fn drive<H: EngineHandler>(
             guard.disarm();
             return;
         }
-        let woken = entry.socket.wake_driver.notified();
+        let woken = wakers.driver.notified();
         match deadline {
             Some(deadline) => {
                 tokio::select! {
@@ -74,17 +78,27 @@ pub(crate) async fn get<H: EngineHandler>(
 ) -> Response<Full<Bytes>> {
     let (started, events) = entry.socket.update(|core, _| core.poll_start());
     inner.dispatch(entry, events);
-    if let Err(code) = started {
-        peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %code, "refused poll");
-        return error_response(code);
-    }
+    // A session opened on a WebSocket has no polling wakers; the session refuses its polls.
+    let wakers = match (started, entry.socket.polling_wakers()) {
+        (Ok(()), Some(wakers)) => wakers,
+        (Ok(()), None) => {
+            // Not reached (the session refuses), but the poll it started is given back.
+            let ((), events) = entry.socket.update(|core, _| core.poll_end(false));
+            inner.dispatch(entry, events);
+            return error_response(ErrorCode::BadRequest);
+        }
+        (Err(code), _) => {
+            peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %code, "refused poll");
+            return error_response(code);
+        }
+    };
     let mut guard = PollGuard {
         inner,
         entry,
         answered: false,
     };
     loop {
-        let woken = entry.socket.wake_poll.notified();
+        let woken = wakers.poll.notified();
         tokio::pin!(woken);
         woken.as_mut().enable();
         let (payload, events) = entry.socket.update(|core, _| {
@@ -147,14 +161,27 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    // Taken before the POST starts, so a close at any point after is seen.
-    let closed = entry.socket.closed.notified();
+    // Taken before the POST starts, so a close at any point after is seen. A session opened
+    // on a WebSocket has no polling wakers; the session refuses its POSTs.
+    let closed = entry
+        .socket
+        .polling_wakers()
+        .map(|wakers| wakers.closed.notified());
     let (started, events) = entry.socket.update(|core, _| core.post_start());
     inner.dispatch(entry, events);
-    if let Err(code) = started {
-        peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %code, "refused post");
-        return error_response(code);
-    }
+    let closed = match (started, closed) {
+        (Ok(()), Some(closed)) => closed,
+        (Ok(()), None) => {
+            // Not reached (the session refuses), but the POST it started is given back.
+            let ((), events) = entry.socket.update(|core, _| core.post_end());
+            inner.dispatch(entry, events);
+            return error_response(ErrorCode::BadRequest);
+        }
+        (Err(code), _) => {
+            peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %code, "refused post");
+            return error_response(code);
+        }
+    };
     let mut guard = PostGuard {
         inner,
         entry,

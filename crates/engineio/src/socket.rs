@@ -89,6 +89,19 @@ fn percent_decode(value: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What a session opened on long-polling waits on, apart from its WebSocket's waker: both
+/// wait at once during an upgrade.
+#[derive(Debug, Default)]
+pub(crate) struct PollingWakers {
+    /// Wakes the session's timer task.
+    pub(crate) driver: Notify,
+    /// Wakes the GET waiting on the session.
+    pub(crate) poll: Notify,
+    /// Wakes everything that waits on the peer for this session (a POST body) once it has
+    /// closed; fired with `notify_waiters`, so only futures created before the close see it.
+    pub(crate) closed: Notify,
+}
+
 /// One Engine.IO session, as the application sees it: send frames, close, inspect.
 ///
 /// Cloning the `Arc` is cheap; every method may be called from any task.
@@ -96,16 +109,12 @@ fn percent_decode(value: &str) -> String {
 pub struct Socket {
     sid: Arc<str>,
     core: Mutex<Session>,
-    /// Wakes the timer task of a polling session.
-    pub(crate) wake_driver: Notify,
-    /// Wakes the task of the session's WebSocket (writes, timers once upgraded). Apart from
-    /// `wake_driver` because both tasks wait at once during an upgrade.
+    /// Wakes the task of the session's WebSocket (writes, timers once upgraded).
     pub(crate) wake_websocket: Notify,
-    /// Wakes the GET waiting on a polling session.
-    pub(crate) wake_poll: Notify,
-    /// Wakes everything that waits on the peer for this session (a POST body) once it has
-    /// closed; fired with `notify_waiters`, so only futures created before the close see it.
-    pub(crate) closed: Notify,
+    /// What only a session opened on long-polling waits on; `None` for a session opened on a
+    /// WebSocket, which never has a poll, a POST or a polling timer task to wake, so that it
+    /// does not carry their wakers for its whole life.
+    polling: Option<Box<PollingWakers>>,
     /// The peer's faults, so that only the first is logged loudly.
     pub(crate) faults: FaultCounter,
     request: RequestInfo,
@@ -121,10 +130,8 @@ impl Socket {
         Socket {
             sid,
             core: Mutex::new(Session::new(Instant::now(), config, transport)),
-            wake_driver: Notify::new(),
             wake_websocket: Notify::new(),
-            wake_poll: Notify::new(),
-            closed: Notify::new(),
+            polling: (transport == TransportKind::Polling).then(Box::default),
             faults: FaultCounter::default(),
             request,
         }
@@ -194,11 +201,32 @@ impl Socket {
         result
     }
 
+    /// The wakers of a session opened on long-polling.
+    pub(crate) fn polling_wakers(&self) -> Option<&PollingWakers> {
+        self.polling.as_deref()
+    }
+
+    /// Wakes the GET waiting on this session, if any (or the next one).
+    fn wake_poll(&self) {
+        if let Some(polling) = &self.polling {
+            polling.poll.notify_one();
+        }
+    }
+
+    /// Wakes whatever waits on the peer for this session, now that it has closed.
+    pub(crate) fn wake_closed(&self) {
+        self.wake_poll();
+        if let Some(polling) = &self.polling {
+            polling.closed.notify_waiters();
+        }
+        self.wake_drivers();
+    }
+
     /// Wakes whoever writes for `transport`; during an upgrade the session still sends over
     /// polling, and its WebSocket task learns of the switch from the session's events.
     fn wake_writer(&self, transport: TransportKind) {
         match transport {
-            TransportKind::Polling => self.wake_poll.notify_one(),
+            TransportKind::Polling => self.wake_poll(),
             TransportKind::WebSocket => self.wake_websocket.notify_one(),
         }
     }
@@ -215,12 +243,14 @@ impl Socket {
     }
 
     fn wake_writers(&self) {
-        self.wake_poll.notify_one();
+        self.wake_poll();
         self.wake_drivers();
     }
 
     pub(crate) fn wake_drivers(&self) {
-        self.wake_driver.notify_one();
+        if let Some(polling) = &self.polling {
+            polling.driver.notify_one();
+        }
         self.wake_websocket.notify_one();
     }
 
@@ -247,7 +277,7 @@ impl Socket {
         let deadline_after = core.poll_timeout();
         drop(core);
         if poll_ready {
-            self.wake_poll.notify_one();
+            self.wake_poll();
         }
         let earlier = match (deadline_before, deadline_after) {
             (Some(before), Some(after)) => after < before,

@@ -1,27 +1,31 @@
 //! The WebSocket transport: direct sessions and upgrades from polling.
+//!
+//! The frames are Switchyard's own ([`switchyard_engineio_proto::websocket`], sans-IO): a
+//! connection reads on readiness into a buffer borrowed for the read and keeps no buffer while
+//! it is idle, and writes each batch from a buffer that lives as long as the batch.
 
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use bytes::Bytes;
-use futures_util::{FutureExt, SinkExt, StreamExt};
 use http::{header, HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
+use switchyard_engineio_proto::websocket::{
+    close_reason, encode_close, encode_frame, FrameDecoder, FrameError, Incoming, OpCode,
+};
 use switchyard_engineio_proto::{
     CloseReason, Frame, Message, Packet, TransportKind, WebSocketRole,
 };
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::time::timeout;
-use tokio_tungstenite::tungstenite::error::ProtocolError;
-use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
-use tokio_tungstenite::tungstenite::{self, Utf8Bytes};
-use tokio_tungstenite::WebSocketStream;
 use tracing::debug;
 
 use crate::engine::{EndGuard, EngineHandler, EngineInner, Entry};
@@ -30,10 +34,20 @@ use crate::limits::Slot;
 use crate::log::peer_fault;
 use crate::socket::RequestInfo;
 
-type Stream = WebSocketStream<StallGuard<TokioIo<hyper::upgrade::Upgraded>>>;
+/// The peer's stream, with a deadline on every write.
+type Io = StallGuard<TokioIo<hyper::upgrade::Upgraded>>;
 
-/// Bytes of frames gathered before tungstenite writes them without waiting for the flush.
+/// Bytes of frames gathered into one write.
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
+
+/// Most bytes one read may take, whatever [`EngineConfig::websocket_read_buffer`] says: the
+/// read's buffer is on the stack of the poll that reads.
+///
+/// [`EngineConfig::websocket_read_buffer`]: crate::EngineConfig::websocket_read_buffer
+pub(crate) const MAX_READ_CHUNK: usize = 64 * 1024;
+
+/// The GUID RFC 6455 appends to the client's key to make the accept value.
+const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 /// Whether the request asks for a WebSocket upgrade.
 pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
@@ -41,6 +55,14 @@ pub(crate) fn is_upgrade_request(headers: &HeaderMap) -> bool {
         .get(header::UPGRADE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.eq_ignore_ascii_case("websocket"))
+}
+
+/// The `Sec-WebSocket-Accept` value for a client's `Sec-WebSocket-Key` (RFC 6455, 4.2.2).
+fn accept_key(key: &[u8]) -> String {
+    let mut sha1 = Sha1::new();
+    sha1.update(key);
+    sha1.update(ACCEPT_GUID);
+    base64::engine::general_purpose::STANDARD.encode(sha1.finalize())
 }
 
 /// Checks the WebSocket handshake headers and builds the 101 answer.
@@ -61,7 +83,7 @@ fn switching_protocols(headers: &HeaderMap) -> Option<Response<Full<Bytes>>> {
     if !version_ok {
         return None;
     }
-    let accept = HeaderValue::from_str(&derive_accept_key(key.as_bytes())).ok()?;
+    let accept = HeaderValue::from_str(&accept_key(key.as_bytes())).ok()?;
     let mut response = Response::new(Full::new(Bytes::new()));
     *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
     let headers = response.headers_mut();
@@ -96,7 +118,7 @@ pub(crate) fn handshake<H: EngineHandler>(
     );
     // The connection's future is the task itself: no block around it to hold a second copy of
     // its arguments for the connection's life.
-    tokio::spawn(run(inner, entry, on_upgrade, Some(open)));
+    tokio::spawn(run(inner, entry, on_upgrade, Some(Box::new(open))));
 }
 
 /// A WebSocket with the sid of a polling session: probes an upgrade.
@@ -123,147 +145,149 @@ pub(crate) fn upgrade_session<H: EngineHandler, B>(
         );
         let limit = inner.config.peer_write_limit();
         if let Ok(Ok(upgraded)) = timeout(limit, on_upgrade).await {
-            let mut stream = stream(&inner, upgraded).await;
-            let _ = timeout(limit, stream.close(None)).await;
+            let mut connection = Connection::new(&inner, upgraded);
+            let _ = timeout(limit, connection.close()).await;
         }
     });
     response
 }
 
-async fn stream<H: EngineHandler>(
-    inner: &EngineInner<H>,
-    upgraded: hyper::upgrade::Upgraded,
-) -> Stream {
-    let max = inner.config.session.max_payload;
-    let config = WebSocketConfig::default()
-        .read_buffer_size(inner.config.websocket_read_buffer)
-        // Frames gather until the flush that ends each batch: one write per batch, and the
-        // buffer only grows as large as the largest batch (at most this plus one frame).
-        .write_buffer_size(WRITE_BATCH_BYTES)
-        .max_message_size(Some(max))
-        .max_frame_size(Some(max));
-    // Every write to the peer, tungstenite's own (pongs, close frames) included, fails once it
-    // has made no progress for the write timeout.
-    let io = StallGuard::new(TokioIo::new(upgraded), inner.config.write_timeout);
-    WebSocketStream::from_raw_socket(io, Role::Server, Some(config)).await
+/// One WebSocket: the peer's stream, the decoder of its frames, and what the server owes it.
+///
+/// It lives in the connection's task for the connection's life: every field is paid by every
+/// idle connection.
+struct Connection {
+    io: Io,
+    decoder: FrameDecoder,
+    /// The payload of the last ping not answered yet: only the latest needs its pong.
+    pong: Option<Bytes>,
+    /// The status code of the close frame that ends the connection; `None` for a close frame
+    /// with no code.
+    close: Option<u16>,
 }
 
-fn to_ws_message(frame: Frame) -> tungstenite::Message {
-    match frame {
-        // SAFETY: `Text` is only ever built from `&str`, `String` or bytes validated as UTF-8,
-        // so its bytes are valid UTF-8; skipping the check avoids validating a broadcast's
-        // shared bytes once per recipient.
-        Frame::Text(text) => tungstenite::Message::Text(unsafe {
-            Utf8Bytes::from_bytes_unchecked(text.into_bytes())
-        }),
-        Frame::Binary(data) => tungstenite::Message::Binary(data),
+impl Connection {
+    fn new<H: EngineHandler>(
+        inner: &EngineInner<H>,
+        upgraded: hyper::upgrade::Upgraded,
+    ) -> Connection {
+        Connection {
+            // Every write to the peer, pongs and close frames included, fails once it has
+            // made no progress for the write timeout.
+            io: StallGuard::new(TokioIo::new(upgraded), inner.config.write_timeout),
+            decoder: FrameDecoder::new(inner.config.session.max_payload),
+            pong: None,
+            close: None,
+        }
+    }
+
+    /// Writes the close frame and ends the stream.
+    async fn close(&mut self) {
+        let mut frame = Vec::new();
+        let reason = self.close.map_or("", close_reason);
+        encode_close(self.close, reason, &mut frame);
+        if self.io.write_all(&frame).await.is_ok() {
+            let _ = self.io.shutdown().await;
+        }
     }
 }
 
 /// Runs one WebSocket: reads frames into the session, writes what it queues, drives its timers.
 ///
 /// This future lives as long as the connection, so its size is part of every idle
-/// connection's memory: what is awaited once (the upgrade, the stream's setup, the close) or
-/// rarely (a pong, a refused message) is boxed, so that only the loop's own state stays.
-async fn run<H: EngineHandler>(
+/// connection's memory: what is awaited once (the upgrade, the close) is boxed, so that only
+/// the loop's own state stays. It is an `async move` block rather than an `async fn`, whose
+/// arguments would be kept twice (as arguments and as the body's locals), and the open
+/// packet comes boxed: both would be held for the connection's whole life.
+#[allow(clippy::manual_async_fn)] // on purpose: see above.
+fn run<H: EngineHandler>(
     inner: Arc<EngineInner<H>>,
     entry: Arc<Entry<H::Connection>>,
     on_upgrade: OnUpgrade,
-    open: Option<Frame>,
-) {
-    // If this task stops early, its WebSocket is gone: the session (or its upgrade) ends.
-    let mut guard = EndGuard::new(&inner, &entry, |core| {
-        core.websocket_closed(CloseReason::TransportError)
-    });
-    let Some(mut ws) = Box::pin(open_stream(&inner, &entry, on_upgrade)).await else {
-        guard.disarm();
-        let ((), events) = entry
-            .socket
-            .update(|core, _| core.websocket_closed(CloseReason::TransportError));
-        inner.dispatch(&entry, events);
-        return;
-    };
-    let mut outgoing: Vec<Frame> = open.into_iter().collect();
-    // One timer for the connection's life, moved only when the session's deadline changes:
-    // registering a fresh sleep for every message would cost more than the message.
-    let timer = tokio::time::sleep_until(far_future());
-    tokio::pin!(timer);
-    let mut armed: Option<Instant> = None;
-    let end = loop {
-        let ((role, deadline), events) = entry.socket.update(|core, _| {
-            core.drain_websocket_frames(&mut outgoing);
-            (core.websocket_role(), core.poll_timeout())
+    open: Option<Box<Frame>>,
+) -> impl Future<Output = ()> + Send {
+    async move {
+        // If this task stops early, its WebSocket is gone: the session (or its upgrade) ends.
+        let mut guard = EndGuard::new(&inner, &entry, |core| {
+            core.websocket_closed(CloseReason::TransportError)
         });
-        inner.dispatch(&entry, events);
-        if !outgoing.is_empty() {
-            let bytes = outgoing.iter().map(Frame::len).sum();
-            inner.counters.sent(outgoing.len() as u64, bytes);
-            // A batch may take the heartbeat budget in all, while it progresses; the stream's
-            // own guard cuts a write that stalls for the write timeout.
-            let limit = inner.config.heartbeat_budget();
-            if let Err(reason) = write_all(&entry, &mut ws, &mut outgoing, limit).await {
-                break Some(reason);
+        let Some(mut connection) = Box::pin(open_connection(&inner, &entry, on_upgrade)).await
+        else {
+            guard.disarm();
+            let ((), events) = entry
+                .socket
+                .update(|core, _| core.websocket_closed(CloseReason::TransportError));
+            inner.dispatch(&entry, events);
+            return;
+        };
+        let mut outgoing: Vec<Frame> = open.map(|open| *open).into_iter().collect();
+        // One timer for the connection's life, moved only when the session's deadline changes:
+        // registering a fresh sleep for every message would cost more than the message.
+        let timer = tokio::time::sleep_until(far_future());
+        tokio::pin!(timer);
+        let mut armed: Option<Instant> = None;
+        let end = loop {
+            let ((role, deadline), events) = entry.socket.update(|core, _| {
+                core.drain_websocket_frames(&mut outgoing);
+                (core.websocket_role(), core.poll_timeout())
+            });
+            inner.dispatch(&entry, events);
+            if !outgoing.is_empty() || connection.pong.is_some() {
+                let bytes = outgoing.iter().map(Frame::len).sum();
+                inner.counters.sent(outgoing.len() as u64, bytes);
+                // A batch may take the heartbeat budget in all, while it progresses; the stream's
+                // own guard cuts a write that stalls for the write timeout.
+                let limit = inner.config.heartbeat_budget();
+                if let Err(reason) = write_all(&entry, &mut connection, &mut outgoing, limit).await
+                {
+                    break Some(reason);
+                }
+                // The batch's memory goes with it: an idle connection keeps no queue.
+                outgoing = Vec::new();
             }
-            // The batch's memory goes with it: an idle connection keeps no queue.
-            outgoing = Vec::new();
-        }
-        if role == WebSocketRole::Detached {
-            break None;
-        }
-        if deadline != armed {
-            armed = deadline;
-            timer
-                .as_mut()
-                .reset(deadline.map_or_else(far_future, Into::into));
-        }
-        let woken = entry.socket.wake_websocket.notified();
-        tokio::select! {
-            received = ws.next() => {
-                // Take every message that is already here before writing the answers, so a
-                // burst is answered with one write and one flush.
-                let mut after = receive(&inner, &entry, received);
-                while let AfterRead::Continue = after {
-                    match ws.next().now_or_never() {
-                        Some(received) => after = receive(&inner, &entry, received),
-                        None => break,
+            if role == WebSocketRole::Detached {
+                break None;
+            }
+            if deadline != armed {
+                armed = deadline;
+                timer
+                    .as_mut()
+                    .reset(deadline.map_or_else(far_future, Into::into));
+            }
+            let woken = entry.socket.wake_websocket.notified();
+            tokio::select! {
+                read = std::future::poll_fn(|cx| read_ready(cx, &inner, &entry, &mut connection)) => {
+                    if let AfterRead::End(reason) = read {
+                        break Some(reason);
                     }
                 }
-                let reason = match after {
-                    AfterRead::Continue => None,
-                    AfterRead::End(reason) => Some(reason),
-                    AfterRead::SendPong => Box::pin(send_pong(&inner, &entry, &mut ws)).await,
-                    AfterRead::TooBig => Box::pin(refuse_too_big(&inner, &mut ws)).await,
-                };
-                if reason.is_some() {
-                    break reason;
+                _ = woken => {}
+                _ = &mut timer => {
+                    armed = None;
+                    let ((), events) = entry.socket.update(|core, now| core.handle_timeout(now));
+                    inner.dispatch(&entry, events);
                 }
             }
-            _ = woken => {}
-            _ = &mut timer => {
-                armed = None;
-                let ((), events) = entry.socket.update(|core, now| core.handle_timeout(now));
-                inner.dispatch(&entry, events);
-            }
+        };
+        guard.disarm();
+        if let Some(reason) = end {
+            let ((), events) = entry.socket.update(|core, _| core.websocket_closed(reason));
+            inner.dispatch(&entry, events);
         }
-    };
-    guard.disarm();
-    if let Some(reason) = end {
-        let ((), events) = entry.socket.update(|core, _| core.websocket_closed(reason));
-        inner.dispatch(&entry, events);
+        let limit = inner.config.peer_write_limit().min(Duration::from_secs(1));
+        let _ = Box::pin(timeout(limit, connection.close())).await;
     }
-    let limit = inner.config.peer_write_limit().min(Duration::from_secs(1));
-    let _ = Box::pin(timeout(limit, ws.close(None))).await;
 }
 
 /// Waits for hyper to hand the connection over (once the 101 is written; bounded like any
-/// write) and wraps it in the WebSocket codec; `None` if the upgrade failed or timed out.
-async fn open_stream<H: EngineHandler>(
+/// write); `None` if the upgrade failed or timed out.
+async fn open_connection<H: EngineHandler>(
     inner: &EngineInner<H>,
     entry: &Entry<H::Connection>,
     on_upgrade: OnUpgrade,
-) -> Option<Stream> {
+) -> Option<Connection> {
     match timeout(inner.config.peer_write_limit(), on_upgrade).await {
-        Ok(Ok(upgraded)) => Some(stream(inner, upgraded).await),
+        Ok(Ok(upgraded)) => Some(Connection::new(inner, upgraded)),
         Ok(Err(error)) => {
             debug!(sid = entry.socket.sid(), %error, "websocket upgrade failed");
             None
@@ -275,79 +299,59 @@ async fn open_stream<H: EngineHandler>(
     }
 }
 
-/// Sends the pong tungstenite queued for a client's ping, within the write deadline; returns
-/// why the WebSocket ends if it could not.
-async fn send_pong<H: EngineHandler>(
-    inner: &EngineInner<H>,
-    entry: &Entry<H::Connection>,
-    ws: &mut Stream,
-) -> Option<CloseReason> {
-    match timeout(inner.config.peer_write_limit(), ws.flush()).await {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(write_failed(entry, &error)),
-        Err(_) => {
-            peer_fault!(
-                entry.socket.faults,
-                sid = entry.socket.sid(),
-                "websocket pong not taken in time: the peer stopped reading"
-            );
-            Some(CloseReason::TransportError)
-        }
-    }
-}
-
-/// Closes a WebSocket whose message was over the payload limit with the "message too big"
-/// close code; the WebSocket ends.
-async fn refuse_too_big<H: EngineHandler>(
-    inner: &EngineInner<H>,
-    ws: &mut Stream,
-) -> Option<CloseReason> {
-    let frame = CloseFrame {
-        code: CloseCode::Size,
-        reason: "message too big".into(),
-    };
-    let _ = timeout(inner.config.peer_write_limit(), ws.close(Some(frame))).await;
-    Some(CloseReason::TransportError)
-}
-
 /// Why a batch could not be written.
 enum WriteEnd {
-    Failed(tungstenite::Error),
+    Failed(std::io::Error),
     /// The batch took the whole limit, progressing or not.
     TookTooLong,
 }
 
-/// Writes `outgoing` as one batch (one flush), within `limit` once it has to wait.
+/// Writes the pong owed, then `outgoing`, as frames gathered into writes of about
+/// [`WRITE_BATCH_BYTES`], then flushes; within `limit` once it has to wait.
 ///
-/// Polled by hand rather than built from `feed`, `flush` and `timeout` futures: those would
-/// sit in the connection's task, sized for the largest of them, for the connection's whole
-/// life. The timer is only made (boxed) when a write has to wait, which an idle or healthy
-/// connection never does.
+/// Polled by hand rather than built from write and timeout futures: those would sit in the
+/// connection's task, sized for the largest of them, for the connection's whole life. The
+/// timer is only made (boxed) when a write has to wait, which an idle or healthy connection
+/// never does, and the batch's buffer lives as long as the batch.
 async fn write_all<C>(
     entry: &Entry<C>,
-    ws: &mut Stream,
+    connection: &mut Connection,
     outgoing: &mut Vec<Frame>,
     limit: Duration,
 ) -> Result<(), CloseReason> {
-    // Frames are taken from the back, each once the stream is ready for it: nothing is held
-    // aside while the write waits.
+    // Frames are taken from the back, each as the buffer has room for it.
     outgoing.reverse();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut written = 0;
     let mut deadline: Option<Pin<Box<tokio::time::Sleep>>> = None;
     let result = std::future::poll_fn(|cx| {
         let progress = loop {
-            if outgoing.is_empty() {
-                break ws.poll_flush_unpin(cx);
-            }
-            match ws.poll_ready_unpin(cx) {
-                Poll::Ready(Ok(())) => {
-                    let Some(frame) = outgoing.pop() else {
-                        continue;
-                    };
-                    if let Err(error) = ws.start_send_unpin(to_ws_message(frame)) {
-                        return Poll::Ready(Err(WriteEnd::Failed(error)));
-                    }
+            if written == buffer.len() {
+                buffer.clear();
+                written = 0;
+                if let Some(payload) = connection.pong.take() {
+                    encode_frame(OpCode::Pong, &payload, &mut buffer);
                 }
-                Poll::Ready(Err(error)) => return Poll::Ready(Err(WriteEnd::Failed(error))),
+                while buffer.len() < WRITE_BATCH_BYTES {
+                    let Some(frame) = outgoing.pop() else {
+                        break;
+                    };
+                    let opcode = match frame {
+                        Frame::Text(_) => OpCode::Text,
+                        Frame::Binary(_) => OpCode::Binary,
+                    };
+                    encode_frame(opcode, frame.as_bytes(), &mut buffer);
+                }
+                if buffer.is_empty() {
+                    break Pin::new(&mut connection.io).poll_flush(cx);
+                }
+            }
+            match Pin::new(&mut connection.io).poll_write(cx, &buffer[written..]) {
+                Poll::Ready(Ok(0)) => {
+                    break Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(count)) => written += count,
+                Poll::Ready(Err(error)) => break Poll::Ready(Err(error)),
                 Poll::Pending => break Poll::Pending,
             }
         };
@@ -380,8 +384,8 @@ async fn write_all<C>(
 }
 
 /// Why a failed write ends the WebSocket; a stalled peer is its fault, and logged as such.
-fn write_failed<C>(entry: &Entry<C>, error: &tungstenite::Error) -> CloseReason {
-    if stalled(error) {
+fn write_failed<C>(entry: &Entry<C>, error: &std::io::Error) -> CloseReason {
+    if error.kind() == std::io::ErrorKind::TimedOut {
         peer_fault!(
             entry.socket.faults,
             sid = entry.socket.sid(),
@@ -393,89 +397,126 @@ fn write_failed<C>(entry: &Entry<C>, error: &tungstenite::Error) -> CloseReason 
     CloseReason::TransportError
 }
 
-/// Whether `error` is the stall guard cutting a write.
-fn stalled(error: &tungstenite::Error) -> bool {
-    matches!(error, tungstenite::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut)
-}
-
 /// An instant far enough to mean "never" for a timer.
 fn far_future() -> tokio::time::Instant {
     tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
 }
 
-/// What the connection does after a read.
+/// What the connection does after reading.
 enum AfterRead {
-    /// Read on, or wait.
+    /// Write what is owed, then wait again.
     Continue,
     /// The WebSocket ends.
     End(CloseReason),
-    /// The client pinged: tungstenite queued the pong, which must go out now.
-    SendPong,
-    /// A message was over the payload limit: close with "message too big".
-    TooBig,
 }
 
-/// Handles one read result: a packet goes to the session; says what the connection does next.
+/// Reads what the peer sent until nothing more is there, and hands each message to the
+/// session; pending only if nothing at all was there.
+///
+/// Each read goes into a buffer on this poll's stack, decoded at once: nothing is kept between
+/// reads but what the decoder needs for a frame in progress. Taking every message already here
+/// before writing the answers answers a burst with one write. The runtime's cooperative budget
+/// ends a read loop that would otherwise not stop for a peer that never pauses.
+fn read_ready<H: EngineHandler>(
+    cx: &mut Context<'_>,
+    inner: &EngineInner<H>,
+    entry: &Entry<H::Connection>,
+    connection: &mut Connection,
+) -> Poll<AfterRead> {
+    let read_chunk = inner.config.websocket_read_buffer.clamp(1, MAX_READ_CHUNK);
+    let mut read_any = false;
+    loop {
+        let mut chunk = [MaybeUninit::<u8>::uninit(); MAX_READ_CHUNK];
+        let mut buffer = ReadBuf::uninit(&mut chunk[..read_chunk]);
+        match Pin::new(&mut connection.io).poll_read(cx, &mut buffer) {
+            Poll::Pending if read_any => return Poll::Ready(AfterRead::Continue),
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(error)) => {
+                // The connection broke: the reference server reports every end of its
+                // WebSocket as "transport close"; only a protocol violation is a "transport
+                // error".
+                debug!(sid = entry.socket.sid(), %error, "websocket read failed");
+                return Poll::Ready(AfterRead::End(CloseReason::TransportClose));
+            }
+            Poll::Ready(Ok(())) => {}
+        }
+        let mut data = buffer.filled();
+        if data.is_empty() {
+            debug!(
+                sid = entry.socket.sid(),
+                "websocket ended without a close frame"
+            );
+            return Poll::Ready(AfterRead::End(CloseReason::TransportClose));
+        }
+        read_any = true;
+        while !data.is_empty() {
+            let (taken, decoded) = connection.decoder.decode(data);
+            data = &data[taken..];
+            match decoded {
+                Ok(None) => {}
+                Ok(Some(incoming)) => {
+                    if let Some(reason) = receive(inner, entry, connection, incoming) {
+                        return Poll::Ready(AfterRead::End(reason));
+                    }
+                }
+                Err(error) => {
+                    refuse(entry, connection, &error);
+                    return Poll::Ready(AfterRead::End(CloseReason::TransportError));
+                }
+            }
+        }
+    }
+}
+
+/// Ends a connection whose frames broke the protocol or the payload limit: the close frame
+/// says why.
+fn refuse<C>(entry: &Entry<C>, connection: &mut Connection, error: &FrameError) {
+    peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "websocket frames refused");
+    connection.close = Some(error.close_code());
+}
+
+/// Handles one message or control frame; returns why the WebSocket ends if it does.
 fn receive<H: EngineHandler>(
     inner: &EngineInner<H>,
     entry: &Entry<H::Connection>,
-    received: Option<Result<tungstenite::Message, tungstenite::Error>>,
-) -> AfterRead {
-    if let Some(Ok(tungstenite::Message::Text(text))) = &received {
-        inner.counters.received(1, text.len());
-    } else if let Some(Ok(tungstenite::Message::Binary(data))) = &received {
-        inner.counters.received(1, data.len());
-    }
-    let packet = match received {
-        Some(Ok(tungstenite::Message::Text(text))) => match Packet::decode_text(text.as_str()) {
-            Ok(packet) => packet,
-            Err(error) => {
-                peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "invalid websocket packet");
-                let ((), events) = entry.socket.update(|core, _| match core.websocket_role() {
-                    WebSocketRole::Active => core.close(CloseReason::ParseError),
-                    _ => core.websocket_closed(CloseReason::TransportError),
-                });
-                inner.dispatch(entry, events);
-                return AfterRead::Continue;
+    connection: &mut Connection,
+    incoming: Incoming,
+) -> Option<CloseReason> {
+    let packet = match incoming {
+        Incoming::Text(text) => {
+            inner.counters.received(1, text.as_bytes().len());
+            match Packet::decode_text(text.as_str()) {
+                Ok(packet) => packet,
+                Err(error) => {
+                    peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "invalid websocket packet");
+                    let ((), events) = entry.socket.update(|core, _| match core.websocket_role() {
+                        WebSocketRole::Active => core.close(CloseReason::ParseError),
+                        _ => core.websocket_closed(CloseReason::TransportError),
+                    });
+                    inner.dispatch(entry, events);
+                    return None;
+                }
             }
-        },
-        // Copy the payload out, so a kept message never pins the connection's read buffer.
-        Some(Ok(tungstenite::Message::Binary(data))) => {
-            Packet::Message(Message::Binary(Bytes::copy_from_slice(&data)))
         }
-        Some(Ok(tungstenite::Message::Ping(_))) => return AfterRead::SendPong,
-        Some(Ok(tungstenite::Message::Pong(_) | tungstenite::Message::Frame(_))) => {
-            return AfterRead::Continue
+        // The message is its own allocation, sized to it: keeping it pins nothing else.
+        Incoming::Binary(data) => {
+            inner.counters.received(1, data.len());
+            Packet::Message(Message::Binary(data))
         }
-        Some(Ok(tungstenite::Message::Close(_))) | None => {
-            return AfterRead::End(CloseReason::TransportClose)
+        Incoming::Ping(payload) => {
+            connection.pong = Some(payload);
+            return None;
         }
-        Some(Err(tungstenite::Error::Capacity(error))) => {
-            peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "websocket message over max payload");
-            return AfterRead::TooBig;
-        }
-        // A read also writes what tungstenite owes the peer (a pong); the guard cut it.
-        Some(Err(error)) if stalled(&error) => return AfterRead::End(write_failed(entry, &error)),
-        // The peer went away without a closing handshake, or the connection broke: the
-        // reference server reports every end of its WebSocket as "transport close"; only a
-        // protocol violation is a "transport error".
-        Some(Err(
-            error @ (tungstenite::Error::ConnectionClosed
-            | tungstenite::Error::AlreadyClosed
-            | tungstenite::Error::Io(_)
-            | tungstenite::Error::Protocol(ProtocolError::ResetWithoutClosingHandshake)),
-        )) => {
-            debug!(sid = entry.socket.sid(), %error, "websocket ended without a close frame");
-            return AfterRead::End(CloseReason::TransportClose);
-        }
-        Some(Err(error)) => {
-            debug!(sid = entry.socket.sid(), %error, "websocket read failed");
-            return AfterRead::End(CloseReason::TransportError);
+        Incoming::Pong => return None,
+        Incoming::Close(code) => {
+            // The closing handshake: the answer echoes the client's code.
+            connection.close = code;
+            return Some(CloseReason::TransportClose);
         }
     };
     let ((), events) = entry
         .socket
         .update(|core, now| core.handle_packet(now, TransportKind::WebSocket, packet));
     inner.dispatch(entry, events);
-    AfterRead::Continue
+    None
 }

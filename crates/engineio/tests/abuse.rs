@@ -167,15 +167,18 @@ async fn refused_second_websocket_and_refused_polling_requests_take_no_slot() {
     handshake(server.addr).await;
 }
 
-/// One masked client ping frame with a 125-byte payload (the largest a control frame takes).
-fn ping_frame() -> Vec<u8> {
-    let mut frame = vec![0x89, 0x80 | 125, 0, 0, 0, 0];
-    frame.extend_from_slice(&[b'p'; 125]);
+/// One masked client text frame of 125 bytes holding the message `ppp…`, which the test
+/// handler echoes. (Pings would not do: the server owes a pong only for the latest ping it
+/// read, as RFC 6455 allows, so a ping flood makes it write little.)
+fn message_frame() -> Vec<u8> {
+    let mut frame = vec![0x81, 0x80 | 125, 0, 0, 0, 0];
+    frame.push(b'4');
+    frame.extend_from_slice(&[b'p'; 124]);
     frame
 }
 
-/// A client that completes the WebSocket handshake, then sends pings (each asking for a pong)
-/// and never reads, with a small receive buffer so the server's writes soon stall.
+/// A client that completes the WebSocket handshake, then sends messages (each echoed) and
+/// never reads, with a small receive buffer so the server's writes soon stall.
 async fn flood_without_reading(addr: std::net::SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
@@ -192,7 +195,9 @@ async fn flood_without_reading(addr: std::net::SocketAddr) -> TcpStream {
         head.push(byte[0]);
     }
     assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
-    let batch: Vec<u8> = std::iter::repeat_n(ping_frame(), 512).flatten().collect();
+    let batch: Vec<u8> = std::iter::repeat_n(message_frame(), 512)
+        .flatten()
+        .collect();
     // Bounded: at most 400 batches (~26 MB); stop once the server no longer takes them.
     for _ in 0..400 {
         match tokio::time::timeout(ms(500), stream.write_all(&batch)).await {

@@ -69,6 +69,23 @@ async fn handshake_open_packets_are_exact() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_requests_on_a_session_opened_on_a_websocket_are_bad_requests() {
+    let server = Server::start().await;
+    let (mut ws, sid) = ws_handshake(server.addr).await;
+    assert_error(&get(server.addr, &sid).await, 400, 3, "Bad request");
+    assert_error(
+        &post(server.addr, &sid, b"4hello").await,
+        400,
+        3,
+        "Bad request",
+    );
+    // The session goes on over its WebSocket.
+    ws_send_text(&mut ws, "4still here").await;
+    assert_eq!(ws_recv_text(&mut ws).await, "4still here");
+    assert_eq!(server.engine.session_count(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_http_error_code_has_its_status_and_body() {
     let server = Server::start().await;
     let cases: [(&str, &str, u16, u8, &str); 9] = [

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{join_all, BoxFuture as RedisBoxFuture};
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::{
+    AsyncPushSender, ConnectionLike, ConnectionManager, ConnectionManagerConfig, SendError,
+};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo};
@@ -53,12 +55,25 @@ pub(crate) trait Subscriber: Send + Sync + 'static {
 }
 
 /// The channels and pattern one namespace's adapter listens to.
+///
+/// Whether Redis holds it is kept as two generations rather than one flag: Redis can drop a
+/// subscription (a node unsubscribes a shard channel whose slot moved away, the link fails)
+/// while a subscribe of ours is on its way, and that subscribe then reaches the node that is
+/// losing the slot. With a flag, the subscribe's late "done" would overwrite the "dropped"
+/// that came in meanwhile, and nothing would subscribe again. A subscribe confirms only the
+/// generation it started in ([`Subscription::attempt`], [`Subscription::confirm`]); a drop
+/// ([`Subscription::unconfirm`]) starts a new one, which only a subscribe sent after it
+/// confirms.
 pub(crate) struct Subscription {
     pub(crate) pattern: Option<String>,
     pub(crate) channels: Vec<String>,
     pub(crate) subscriber: Weak<dyn Subscriber>,
-    /// Redis confirmed it (else the watcher subscribes again).
-    confirmed: AtomicBool,
+    /// Bumped each time Redis may have dropped the subscription (starts at 1).
+    generation: AtomicU64,
+    /// The newest generation a subscribe that succeeded started in (0: none yet). The
+    /// subscription is confirmed while this is the current generation; else the watcher
+    /// subscribes again.
+    confirmed: AtomicU64,
 }
 
 impl Subscription {
@@ -71,8 +86,32 @@ impl Subscription {
             pattern,
             channels,
             subscriber,
-            confirmed: AtomicBool::new(false),
+            generation: AtomicU64::new(1),
+            confirmed: AtomicU64::new(0),
         })
+    }
+
+    /// A subscribe is about to be sent: the generation it confirms if it succeeds. Taken before
+    /// the commands go out, so that a drop Redis reports while they are on their way is newer.
+    fn attempt(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// The subscribe that started in `generation` succeeded: confirmed, unless Redis dropped
+    /// the subscription since it started.
+    fn confirm(&self, generation: u64) {
+        self.confirmed.fetch_max(generation, Ordering::AcqRel);
+    }
+
+    /// Redis may no longer hold the subscription: the watcher sends it again, and no subscribe
+    /// already on its way can confirm it.
+    fn unconfirm(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Whether a subscribe sent after the last drop succeeded.
+    fn is_confirmed(&self) -> bool {
+        self.confirmed.load(Ordering::Acquire) == self.generation.load(Ordering::Acquire)
     }
 }
 
@@ -159,6 +198,60 @@ pub(crate) struct Driver {
     stale: Mutex<HashSet<Stale>>,
     publish_state: LinkState,
     receive_state: Arc<LinkState>,
+    /// Raised when a push that says Redis dropped subscriptions could not be queued (see
+    /// [`PushQueue`]): the watcher then sends every subscription again.
+    drops_lost: Arc<AtomicBool>,
+}
+
+/// What the connections hand their push messages to: a bounded queue, read by the dispatch
+/// task. It never blocks the connection: a full queue drops the message and counts it. A
+/// dropped push that says Redis dropped subscriptions of ours (a node unsubscribed a shard
+/// channel, a connection closed) raises a flag instead of being lost with the rest: the
+/// watcher then sends every subscription again, since it cannot know which ones went.
+struct PushQueue {
+    sender: mpsc::Sender<PushInfo>,
+    state: Arc<LinkState>,
+    drops_lost: Arc<AtomicBool>,
+}
+
+/// The reading end of a [`PushQueue`], for [`Driver::start`].
+struct Pushes {
+    queue: mpsc::Receiver<PushInfo>,
+    state: Arc<LinkState>,
+    drops_lost: Arc<AtomicBool>,
+}
+
+impl PushQueue {
+    /// A queue of `capacity` pushes (at least one).
+    fn new(capacity: usize) -> (PushQueue, Pushes) {
+        let (sender, queue) = mpsc::channel(capacity.max(1));
+        let state = Arc::new(LinkState::new("subscriber"));
+        let drops_lost = Arc::new(AtomicBool::new(false));
+        let pushes = Pushes {
+            queue,
+            state: state.clone(),
+            drops_lost: drops_lost.clone(),
+        };
+        let queue = PushQueue {
+            sender,
+            state,
+            drops_lost,
+        };
+        (queue, pushes)
+    }
+}
+
+impl AsyncPushSender for PushQueue {
+    fn send(&self, push: PushInfo) -> Result<(), SendError> {
+        let drops = matches!(push.kind, PushKind::SUnsubscribe | PushKind::Disconnection);
+        if self.sender.try_send(push).is_err() {
+            if drops {
+                self.drops_lost.store(true, Ordering::Release);
+            }
+            self.state.drop_one("receive buffer full");
+        }
+        Ok(())
+    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -331,15 +424,7 @@ impl Driver {
         urls: &[String],
         options: LinkOptions,
     ) -> Result<Arc<Driver>, RedisAdapterError> {
-        let (push_sender, pushes) = mpsc::channel::<PushInfo>(options.receive_buffer.max(1));
-        let receive_state = Arc::new(LinkState::new("subscriber"));
-        let state = receive_state.clone();
-        let sender = move |push: PushInfo| -> Result<(), redis::aio::SendError> {
-            if push_sender.try_send(push).is_err() {
-                state.drop_one("receive buffer full");
-            }
-            Ok(())
-        };
+        let (sender, pushes) = PushQueue::new(options.receive_buffer);
         let client = ClusterClientBuilder::new(urls.iter().map(String::as_str))
             .use_protocol(ProtocolVersion::RESP3)
             .connection_timeout(CONNECT_TIMEOUT)
@@ -357,13 +442,7 @@ impl Driver {
             redis::RedisError::from((redis::ErrorKind::Io, "connecting to the cluster timed out"))
         })??;
         let link = Link::Cluster(connection);
-        Ok(Driver::start(
-            link.clone(),
-            link,
-            options,
-            receive_state,
-            pushes,
-        ))
+        Ok(Driver::start(link.clone(), link, options, pushes))
     }
 
     /// Connects both connections to `url` and starts the tasks.
@@ -379,16 +458,7 @@ impl Driver {
         let subscriber_client = Client::open(info.clone().set_redis_settings(resp3))?;
         let commands_client = Client::open(info)?;
 
-        let (push_sender, pushes) = mpsc::channel::<PushInfo>(options.receive_buffer.max(1));
-        let receive_state = Arc::new(LinkState::new("subscriber"));
-        let state = receive_state.clone();
-        let sender = move |push: PushInfo| -> Result<(), redis::aio::SendError> {
-            // Never blocks the connection: a full queue drops the message and counts it.
-            if push_sender.try_send(push).is_err() {
-                state.drop_one("receive buffer full");
-            }
-            Ok(())
-        };
+        let (sender, pushes) = PushQueue::new(options.receive_buffer);
         let subscriber = ConnectionManager::new_with_config(
             subscriber_client,
             manager_config()
@@ -402,7 +472,6 @@ impl Driver {
             Link::Server(commands),
             Link::Server(subscriber),
             options,
-            receive_state,
             pushes,
         ))
     }
@@ -411,8 +480,7 @@ impl Driver {
         commands: Link,
         subscriber: Link,
         options: LinkOptions,
-        receive_state: Arc<LinkState>,
-        pushes: mpsc::Receiver<PushInfo>,
+        pushes: Pushes,
     ) -> Arc<Driver> {
         let (outbox, queue) = mpsc::channel(options.publish_buffer.max(1));
         let driver = Arc::new(Driver {
@@ -423,14 +491,15 @@ impl Driver {
             turns: tokio::sync::Mutex::new(()),
             stale: Mutex::new(HashSet::new()),
             publish_state: LinkState::new("publisher"),
-            receive_state,
+            receive_state: pushes.state,
+            drops_lost: pushes.drops_lost,
         });
         tokio::spawn(publish(
             Arc::downgrade(&driver),
             driver.commands.clone(),
             queue,
         ));
-        tokio::spawn(dispatch(Arc::downgrade(&driver), pushes));
+        tokio::spawn(dispatch(Arc::downgrade(&driver), pushes.queue));
         tokio::spawn(watch(Arc::downgrade(&driver)));
         driver
     }
@@ -484,8 +553,9 @@ impl Driver {
             (pattern, channels)
         };
         let pattern = pattern.map(String::as_str);
+        let generation = subscription.attempt();
         self.send_subscribe(pattern, &channels).await?;
-        subscription.confirmed.store(true, Ordering::Release);
+        subscription.confirm(generation);
         Ok(())
     }
 
@@ -508,8 +578,9 @@ impl Driver {
             })
     }
 
-    /// Subscribes again to what `subscription` wants, if it is still routed (Redis ignores a
-    /// subscription it already has).
+    /// Subscribes again to what `subscription` wants, if it is still routed and no subscribe
+    /// sent since Redis last dropped it succeeded meanwhile (Redis ignores a subscription it
+    /// already has).
     async fn resubscribe(&self, subscription: &Arc<Subscription>) -> Result<(), redis::RedisError> {
         let _turn = self.turns.lock().await;
         // Every key of a subscription is routed to it while it is routed at all.
@@ -522,12 +593,13 @@ impl Driver {
                 .get(key)
                 .is_some_and(|holders| holders.iter().any(|h| Arc::ptr_eq(h, subscription)))
         });
-        if !routed {
+        if !routed || subscription.is_confirmed() {
             return Ok(());
         }
+        let generation = subscription.attempt();
         self.send_subscribe(subscription.pattern.as_deref(), &subscription.channels)
             .await?;
-        subscription.confirmed.store(true, Ordering::Release);
+        subscription.confirm(generation);
         Ok(())
     }
 
@@ -620,7 +692,7 @@ impl Driver {
     /// cluster is ok refuses the subscription): sending them again costs Redis nothing.
     fn unconfirm_all(&self) {
         for holder in lock(&self.routes).values().flatten() {
-            holder.confirmed.store(false, Ordering::Release);
+            holder.unconfirm();
         }
     }
 
@@ -757,7 +829,7 @@ async fn dispatch(driver: Weak<Driver>, mut pushes: mpsc::Receiver<PushInfo>) {
                         "Redis unsubscribed a shard channel (its slot moved); subscribing again"
                     );
                     for holder in holders {
-                        holder.confirmed.store(false, Ordering::Release);
+                        holder.unconfirm();
                     }
                 }
             }
@@ -787,12 +859,20 @@ async fn watch(driver: Weak<Driver>) {
         match ping(driver.subscriber.clone()).await {
             Ok(()) => {
                 driver.receive_state.recovered();
-                let unconfirmed: Vec<_> = lock(&driver.routes)
-                    .values()
-                    .flatten()
-                    .filter(|s| !s.confirmed.load(Ordering::Acquire))
-                    .cloned()
-                    .collect();
+                if driver.drops_lost.swap(false, Ordering::AcqRel) {
+                    debug!("a dropped push may have told of lost subscriptions; sending them all again");
+                    driver.unconfirm_all();
+                }
+                // Each once, though it is routed once per channel.
+                let unconfirmed: Vec<_> = {
+                    let mut seen = HashSet::new();
+                    lock(&driver.routes)
+                        .values()
+                        .flatten()
+                        .filter(|s| !s.is_confirmed() && seen.insert(Arc::as_ptr(s)))
+                        .cloned()
+                        .collect()
+                };
                 for subscription in unconfirmed {
                     if let Err(error) = driver.resubscribe(&subscription).await {
                         debug!(%error, "subscribe retry failed");
@@ -817,5 +897,70 @@ async fn ping(mut connection: Link) -> Result<(), String> {
         Ok(Ok(_)) => Ok(()),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err("PING timed out".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Nobody;
+
+    impl Subscriber for Nobody {
+        fn on_message(self: Arc<Self>, _channel: &str, _payload: Bytes) {}
+        fn on_pattern_message(self: Arc<Self>, _channel: &str, _payload: Bytes) {}
+    }
+
+    fn subscription() -> Arc<Subscription> {
+        let nobody: Weak<dyn Subscriber> = Weak::<Nobody>::new();
+        Subscription::new(None, vec!["socket.io#/#".to_owned()], nobody)
+    }
+
+    /// A node unsubscribes the channel (its slot moved) while a subscribe that reached it is
+    /// still on its way back: that subscribe must not count as the new subscription.
+    #[test]
+    fn a_drop_while_a_subscribe_is_on_its_way_is_not_overwritten() {
+        let subscription = subscription();
+        assert!(!subscription.is_confirmed(), "new: not confirmed");
+        let first = subscription.attempt();
+        subscription.confirm(first);
+        assert!(subscription.is_confirmed());
+
+        // The watcher resubscribes; the slot moves before its answer comes back.
+        let on_its_way = subscription.attempt();
+        subscription.unconfirm();
+        subscription.confirm(on_its_way);
+        assert!(
+            !subscription.is_confirmed(),
+            "the drop outlives the late answer"
+        );
+
+        // Only a subscribe sent after the drop confirms it, whatever order the answers take.
+        let after = subscription.attempt();
+        subscription.confirm(after);
+        subscription.confirm(on_its_way);
+        assert!(subscription.is_confirmed());
+    }
+
+    fn push(kind: PushKind) -> PushInfo {
+        PushInfo {
+            kind,
+            data: vec![Value::BulkString(b"socket.io#/#".to_vec())],
+        }
+    }
+
+    /// A full receive queue drops messages (counted), but never the news that Redis dropped
+    /// subscriptions: the watcher is told to send them all again.
+    #[test]
+    fn a_dropped_unsubscribe_push_is_not_lost() {
+        let (queue, pushes) = PushQueue::new(1);
+        assert!(AsyncPushSender::send(&queue, push(PushKind::SMessage)).is_ok());
+        assert!(AsyncPushSender::send(&queue, push(PushKind::SMessage)).is_ok());
+        assert!(
+            !pushes.drops_lost.load(Ordering::Acquire),
+            "a dropped message is only counted"
+        );
+        assert!(AsyncPushSender::send(&queue, push(PushKind::SUnsubscribe)).is_ok());
+        assert!(pushes.drops_lost.load(Ordering::Acquire));
     }
 }

@@ -167,7 +167,7 @@ pub(crate) fn register(socket: &Socket, rules: &Arc<RoomRules>, relay: &[String]
     for event in relay {
         let rules = rules.clone();
         let name = event.clone();
-        socket.on(event.as_str(), move |socket: Socket, data: Value| {
+        socket.on(event.clone(), move |socket: Socket, data: Value| {
             let rules = rules.clone();
             let name = name.clone();
             async move { Ok::<_, Infallible>(ack(relay_event(&socket, &rules, &name, &data))) }

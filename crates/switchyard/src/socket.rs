@@ -1,6 +1,7 @@
 //! A client's connection to one namespace.
 
 use std::any::TypeId;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -221,6 +222,9 @@ struct ConnectState {
     early: Vec<EncodedPacket>,
 }
 
+/// An event handler with the name of its event.
+type NamedHandler = (Cow<'static, str>, ErasedEventHandler);
+
 type AnyHandler = Arc<dyn Fn(Socket, String, Args) -> BoxFuture<()> + Send + Sync>;
 
 pub(crate) struct SocketInner {
@@ -231,7 +235,9 @@ pub(crate) struct SocketInner {
     pub(crate) ns: Arc<NamespaceInner>,
     pub(crate) client: Arc<Client>,
     handshake: Handshake,
-    handlers: RwLock<HashMap<Box<str>, ErasedEventHandler>>,
+    /// By event name, in one allocation sized to them (a socket has a few, each registered
+    /// once); a name given as a `&'static str` costs no allocation of its own.
+    handlers: RwLock<Box<[NamedHandler]>>,
     any_handler: RwLock<Option<AnyHandler>>,
     disconnect_handlers: Mutex<Vec<ErasedDisconnectHandler>>,
     acks: Mutex<HashMap<u64, oneshot::Sender<Args>>>,
@@ -459,13 +465,24 @@ impl Socket {
     /// The handler is an async function of the socket and the data (any `DeserializeOwned`
     /// type read from the first argument, or [`Args`] for all of them). If it returns a
     /// `Result`, that answers the client's acknowledgement.
-    pub fn on<T>(&self, event: impl Into<String>, handler: impl EventHandler<T>) {
-        let event: String = event.into();
-        self.0
-            .handlers
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(event.into_boxed_str(), handler.erase());
+    ///
+    /// The name is kept for the socket's life: a `&'static str` is kept as it is, a `String`
+    /// as given.
+    pub fn on<T>(&self, event: impl Into<Cow<'static, str>>, handler: impl EventHandler<T>) {
+        let event = match event.into() {
+            Cow::Owned(name) => Cow::Owned(name.into_boxed_str().into_string()),
+            name => name,
+        };
+        let handler = handler.erase();
+        let mut handlers = self.0.handlers.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = handlers.iter_mut().find(|(name, _)| *name == event) {
+            slot.1 = handler;
+            return;
+        }
+        let mut list = std::mem::take(&mut *handlers).into_vec();
+        list.reserve_exact(1);
+        list.push((event, handler));
+        *handlers = list.into_boxed_slice();
     }
 
     /// Registers a handler called for every event, before the event's own handler.
@@ -870,8 +887,9 @@ impl Socket {
             .handlers
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(event.as_str())
-            .cloned();
+            .iter()
+            .find(|(name, _)| name == event.as_str())
+            .map(|(_, handler)| handler.clone());
         let Some(handler) = handler else {
             debug!(sid = &*self.0.id, event, "no handler for event");
             return;

@@ -336,3 +336,32 @@ async fn emit_with_ack_all(
         .await
         .expect("broadcast with acks")
 }
+
+#[tokio::test]
+async fn a_handler_registered_again_replaces_the_first_and_owned_names_work() {
+    let server = start_default(|io: &SocketIo| {
+        io.of("/").on_connection(|socket: Socket| async move {
+            socket.on("answer", |_: Socket, _: Value| async move {
+                Ok::<_, Infallible>("first")
+            });
+            // The same name again, given as a `String`: it replaces the first handler.
+            socket.on(String::from("answer"), |_: Socket, _: Value| async move {
+                Ok::<_, Infallible>("second")
+            });
+            let owned = format!("{}-{}", "built", 7);
+            socket.on(owned, |_: Socket, _: Value| async move {
+                Ok::<_, Infallible>("owned")
+            });
+        });
+    })
+    .await;
+    let client = connect(&server.url(), "/").await;
+    let answer = within(client.socket.emit_with_ack("answer", 0, WAIT))
+        .await
+        .unwrap();
+    assert_eq!(answer.values, vec![json!("second")]);
+    let answer = within(client.socket.emit_with_ack("built-7", 0, WAIT))
+        .await
+        .unwrap();
+    assert_eq!(answer.values, vec![json!("owned")]);
+}
