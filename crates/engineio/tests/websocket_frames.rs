@@ -850,6 +850,44 @@ async fn ping_is_answered_with_a_pong_of_the_same_payload() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_pings_is_answered_by_pongs_for_the_latest() {
+    // RFC 6455 (5.5.3) lets the server answer only the most recent of the pings it read: a
+    // flood of pings makes it write little. However the reads split the burst, the pongs come
+    // in the pings' order, at most one per ping, and the last one, before the message that
+    // follows the pings, answers the last ping.
+    let server = quiet_server().await;
+    let mut ws = RawWs::open(server.addr).await;
+    let pings = 200u32;
+    let mut burst = Vec::new();
+    for index in 0..pings {
+        burst.extend(masked(FIN | PING, &index.to_be_bytes()));
+    }
+    burst.extend(masked(FIN | TEXT, b"4after the pings"));
+    ws.write(&burst).await;
+    let mut answered = Vec::new();
+    loop {
+        let frame = ws.recv().await;
+        if frame.opcode == PONG {
+            let index: [u8; 4] = frame
+                .payload
+                .as_slice()
+                .try_into()
+                .expect("a pong of 4 bytes");
+            answered.push(u32::from_be_bytes(index));
+            continue;
+        }
+        assert_eq!(frame.text(), "4after the pings");
+        break;
+    }
+    assert!(answered.len() <= pings as usize, "{answered:?}");
+    assert!(
+        answered.windows(2).all(|pair| pair[0] < pair[1]),
+        "{answered:?}"
+    );
+    assert_eq!(answered.last(), Some(&(pings - 1)), "{answered:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_1000_ends_the_connection() {
     let server = quiet_server().await;
     let mut ws = RawWs::open(server.addr).await;
