@@ -124,6 +124,7 @@ pub fn close_reason(code: u16) -> &'static str {
     match code {
         1002 => "protocol error",
         1007 => "invalid utf-8",
+        1008 => "policy violation",
         1009 => "message too big",
         _ => "",
     }

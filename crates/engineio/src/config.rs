@@ -26,10 +26,15 @@ pub struct EngineConfig {
     pub cors: Option<CorsConfig>,
     /// Hook that can refuse a handshake.
     pub allow_request: Option<AllowRequest>,
-    /// Most bytes one WebSocket read takes from the socket (default 16 KiB, at most 64 KiB).
+    /// Most bytes one WebSocket read takes from the socket (default 8 KiB, at most 16 KiB).
     /// Each read goes into a buffer borrowed for that read and is decoded at once, so no
     /// connection keeps a read buffer: this sets how much work one read does, not memory.
     pub websocket_read_buffer: usize,
+    /// Most WebSocket control frames (pings and pongs) a client may send between two firings
+    /// of its session's timer, about one ping interval (default 256). Browsers send none;
+    /// past the limit the connection is closed with 1008, as a peer that makes the server
+    /// read without end.
+    pub websocket_max_control_frames: u32,
     /// Admission limits checked at each handshake.
     pub limits: Limits,
     /// How long a write to a peer may make no progress before the connection is cut (default
@@ -69,7 +74,8 @@ impl Default for EngineConfig {
             transports: vec![TransportKind::Polling, TransportKind::WebSocket],
             cors: None,
             allow_request: None,
-            websocket_read_buffer: 16 * 1024,
+            websocket_read_buffer: 8 * 1024,
+            websocket_max_control_frames: 256,
             limits: Limits::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             body_timeout: DEFAULT_BODY_TIMEOUT,
@@ -88,6 +94,10 @@ impl std::fmt::Debug for EngineConfig {
             .field("cors", &self.cors)
             .field("allow_request", &self.allow_request.is_some())
             .field("websocket_read_buffer", &self.websocket_read_buffer)
+            .field(
+                "websocket_max_control_frames",
+                &self.websocket_max_control_frames,
+            )
             .field("limits", &self.limits)
             .field("write_timeout", &self.write_timeout)
             .field("body_timeout", &self.body_timeout)
@@ -168,6 +178,12 @@ impl EngineConfig {
     /// Sets how long a write to a peer may make no progress.
     pub fn write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout;
+        self
+    }
+
+    /// Sets the most WebSocket control frames a client may send per ping interval.
+    pub fn websocket_max_control_frames(mut self, frames: u32) -> Self {
+        self.websocket_max_control_frames = frames;
         self
     }
 

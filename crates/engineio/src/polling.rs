@@ -83,7 +83,7 @@ pub(crate) async fn get<H: EngineHandler>(
         (Ok(()), Some(wakers)) => wakers,
         (Ok(()), None) => {
             // Not reached (the session refuses), but the poll it started is given back.
-            let ((), events) = entry.socket.update(|core, _| core.poll_end(false));
+            let ((), events) = entry.socket.update(|core, _| core.poll_end(true));
             inner.dispatch(entry, events);
             return error_response(ErrorCode::BadRequest);
         }

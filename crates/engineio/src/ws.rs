@@ -24,7 +24,8 @@ use switchyard_engineio_proto::websocket::{
 use switchyard_engineio_proto::{
     CloseReason, Frame, Message, Packet, TransportKind, WebSocketRole,
 };
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::task::coop;
 use tokio::time::timeout;
 use tracing::debug;
 
@@ -41,10 +42,18 @@ type Io = StallGuard<TokioIo<hyper::upgrade::Upgraded>>;
 const WRITE_BATCH_BYTES: usize = 8 * 1024;
 
 /// Most bytes one read may take, whatever [`EngineConfig::websocket_read_buffer`] says: the
-/// read's buffer is on the stack of the poll that reads.
+/// read's buffer is on the stack of the poll that reads, under the application's handlers.
 ///
 /// [`EngineConfig::websocket_read_buffer`]: crate::EngineConfig::websocket_read_buffer
-pub(crate) const MAX_READ_CHUNK: usize = 64 * 1024;
+pub(crate) const MAX_READ_CHUNK: usize = 16 * 1024;
+
+/// Bytes read and discarded at most, after the close frame, while waiting for the peer to end
+/// the connection: closing a socket with unread bytes resets it, which can lose the close
+/// frame before the peer reads it.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// The close code of a peer that sends more control frames than allowed (RFC 6455, 7.4.1).
+const POLICY_VIOLATION: u16 = 1008;
 
 /// The GUID RFC 6455 appends to the client's key to make the accept value.
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -161,9 +170,25 @@ struct Connection {
     decoder: FrameDecoder,
     /// The payload of the last ping not answered yet: only the latest needs its pong.
     pong: Option<Bytes>,
-    /// The status code of the close frame that ends the connection; `None` for a close frame
-    /// with no code.
-    close: Option<u16>,
+    /// Control frames the peer sent since the session's timer last fired (about one ping
+    /// interval): a peer may not make the server read control frames without end.
+    control_frames: u32,
+    /// How the connection ends.
+    closing: Closing,
+}
+
+/// The close frame that ends a connection.
+#[derive(Debug, Clone, Copy)]
+enum Closing {
+    /// A close frame with no code.
+    Plain,
+    /// The answer to the client's close frame: its code back, with no reason.
+    Echo(u16),
+    /// The server refuses the client's frames: the code, and the reason [`close_reason`] gives.
+    Refuse(u16),
+    /// No close frame: a write broke off in the middle of a frame, so whatever followed would
+    /// be read as the rest of it.
+    Abort,
 }
 
 impl Connection {
@@ -177,17 +202,32 @@ impl Connection {
             io: StallGuard::new(TokioIo::new(upgraded), inner.config.write_timeout),
             decoder: FrameDecoder::new(inner.config.session.max_payload),
             pong: None,
-            close: None,
+            control_frames: 0,
+            closing: Closing::Plain,
         }
     }
 
-    /// Writes the close frame and ends the stream.
+    /// Writes the close frame, ends the stream, and reads what the peer still sends until it
+    /// ends its side too (at most [`LINGER_BYTES`]); the caller bounds the whole in time.
     async fn close(&mut self) {
+        let (code, reason) = match self.closing {
+            Closing::Plain => (None, ""),
+            Closing::Echo(code) => (Some(code), ""),
+            Closing::Refuse(code) => (Some(code), close_reason(code)),
+            Closing::Abort => return,
+        };
         let mut frame = Vec::new();
-        let reason = self.close.map_or("", close_reason);
-        encode_close(self.close, reason, &mut frame);
-        if self.io.write_all(&frame).await.is_ok() {
-            let _ = self.io.shutdown().await;
+        encode_close(code, reason, &mut frame);
+        if self.io.write_all(&frame).await.is_err() || self.io.shutdown().await.is_err() {
+            return;
+        }
+        let mut discarded = 0;
+        let mut chunk = [0u8; 1024];
+        while discarded < LINGER_BYTES {
+            match self.io.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(count) => discarded += count,
+            }
         }
     }
 }
@@ -240,6 +280,8 @@ fn run<H: EngineHandler>(
                 let limit = inner.config.heartbeat_budget();
                 if let Err(reason) = write_all(&entry, &mut connection, &mut outgoing, limit).await
                 {
+                    // The write may have stopped inside a frame: no close frame can follow.
+                    connection.closing = Closing::Abort;
                     break Some(reason);
                 }
                 // The batch's memory goes with it: an idle connection keeps no queue.
@@ -264,6 +306,7 @@ fn run<H: EngineHandler>(
                 _ = woken => {}
                 _ = &mut timer => {
                     armed = None;
+                    connection.control_frames = 0;
                     let ((), events) = entry.socket.update(|core, now| core.handle_timeout(now));
                     inner.dispatch(&entry, events);
                 }
@@ -415,8 +458,10 @@ enum AfterRead {
 ///
 /// Each read goes into a buffer on this poll's stack, decoded at once: nothing is kept between
 /// reads but what the decoder needs for a frame in progress. Taking every message already here
-/// before writing the answers answers a burst with one write. The runtime's cooperative budget
-/// ends a read loop that would otherwise not stop for a peer that never pauses.
+/// before writing the answers answers a burst with one write. Each message spends a unit of
+/// the runtime's cooperative budget, as each read does: once it is spent, the rest of the read
+/// is handed over and no more is read, so the task yields to the others on its worker after
+/// about as many messages as the budget holds, however fast the peer sends.
 fn read_ready<H: EngineHandler>(
     cx: &mut Context<'_>,
     inner: &EngineInner<H>,
@@ -425,7 +470,12 @@ fn read_ready<H: EngineHandler>(
 ) -> Poll<AfterRead> {
     let read_chunk = inner.config.websocket_read_buffer.clamp(1, MAX_READ_CHUNK);
     let mut read_any = false;
+    let mut budget_spent = false;
     loop {
+        if budget_spent {
+            // The budget's waker is registered: the task runs again once it has yielded.
+            return Poll::Ready(AfterRead::Continue);
+        }
         let mut chunk = [MaybeUninit::<u8>::uninit(); MAX_READ_CHUNK];
         let mut buffer = ReadBuf::uninit(&mut chunk[..read_chunk]);
         match Pin::new(&mut connection.io).poll_read(cx, &mut buffer) {
@@ -458,6 +508,10 @@ fn read_ready<H: EngineHandler>(
                     if let Some(reason) = receive(inner, entry, connection, incoming) {
                         return Poll::Ready(AfterRead::End(reason));
                     }
+                    match coop::poll_proceed(cx) {
+                        Poll::Ready(progress) => progress.made_progress(),
+                        Poll::Pending => budget_spent = true,
+                    }
                 }
                 Err(error) => {
                     refuse(entry, connection, &error);
@@ -472,7 +526,7 @@ fn read_ready<H: EngineHandler>(
 /// says why.
 fn refuse<C>(entry: &Entry<C>, connection: &mut Connection, error: &FrameError) {
     peer_fault!(entry.socket.faults, sid = entry.socket.sid(), %error, "websocket frames refused");
-    connection.close = Some(error.close_code());
+    connection.closing = Closing::Refuse(error.close_code());
 }
 
 /// Handles one message or control frame; returns why the WebSocket ends if it does.
@@ -503,14 +557,29 @@ fn receive<H: EngineHandler>(
             inner.counters.received(1, data.len());
             Packet::Message(Message::Binary(data))
         }
+        Incoming::Ping(_) | Incoming::Pong
+            if connection.control_frames >= inner.config.websocket_max_control_frames =>
+        {
+            peer_fault!(
+                entry.socket.faults,
+                sid = entry.socket.sid(),
+                "websocket control frames over the limit"
+            );
+            connection.closing = Closing::Refuse(POLICY_VIOLATION);
+            return Some(CloseReason::TransportError);
+        }
         Incoming::Ping(payload) => {
+            connection.control_frames += 1;
             connection.pong = Some(payload);
             return None;
         }
-        Incoming::Pong => return None,
+        Incoming::Pong => {
+            connection.control_frames += 1;
+            return None;
+        }
         Incoming::Close(code) => {
             // The closing handshake: the answer echoes the client's code.
-            connection.close = code;
+            connection.closing = code.map_or(Closing::Plain, Closing::Echo);
             return Some(CloseReason::TransportClose);
         }
     };

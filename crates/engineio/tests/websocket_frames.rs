@@ -503,12 +503,13 @@ impl RawWs {
         }
     }
 
-    /// Reads to the end of the connection (skipping Engine.IO pings): at most a close frame,
+    /// Reads to the end of the connection (skipping Engine.IO pings and pongs): at most a close frame,
     /// then the end, nothing else. Returns the close frame if one came, and how it ended.
     async fn expect_end(&mut self) -> Closed {
         let frame = loop {
             match self.try_read_frame().await {
-                Ok(Some(frame)) if frame.is_engine_ping() => {}
+                // Pongs the server owed before it ended are not what is checked here.
+                Ok(Some(frame)) if frame.is_engine_ping() || frame.opcode == PONG => {}
                 Ok(Some(frame)) if frame.opcode == CLOSE => break Some(frame),
                 Ok(None) => break None,
                 Err(error) if is_reset(&error) => break None,
@@ -603,6 +604,9 @@ async fn assert_connection_failed(what: &str, bytes: &[u8], allowed: &[Option<u1
         allowed.contains(code),
         "{what}: close code {code:?}, expected one of {allowed:?}"
     );
+    // The server reads what the client still sent before it closes, so its close frame is not
+    // lost to a reset.
+    assert_eq!(closed.ending, Ending::Eof, "{what}: {closed:?}");
     assert_eq!(
         closes(&server, 1).await,
         vec![CloseReason::TransportError],
@@ -616,7 +620,7 @@ async fn assert_connection_failed(what: &str, bytes: &[u8], allowed: &[Option<u1
 /// Checks the server's side of a closing handshake the client started: RFC 6455 (5.5.1) asks
 /// for a close frame in answer (here with a code in `codes`), then the end of the TCP
 /// connection, clean since the server read everything.
-async fn assert_closing_handshake(ws: &mut RawWs, codes: &[Option<u16>]) {
+async fn assert_closing_handshake(ws: &mut RawWs, codes: &[Option<u16>]) -> Closed {
     let closed = ws.expect_end().await;
     let Some((code, _)) = &closed.frame else {
         panic!("the client's close frame got no close frame in answer");
@@ -626,6 +630,7 @@ async fn assert_closing_handshake(ws: &mut RawWs, codes: &[Option<u16>]) {
         "close code {code:?}, expected one of {codes:?}"
     );
     assert_eq!(closed.ending, Ending::Eof, "{closed:?}");
+    closed
 }
 
 // ----- Tests --------------------------------------------------------------------------------------
@@ -888,11 +893,43 @@ async fn a_burst_of_pings_is_answered_by_pongs_for_the_latest() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_control_frames_fails_the_connection_with_1008() {
+    // Past the limit of control frames per ping interval, the server stops reading them.
+    let server = Server::with_config(quiet_config().websocket_max_control_frames(50)).await;
+    let mut ws = RawWs::open(server.addr).await;
+    let mut flood = Vec::new();
+    for index in 0..60u32 {
+        let opcode = if index % 2 == 0 { PING } else { PONG };
+        flood.extend(masked(FIN | opcode, &index.to_be_bytes()));
+    }
+    ws.write(&flood).await;
+    let closed = ws.expect_end().await;
+    assert_eq!(closed.frame.map(|(code, _)| code), Some(Some(1008)));
+    assert_eq!(closes(&server, 1).await, vec![CloseReason::TransportError]);
+    assert!(wait_until(WAIT, || server.engine.session_count() == 0).await);
+    assert_fresh_session_works(&server).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_frames_within_the_limit_leave_the_connection_open() {
+    let server = Server::with_config(quiet_config().websocket_max_control_frames(50)).await;
+    let mut ws = RawWs::open(server.addr).await;
+    for index in 0..50u32 {
+        ws.send(FIN | PONG, &index.to_be_bytes()).await;
+    }
+    ws.send_text("4still open").await;
+    assert_eq!(ws.recv().await.text(), "4still open");
+    assert_eq!(server.recorder.closes(), vec![]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_close_1000_ends_the_connection() {
     let server = quiet_server().await;
     let mut ws = RawWs::open(server.addr).await;
     ws.send(FIN | CLOSE, &close_payload(1000, b"bye")).await;
-    assert_closing_handshake(&mut ws, &[Some(1000)]).await;
+    let closed = assert_closing_handshake(&mut ws, &[Some(1000)]).await;
+    // The answer carries the client's code back, and no reason of the server's.
+    assert_eq!(closed.frame, Some((Some(1000), String::new())));
     assert_eq!(closes(&server, 1).await, vec![CloseReason::TransportClose]);
     assert!(wait_until(WAIT, || server.engine.session_count() == 0).await);
     assert_fresh_session_works(&server).await;
