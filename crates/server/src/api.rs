@@ -40,6 +40,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/disconnect"),
     ("POST", "/api/v1/presence"),
     ("POST", "/api/v1/history"),
+    ("POST", "/api/v1/notify"),
 ];
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -171,6 +172,10 @@ impl Api {
                     .history(&request.namespace, &request.room, request.limit)
                     .await?;
                 Ok(json!({ "messages": messages }))
+            }
+            "/api/v1/notify" => {
+                let (id, delivered) = operations.notify(&parse(body)?).await?;
+                Ok(json!({ "id": id, "delivered": delivered }))
             }
             _ => Err(ApiError::NotFound("no such API path".to_owned())),
         }

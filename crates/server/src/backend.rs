@@ -17,7 +17,8 @@ use switchyard::{Args, Binary, BroadcastOperator, Namespace, Room, SocketIo};
 use tracing::warn;
 
 use crate::history::History;
-use crate::notifications::{user_of, user_room};
+use crate::input;
+use crate::notifications::{user_of, user_room, Kind, Notifier};
 use crate::presence;
 
 /// The most messages one history call returns.
@@ -165,6 +166,18 @@ pub(crate) struct Info {
     pub time: u64,
     /// The namespaces.
     pub namespaces: Vec<NamespaceInfo>,
+}
+
+/// `POST /api/v1/notify`'s body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Notify {
+    /// The user.
+    pub to: String,
+    /// The text.
+    pub text: String,
+    /// Who it is from (default `backend`).
+    pub from: Option<String>,
 }
 
 /// The operations, on one server (and through its adapters, on the whole cluster).
@@ -328,6 +341,36 @@ impl Operations {
                 warn!(%failure, "history not read for the API");
                 ApiError::Store
             })
+    }
+
+    /// Sends `to` a notification (`kind: "backend"`) from `from` (default `backend`) with
+    /// `text`, kept in the user's inbox: its id, and how many of the user's sockets (on every
+    /// node) it went to.
+    pub(crate) async fn notify(&self, request: &Notify) -> Result<(String, usize), ApiError> {
+        let field = |name: &str, value: Option<&str>| {
+            let value = value.map(Value::from);
+            input::name(value.as_ref())
+                .map_err(|failure| ApiError::Invalid(format!("`{name}`: {failure}")))
+        };
+        let to = field("to", Some(&request.to))?
+            .ok_or_else(|| ApiError::Invalid("`to` must be a user id".to_owned()))?;
+        let from = field("from", request.from.as_deref())?.unwrap_or_else(|| "backend".to_owned());
+        let text = Value::from(request.text.as_str());
+        let text = input::text(&text)
+            .map_err(|failure| ApiError::Invalid(format!("`text`: {failure}")))?;
+        let notifier = Notifier::new(&self.io, self.history.clone());
+        let delivered = notifier
+            .namespace()
+            .to(user_room(&to))
+            .fetch_sockets()
+            .await
+            .map_err(|failure| ApiError::Cluster(failure.to_string()))?
+            .len();
+        let id = notifier
+            .send(&to, &from, text, Kind::Backend, serde_json::Map::new())
+            .await
+            .map_err(|failure| ApiError::Cluster(failure.to_string()))?;
+        Ok((id, delivered))
     }
 
     /// This node's sessions, and per namespace its sockets here and the servers in the

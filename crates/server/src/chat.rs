@@ -2,9 +2,9 @@
 //!
 //! | event (client → server) | data | ack |
 //! | --- | --- | --- |
-//! | `join` | room name | `{ room, members }`; a refused join: `{ error }` |
+//! | `join` | room name | `{ room, members }`, with presence on (the default) `users`, `userCount` and `online` (the users with a socket in the room, each once), with history `history`; a refused join: `{ error }` |
 //! | `leave` | room name | `{ room, members }` (members left) |
-//! | `message` | `{ room, text }` | `{ ok: true }`; the room gets `message` `{ room, sender, text, time }` |
+//! | `message` | `{ room, text }` | `{ ok: true }`; the room gets `message` `{ id, room, sender, text, time }` (`id` unique, the same in history) |
 //! | `typing` | `{ room }` | `{ ok: true }`; the rest of the room gets `typing` `{ room, sender }` (volatile) |
 //! | other relayed events (`RELAY_EVENTS`) | `{ room, ... }` | `{ ok: true }`; see [`crate::rooms`] |
 //!
@@ -12,6 +12,10 @@
 //! each socket is also in its personal room `user:<sub>`. `message` and `typing` are handled
 //! only when listed in the namespace's relayed events (the default). Bad input is answered with
 //! the ack `{ error: message }`.
+//!
+//! A message that names users as `@name` ([`mentions`]: at most 5 distinct, not the sender)
+//! sends each a `notification` on `/notifications`, `kind: "mention"`, with `room`, `from` (the
+//! sender) and `text` (the message), kept in their inboxes.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,19 +28,21 @@ use crate::config::NamespaceSettings;
 use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
-use crate::notifications::user_room;
+use crate::notifications::{user_room, Kind, Notifier};
 use crate::rooms::{self, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
 /// `hooks`: the namespace's webhooks, if any; `history`: where room history is kept.
+/// `notifier`: where mentions go (none: mentions are not notified).
 pub(crate) fn register(
     io: &SocketIo,
     jwt: Option<JwtAuth>,
     settings: &NamespaceSettings,
     hooks: Option<NamespaceHooks>,
     history: Option<History>,
+    notifier: Option<Notifier>,
 ) {
     let chat = io.of("/chat");
     let with_token = jwt.is_some();
@@ -53,6 +59,7 @@ pub(crate) fn register(
         let rules = rules.clone();
         let relay = relay.clone();
         let hooks = hooks.clone();
+        let notifier = notifier.clone();
         async move {
             // The personal room tells who the socket is to the adapter, and so to presence
             // and the API, on every server.
@@ -72,7 +79,12 @@ pub(crate) fn register(
                 let rules = rules.clone();
                 socket.on("message", move |socket: Socket, data: Value| {
                     let rules = rules.clone();
-                    async move { Ok::<_, Infallible>(ack(message(&socket, &rules, &data).await)) }
+                    let notifier = notifier.clone();
+                    async move {
+                        Ok::<_, Infallible>(ack(
+                            message(&socket, &rules, notifier.as_ref(), &data).await
+                        ))
+                    }
                 });
             }
             if relay.iter().any(|event| event == "typing") {
@@ -114,7 +126,39 @@ pub(crate) fn parse_typing(data: &Value) -> Result<&str, InputError> {
     input::room(object.get("room").unwrap_or(&Value::Null))
 }
 
-async fn message(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value, InputError> {
+/// The most distinct users one message notifies by mentioning them.
+pub(crate) const MAX_MENTIONS: usize = 5;
+
+/// The users `text` mentions as `@name` (an `@` at the start or after whitespace, the name up
+/// to the next whitespace, without trailing punctuation; a valid name, see [`input::name`]),
+/// distinct, in order, [`MAX_MENTIONS`] at most, `sender` left out.
+pub(crate) fn mentions(text: &str, sender: &str) -> Vec<String> {
+    let mut users: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        let Some(name) = word.strip_prefix('@') else {
+            continue;
+        };
+        let name =
+            name.trim_end_matches(|c: char| c.is_ascii_punctuation() && c != '_' && c != '-');
+        let Ok(Some(name)) = input::name(Some(&Value::from(name))) else {
+            continue;
+        };
+        if name != sender && !users.contains(&name) {
+            users.push(name);
+            if users.len() == MAX_MENTIONS {
+                break;
+            }
+        }
+    }
+    users
+}
+
+async fn message(
+    socket: &Socket,
+    rules: &RoomRules,
+    notifier: Option<&Notifier>,
+    data: &Value,
+) -> Result<Value, InputError> {
     let MessageInput { room, text } = MessageInput::parse(data)?;
     let key = rules.key(room);
     if !rooms::is_member(socket, &key) {
@@ -122,6 +166,7 @@ async fn message(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Val
     }
     let sender = rules.sender(socket)?;
     let message = json!({
+        "id": input::random_id(),
         "room": room,
         "sender": &*sender,
         "text": text,
@@ -144,6 +189,19 @@ async fn message(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Val
             .await
         {
             tracing::warn!(%error, room, "message not kept in the room's history");
+        }
+    }
+    if let Some(notifier) = notifier {
+        for user in mentions(text, &sender) {
+            let mut extra = serde_json::Map::new();
+            extra.insert("room".to_owned(), Value::from(room));
+            // Sent already: a mention that fails costs the notification, not the message.
+            if let Err(error) = notifier
+                .send(&user, &sender, text, Kind::Mention, extra)
+                .await
+            {
+                tracing::warn!(%error, room, "mention not notified");
+            }
         }
     }
     Ok(json!({ "ok": true }))

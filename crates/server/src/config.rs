@@ -179,6 +179,10 @@ pub(crate) struct Config {
     #[arg(long = "history-ttl-s", env = "HISTORY_TTL_S", value_name = "S", default_value = "604800", value_parser = parse_ttl, help_heading = "Cluster")]
     pub history_ttl: Duration,
 
+    /// How long a call on /calls rings before it ends with `no answer`, in milliseconds.
+    #[arg(long = "call-ring-timeout-ms", env = "CALL_RING_TIMEOUT_MS", value_name = "MS", default_value = "30000", value_parser = parse_millis)]
+    pub call_ring_timeout: Duration,
+
     /// Per-namespace settings.
     #[command(flatten)]
     pub namespaces: NamespaceOptions,
@@ -1224,7 +1228,7 @@ fn parse_admin_namespace(value: &str) -> Result<String, String> {
     if !value.starts_with('/') || value.len() < 2 {
         return Err("expected a namespace such as /admin".to_owned());
     }
-    if matches!(value, "/chat" | "/notifications") {
+    if matches!(value, "/chat" | "/notifications" | "/calls") {
         return Err(format!("{value} is the demo's namespace"));
     }
     Ok(value.to_owned())
@@ -1578,6 +1582,7 @@ mod tests {
         assert_eq!(config.max_payload, 1_000_000);
         assert_eq!(config.drain_timeout, Duration::from_secs(3));
         assert_eq!(config.drain_window, Duration::ZERO);
+        assert_eq!(config.call_ring_timeout, Duration::from_secs(30));
         assert!(config.metrics);
         assert_eq!(config.log_format, LogFormat::Text);
         assert_eq!(config.api_keys, None);
@@ -1756,6 +1761,7 @@ mod tests {
         ("WEBHOOK_RETRIES", "0"),
         ("WEBHOOK_CA_FILE", "/etc/switchyard/backend-ca.pem"),
         ("WEBHOOK_MAX_RESPONSE_BYTES", "2048"),
+        ("CALL_RING_TIMEOUT_MS", "1500"),
     ];
 
     #[test]
@@ -1767,6 +1773,7 @@ mod tests {
         assert_eq!(config.ping_timeout, Duration::from_millis(700));
         assert_eq!(config.drain_timeout, Duration::ZERO);
         assert_eq!(config.drain_window, Duration::from_secs(20));
+        assert_eq!(config.call_ring_timeout, Duration::from_millis(1500));
         assert!(!config.metrics);
         assert_eq!(config.log_format, LogFormat::Json);
         assert_eq!(

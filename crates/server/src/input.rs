@@ -106,6 +106,12 @@ pub(crate) fn name(value: Option<&Value>) -> Result<Option<String>, InputError> 
     Ok(Some(name.to_owned()))
 }
 
+/// A fresh random id: 128 bits from the thread's CSPRNG, as 32 lowercase hex digits (call,
+/// message and notification ids; unique across a cluster's servers).
+pub(crate) fn random_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
 /// Milliseconds since the Unix epoch, as JavaScript's `Date.now()`.
 pub(crate) fn now_millis() -> u64 {
     SystemTime::now()
@@ -201,6 +207,14 @@ mod tests {
             ack(Err(InputError::new("nope"))),
             json!({ "error": "nope" })
         );
+    }
+
+    #[test]
+    fn random_ids_are_32_hex_digits() {
+        let id = random_id();
+        assert_eq!(id.len(), 32);
+        assert!(id.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(id, random_id());
     }
 
     #[test]

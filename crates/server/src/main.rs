@@ -1,5 +1,5 @@
-//! The Switchyard server: a Socket.IO v5 server with two demo namespaces (`/chat` and
-//! `/notifications`) and a page at `/` that uses them.
+//! The Switchyard server: a Socket.IO v5 server with three demo namespaces (`/chat`,
+//! `/notifications` and `/calls`, 1:1 WebRTC signaling) and a page at `/` that uses them.
 //!
 //! `cargo run --release` from the workspace root listens on 127.0.0.1:3000; see `--help` (or
 //! [`config`]) for the settings, all of which can also come from environment variables.
@@ -7,6 +7,7 @@
 
 mod api;
 mod backend;
+mod calls;
 mod chat;
 mod config;
 mod config_file;
@@ -228,12 +229,15 @@ fn socket_io(
         Some(hooks)
     };
     let required = |public: bool| jwt.clone().filter(|_| !public);
+    // The users' inboxes share the room history's store (bounded by --history-max-bytes).
+    let notifier = notifications::Notifier::new(&io, history.clone());
     chat::register(
         &io,
         required(namespaces.chat.public),
         &namespaces.chat,
         hooks(&namespaces.chat),
         Some(history.clone()),
+        Some(notifier.clone()),
     );
     notifications::register(
         &io,
@@ -241,7 +245,10 @@ fn socket_io(
         &namespaces.notifications,
         hooks(&namespaces.notifications),
         Some(history.clone()),
+        &notifier,
     );
+    // Never public: with JWT on, a call needs a token.
+    calls::register(&io, jwt.clone(), config.call_ring_timeout);
     match &jwt {
         Some(_) => info!(
             chat = if namespaces.chat.public {

@@ -4,20 +4,28 @@
 //!
 //! | event (client → server) | data | ack |
 //! | --- | --- | --- |
-//! | `notify` | `{ to, text }` | `{ delivered }`: how many of `to`'s sockets on this server were reached; they get `notification` `{ from, text, time }` |
+//! | `notify` | `{ to, text }` | `{ id, delivered }`: the notification's id, and how many of `to`'s sockets on this server were reached; they get `notification` (`kind: "direct"`) |
+//! | `inbox` | none | `{ notifications: [...] }`: the user's last 50 notifications, oldest first |
 //! | `join`, `leave`, relayed events (`RELAY_EVENTS`, none by default) | see [`crate::rooms`] | |
 //!
-//! Bad input is answered with the ack `{ error: message }`.
+//! | event (server → client) | data |
+//! | --- | --- |
+//! | `notification` | `{ id, from, text, time, kind }`; `kind`: `direct` (`notify`), `mention` (a chat message naming the user as `@name`, with `room`), `backend` (`POST /api/v1/notify`) |
+//!
+//! Every notification is also kept in its user's inbox, the last [`INBOX_SIZE`]: in memory on
+//! a lone server, in Redis when clustered (the room history's store, [`History`], under the
+//! personal room `user:<user>`), so a client that reconnects reads with `inbox` what it missed
+//! and merges by `id`. Bad input is answered with the ack `{ error: message }`.
 
 use std::convert::Infallible;
 use std::sync::Arc;
 
-use serde_json::{json, Value};
-use switchyard::{Room, Socket, SocketIo};
+use serde_json::{json, Map, Value};
+use switchyard::{Namespace, Room, Socket, SocketIo};
 use switchyard_auth::JwtAuth;
 
 use crate::config::NamespaceSettings;
-use crate::history::History;
+use crate::history::{History, HistoryError};
 use crate::identity;
 use crate::input::{self, ack, InputError};
 use crate::rooms::{self, RoomRules};
@@ -25,13 +33,15 @@ use crate::webhooks::NamespaceHooks;
 
 /// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
 /// is required here (JWT on and the namespace not public).
-/// `hooks`: the namespace's webhooks, if any; `history`: where room history is kept.
+/// `hooks`: the namespace's webhooks, if any; `history`: where room history is kept;
+/// `notifier`: what sends notifications and keeps the inboxes.
 pub(crate) fn register(
     io: &SocketIo,
     jwt: Option<JwtAuth>,
     settings: &NamespaceSettings,
     hooks: Option<NamespaceHooks>,
     history: Option<History>,
+    notifier: &Notifier,
 ) {
     let notifications = io.of("/notifications");
     let with_token = jwt.is_some();
@@ -45,10 +55,12 @@ pub(crate) fn register(
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     // Rooms are joined once connected (a refused socket must leave nothing behind); this runs
     // before the client learns it is connected, so no notification can be missed.
+    let notifier = notifier.clone();
     notifications.on_connection(move |socket: Socket| {
         let rules = rules.clone();
         let relay = relay.clone();
         let hooks = hooks.clone();
+        let notifier = notifier.clone();
         async move {
             if let Some(user) = identity::of(&socket) {
                 socket.join(user_room(&user));
@@ -56,8 +68,15 @@ pub(crate) fn register(
             if let Some(hooks) = &hooks {
                 hooks.attach(&socket, &rules);
             }
-            socket.on("notify", |socket: Socket, data: Value| async move {
-                Ok::<_, Infallible>(ack(notify(&socket, &data)))
+            let notify_with = notifier.clone();
+            socket.on("notify", move |socket: Socket, data: Value| {
+                let notifier = notify_with.clone();
+                async move { Ok::<_, Infallible>(ack(notify(&socket, &notifier, &data).await)) }
+            });
+            // Any data, or none: the user's inbox.
+            socket.on("inbox", move |socket: Socket, _: switchyard::Args| {
+                let notifier = notifier.clone();
+                async move { Ok::<_, Infallible>(ack(inbox(&socket, &notifier).await)) }
             });
             rooms::register(&socket, &rules, &relay);
         }
@@ -102,24 +121,129 @@ impl<'a> NotifyInput<'a> {
     }
 }
 
-fn notify(socket: &Socket, data: &Value) -> Result<Value, InputError> {
+/// How many notifications a user's inbox keeps.
+pub(crate) const INBOX_SIZE: usize = 50;
+
+/// What a notification is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// A user's `notify`.
+    Direct,
+    /// A chat message that names the user.
+    Mention,
+    /// The backend's `POST /api/v1/notify`.
+    Backend,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Direct => "direct",
+            Kind::Mention => "mention",
+            Kind::Backend => "backend",
+        }
+    }
+}
+
+/// Why a notification could not be sent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("notification not sent: {0}")]
+pub(crate) struct NotifyError(String);
+
+/// Sends notifications on `/notifications` and keeps them in the users' inboxes; shared by the
+/// namespace, the chat (mentions) and the backend API.
+#[derive(Clone)]
+pub(crate) struct Notifier {
+    namespace: Namespace,
+    inbox: History,
+}
+
+impl std::fmt::Debug for Notifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Notifier")
+            .field("inbox", &self.inbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Notifier {
+    /// The notifier of `io`'s `/notifications`, its inboxes in `inbox`.
+    pub(crate) fn new(io: &SocketIo, inbox: History) -> Notifier {
+        Notifier {
+            namespace: io.of("/notifications"),
+            inbox,
+        }
+    }
+
+    /// The namespace the notifications go to.
+    pub(crate) fn namespace(&self) -> &Namespace {
+        &self.namespace
+    }
+
+    /// Sends `to` (every socket of the user, on every server) a `notification` of `kind` from
+    /// `from` with `text` and the fields of `extra`, and keeps it in the user's inbox: the
+    /// notification's id. A store that fails costs the inbox, not the notification.
+    pub(crate) async fn send(
+        &self,
+        to: &str,
+        from: &str,
+        text: &str,
+        kind: Kind,
+        extra: Map<String, Value>,
+    ) -> Result<String, NotifyError> {
+        let id = input::random_id();
+        let mut notification = extra;
+        notification.insert("id".to_owned(), Value::from(id.as_str()));
+        notification.insert("from".to_owned(), Value::from(from));
+        notification.insert("text".to_owned(), Value::from(text));
+        notification.insert("time".to_owned(), Value::from(input::now_millis()));
+        notification.insert("kind".to_owned(), Value::from(kind.as_str()));
+        let notification = Value::Object(notification);
+        let room = user_room(to);
+        // Kept first: a client reading its inbox as it reconnects finds it there or gets it live.
+        if let Err(error) = self
+            .inbox
+            .append(self.namespace.name(), &room, INBOX_SIZE, &notification)
+            .await
+        {
+            tracing::warn!(%error, "notification not kept in the inbox");
+        }
+        self.namespace
+            .to(room)
+            .emit("notification", notification)
+            .map_err(|error| {
+                tracing::warn!(%error, "notification not sent");
+                NotifyError(error.to_string())
+            })?;
+        Ok(id)
+    }
+
+    /// The last [`INBOX_SIZE`] notifications of `user`, oldest first.
+    pub(crate) async fn inbox(&self, user: &str) -> Result<Vec<Value>, HistoryError> {
+        self.inbox
+            .recent(self.namespace.name(), &user_room(user), INBOX_SIZE)
+            .await
+    }
+}
+
+async fn notify(socket: &Socket, notifier: &Notifier, data: &Value) -> Result<Value, InputError> {
     let NotifyInput { to, text } = NotifyInput::parse(data)?;
     let from = identity::of(socket).ok_or_else(|| InputError::new("not connected"))?;
-    let room = user_room(&to);
-    let namespace = socket.namespace();
-    let mut delivered = 0usize;
-    namespace
-        .adapter()
-        .for_each_in_room(&room, &mut |_| delivered += 1);
-    let notification = json!({ "from": &*from, "text": text, "time": input::now_millis() });
-    namespace
-        .to(room)
-        .emit("notification", notification)
-        .map_err(|error| {
-            tracing::warn!(%error, "notification not sent");
-            InputError::new("notification not sent")
-        })?;
-    Ok(json!({ "delivered": delivered }))
+    let delivered = rooms::member_count(&socket.namespace(), &user_room(&to));
+    let id = notifier
+        .send(&to, &from, text, Kind::Direct, Map::new())
+        .await
+        .map_err(|_| InputError::new("notification not sent"))?;
+    Ok(json!({ "id": id, "delivered": delivered }))
+}
+
+async fn inbox(socket: &Socket, notifier: &Notifier) -> Result<Value, InputError> {
+    let user = identity::of(socket).ok_or_else(|| InputError::new("not connected"))?;
+    let notifications = notifier.inbox(&user).await.map_err(|error| {
+        tracing::warn!(%error, "inbox not read");
+        InputError::new("inbox not available")
+    })?;
+    Ok(json!({ "notifications": notifications }))
 }
 
 #[cfg(test)]

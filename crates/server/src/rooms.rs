@@ -3,7 +3,7 @@
 //!
 //! | event (client → server) | data | ack |
 //! | --- | --- | --- |
-//! | `join` | room name | `{ room, members }`; refused: `{ error }` (not allowed, too many rooms) |
+//! | `join` | room name | `{ room, members }`, with presence `users`, `online` (the same distinct users) and `userCount`, with history `history`; refused: `{ error }` (not allowed, too many rooms) |
 //! | `leave` | room name | `{ room, members }` (members left) |
 //! | a relayed event `E` | `{ room, ... }` | `{ ok: true }`; the room, sender included, gets `E` with the data plus `sender` and `time` |
 //!
@@ -286,7 +286,10 @@ async fn join(socket: &Socket, rules: &RoomRules, data: &Value) -> Result<Value,
         }
         match presence::occupants(&namespace, &key, None).await {
             Ok(occupants) => {
-                answer["users"] = presence::names(&occupants);
+                let names = presence::names(&occupants);
+                // `online`: the app's name for the same list (distinct users, sorted).
+                answer["online"] = names.clone();
+                answer["users"] = names;
                 answer["userCount"] = Value::from(occupants.len());
             }
             Err(error) => tracing::warn!(%error, room, "presence of the room not read"),
