@@ -1,0 +1,86 @@
+//! The errors: why a client's request was refused ([`Refusal`], sent back as the error ack),
+//! and why the store failed ([`StoreError`]).
+
+/// Why a `doc:*` event was refused. Its text is the `error` of the ack `{ error }` the client
+/// gets; a refused event changes nothing and reaches no other client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// The document id is missing, not a string, or not 1 to 64 of `A-Z a-z 0-9 _ -`.
+    #[error("invalid document id: expected 1 to 64 characters of A-Z, a-z, 0-9, _ and -")]
+    BadDocId,
+    /// A binary argument (state vector, update, awareness update) is missing or not binary.
+    #[error("{0} must be binary")]
+    NotBinary(&'static str),
+    /// The state vector of a `doc:join` does not decode.
+    #[error("malformed state vector")]
+    MalformedStateVector,
+    /// The update does not decode, or the document refused it.
+    #[error("malformed update")]
+    MalformedUpdate,
+    /// The awareness update does not decode.
+    #[error("malformed awareness update")]
+    MalformedAwareness,
+    /// The update is bigger than the limit.
+    #[error("update too large: {size} bytes (at most {limit})")]
+    UpdateTooLarge {
+        /// The update's size in bytes.
+        size: usize,
+        /// The limit, [`DocLimits::max_update_bytes`](crate::DocLimits::max_update_bytes).
+        limit: usize,
+    },
+    /// The awareness update is bigger than the limit.
+    #[error("awareness update too large: {size} bytes (at most {limit})")]
+    AwarenessTooLarge {
+        /// The awareness update's size in bytes.
+        size: usize,
+        /// The limit, [`DocLimits::max_awareness_bytes`](crate::DocLimits::max_awareness_bytes).
+        limit: usize,
+    },
+    /// Applying the update would make the document's encoded state bigger than the limit.
+    #[error("document too large: the update would make it {size} bytes (at most {limit})")]
+    DocumentTooLarge {
+        /// The encoded state's size the update would lead to.
+        size: usize,
+        /// The limit, [`DocLimits::max_document_bytes`](crate::DocLimits::max_document_bytes).
+        limit: usize,
+    },
+    /// The socket has as many documents open as it may.
+    #[error("too many open documents (at most {limit})")]
+    TooManyDocuments {
+        /// The limit, [`DocLimits::max_documents_per_socket`](crate::DocLimits::max_documents_per_socket).
+        limit: usize,
+    },
+    /// The socket sent an update or an awareness update for a document it has not joined.
+    #[error("not joined to document {0}")]
+    NotJoined(String),
+    /// The socket could not join the document's room (the server's room limit per socket).
+    #[error("cannot join the document's room: {0}")]
+    Room(String),
+    /// The store failed: nothing was applied.
+    #[error("the document store failed; try again")]
+    Store,
+}
+
+/// Why the document store failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store's thread could not be started.
+    #[error("cannot start the store's thread: {0}")]
+    Thread(std::io::Error),
+    /// The store's thread has stopped (it panicked, or the service was dropped).
+    #[error("the store's thread has stopped")]
+    Stopped,
+}

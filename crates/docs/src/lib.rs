@@ -1,0 +1,169 @@
+//! Shared [Yjs](https://yjs.dev) documents on a Switchyard namespace: clients sync with the
+//! server's copy of a document (the y-protocols sync steps, over Socket.IO events with binary
+//! arguments), their updates are applied there, stored in SQLite and relayed to the other
+//! clients of the document, and awareness (cursors, names) is relayed without being stored.
+//!
+//! ```no_run
+//! use switchyard::{SocketIo, SocketIoConfig};
+//! use switchyard_docs::{DocService, DocsConfig, Storage};
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let io = SocketIo::new(SocketIoConfig::default());
+//! let config = DocsConfig {
+//!     storage: Storage::Directory("./switchyard-data".into()),
+//!     ..DocsConfig::default()
+//! };
+//! let _docs = DocService::attach(&io.of("/docs"), config).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Events
+//!
+//! A document is named by its id: 1 to 64 characters of `A-Z a-z 0-9 _ -`. Binary arguments
+//! are Socket.IO binary attachments (`Uint8Array`/`ArrayBuffer` in JavaScript); updates and
+//! state vectors are Yjs's v1 encoding (`Y.encodeStateVector`, `Y.encodeStateAsUpdate`, the
+//! `update` event of a `Y.Doc`), awareness updates y-protocols' (`encodeAwarenessUpdate`).
+//!
+//! | event (client → server) | arguments | ack on success |
+//! | --- | --- | --- |
+//! | `doc:join` | `docId`, `stateVector` (binary; missing or `null`: empty) | `{ update, stateVector }`: `update` (binary) is what the server has that the state vector lacks (sync step 2: apply it), `stateVector` (binary) the server's (answer with `Y.encodeStateAsUpdate(doc, stateVector)` as a `doc:update` if it is not empty, so the server gets what it lacks: sync step 2 the other way) |
+//! | `doc:update` | `docId`, `update` (binary) | `{ ok: true }`, once the update is applied and stored |
+//! | `doc:awareness` | `docId`, awareness update (binary) | `{ ok: true }` |
+//! | `doc:leave` | `docId` | `{ ok: true }` (also when the socket had not joined it) |
+//!
+//! | event (server → client) | arguments | when |
+//! | --- | --- | --- |
+//! | `doc:update` | `docId`, `update` (binary) | another client's update to a document the socket joined (apply it) |
+//! | `doc:awareness` | `docId`, awareness update (binary) | another client's awareness update (volatile: dropped rather than queued for a slow client) |
+//!
+//! `doc:join` puts the socket in the room `doc:<docId>`; a socket joining a document it has
+//! joined already just gets the sync again. Only a socket that joined a document may send its
+//! updates and awareness updates. A refused event is answered with the ack `{ error }` (the
+//! text of a [`Refusal`]), logged, changes nothing and reaches no one else:
+//!
+//! - a bad document id;
+//! - an update larger than [`DocLimits::max_update_bytes`], or that does not decode, or that
+//!   the document refuses;
+//! - an update that would make the document's encoded state larger than
+//!   [`DocLimits::max_document_bytes`];
+//! - a `doc:join` past [`DocLimits::max_documents_per_socket`] open documents;
+//! - an awareness update larger than [`DocLimits::max_awareness_bytes`] or that does not
+//!   decode;
+//! - an update or awareness update for a document the socket has not joined;
+//! - a store failure (nothing applied: the client may send the update again).
+//!
+//! Awareness is relayed, never stored nor kept: a client announces its state after its join
+//! ack, and the others' states reach it when they renew them (y-protocols renews every 15 s
+//! and forgets a state not renewed for 30 s, which is also how a departed client's cursor
+//! goes away).
+//!
+//! # Memory and storage
+//!
+//! The server holds a document (a `yrs::Doc`) while at least one socket has it open, and
+//! unloads it when the last one leaves or disconnects, after writing its merged state. The
+//! store ([`Storage`]) is one SQLite database, on a thread of its own: no SQLite call runs on
+//! an async worker. **An acknowledged update is durable**: it is appended to the store (a
+//! committed SQLite transaction, `synchronous = FULL`) before it is relayed and acked; every
+//! 256 updates, and when the document is unloaded, the updates are folded into the document's
+//! merged state (`encode_state_as_update_v1`). A crash loses only updates not yet acked
+//! (their senders get no ack, and Yjs clients resend their whole state on their next join).
+//! Each update costs one SQLite commit, made while the document's other updates wait.
+//!
+//! Not here yet: documents are not shared across the servers of a cluster (each server
+//! keeps its own copy: run one server, or route a document's clients to one server), and
+//! there is no access control per document (any socket admitted to the namespace may open any
+//! document: put an auth middleware on the namespace).
+
+mod error;
+mod service;
+mod store;
+
+pub use error::{Refusal, StoreError};
+pub use service::DocService;
+pub use store::Storage;
+
+/// The limits of the document service, each refused with an error ack past it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocLimits {
+    /// The largest update (`doc:update`), in bytes. Default 256 KiB.
+    pub max_update_bytes: usize,
+    /// The largest a document's encoded state (`encode_state_as_update_v1`) may become, in
+    /// bytes; an update that would take it past this is refused. The join ack carries up to
+    /// this much, so keep it under the server's outgoing buffer per connection. Default
+    /// 512 KiB.
+    pub max_document_bytes: usize,
+    /// How many documents one socket may have open at once. Default 8.
+    pub max_documents_per_socket: usize,
+    /// The largest awareness update (`doc:awareness`), in bytes. Default 8 KiB.
+    pub max_awareness_bytes: usize,
+}
+
+impl Default for DocLimits {
+    fn default() -> Self {
+        DocLimits {
+            max_update_bytes: 256 * 1024,
+            max_document_bytes: 512 * 1024,
+            max_documents_per_socket: 8,
+            max_awareness_bytes: 8 * 1024,
+        }
+    }
+}
+
+/// The document service's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DocsConfig {
+    /// Where documents are kept. Default: [`Storage::Memory`].
+    pub storage: Storage,
+    /// The limits.
+    pub limits: DocLimits,
+}
+
+impl Default for DocsConfig {
+    fn default() -> Self {
+        DocsConfig {
+            storage: Storage::Memory,
+            limits: DocLimits::default(),
+        }
+    }
+}
+
+/// The events of the service, as constants for clients and tests.
+pub mod events {
+    /// Client → server: open a document and sync with the server's copy.
+    pub const JOIN: &str = "doc:join";
+    /// Both ways: an update of a document.
+    pub const UPDATE: &str = "doc:update";
+    /// Both ways: an awareness update (relayed, never stored).
+    pub const AWARENESS: &str = "doc:awareness";
+    /// Client → server: close a document.
+    pub const LEAVE: &str = "doc:leave";
+}
+
+/// Whether `id` is a valid document id: 1 to 64 characters of `A-Z a-z 0-9 _ -`.
+pub fn is_valid_doc_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-')
+}
+
+/// The room of document `id`'s sockets: `doc:<id>`.
+pub fn room_of(id: &str) -> String {
+    format!("doc:{id}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doc_ids_are_short_plain_names() {
+        for id in ["a", "notes-1", "A_b-9", &"x".repeat(64)] {
+            assert!(is_valid_doc_id(id), "{id}");
+        }
+        for id in ["", "a b", "a/b", "é", "doc:1", &"x".repeat(65), "a\0"] {
+            assert!(!is_valid_doc_id(id), "{id:?}");
+        }
+    }
+}

@@ -1,0 +1,652 @@
+//! The service: the open documents, the event handlers, loading and unloading.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::{json, Value};
+use switchyard::{Args, Binary, DisconnectReason, Namespace, Socket};
+use tracing::{debug, info, warn};
+use yrs::sync::AwarenessUpdate;
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+
+use crate::error::{Refusal, StoreError};
+use crate::events;
+use crate::store::Store;
+use crate::{is_valid_doc_id, room_of, DocLimits, DocsConfig};
+
+/// Updates appended to the store before they are folded into the document's merged state.
+const COMPACT_EVERY: usize = 256;
+
+/// The document service on one namespace. Cloning it shares the service; the documents stay
+/// served as long as the namespace is (the handlers hold the service).
+#[derive(Clone)]
+pub struct DocService {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for DocService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DocService")
+            .field("limits", &self.inner.limits)
+            .field("open_documents", &self.open_documents())
+            .finish()
+    }
+}
+
+struct Inner {
+    limits: DocLimits,
+    store: Store,
+    /// The documents open on this server, with how many sockets have each open.
+    docs: Mutex<HashMap<Arc<str>, Slot>>,
+}
+
+struct Slot {
+    entry: Arc<Entry>,
+    members: usize,
+}
+
+/// One open document.
+struct Entry {
+    id: Arc<str>,
+    state: tokio::sync::Mutex<EntryState>,
+}
+
+#[derive(Default)]
+struct EntryState {
+    /// The document, once loaded (and until unloaded).
+    doc: Option<Doc>,
+    /// An upper bound of the encoded state's size (exact after a load or a compaction).
+    size: usize,
+    /// The sequence number of the last update in the store.
+    last_seq: i64,
+    /// Updates in the store not folded into the merged state yet.
+    unfolded: usize,
+}
+
+/// A `doc:join` whose checks passed: the document, the client's state vector, and the entry
+/// if this join counted the socket in (not when it had the document open already).
+type Started = (Arc<str>, StateVector, Option<Arc<Entry>>);
+
+/// The documents a socket has open (its socket data).
+#[derive(Clone, Default)]
+struct Joined(Arc<Mutex<HashSet<Arc<str>>>>);
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The join ack.
+#[derive(Serialize)]
+struct JoinAck {
+    update: Binary,
+    #[serde(rename = "stateVector")]
+    state_vector: Binary,
+}
+
+impl DocService {
+    /// Opens the store and serves documents on `namespace`: registers its connection handler
+    /// (add any auth middleware to the namespace too, before clients connect).
+    pub async fn attach(namespace: &Namespace, config: DocsConfig) -> Result<Self, StoreError> {
+        let store = Store::open(config.storage.clone()).await?;
+        let service = DocService {
+            inner: Arc::new(Inner {
+                limits: config.limits,
+                store,
+                docs: Mutex::new(HashMap::new()),
+            }),
+        };
+        let inner = service.inner.clone();
+        namespace.on_connection(move |socket: Socket| {
+            let inner = inner.clone();
+            async move { inner.register(&socket) }
+        });
+        Ok(service)
+    }
+
+    /// How many documents are held in memory (open by at least one socket, or being unloaded).
+    pub fn open_documents(&self) -> usize {
+        lock(&self.inner.docs).len()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> DocLimits {
+        self.inner.limits
+    }
+}
+
+/// A handler's answer: the ack's arguments.
+type Reply = Result<Args, Infallible>;
+
+fn ok_reply() -> Reply {
+    Ok(Args::one(&json!({ "ok": true })).unwrap_or_default())
+}
+
+fn refusal_reply(socket: &Socket, event: &str, doc: Option<&str>, refusal: &Refusal) -> Reply {
+    match refusal {
+        Refusal::Store => {
+            warn!(sid = &**socket.id(), event, doc, error = %refusal, "document event refused")
+        }
+        _ => info!(sid = &**socket.id(), event, doc, error = %refusal, "document event refused"),
+    }
+    Ok(Args::one(&json!({ "error": refusal.to_string() })).unwrap_or_default())
+}
+
+fn answer(socket: &Socket, event: &str, doc: Option<&str>, result: Result<Args, Refusal>) -> Reply {
+    match result {
+        Ok(args) => Ok(args),
+        Err(refusal) => refusal_reply(socket, event, doc, &refusal),
+    }
+}
+
+/// The document id in argument 0.
+fn doc_id(args: &Args) -> Result<Arc<str>, Refusal> {
+    match args.values.first() {
+        Some(Value::String(id)) if is_valid_doc_id(id) => Ok(Arc::from(id.as_str())),
+        _ => Err(Refusal::BadDocId),
+    }
+}
+
+/// The binary argument 1; `None` when it is missing or null.
+fn binary_arg(args: &Args, what: &'static str) -> Result<Option<Bytes>, Refusal> {
+    match args.values.get(1) {
+        None | Some(Value::Null) => Ok(None),
+        Some(value) => args
+            .binary(value)
+            .cloned()
+            .map(Some)
+            .ok_or(Refusal::NotBinary(what)),
+    }
+}
+
+/// Whether the count a Yjs structure starts with (a varint) could be honest: each counted
+/// item takes at least one more byte. Keeps a few bytes from declaring millions of items, for
+/// which the decoder would reserve memory before finding out.
+fn plausible_count(bytes: &[u8]) -> bool {
+    let mut count: u64 = 0;
+    for (index, byte) in bytes.iter().enumerate().take(10) {
+        count |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            return count <= bytes.len() as u64;
+        }
+    }
+    false
+}
+
+/// Decodes a v1 update, refusing what does not decode (or makes the decoder panic).
+fn decode_update(bytes: &[u8]) -> Result<Update, Refusal> {
+    if !plausible_count(bytes) {
+        return Err(Refusal::MalformedUpdate);
+    }
+    match catch_unwind(|| Update::decode_v1(bytes)) {
+        Ok(Ok(update)) => Ok(update),
+        _ => Err(Refusal::MalformedUpdate),
+    }
+}
+
+fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, Refusal> {
+    if !plausible_count(bytes) {
+        return Err(Refusal::MalformedStateVector);
+    }
+    match catch_unwind(|| StateVector::decode_v1(bytes)) {
+        Ok(Ok(state_vector)) => Ok(state_vector),
+        _ => Err(Refusal::MalformedStateVector),
+    }
+}
+
+fn check_awareness(bytes: &[u8]) -> Result<(), Refusal> {
+    if !plausible_count(bytes) {
+        return Err(Refusal::MalformedAwareness);
+    }
+    match catch_unwind(|| AwarenessUpdate::decode_v1(bytes)) {
+        Ok(Ok(_)) => Ok(()),
+        _ => Err(Refusal::MalformedAwareness),
+    }
+}
+
+/// The encoded state of `doc` (everything it has).
+fn encode_state(doc: &Doc) -> Vec<u8> {
+    doc.transact()
+        .encode_state_as_update_v1(&StateVector::default())
+}
+
+/// Applies `update` to `doc`; false if the document refused it (or its code panicked).
+fn apply(doc: &Doc, update: Update) -> bool {
+    matches!(
+        catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update))),
+        Ok(Ok(()))
+    )
+}
+
+impl Inner {
+    /// The handlers of a new socket.
+    fn register(self: &Arc<Self>, socket: &Socket) {
+        socket.insert_data(Joined::default());
+        let inner = self.clone();
+        socket.on(events::JOIN, move |socket: Socket, args: Args| {
+            let inner = inner.clone();
+            // The membership is decided here, in the order the events came; only the loading
+            // and the sync wait.
+            let started = inner.start_join(&socket, &args);
+            async move {
+                let result = match started {
+                    Ok((id, state_vector, entry)) => {
+                        let result = inner.finish_join(&socket, &id, &state_vector, entry).await;
+                        return answer(&socket, events::JOIN, Some(&id), result);
+                    }
+                    Err(refusal) => Err(refusal),
+                };
+                let id = doc_id(&args).ok();
+                answer(&socket, events::JOIN, id.as_deref(), result)
+            }
+        });
+        let inner = self.clone();
+        socket.on(events::UPDATE, move |socket: Socket, args: Args| {
+            let inner = inner.clone();
+            async move {
+                let id = doc_id(&args).ok();
+                let result = inner.update(&socket, &args).await;
+                answer(&socket, events::UPDATE, id.as_deref(), result)
+            }
+        });
+        let inner = self.clone();
+        socket.on(events::AWARENESS, move |socket: Socket, args: Args| {
+            let result = inner.awareness(&socket, &args);
+            async move {
+                let id = doc_id(&args).ok();
+                answer(&socket, events::AWARENESS, id.as_deref(), result)
+            }
+        });
+        let inner = self.clone();
+        socket.on(events::LEAVE, move |socket: Socket, args: Args| {
+            let inner = inner.clone();
+            let left = doc_id(&args).map(|id| (inner.leave(&socket, &id), id));
+            async move {
+                match left {
+                    Ok((entry, _)) => {
+                        if let Some(entry) = entry {
+                            inner.unload(entry).await;
+                        }
+                        ok_reply()
+                    }
+                    Err(refusal) => refusal_reply(&socket, events::LEAVE, None, &refusal),
+                }
+            }
+        });
+        let inner = self.clone();
+        socket.on_disconnect(move |socket: Socket, _: DisconnectReason| {
+            let inner = inner.clone();
+            let ids: Vec<Arc<str>> = socket
+                .data::<Joined>()
+                .map(|Joined(joined)| lock(&joined).drain().collect())
+                .unwrap_or_default();
+            let entries: Vec<Arc<Entry>> = ids.iter().filter_map(|id| inner.release(id)).collect();
+            async move {
+                for entry in entries {
+                    inner.unload(entry).await;
+                }
+            }
+        });
+    }
+
+    /// The synchronous start of `doc:join`: checks, and counts the socket in.
+    fn start_join(&self, socket: &Socket, args: &Args) -> Result<Started, Refusal> {
+        let id = doc_id(args)?;
+        let state_vector = match binary_arg(args, "the state vector")? {
+            None => StateVector::default(),
+            Some(bytes) if bytes.len() > self.limits.max_update_bytes => {
+                return Err(Refusal::MalformedStateVector)
+            }
+            Some(bytes) => decode_state_vector(&bytes)?,
+        };
+        let Some(Joined(joined)) = socket.data::<Joined>() else {
+            // The socket is closing.
+            return Err(Refusal::NotJoined(id.to_string()));
+        };
+        let mut joined = lock(&joined);
+        if joined.contains(&id) {
+            return Ok((id, state_vector, None));
+        }
+        if joined.len() >= self.limits.max_documents_per_socket {
+            return Err(Refusal::TooManyDocuments {
+                limit: self.limits.max_documents_per_socket,
+            });
+        }
+        joined.insert(id.clone());
+        let entry = self.acquire(&id);
+        Ok((id, state_vector, Some(entry)))
+    }
+
+    /// The rest of `doc:join`: loads the document if needed, joins the room, syncs.
+    async fn finish_join(
+        self: &Arc<Self>,
+        socket: &Socket,
+        id: &Arc<str>,
+        state_vector: &StateVector,
+        acquired: Option<Arc<Entry>>,
+    ) -> Result<Args, Refusal> {
+        let entry = match acquired.clone().or_else(|| self.entry(id)) {
+            Some(entry) => entry,
+            None => return Err(Refusal::NotJoined(id.to_string())),
+        };
+        let mut state = entry.state.lock().await;
+        if state.doc.is_none() {
+            if let Err(error) = self.load(&entry.id, &mut state).await {
+                warn!(doc = &*entry.id, %error, "cannot load the document");
+                drop(state);
+                if acquired.is_some() {
+                    // Undo this join's membership (unless a leave undid it already).
+                    let removed = socket
+                        .data::<Joined>()
+                        .is_some_and(|Joined(joined)| lock(&joined).remove(id));
+                    if removed {
+                        if let Some(entry) = self.release(id) {
+                            self.unload(entry).await;
+                        }
+                    }
+                }
+                return Err(Refusal::Store);
+            }
+        }
+        let Some(doc) = &state.doc else {
+            return Err(Refusal::Store);
+        };
+        // Joined the room under the document's lock: every later update is relayed to the
+        // socket, every earlier one is in the sync below. Not if it left meanwhile.
+        let still_member = socket
+            .data::<Joined>()
+            .is_some_and(|Joined(joined)| lock(&joined).contains(id));
+        if still_member {
+            if let Err(error) = socket.try_join(room_of(id)) {
+                let removed = socket
+                    .data::<Joined>()
+                    .is_some_and(|Joined(joined)| lock(&joined).remove(id));
+                drop(state);
+                if removed {
+                    if let Some(entry) = self.release(id) {
+                        self.unload(entry).await;
+                    }
+                }
+                return Err(Refusal::Room(error.to_string()));
+            }
+        }
+        let (update, server_vector) = {
+            let txn = doc.transact();
+            (
+                txn.encode_state_as_update_v1(state_vector),
+                txn.state_vector().encode_v1(),
+            )
+        };
+        debug!(sid = &**socket.id(), doc = &**id, "document joined");
+        Args::one(&JoinAck {
+            update: Binary::from(update),
+            state_vector: Binary::from(server_vector),
+        })
+        .map_err(|_| Refusal::Store)
+    }
+
+    /// `doc:update`: checks, applies, stores, relays.
+    async fn update(&self, socket: &Socket, args: &Args) -> Result<Args, Refusal> {
+        let id = doc_id(args)?;
+        let bytes = binary_arg(args, "the update")?.ok_or(Refusal::NotBinary("the update"))?;
+        let limits = &self.limits;
+        if bytes.len() > limits.max_update_bytes {
+            return Err(Refusal::UpdateTooLarge {
+                size: bytes.len(),
+                limit: limits.max_update_bytes,
+            });
+        }
+        if !is_member(socket, &id) {
+            return Err(Refusal::NotJoined(id.to_string()));
+        }
+        // Decoded once here (the update itself is not `Send`, so it cannot wait for the lock).
+        drop(decode_update(&bytes)?);
+        let entry = self
+            .entry(&id)
+            .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
+        let mut state = entry.state.lock().await;
+        let Some(doc) = &state.doc else {
+            return Err(Refusal::NotJoined(id.to_string()));
+        };
+        // What the state would be after it: exact only near the limit.
+        let mut exact = None;
+        if state.size.saturating_add(bytes.len()) > limits.max_document_bytes {
+            let current = encode_state(doc);
+            let merged = catch_unwind(|| yrs::merge_updates_v1([current.as_slice(), &bytes]));
+            let size = match merged {
+                Ok(Ok(merged)) => merged.len(),
+                _ => return Err(Refusal::MalformedUpdate),
+            };
+            if size > limits.max_document_bytes {
+                return Err(Refusal::DocumentTooLarge {
+                    size,
+                    limit: limits.max_document_bytes,
+                });
+            }
+            exact = Some(());
+        }
+        let applied = decode_update(&bytes).is_ok_and(|update| apply(doc, update));
+        if !applied {
+            // It may have been applied in part: back to what the store has.
+            self.reload(&entry.id, &mut state).await;
+            return Err(Refusal::MalformedUpdate);
+        }
+        match self.store.append(&id, bytes.to_vec()).await {
+            Ok(seq) => state.last_seq = seq,
+            Err(error) => {
+                warn!(doc = &*id, %error, "cannot store an update; the document goes back to what the store has");
+                self.reload(&entry.id, &mut state).await;
+                return Err(Refusal::Store);
+            }
+        }
+        state.unfolded += 1;
+        state.size = match (exact, &state.doc) {
+            (Some(()), Some(doc)) => encode_state(doc).len(),
+            _ => state.size.saturating_add(bytes.len()),
+        };
+        // Relayed under the document's lock, so that a joiner gets each update either in its
+        // sync or relayed.
+        let relayed = Args::one(&*id).and_then(|args| args.push(&Binary(bytes)));
+        match relayed {
+            Ok(relayed) => {
+                if let Err(error) = socket.to(room_of(&id)).emit(events::UPDATE, relayed) {
+                    warn!(doc = &*id, %error, "update not relayed");
+                }
+            }
+            Err(error) => warn!(doc = &*id, %error, "update not relayed"),
+        }
+        if state.unfolded >= COMPACT_EVERY {
+            self.compact(&entry.id, &mut state).await;
+        }
+        drop(state);
+        ok_reply().map_err(|never| match never {})
+    }
+
+    /// `doc:awareness`: checks and relays (volatile).
+    fn awareness(&self, socket: &Socket, args: &Args) -> Result<Args, Refusal> {
+        let id = doc_id(args)?;
+        let bytes = binary_arg(args, "the awareness update")?
+            .ok_or(Refusal::NotBinary("the awareness update"))?;
+        if bytes.len() > self.limits.max_awareness_bytes {
+            return Err(Refusal::AwarenessTooLarge {
+                size: bytes.len(),
+                limit: self.limits.max_awareness_bytes,
+            });
+        }
+        if !is_member(socket, &id) {
+            return Err(Refusal::NotJoined(id.to_string()));
+        }
+        check_awareness(&bytes)?;
+        let relayed = Args::one(&*id)
+            .and_then(|args| args.push(&Binary(bytes)))
+            .map_err(|_| Refusal::MalformedAwareness)?;
+        if let Err(error) = socket
+            .to(room_of(&id))
+            .volatile()
+            .emit(events::AWARENESS, relayed)
+        {
+            debug!(doc = &*id, %error, "awareness not relayed");
+        }
+        ok_reply().map_err(|never| match never {})
+    }
+
+    /// `doc:leave`: the socket closes document `id`; the entry to unload if it was the last.
+    fn leave(&self, socket: &Socket, id: &Arc<str>) -> Option<Arc<Entry>> {
+        let removed = socket
+            .data::<Joined>()
+            .is_some_and(|Joined(joined)| lock(&joined).remove(id));
+        if !removed {
+            return None;
+        }
+        socket.leave(room_of(id));
+        self.release(id)
+    }
+
+    /// Counts one more socket in document `id`, opening its entry if needed.
+    fn acquire(&self, id: &Arc<str>) -> Arc<Entry> {
+        let mut docs = lock(&self.docs);
+        let slot = docs.entry(id.clone()).or_insert_with(|| Slot {
+            entry: Arc::new(Entry {
+                id: id.clone(),
+                state: tokio::sync::Mutex::new(EntryState::default()),
+            }),
+            members: 0,
+        });
+        slot.members += 1;
+        slot.entry.clone()
+    }
+
+    /// Counts one socket out of document `id`: its entry, if that was the last socket.
+    fn release(&self, id: &str) -> Option<Arc<Entry>> {
+        let mut docs = lock(&self.docs);
+        let slot = docs.get_mut(id)?;
+        slot.members = slot.members.saturating_sub(1);
+        (slot.members == 0).then(|| slot.entry.clone())
+    }
+
+    fn entry(&self, id: &str) -> Option<Arc<Entry>> {
+        lock(&self.docs).get(id).map(|slot| slot.entry.clone())
+    }
+
+    /// Writes the merged state of a document no socket has open and forgets it, unless a
+    /// socket opened it meanwhile.
+    async fn unload(&self, entry: Arc<Entry>) {
+        let mut state = entry.state.lock().await;
+        if !self.unused(&entry) {
+            return;
+        }
+        if state.doc.is_some() && state.unfolded > 0 {
+            self.compact(&entry.id, &mut state).await;
+        }
+        let mut docs = lock(&self.docs);
+        let unused = docs
+            .get(&entry.id)
+            .is_some_and(|slot| slot.members == 0 && Arc::ptr_eq(&slot.entry, &entry));
+        if unused {
+            docs.remove(&entry.id);
+            state.doc = None;
+            debug!(doc = &*entry.id, "document unloaded");
+        }
+    }
+
+    fn unused(&self, entry: &Arc<Entry>) -> bool {
+        lock(&self.docs)
+            .get(&entry.id)
+            .is_some_and(|slot| slot.members == 0 && Arc::ptr_eq(&slot.entry, entry))
+    }
+
+    /// Folds the stored updates into the merged state. A failure is logged: the updates stay
+    /// in the store, nothing is lost.
+    async fn compact(&self, id: &str, state: &mut EntryState) {
+        let Some(doc) = &state.doc else { return };
+        let merged = encode_state(doc);
+        let size = merged.len();
+        match self.store.compact(id, merged, state.last_seq).await {
+            Ok(()) => {
+                state.unfolded = 0;
+                state.size = size;
+            }
+            Err(error) => warn!(doc = id, %error, "cannot write the document's merged state"),
+        }
+    }
+
+    /// Loads document `id` from the store into `state`.
+    async fn load(&self, id: &str, state: &mut EntryState) -> Result<(), StoreError> {
+        let stored = self.store.load(id).await?;
+        let doc = Doc::new();
+        for bytes in stored.state.iter().chain(&stored.updates) {
+            let applied = decode_update(bytes).is_ok_and(|update| apply(&doc, update));
+            if !applied {
+                warn!(doc = id, "a stored update does not apply; skipped");
+            }
+        }
+        state.size = encode_state(&doc).len();
+        state.last_seq = stored.last_seq;
+        state.unfolded = stored.updates.len();
+        state.doc = Some(doc);
+        Ok(())
+    }
+
+    /// Replaces the document in memory by what the store has (after an update failed half
+    /// way, or could not be stored).
+    async fn reload(&self, id: &str, state: &mut EntryState) {
+        if let Err(error) = self.load(id, state).await {
+            // Keep the copy in memory: closer to the truth than nothing.
+            warn!(doc = id, %error, "cannot reload the document");
+        }
+    }
+}
+
+fn is_member(socket: &Socket, id: &str) -> bool {
+    socket
+        .data::<Joined>()
+        .is_some_and(|Joined(joined)| lock(&joined).contains(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use yrs::{GetString, Text};
+
+    #[test]
+    fn counts_must_fit_in_the_bytes() {
+        assert!(plausible_count(&[0]));
+        assert!(plausible_count(&[2, 0]));
+        assert!(!plausible_count(&[3, 0]));
+        // 2^28 items declared in 5 bytes.
+        assert!(!plausible_count(&[0x80, 0x80, 0x80, 0x80, 0x01]));
+        assert!(!plausible_count(&[]));
+        assert!(!plausible_count(&[0xff; 12]));
+    }
+
+    #[test]
+    fn random_bytes_never_panic_and_never_change_a_document() {
+        let doc = Doc::new();
+        let text = doc.get_or_insert_text("t");
+        text.insert(&mut doc.transact_mut(), 0, "kept");
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        for round in 0..5000 {
+            let len = rng.gen_range(0..64);
+            let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+            let _ = decode_state_vector(&bytes);
+            let _ = check_awareness(&bytes);
+            if let Ok(update) = decode_update(&bytes) {
+                // Decodable garbage may apply (as pending structs); the text stays.
+                let _ = apply(&doc, update);
+            }
+            assert_eq!(
+                text.get_string(&doc.transact()),
+                "kept",
+                "round {round}: {bytes:?}"
+            );
+        }
+    }
+}

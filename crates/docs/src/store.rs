@@ -1,0 +1,242 @@
+//! The document store: one SQLite database, driven by a thread of its own so that no SQLite
+//! call ever runs on (or blocks) an async worker.
+//!
+//! Two tables: `documents` holds each document's merged state
+//! (`encode_state_as_update_v1`), and `updates` the updates acknowledged since that state was
+//! written, in order. An acknowledged update is in `updates` before its ack is sent (each
+//! write is its own transaction, `synchronous = FULL` in WAL mode: durable once `append`
+//! returns, power loss included); a compaction folds them into the merged state in one
+//! transaction. Loading a document reads its state, then its updates.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use tokio::sync::oneshot;
+
+use crate::error::StoreError;
+
+/// Where documents are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Storage {
+    /// In the SQLite file `docs.sqlite3` under this directory (created if missing): documents
+    /// survive a restart.
+    Directory(PathBuf),
+    /// In an in-memory SQLite database: documents survive being closed and reopened, but not
+    /// the process.
+    Memory,
+}
+
+impl Storage {
+    /// The database file's name under [`Storage::Directory`].
+    pub const FILE_NAME: &'static str = "docs.sqlite3";
+}
+
+/// What the store holds for one document.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    /// The merged state, if one was written.
+    pub state: Option<Vec<u8>>,
+    /// The updates acknowledged since, in order.
+    pub updates: Vec<Vec<u8>>,
+    /// The sequence number of the last of `updates` (or 0).
+    pub last_seq: i64,
+}
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// A handle on the store's thread; cloning it shares the thread, which ends when the last
+/// handle is dropped.
+#[derive(Debug, Clone)]
+pub(crate) struct Store {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Store {
+    /// Starts the store's thread and opens the database there.
+    pub(crate) async fn open(storage: Storage) -> Result<Store, StoreError> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let (opened_tx, opened) = oneshot::channel();
+        std::thread::Builder::new()
+            .name("switchyard-docs-store".to_owned())
+            .spawn(move || {
+                let mut connection = match open_connection(&storage) {
+                    Ok(connection) => {
+                        let _ = opened_tx.send(Ok(()));
+                        connection
+                    }
+                    Err(error) => {
+                        let _ = opened_tx.send(Err(error));
+                        return;
+                    }
+                };
+                while let Ok(job) = queue.recv() {
+                    job(&mut connection);
+                }
+            })
+            .map_err(StoreError::Thread)?;
+        opened.await.map_err(|_| StoreError::Stopped)??;
+        Ok(Store { jobs })
+    }
+
+    /// Runs `work` on the store's thread.
+    async fn call<R: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<R, rusqlite::Error> + Send + 'static,
+    ) -> Result<R, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            let _ = reply.send(work(connection).map_err(StoreError::from));
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// What the store holds for document `id` (nothing for a new document).
+    pub(crate) async fn load(&self, id: &str) -> Result<Stored, StoreError> {
+        let id = id.to_owned();
+        self.call(move |connection| {
+            let transaction = connection.transaction()?;
+            let state: Option<Vec<u8>> = transaction
+                .query_row(
+                    "SELECT state FROM documents WHERE id = ?1",
+                    params![id],
+                    |row| row.get(0),
+                )
+                .optional()?;
+            let mut stored = Stored {
+                state,
+                ..Stored::default()
+            };
+            {
+                let mut statement = transaction
+                    .prepare("SELECT seq, data FROM updates WHERE doc = ?1 ORDER BY seq")?;
+                let mut rows = statement.query(params![id])?;
+                while let Some(row) = rows.next()? {
+                    stored.last_seq = row.get(0)?;
+                    stored.updates.push(row.get(1)?);
+                }
+            }
+            transaction.commit()?;
+            Ok(stored)
+        })
+        .await
+    }
+
+    /// Appends an update of document `id`; durable when this returns. Its sequence number.
+    pub(crate) async fn append(&self, id: &str, update: Vec<u8>) -> Result<i64, StoreError> {
+        let id = id.to_owned();
+        self.call(move |connection| {
+            connection.execute(
+                "INSERT INTO updates (doc, data) VALUES (?1, ?2)",
+                params![id, update],
+            )?;
+            Ok(connection.last_insert_rowid())
+        })
+        .await
+    }
+
+    /// Replaces document `id`'s merged state by `state`, which includes its updates up to
+    /// `up_to` (a sequence number), and forgets those updates, in one transaction.
+    pub(crate) async fn compact(
+        &self,
+        id: &str,
+        state: Vec<u8>,
+        up_to: i64,
+    ) -> Result<(), StoreError> {
+        let id = id.to_owned();
+        self.call(move |connection| {
+            let transaction = connection.transaction()?;
+            transaction.execute(
+                "INSERT INTO documents (id, state) VALUES (?1, ?2) \
+                 ON CONFLICT (id) DO UPDATE SET state = excluded.state",
+                params![id, state],
+            )?;
+            transaction.execute(
+                "DELETE FROM updates WHERE doc = ?1 AND seq <= ?2",
+                params![id, up_to],
+            )?;
+            transaction.commit()
+        })
+        .await
+    }
+}
+
+fn open_connection(storage: &Storage) -> Result<Connection, StoreError> {
+    let connection = match storage {
+        Storage::Memory => Connection::open_in_memory()?,
+        Storage::Directory(directory) => {
+            std::fs::create_dir_all(directory).map_err(|source| StoreError::DataDir {
+                path: directory.clone(),
+                source,
+            })?;
+            let connection = Connection::open(database_path(directory))?;
+            // WAL: readers do not wait for the writer; FULL: a committed write survives a
+            // power loss, not only a crash of the process.
+            connection.pragma_update(None, "journal_mode", "WAL")?;
+            connection.pragma_update(None, "synchronous", "FULL")?;
+            connection
+        }
+    };
+    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.execute_batch(
+        "CREATE TABLE IF NOT EXISTS documents (
+             id TEXT PRIMARY KEY NOT NULL,
+             state BLOB NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS updates (
+             seq INTEGER PRIMARY KEY AUTOINCREMENT,
+             doc TEXT NOT NULL,
+             data BLOB NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS updates_by_doc ON updates (doc, seq);",
+    )?;
+    Ok(connection)
+}
+
+/// The database file under `directory`.
+pub(crate) fn database_path(directory: &Path) -> PathBuf {
+    directory.join(Storage::FILE_NAME)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn appended_updates_survive_a_reopen_and_compaction_folds_them() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let storage = Storage::Directory(directory.path().join("nested"));
+        let store = Store::open(storage.clone()).await.expect("open");
+        assert!(store.load("a").await.expect("load").state.is_none());
+        let first = store.append("a", vec![1]).await.expect("append");
+        let second = store.append("a", vec![2]).await.expect("append");
+        store.append("b", vec![9]).await.expect("append");
+        assert!(second > first);
+        drop(store);
+
+        let store = Store::open(storage.clone()).await.expect("reopen");
+        let stored = store.load("a").await.expect("load");
+        assert_eq!(stored.updates, vec![vec![1], vec![2]]);
+        assert_eq!(stored.last_seq, second);
+        store
+            .compact("a", vec![7, 7], first)
+            .await
+            .expect("compact");
+        let stored = store.load("a").await.expect("load");
+        assert_eq!(stored.state, Some(vec![7, 7]));
+        assert_eq!(stored.updates, vec![vec![2]]);
+        assert_eq!(store.load("b").await.expect("load").updates, vec![vec![9]]);
+    }
+
+    #[tokio::test]
+    async fn an_unusable_directory_is_an_error() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let file = directory.path().join("file");
+        std::fs::write(&file, b"not a directory").expect("write");
+        let error = Store::open(Storage::Directory(file.join("sub")))
+            .await
+            .expect_err("a directory under a file");
+        assert!(matches!(error, StoreError::DataDir { .. }), "{error}");
+    }
+}

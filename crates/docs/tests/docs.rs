@@ -1,0 +1,500 @@
+//! The document service in a real server (in process, on a TCP port), with real Socket.IO
+//! clients (`switchyard-client`) holding `yrs` documents: sync, convergence, relays, limits
+//! and refusals.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use switchyard::{SocketIo, SocketIoConfig};
+use switchyard_client::{Args, Binary, Manager, ManagerConfig, Socket, Transports};
+use switchyard_docs::{DocLimits, DocService, DocsConfig, Storage};
+use switchyard_testkit::{wait_until, DEADLINE};
+use tokio::sync::mpsc;
+use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, GetString, ReadTxn, StateVector, Text, TextRef, Transact, Update};
+
+/// A server with the document service on `/docs`.
+struct Server {
+    url: String,
+    docs: DocService,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn server(config: DocsConfig) -> Server {
+    let io = SocketIo::new(SocketIoConfig::default());
+    let docs = DocService::attach(&io.of("/docs"), config)
+        .await
+        .expect("the service starts");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let task = tokio::spawn(io.serve(listener));
+    Server { url, docs, task }
+}
+
+fn limits(change: impl FnOnce(&mut DocLimits)) -> DocsConfig {
+    let mut config = DocsConfig::default();
+    change(&mut config.limits);
+    config
+}
+
+/// A client: its socket on `/docs`, its copy of one document, and every event it got.
+struct Peer {
+    _manager: Manager,
+    socket: Socket,
+    doc: Doc,
+    text: TextRef,
+    events: mpsc::UnboundedReceiver<(String, Args)>,
+}
+
+async fn peer(url: &str) -> Peer {
+    let config = ManagerConfig {
+        reconnection: false,
+        // Volatile relays (awareness) skip a client with bytes waiting: WebSocket from the
+        // start keeps a polling gap from dropping them.
+        transports: Transports::WebSocket,
+        ..ManagerConfig::default()
+    };
+    let manager = Manager::new(url, config).expect("manager");
+    let socket = manager.socket("/docs");
+    let doc = Doc::new();
+    let text = doc.get_or_insert_text("text");
+    let (tx, events) = mpsc::unbounded_channel();
+    let tx = Arc::new(tx);
+    let copy = doc.clone();
+    socket.on_any(move |event| {
+        let tx = tx.clone();
+        let doc = copy.clone();
+        async move {
+            let args = event.args().clone();
+            if event.name() == "doc:update" {
+                let bytes = args.values.get(1).and_then(|value| args.binary(value));
+                let update = Update::decode_v1(bytes.expect("binary update")).expect("decodes");
+                doc.transact_mut().apply_update(update).expect("applies");
+            }
+            let _ = tx.send((event.name().to_owned(), args));
+        }
+    });
+    tokio::time::timeout(DEADLINE, socket.connect())
+        .await
+        .expect("connect in time")
+        .expect("connected");
+    Peer {
+        _manager: manager,
+        socket,
+        doc,
+        text,
+        events,
+    }
+}
+
+fn args(id: &str, bytes: Option<Vec<u8>>) -> Args {
+    let args = Args::one(&id).expect("args");
+    match bytes {
+        Some(bytes) => args.push(&Binary::from(bytes)).expect("args"),
+        None => args,
+    }
+}
+
+async fn ack(socket: &Socket, event: &str, data: Args) -> Args {
+    socket
+        .emit_with_ack(event, data, DEADLINE)
+        .await
+        .expect("an ack in time")
+}
+
+fn error_of(ack: &Args) -> Option<String> {
+    ack.get::<Value>(0)
+        .ok()
+        .and_then(|value| value["error"].as_str().map(str::to_owned))
+}
+
+impl Peer {
+    fn string(&self) -> String {
+        self.text.get_string(&self.doc.transact())
+    }
+
+    /// `doc:join` with this copy's state vector: applies the server's answer and sends back
+    /// what the server lacks.
+    async fn join(&self, id: &str) {
+        let vector = self.doc.transact().state_vector().encode_v1();
+        let answer = ack(&self.socket, "doc:join", args(id, Some(vector))).await;
+        assert_eq!(error_of(&answer), None, "join {id}: {answer:?}");
+        let value: Value = answer.get(0).expect("an object");
+        let update = answer.binary(&value["update"]).expect("a binary update");
+        let server_vector = answer
+            .binary(&value["stateVector"])
+            .expect("a binary state vector");
+        let update = Update::decode_v1(update).expect("decodes");
+        self.doc
+            .transact_mut()
+            .apply_update(update)
+            .expect("applies");
+        let server_vector = StateVector::decode_v1(server_vector).expect("decodes");
+        let missing = self
+            .doc
+            .transact()
+            .encode_state_as_update_v1(&server_vector);
+        if missing.len() > 2 {
+            let answer = ack(&self.socket, "doc:update", args(id, Some(missing))).await;
+            assert_eq!(error_of(&answer), None);
+        }
+    }
+
+    /// Inserts `text` at `index` locally: the update to send.
+    fn insert(&self, index: u32, text: &str) -> Vec<u8> {
+        let mut txn = self.doc.transact_mut();
+        self.text.insert(&mut txn, index, text);
+        txn.encode_update_v1()
+    }
+
+    /// Inserts and sends; the ack.
+    async fn edit(&self, id: &str, index: u32, text: &str) -> Args {
+        let update = self.insert(index, text);
+        ack(&self.socket, "doc:update", args(id, Some(update))).await
+    }
+
+    async fn next(&mut self) -> (String, Args) {
+        tokio::time::timeout(DEADLINE, self.events.recv())
+            .await
+            .expect("an event in time")
+            .expect("the client is open")
+    }
+}
+
+fn ok(answer: &Args) {
+    assert_eq!(
+        answer.get::<Value>(0).expect("json"),
+        json!({ "ok": true }),
+        "{answer:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_edits_converge_and_a_late_joiner_gets_the_text() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    let bob = peer(&server.url).await;
+    alice.join("notes").await;
+    bob.join("notes").await;
+
+    // Both edit at once, each many times, without waiting for the other.
+    let alice_edits = async {
+        for i in 0..20 {
+            ok(&alice.edit("notes", 0, &format!("a{i};")).await);
+        }
+    };
+    let bob_edits = async {
+        for i in 0..20 {
+            let end = bob.text.len(&bob.doc.transact());
+            ok(&bob.edit("notes", end, &format!("b{i};")).await);
+        }
+    };
+    tokio::join!(alice_edits, bob_edits);
+    wait_until("both copies converge", || {
+        let (a, b) = (alice.string(), bob.string());
+        a == b && (0..20).all(|i| a.contains(&format!("a{i};")) && a.contains(&format!("b{i};")))
+    })
+    .await;
+
+    let carol = peer(&server.url).await;
+    carol.join("notes").await;
+    assert_eq!(carol.string(), alice.string());
+    assert_eq!(carol.string().len(), alice.string().len());
+    assert!(!carol.string().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joiner_with_offline_edits_sends_them_and_documents_unload_when_closed() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    alice.join("d1").await;
+    ok(&alice.edit("d1", 0, "server side ").await);
+    // Bob edited offline: the join syncs both ways.
+    let mut bob = peer(&server.url).await;
+    bob.insert(0, "offline ");
+    bob.join("d1").await;
+    wait_until("alice gets bob's offline edit", || {
+        alice.string().contains("offline")
+    })
+    .await;
+    assert!(bob.string().contains("server side"));
+    assert_eq!(server.docs.open_documents(), 1);
+
+    // Both close it: it is unloaded, and comes back from the store.
+    ok(&ack(&alice.socket, "doc:leave", args("d1", None)).await);
+    ok(&ack(&bob.socket, "doc:leave", args("d1", None)).await);
+    wait_until("the document is unloaded", || {
+        server.docs.open_documents() == 0
+    })
+    .await;
+    let carol = peer(&server.url).await;
+    carol.join("d1").await;
+    assert_eq!(carol.string(), alice.string());
+    // Bob left: he no longer gets its updates, nor may he send any.
+    ok(&carol.edit("d1", 0, "x").await);
+    let refused = bob.edit("d1", 0, "y").await;
+    assert_eq!(
+        error_of(&refused).as_deref(),
+        Some("not joined to document d1")
+    );
+    assert!(
+        bob.events.try_recv().is_err(),
+        "bob got an event after leaving"
+    );
+
+    // A disconnect closes it too.
+    carol.socket.disconnect();
+    wait_until("unloaded after the disconnect", || {
+        server.docs.open_documents() == 0
+    })
+    .await;
+}
+
+/// An insertion of `text` into a document of its own.
+fn foreign_update(text: &str) -> Vec<u8> {
+    let doc = Doc::new();
+    let shared = doc.get_or_insert_text("text");
+    let mut txn = doc.transact_mut();
+    shared.insert(&mut txn, 0, text);
+    txn.encode_update_v1()
+}
+
+/// Sends a refused event from `alice`, then a marker update: `bob` must get the marker as his
+/// next event (the refused one reached no one) and his text must not change.
+async fn refused_then_marker(alice: &Peer, bob: &mut Peer, event: &str, data: Args) -> String {
+    let before = bob.string();
+    let answer = ack(&alice.socket, event, data).await;
+    let error = error_of(&answer).unwrap_or_else(|| panic!("an error ack: {answer:?}"));
+    let marker = alice.insert(0, "#");
+    ok(&ack(
+        &alice.socket,
+        "doc:update",
+        args("doc", Some(marker.clone())),
+    )
+    .await);
+    let (name, got) = bob.next().await;
+    assert_eq!(name, "doc:update");
+    let bytes = got.binary(&got.values[1]).expect("binary");
+    assert_eq!(
+        bytes.as_ref(),
+        marker.as_slice(),
+        "bob got something else first"
+    );
+    assert_eq!(bob.string(), format!("#{before}"));
+    error
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_an_error_ack_and_reaches_no_one() {
+    let server = server(limits(|limits| {
+        limits.max_update_bytes = 1000;
+        limits.max_document_bytes = 3000;
+    }))
+    .await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    ok(&alice.edit("doc", 0, "start").await);
+    assert_eq!(bob.next().await.0, "doc:update");
+
+    // Oversized: refused before it is looked at. (Made on a copy of its own, so that
+    // alice's markers do not depend on it.)
+    let big = foreign_update(&"x".repeat(1200));
+    let error = refused_then_marker(&alice, &mut bob, "doc:update", args("doc", Some(big))).await;
+    assert!(
+        error.starts_with("update too large: ") && error.ends_with(" bytes (at most 1000)"),
+        "{error}"
+    );
+
+    // Random bytes that do not decode.
+    let mut seed = 1u64;
+    let garbage = loop {
+        let bytes: Vec<u8> = (0..64)
+            .map(|_| {
+                seed = seed
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (seed >> 56) as u8
+            })
+            .collect();
+        if Update::decode_v1(&bytes).is_err() {
+            break bytes;
+        }
+    };
+    let error =
+        refused_then_marker(&alice, &mut bob, "doc:update", args("doc", Some(garbage))).await;
+    assert_eq!(error, "malformed update");
+
+    // Not binary.
+    let data = Args::one(&"doc")
+        .expect("args")
+        .push(&"text")
+        .expect("args");
+    let error = refused_then_marker(&alice, &mut bob, "doc:update", data).await;
+    assert_eq!(error, "the update must be binary");
+
+    // A document the sender has not joined (bob is in `other`, alice is not).
+    bob.join("other").await;
+    let update = foreign_update("intruder");
+    let error =
+        refused_then_marker(&alice, &mut bob, "doc:update", args("other", Some(update))).await;
+    assert_eq!(error, "not joined to document other");
+
+    // Bad ids.
+    for id in [json!(""), json!("a/b"), json!("x".repeat(65)), json!(5)] {
+        let data = Args::one(&id)
+            .expect("args")
+            .push(&Binary::from(vec![0u8, 0]))
+            .expect("args");
+        let error = refused_then_marker(&alice, &mut bob, "doc:update", data.clone()).await;
+        assert!(error.starts_with("invalid document id"), "{error}");
+        let answer = ack(&alice.socket, "doc:join", data).await;
+        assert!(error_of(&answer).is_some_and(|e| e.starts_with("invalid document id")));
+    }
+
+    // Too large a document: 1,000-byte updates fit, the document does not.
+    let mut refused = None;
+    for _ in 0..6 {
+        let update = alice.insert(0, &"y".repeat(700));
+        let answer = ack(&alice.socket, "doc:update", args("doc", Some(update))).await;
+        if let Some(error) = error_of(&answer) {
+            refused = Some(error);
+            break;
+        }
+        assert_eq!(bob.next().await.0, "doc:update");
+    }
+    let refused = refused.expect("the document limit is reached");
+    assert!(refused.starts_with("document too large"), "{refused}");
+    // The refused update was not applied: a late joiner has bob's text (alice's copy has the
+    // refused insertion locally, bob's does not).
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert_eq!(carol.string(), bob.string());
+    assert!(carol.string().len() < alice.string().len());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_documents_per_socket_are_limited() {
+    let server = server(limits(|limits| limits.max_documents_per_socket = 2)).await;
+    let alice = peer(&server.url).await;
+    alice.join("a").await;
+    alice.join("b").await;
+    // Joining one already open is no new document.
+    alice.join("a").await;
+    let answer = ack(&alice.socket, "doc:join", args("c", None)).await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("too many open documents (at most 2)")
+    );
+    ok(&ack(&alice.socket, "doc:leave", args("a", None)).await);
+    alice.join("c").await;
+    assert_eq!(server.docs.open_documents(), 2);
+}
+
+fn awareness(client: u64, state: &str) -> Vec<u8> {
+    let mut clients = HashMap::new();
+    clients.insert(
+        yrs::ClientID::new(client),
+        AwarenessUpdateEntry {
+            clock: 1,
+            json: Arc::from(state),
+        },
+    );
+    AwarenessUpdate { clients }.encode_v1()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn awareness_reaches_the_other_members_only_and_is_bounded() {
+    let server = server(limits(|limits| limits.max_awareness_bytes = 200)).await;
+    let mut alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    let mut carol = peer(&server.url).await;
+    alice.join("x").await;
+    alice.join("y").await;
+    bob.join("x").await;
+    carol.join("y").await;
+
+    let state = awareness(42, r#"{"user":{"name":"alice"},"cursor":3}"#);
+    ok(&ack(
+        &alice.socket,
+        "doc:awareness",
+        args("x", Some(state.clone())),
+    )
+    .await);
+    let (name, got) = bob.next().await;
+    assert_eq!(name, "doc:awareness");
+    assert_eq!(got.get::<String>(0).expect("id"), "x");
+    assert_eq!(got.binary(&got.values[1]).expect("binary").as_ref(), state);
+
+    // Carol (in y only) gets alice's next update to y first: no awareness of x.
+    ok(&alice.edit("y", 0, "for carol").await);
+    let (name, got) = carol.next().await;
+    assert_eq!(
+        (name.as_str(), got.get::<String>(0).expect("id").as_str()),
+        ("doc:update", "y")
+    );
+    // Alice gets bob's update, not her own awareness back.
+    ok(&bob.edit("x", 0, "from bob").await);
+    let (name, _) = alice.next().await;
+    assert_eq!(name, "doc:update");
+
+    // Too large, malformed, not joined: error acks, relayed to no one.
+    let big = awareness(42, &format!("{{\"pad\":\"{}\"}}", "p".repeat(300)));
+    let answer = ack(&alice.socket, "doc:awareness", args("x", Some(big))).await;
+    assert!(error_of(&answer).is_some_and(|e| e.starts_with("awareness update too large")));
+    let answer = ack(&alice.socket, "doc:awareness", args("x", Some(vec![5, 1]))).await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("malformed awareness update")
+    );
+    let answer = ack(
+        &carol.socket,
+        "doc:awareness",
+        args("x", Some(state.clone())),
+    )
+    .await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("not joined to document x")
+    );
+    ok(&alice.edit("x", 0, "marker").await);
+    let (name, _) = bob.next().await;
+    assert_eq!(name, "doc:update", "bob got a refused awareness update");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_survives_a_restart_on_the_same_data_dir() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let storage = Storage::Directory(directory.path().to_owned());
+    let config = DocsConfig {
+        storage: storage.clone(),
+        ..DocsConfig::default()
+    };
+    let text = {
+        let server = server(config.clone()).await;
+        let alice = peer(&server.url).await;
+        alice.join("kept").await;
+        for i in 0..5 {
+            ok(&alice.edit("kept", 0, &format!("line {i}\n")).await);
+        }
+        // Still open (not compacted on unload): the acked updates alone must be enough.
+        alice.string()
+    };
+    let server = server(config).await;
+    let bob = peer(&server.url).await;
+    bob.join("kept").await;
+    assert_eq!(bob.string(), text);
+    assert!(text.contains("line 4"));
+}
