@@ -35,7 +35,7 @@
 //! | event (server → client) | arguments | when |
 //! | --- | --- | --- |
 //! | `doc:update` | `docId`, `update` (binary) | another client's update to a document the socket joined (apply it) |
-//! | `doc:awareness` | `docId`, awareness update (binary) | another client's awareness update (volatile: dropped rather than queued for a slow client) |
+//! | `doc:awareness` | `docId`, awareness update (binary) | another client's awareness update (volatile: dropped rather than queued for a slow client), or the removal of the awareness clients of a socket that left or disconnected |
 //!
 //! `doc:join` puts the socket in the room `doc:<docId>`; a socket joining a document it has
 //! joined already just gets the sync again. Only a socket that joined a document may send its
@@ -53,10 +53,14 @@
 //! - an update or awareness update for a document the socket has not joined;
 //! - a store failure (nothing applied: the client may send the update again).
 //!
-//! Awareness is relayed, never stored nor kept: a client announces its state after its join
-//! ack, and the others' states reach it when they renew them (y-protocols renews every 15 s
-//! and forgets a state not renewed for 30 s, which is also how a departed client's cursor
-//! goes away).
+//! Awareness is relayed, never stored: a client announces its state after its join ack, and
+//! the others' states reach it when they renew them (y-protocols renews every 15 s; a client
+//! may also answer an awareness client id it did not know with its own state, for presence at
+//! once). The server remembers only which awareness client ids (and clocks) each socket
+//! announced in each document (16 at most): when the socket leaves the document or
+//! disconnects, the others get a `doc:awareness` removing them (y-protocols'
+//! `removeAwarenessStates`: state `null`, clock + 1), so a departed client's cursor goes away at
+//! once rather than after y-protocols' 30 s timeout.
 //!
 //! # Memory and storage
 //!

@@ -1,6 +1,6 @@
 //! The service: the open documents, the event handlers, loading and unloading.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -10,10 +10,10 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use switchyard::{Args, Binary, DisconnectReason, Namespace, Socket};
 use tracing::{debug, info, warn};
-use yrs::sync::AwarenessUpdate;
+use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, ReadTxn, StateVector, Transact, Update};
+use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
 use crate::error::{Refusal, StoreError};
 use crate::events;
@@ -73,9 +73,18 @@ struct EntryState {
 /// if this join counted the socket in (not when it had the document open already).
 type Started = (Arc<str>, StateVector, Option<Arc<Entry>>);
 
-/// The documents a socket has open (its socket data).
+/// The documents a socket has open (its socket data), each with the awareness clients the
+/// socket announced there (client id → clock), so that their states can be removed for the
+/// others when it leaves.
 #[derive(Clone, Default)]
-struct Joined(Arc<Mutex<HashSet<Arc<str>>>>);
+struct Joined(Arc<Mutex<HashMap<Arc<str>, Announced>>>);
+
+/// Awareness clients a socket announced in a document: client id → last clock.
+type Announced = HashMap<u64, u32>;
+
+/// Awareness clients tracked per socket and document at most (a client normally announces one:
+/// its own); those past it are relayed but not removed for the others when the socket leaves.
+const MAX_ANNOUNCED: usize = 16;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
@@ -201,13 +210,44 @@ fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, Refusal> {
     }
 }
 
-fn check_awareness(bytes: &[u8]) -> Result<(), Refusal> {
+fn decode_awareness(bytes: &[u8]) -> Result<AwarenessUpdate, Refusal> {
     if !plausible_count(bytes) {
         return Err(Refusal::MalformedAwareness);
     }
     match catch_unwind(|| AwarenessUpdate::decode_v1(bytes)) {
-        Ok(Ok(_)) => Ok(()),
+        Ok(Ok(update)) => Ok(update),
         _ => Err(Refusal::MalformedAwareness),
+    }
+}
+
+/// Tells the other sockets of document `id` that the awareness clients `socket` announced
+/// there are gone (as y-protocols' `removeAwarenessStates`: state `null`, clock + 1), so that
+/// a departed client's cursor goes away at once rather than after 30 s.
+fn remove_awareness(socket: &Socket, id: &str, announced: &Announced) {
+    if announced.is_empty() {
+        return;
+    }
+    let clients = announced
+        .iter()
+        .map(|(&client, &clock)| {
+            (
+                ClientID::new(client),
+                AwarenessUpdateEntry {
+                    clock: clock.wrapping_add(1),
+                    json: Arc::from("null"),
+                },
+            )
+        })
+        .collect();
+    let removal = AwarenessUpdate { clients }.encode_v1();
+    let relayed = Args::one(id).and_then(|args| args.push(&Binary::from(removal)));
+    match relayed {
+        Ok(relayed) => {
+            if let Err(error) = socket.to(room_of(id)).emit(events::AWARENESS, relayed) {
+                debug!(doc = id, %error, "awareness removal not relayed");
+            }
+        }
+        Err(error) => debug!(doc = id, %error, "awareness removal not relayed"),
     }
 }
 
@@ -283,11 +323,17 @@ impl Inner {
         let inner = self.clone();
         socket.on_disconnect(move |socket: Socket, _: DisconnectReason| {
             let inner = inner.clone();
-            let ids: Vec<Arc<str>> = socket
+            let ids: Vec<(Arc<str>, Announced)> = socket
                 .data::<Joined>()
                 .map(|Joined(joined)| lock(&joined).drain().collect())
                 .unwrap_or_default();
-            let entries: Vec<Arc<Entry>> = ids.iter().filter_map(|id| inner.release(id)).collect();
+            let entries: Vec<Arc<Entry>> = ids
+                .iter()
+                .filter_map(|(id, announced)| {
+                    remove_awareness(&socket, id, announced);
+                    inner.release(id)
+                })
+                .collect();
             async move {
                 for entry in entries {
                     inner.unload(entry).await;
@@ -311,7 +357,7 @@ impl Inner {
             return Err(Refusal::NotJoined(id.to_string()));
         };
         let mut joined = lock(&joined);
-        if joined.contains(&id) {
+        if joined.contains_key(&id) {
             return Ok((id, state_vector, None));
         }
         if joined.len() >= self.limits.max_documents_per_socket {
@@ -319,7 +365,7 @@ impl Inner {
                 limit: self.limits.max_documents_per_socket,
             });
         }
-        joined.insert(id.clone());
+        joined.insert(id.clone(), Announced::new());
         let entry = self.acquire(&id);
         Ok((id, state_vector, Some(entry)))
     }
@@ -345,7 +391,7 @@ impl Inner {
                     // Undo this join's membership (unless a leave undid it already).
                     let removed = socket
                         .data::<Joined>()
-                        .is_some_and(|Joined(joined)| lock(&joined).remove(id));
+                        .is_some_and(|Joined(joined)| lock(&joined).remove(id).is_some());
                     if removed {
                         if let Some(entry) = self.release(id) {
                             self.unload(entry).await;
@@ -362,12 +408,12 @@ impl Inner {
         // socket, every earlier one is in the sync below. Not if it left meanwhile.
         let still_member = socket
             .data::<Joined>()
-            .is_some_and(|Joined(joined)| lock(&joined).contains(id));
+            .is_some_and(|Joined(joined)| lock(&joined).contains_key(id));
         if still_member {
             if let Err(error) = socket.try_join(room_of(id)) {
                 let removed = socket
                     .data::<Joined>()
-                    .is_some_and(|Joined(joined)| lock(&joined).remove(id));
+                    .is_some_and(|Joined(joined)| lock(&joined).remove(id).is_some());
                 drop(state);
                 if removed {
                     if let Some(entry) = self.release(id) {
@@ -480,10 +526,25 @@ impl Inner {
                 limit: self.limits.max_awareness_bytes,
             });
         }
-        if !is_member(socket, &id) {
+        let update = decode_awareness(&bytes)?;
+        let Some(Joined(joined)) = socket.data::<Joined>() else {
             return Err(Refusal::NotJoined(id.to_string()));
+        };
+        {
+            let mut joined = lock(&joined);
+            let Some(announced) = joined.get_mut(&id) else {
+                return Err(Refusal::NotJoined(id.to_string()));
+            };
+            for (client, entry) in &update.clients {
+                let client = client.get();
+                if &*entry.json == "null" {
+                    announced.remove(&client);
+                } else if announced.len() < MAX_ANNOUNCED || announced.contains_key(&client) {
+                    let clock = announced.entry(client).or_insert(entry.clock);
+                    *clock = (*clock).max(entry.clock);
+                }
+            }
         }
-        check_awareness(&bytes)?;
         let relayed = Args::one(&*id)
             .and_then(|args| args.push(&Binary(bytes)))
             .map_err(|_| Refusal::MalformedAwareness)?;
@@ -499,12 +560,10 @@ impl Inner {
 
     /// `doc:leave`: the socket closes document `id`; the entry to unload if it was the last.
     fn leave(&self, socket: &Socket, id: &Arc<str>) -> Option<Arc<Entry>> {
-        let removed = socket
+        let announced = socket
             .data::<Joined>()
-            .is_some_and(|Joined(joined)| lock(&joined).remove(id));
-        if !removed {
-            return None;
-        }
+            .and_then(|Joined(joined)| lock(&joined).remove(id))?;
+        remove_awareness(socket, id, &announced);
         socket.leave(room_of(id));
         self.release(id)
     }
@@ -607,7 +666,7 @@ impl Inner {
 fn is_member(socket: &Socket, id: &str) -> bool {
     socket
         .data::<Joined>()
-        .is_some_and(|Joined(joined)| lock(&joined).contains(id))
+        .is_some_and(|Joined(joined)| lock(&joined).contains_key(id))
 }
 
 #[cfg(test)]
@@ -637,7 +696,7 @@ mod tests {
             let len = rng.gen_range(0..64);
             let bytes: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
             let _ = decode_state_vector(&bytes);
-            let _ = check_awareness(&bytes);
+            let _ = decode_awareness(&bytes);
             if let Ok(update) = decode_update(&bytes) {
                 // Decodable garbage may apply (as pending structs); the text stays.
                 let _ = apply(&doc, update);

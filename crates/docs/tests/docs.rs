@@ -404,11 +404,15 @@ async fn open_documents_per_socket_are_limited() {
 }
 
 fn awareness(client: u64, state: &str) -> Vec<u8> {
+    awareness_at(client, 1, state)
+}
+
+fn awareness_at(client: u64, clock: u32, state: &str) -> Vec<u8> {
     let mut clients = HashMap::new();
     clients.insert(
         yrs::ClientID::new(client),
         AwarenessUpdateEntry {
-            clock: 1,
+            clock,
             json: Arc::from(state),
         },
     );
@@ -472,6 +476,35 @@ async fn awareness_reaches_the_other_members_only_and_is_bounded() {
     ok(&alice.edit("x", 0, "marker").await);
     let (name, _) = bob.next().await;
     assert_eq!(name, "doc:update", "bob got a refused awareness update");
+
+    // Alice leaves x: bob hears that her awareness client is gone (y-protocols' removal:
+    // state null, clock + 1), not 30 s later.
+    ok(&ack(&alice.socket, "doc:leave", args("x", None)).await);
+    let (name, got) = bob.next().await;
+    assert_eq!(name, "doc:awareness");
+    assert_eq!(removed(&got), vec![(42, 2)]);
+    // Her disconnect does the same in y.
+    let state = awareness_at(7, 5, r#"{"user":{"name":"alice"}}"#);
+    ok(&ack(&alice.socket, "doc:awareness", args("y", Some(state))).await);
+    assert_eq!(carol.next().await.0, "doc:awareness");
+    alice.socket.disconnect();
+    let (name, got) = carol.next().await;
+    assert_eq!(name, "doc:awareness");
+    assert_eq!(removed(&got), vec![(7, 6)]);
+}
+
+/// The clients (id, clock) an awareness update removes.
+fn removed(args: &Args) -> Vec<(u64, u32)> {
+    let bytes = args.binary(&args.values[1]).expect("binary");
+    let update = AwarenessUpdate::decode_v1(bytes).expect("decodes");
+    update
+        .clients
+        .iter()
+        .map(|(client, entry)| {
+            assert_eq!(&*entry.json, "null");
+            (client.get(), entry.clock)
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -486,15 +519,28 @@ async fn text_survives_a_restart_on_the_same_data_dir() {
         let server = server(config.clone()).await;
         let alice = peer(&server.url).await;
         alice.join("kept").await;
-        for i in 0..5 {
+        // More than one compaction's worth (every 256 updates): the merged state, then the
+        // updates acked since.
+        for i in 0..300 {
             ok(&alice.edit("kept", 0, &format!("line {i}\n")).await);
         }
         // Still open (not compacted on unload): the acked updates alone must be enough.
         alice.string()
     };
+    let file = directory.path().join(Storage::FILE_NAME);
+    let database = rusqlite::Connection::open(&file).expect("the database");
+    let count = |sql: &str| -> i64 {
+        database
+            .query_row(sql, [], |row| row.get(0))
+            .expect("a count")
+    };
+    assert_eq!(count("SELECT count(*) FROM documents WHERE id = 'kept'"), 1);
+    let logged = count("SELECT count(*) FROM updates WHERE doc = 'kept'");
+    assert!((1..300).contains(&logged), "{logged} updates logged");
+    drop(database);
     let server = server(config).await;
     let bob = peer(&server.url).await;
     bob.join("kept").await;
     assert_eq!(bob.string(), text);
-    assert!(text.contains("line 4"));
+    assert!(text.contains("line 299\n") && text.contains("line 0\n"));
 }
