@@ -134,8 +134,13 @@ impl DocService {
 /// A handler's answer: the ack's arguments.
 type Reply = Result<Args, Infallible>;
 
+/// The ack `{ ok: true }`.
+fn ok_args() -> Args {
+    Args::one(&json!({ "ok": true })).unwrap_or_default()
+}
+
 fn ok_reply() -> Reply {
-    Ok(Args::one(&json!({ "ok": true })).unwrap_or_default())
+    Ok(ok_args())
 }
 
 fn refusal_reply(socket: &Socket, event: &str, doc: Option<&str>, refusal: &Refusal) -> Reply {
@@ -276,15 +281,16 @@ impl Inner {
             // and the sync wait.
             let started = inner.start_join(&socket, &args);
             async move {
-                let result = match started {
+                match started {
                     Ok((id, state_vector, entry)) => {
                         let result = inner.finish_join(&socket, &id, &state_vector, entry).await;
-                        return answer(&socket, events::JOIN, Some(&id), result);
+                        answer(&socket, events::JOIN, Some(&id), result)
                     }
-                    Err(refusal) => Err(refusal),
-                };
-                let id = doc_id(&args).ok();
-                answer(&socket, events::JOIN, id.as_deref(), result)
+                    Err(refusal) => {
+                        let id = doc_id(&args).ok();
+                        refusal_reply(&socket, events::JOIN, id.as_deref(), &refusal)
+                    }
+                }
             }
         });
         let inner = self.clone();
@@ -512,7 +518,7 @@ impl Inner {
             self.compact(&entry.id, &mut state).await;
         }
         drop(state);
-        ok_reply().map_err(|never| match never {})
+        Ok(ok_args())
     }
 
     /// `doc:awareness`: checks and relays (volatile).
@@ -555,7 +561,7 @@ impl Inner {
         {
             debug!(doc = &*id, %error, "awareness not relayed");
         }
-        ok_reply().map_err(|never| match never {})
+        Ok(ok_args())
     }
 
     /// `doc:leave`: the socket closes document `id`; the entry to unload if it was the last.
