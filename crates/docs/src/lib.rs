@@ -44,7 +44,10 @@
 //!
 //! - a bad document id;
 //! - an update larger than [`DocLimits::max_update_bytes`], or that does not decode, or that
-//!   the document refuses;
+//!   the document refuses; before `yrs` sees them, updates, state vectors and awareness
+//!   updates are checked by a bounded scanner: arrays and maps (and embedded JSON) nested
+//!   deeper than 32 levels, and counts or lengths larger than the bytes that follow, are
+//!   refused as malformed;
 //! - an update that would make the document's encoded state larger than
 //!   [`DocLimits::max_document_bytes`];
 //! - a `doc:join` past [`DocLimits::max_documents_per_socket`] open documents;
@@ -80,6 +83,7 @@
 //! document: put an auth middleware on the namespace).
 
 mod error;
+mod scan;
 mod service;
 mod store;
 

@@ -17,6 +17,7 @@ use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
 use crate::error::{Refusal, StoreError};
 use crate::events;
+use crate::scan::{self, ScanError};
 use crate::store::Store;
 use crate::{is_valid_doc_id, room_of, DocLimits, DocsConfig};
 
@@ -180,49 +181,48 @@ fn binary_arg(args: &Args, what: &'static str) -> Result<Option<Bytes>, Refusal>
     }
 }
 
-/// Whether the count a Yjs structure starts with (a varint) could be honest: each counted
-/// item takes at least one more byte. Keeps a few bytes from declaring millions of items, for
-/// which the decoder would reserve memory before finding out.
-fn plausible_count(bytes: &[u8]) -> bool {
-    let mut count: u64 = 0;
-    for (index, byte) in bytes.iter().enumerate().take(10) {
-        count |= u64::from(byte & 0x7f) << (7 * index);
-        if byte & 0x80 == 0 {
-            return count <= bytes.len() as u64;
-        }
+/// Decodes a client's v1 encoding: scanned first (bounded nesting, counts that fit the bytes:
+/// see [`crate::scan`]), then decoded by `yrs` under `catch_unwind`; `refusal` for anything
+/// either refuses.
+fn decode_checked<T>(
+    bytes: &[u8],
+    scan: fn(&[u8]) -> Result<(), ScanError>,
+    decode: fn(&[u8]) -> Result<T, yrs::encoding::read::Error>,
+    refusal: Refusal,
+) -> Result<T, Refusal> {
+    scan(bytes).map_err(|_| refusal.clone())?;
+    match catch_unwind(|| decode(bytes)) {
+        Ok(Ok(value)) => Ok(value),
+        _ => Err(refusal),
     }
-    false
 }
 
 /// Decodes a v1 update, refusing what does not decode (or makes the decoder panic).
 fn decode_update(bytes: &[u8]) -> Result<Update, Refusal> {
-    if !plausible_count(bytes) {
-        return Err(Refusal::MalformedUpdate);
-    }
-    match catch_unwind(|| Update::decode_v1(bytes)) {
-        Ok(Ok(update)) => Ok(update),
-        _ => Err(Refusal::MalformedUpdate),
-    }
+    decode_checked(
+        bytes,
+        scan::update_v1,
+        Update::decode_v1,
+        Refusal::MalformedUpdate,
+    )
 }
 
 fn decode_state_vector(bytes: &[u8]) -> Result<StateVector, Refusal> {
-    if !plausible_count(bytes) {
-        return Err(Refusal::MalformedStateVector);
-    }
-    match catch_unwind(|| StateVector::decode_v1(bytes)) {
-        Ok(Ok(state_vector)) => Ok(state_vector),
-        _ => Err(Refusal::MalformedStateVector),
-    }
+    decode_checked(
+        bytes,
+        scan::state_vector_v1,
+        StateVector::decode_v1,
+        Refusal::MalformedStateVector,
+    )
 }
 
 fn decode_awareness(bytes: &[u8]) -> Result<AwarenessUpdate, Refusal> {
-    if !plausible_count(bytes) {
-        return Err(Refusal::MalformedAwareness);
-    }
-    match catch_unwind(|| AwarenessUpdate::decode_v1(bytes)) {
-        Ok(Ok(update)) => Ok(update),
-        _ => Err(Refusal::MalformedAwareness),
-    }
+    decode_checked(
+        bytes,
+        scan::awareness_v1,
+        AwarenessUpdate::decode_v1,
+        Refusal::MalformedAwareness,
+    )
 }
 
 /// Tells the other sockets of document `id` that the awareness clients `socket` announced
@@ -680,17 +680,6 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use yrs::{GetString, Text};
-
-    #[test]
-    fn counts_must_fit_in_the_bytes() {
-        assert!(plausible_count(&[0]));
-        assert!(plausible_count(&[2, 0]));
-        assert!(!plausible_count(&[3, 0]));
-        // 2^28 items declared in 5 bytes.
-        assert!(!plausible_count(&[0x80, 0x80, 0x80, 0x80, 0x01]));
-        assert!(!plausible_count(&[]));
-        assert!(!plausible_count(&[0xff; 12]));
-    }
 
     #[test]
     fn random_bytes_never_panic_and_never_change_a_document() {

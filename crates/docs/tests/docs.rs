@@ -385,6 +385,64 @@ async fn bad_input_gets_an_error_ack_and_reaches_no_one() {
     assert!(carol.string().len() < alice.string().len());
 }
 
+/// An update whose one item, an `Any` in the root array `t`, nests `depth` arrays (`117, 1`)
+/// or maps (`118, 1, "k"`), ending in a null.
+fn nested_update(depth: usize, map: bool) -> Vec<u8> {
+    let mut bytes = vec![1, 1, 1, 0, 8, 1, 1, b't', 1];
+    for _ in 0..depth {
+        if map {
+            bytes.extend_from_slice(&[118, 1, 1, b'k']);
+        } else {
+            bytes.extend_from_slice(&[117, 1]);
+        }
+    }
+    bytes.extend_from_slice(&[126, 0]);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_or_overclaiming_updates_are_refused_and_the_server_lives() {
+    let server = server(limits(|limits| limits.max_update_bytes = 512 * 1024)).await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    ok(&alice.edit("doc", 0, "start").await);
+    assert_eq!(bob.next().await.0, "doc:update");
+
+    // 100,000 levels: yrs's recursive decoder would overflow the stack (and abort).
+    for map in [false, true] {
+        let update = nested_update(100_000, map);
+        let error =
+            refused_then_marker(&alice, &mut bob, "doc:update", args("doc", Some(update))).await;
+        assert_eq!(error, "malformed update", "map: {map}");
+    }
+    // A map claiming 2^27 entries in a few bytes.
+    let mut huge = vec![1, 1, 1, 0, 8, 1, 1, b't', 1, 118, 0x80, 0x80, 0x80, 0x40];
+    huge.extend_from_slice(&[1, b'k', 126, 0]);
+    let error = refused_then_marker(&alice, &mut bob, "doc:update", args("doc", Some(huge))).await;
+    assert_eq!(error, "malformed update");
+    // A state vector claiming 2^28 clients.
+    let answer = ack(
+        &alice.socket,
+        "doc:join",
+        args("doc", Some(vec![0x80, 0x80, 0x80, 0x80, 0x01])),
+    )
+    .await;
+    assert_eq!(error_of(&answer).as_deref(), Some("malformed state vector"));
+
+    // Shallow nesting is fine, and the server still serves everyone.
+    ok(&ack(
+        &alice.socket,
+        "doc:update",
+        args("doc", Some(nested_update(8, true))),
+    )
+    .await);
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert_eq!(carol.string(), bob.string());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_documents_per_socket_are_limited() {
     let server = server(limits(|limits| limits.max_documents_per_socket = 2)).await;
