@@ -51,6 +51,13 @@ pub enum Refusal {
         /// The limit, [`DocLimits::max_documents_per_socket`](crate::DocLimits::max_documents_per_socket).
         limit: usize,
     },
+    /// The server holds as many documents as it may: opening one more is refused until some
+    /// are closed.
+    #[error("the server has too many documents open (at most {limit}); try again later")]
+    ServerFull {
+        /// The limit, [`DocLimits::max_open_documents`](crate::DocLimits::max_open_documents).
+        limit: usize,
+    },
     /// The socket sent an update or an awareness update for a document it has not joined.
     #[error("not joined to document {0}")]
     NotJoined(String),

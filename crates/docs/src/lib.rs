@@ -50,7 +50,8 @@
 //!   refused as malformed;
 //! - an update that would make the document's encoded state larger than
 //!   [`DocLimits::max_document_bytes`];
-//! - a `doc:join` past [`DocLimits::max_documents_per_socket`] open documents;
+//! - a `doc:join` past [`DocLimits::max_documents_per_socket`] open documents, or that would
+//!   load a document past [`DocLimits::max_open_documents`] on the server;
 //! - an awareness update larger than [`DocLimits::max_awareness_bytes`] or that does not
 //!   decode;
 //! - an update or awareness update for a document the socket has not joined;
@@ -105,6 +106,9 @@ pub struct DocLimits {
     pub max_documents_per_socket: usize,
     /// The largest awareness update (`doc:awareness`), in bytes. Default 8 KiB.
     pub max_awareness_bytes: usize,
+    /// How many documents the server holds in memory at once, all sockets together: a
+    /// `doc:join` that would load one more is refused. Default 1,000.
+    pub max_open_documents: usize,
 }
 
 impl Default for DocLimits {
@@ -114,6 +118,7 @@ impl Default for DocLimits {
             max_document_bytes: 512 * 1024,
             max_documents_per_socket: 8,
             max_awareness_bytes: 8 * 1024,
+            max_open_documents: 1000,
         }
     }
 }

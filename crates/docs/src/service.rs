@@ -371,8 +371,8 @@ impl Inner {
                 limit: self.limits.max_documents_per_socket,
             });
         }
+        let entry = self.acquire(&id)?;
         joined.insert(id.clone(), Announced::new());
-        let entry = self.acquire(&id);
         Ok((id, state_vector, Some(entry)))
     }
 
@@ -574,9 +574,14 @@ impl Inner {
         self.release(id)
     }
 
-    /// Counts one more socket in document `id`, opening its entry if needed.
-    fn acquire(&self, id: &Arc<str>) -> Arc<Entry> {
+    /// Counts one more socket in document `id`, opening its entry if needed (refused past
+    /// [`DocLimits::max_open_documents`]).
+    fn acquire(&self, id: &Arc<str>) -> Result<Arc<Entry>, Refusal> {
         let mut docs = lock(&self.docs);
+        let limit = self.limits.max_open_documents;
+        if docs.len() >= limit && !docs.contains_key(id) {
+            return Err(Refusal::ServerFull { limit });
+        }
         let slot = docs.entry(id.clone()).or_insert_with(|| Slot {
             entry: Arc::new(Entry {
                 id: id.clone(),
@@ -585,7 +590,7 @@ impl Inner {
             members: 0,
         });
         slot.members += 1;
-        slot.entry.clone()
+        Ok(slot.entry.clone())
     }
 
     /// Counts one socket out of document `id`: its entry, if that was the last socket.

@@ -461,6 +461,30 @@ async fn open_documents_per_socket_are_limited() {
     assert_eq!(server.docs.open_documents(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_documents_on_the_server_are_limited() {
+    let server = server(limits(|limits| limits.max_open_documents = 2)).await;
+    let alice = peer(&server.url).await;
+    let bob = peer(&server.url).await;
+    alice.join("a").await;
+    bob.join("b").await;
+    // A third document is refused to anyone; an open one is still shared.
+    for socket in [&alice.socket, &bob.socket] {
+        let answer = ack(socket, "doc:join", args("c", None)).await;
+        assert_eq!(
+            error_of(&answer).as_deref(),
+            Some("the server has too many documents open (at most 2); try again later")
+        );
+    }
+    bob.join("a").await;
+    assert_eq!(server.docs.open_documents(), 2);
+    // Once one is closed (and unloaded), another may open.
+    ok(&ack(&bob.socket, "doc:leave", args("b", None)).await);
+    wait_until("b is unloaded", || server.docs.open_documents() == 1).await;
+    alice.join("c").await;
+    assert_eq!(server.docs.open_documents(), 2);
+}
+
 fn awareness(client: u64, state: &str) -> Vec<u8> {
     awareness_at(client, 1, state)
 }

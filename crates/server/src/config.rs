@@ -236,6 +236,11 @@ pub(crate) struct DocsSettings {
     /// Largest awareness update (cursors, names) a client may send, in bytes.
     #[arg(long = "docs-max-awareness-bytes", id = "docs_max_awareness_bytes", env = "DOCS_MAX_AWARENESS_BYTES", value_name = "BYTES", default_value = "8192", value_parser = parse_bytes, help_heading = LIMITS)]
     pub max_awareness_bytes: usize,
+
+    /// Documents the server holds in memory at once, all sockets together (a `doc:join` that
+    /// would load one more is refused).
+    #[arg(long = "docs-max-open", id = "docs_max_open", env = "DOCS_MAX_OPEN", value_name = "N", default_value = "1000", value_parser = parse_size, help_heading = LIMITS)]
+    pub max_open: usize,
 }
 
 /// The namespace of the official Socket.IO Admin UI (`@socket.io/admin-ui` 0.5).
@@ -2880,21 +2885,28 @@ mod tests {
                 defaults.max_update_bytes,
                 defaults.max_document_bytes,
                 defaults.max_per_socket,
-                defaults.max_awareness_bytes
+                defaults.max_awareness_bytes,
+                defaults.max_open
             ),
-            (262_144, 524_288, 8, 8192)
+            (262_144, 524_288, 8, 8192, 1000)
         );
         let set = config(
             &[
                 ("SWITCHYARD_DATA_DIR", "/var/lib/switchyard"),
                 ("DOCS", "off"),
             ],
-            &["--docs-in-memory", "--docs-max-per-socket", "3"],
+            &[
+                "--docs-in-memory",
+                "--docs-max-per-socket",
+                "3",
+                "--docs-max-open",
+                "5",
+            ],
         )
         .docs;
         assert!(!set.enabled && set.in_memory);
         assert_eq!(set.data_dir, PathBuf::from("/var/lib/switchyard"));
-        assert_eq!(set.max_per_socket, 3);
+        assert_eq!((set.max_per_socket, set.max_open), (3, 5));
         assert!(
             error(&[], &["--docs-namespace", "/chat"]).contains("/chat is the demo's namespace")
         );

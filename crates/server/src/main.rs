@@ -321,6 +321,7 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
         max_document_bytes: settings.max_document_bytes,
         max_documents_per_socket: settings.max_per_socket,
         max_awareness_bytes: settings.max_awareness_bytes,
+        max_open_documents: settings.max_open,
     };
     let namespace = io.of(&settings.namespace);
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;

@@ -114,6 +114,8 @@ async fn the_limits_come_from_the_flags() {
             "1",
             "--docs-max-awareness-bytes",
             "60",
+            "--docs-max-open",
+            "1",
         ],
         &[],
     );
@@ -123,6 +125,11 @@ async fn the_limits_come_from_the_flags() {
     assert_eq!(
         join(&socket, &doc, "b").await.as_deref(),
         Some("too many open documents (at most 1)")
+    );
+    let (_other_manager, other) = connect(&server.url).await;
+    assert_eq!(
+        join(&other, &Doc::new(), "c").await.as_deref(),
+        Some("the server has too many documents open (at most 1); try again later")
     );
     let (_, error) = emit(
         &socket,
