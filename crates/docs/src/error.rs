@@ -67,6 +67,34 @@ pub enum Refusal {
     /// The store failed: nothing was applied.
     #[error("the document store failed; try again")]
     Store,
+    /// Something failed on the server that is neither the client's fault nor the store's
+    /// (the answer could not be encoded, a document copy is missing): nothing was applied.
+    #[error("internal error; try again")]
+    Internal,
+    /// The store's queue is full: nothing was applied.
+    #[error("the document store is busy; try again later")]
+    Busy,
+    /// The document or the store did not answer within
+    /// [`DocsConfig::timeout`](crate::DocsConfig::timeout): nothing was applied.
+    #[error("timed out waiting for the document store; try again")]
+    Timeout,
+    /// The socket has as many `doc:join` and `doc:update` events waiting for their acks as it
+    /// may: wait for them.
+    #[error("too many document events in flight (at most {limit}); wait for their acks")]
+    TooManyInFlight {
+        /// The limit, [`DocLimits::max_in_flight_per_socket`](crate::DocLimits::max_in_flight_per_socket).
+        limit: usize,
+    },
+}
+
+impl From<&StoreError> for Refusal {
+    fn from(error: &StoreError) -> Self {
+        match error {
+            StoreError::Busy => Refusal::Busy,
+            StoreError::Timeout(_) => Refusal::Timeout,
+            _ => Refusal::Store,
+        }
+    }
 }
 
 /// Why the document store failed.
@@ -90,4 +118,10 @@ pub enum StoreError {
     /// The store's thread has stopped (it panicked, or the service was dropped).
     #[error("the store's thread has stopped")]
     Stopped,
+    /// The store's queue is full.
+    #[error("the store's queue is full")]
+    Busy,
+    /// The store did not answer in time.
+    #[error("the store did not answer within {0:?}")]
+    Timeout(std::time::Duration),
 }

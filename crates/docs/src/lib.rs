@@ -55,7 +55,11 @@
 //! - an awareness update larger than [`DocLimits::max_awareness_bytes`] or that does not
 //!   decode;
 //! - an update or awareness update for a document the socket has not joined;
-//! - a store failure (nothing applied: the client may send the update again).
+//! - a store failure, a full store queue ([`DocLimits::max_store_queue`]), or no answer from
+//!   the document or the store within [`DocsConfig::timeout`] (nothing applied: the client
+//!   may send the update again);
+//! - more than [`DocLimits::max_in_flight_per_socket`] `doc:join` and `doc:update` events of
+//!   one socket waiting for their acks.
 //!
 //! Awareness is relayed, never stored: a client announces its state after its join ack, and
 //! the others' states reach it when they renew them (y-protocols renews every 15 s; a client
@@ -90,7 +94,7 @@ mod store;
 
 pub use error::{Refusal, StoreError};
 pub use service::DocService;
-pub use store::Storage;
+pub use store::{Storage, StorePause};
 
 /// The limits of the document service, each refused with an error ack past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +113,12 @@ pub struct DocLimits {
     /// How many documents the server holds in memory at once, all sockets together: a
     /// `doc:join` that would load one more is refused. Default 1,000.
     pub max_open_documents: usize,
+    /// How many `doc:join` and `doc:update` events one socket may have waiting for their acks
+    /// at once; past it they are refused. Default 4.
+    pub max_in_flight_per_socket: usize,
+    /// How many jobs (loads, updates, compactions) may wait for the store's thread; past it
+    /// the event is refused as busy. Default 256.
+    pub max_store_queue: usize,
 }
 
 impl Default for DocLimits {
@@ -119,6 +129,8 @@ impl Default for DocLimits {
             max_documents_per_socket: 8,
             max_awareness_bytes: 8 * 1024,
             max_open_documents: 1000,
+            max_in_flight_per_socket: 4,
+            max_store_queue: 256,
         }
     }
 }
@@ -130,6 +142,9 @@ pub struct DocsConfig {
     pub storage: Storage,
     /// The limits.
     pub limits: DocLimits,
+    /// How long an event waits for a document (another event holding it) and for the store's
+    /// answer before it is refused (`timed out …`). Default 10 s.
+    pub timeout: std::time::Duration,
 }
 
 impl Default for DocsConfig {
@@ -137,6 +152,7 @@ impl Default for DocsConfig {
         DocsConfig {
             storage: Storage::Memory,
             limits: DocLimits::default(),
+            timeout: std::time::Duration::from_secs(10),
         }
     }
 }

@@ -4,11 +4,13 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 use serde::Serialize;
 use serde_json::{json, Value};
 use switchyard::{Args, Binary, DisconnectReason, Namespace, Socket};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, info, warn};
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::updates::decoder::Decode;
@@ -18,7 +20,7 @@ use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 use crate::error::{Refusal, StoreError};
 use crate::events;
 use crate::scan::{self, ScanError};
-use crate::store::Store;
+use crate::store::{Store, StorePause};
 use crate::{is_valid_doc_id, room_of, DocLimits, DocsConfig};
 
 /// Updates appended to the store before they are folded into the document's merged state.
@@ -42,6 +44,8 @@ impl std::fmt::Debug for DocService {
 
 struct Inner {
     limits: DocLimits,
+    /// How long an event waits for a document's lock (the store's answers have their own).
+    timeout: Duration,
     store: Store,
     /// The documents open on this server, with how many sockets have each open.
     docs: Mutex<HashMap<Arc<str>, Slot>>,
@@ -80,6 +84,11 @@ type Started = (Arc<str>, StateVector, Option<Arc<Entry>>);
 #[derive(Clone, Default)]
 struct Joined(Arc<Mutex<HashMap<Arc<str>, Announced>>>);
 
+/// The permits of a socket's `doc:join` and `doc:update` events waiting for their acks (its
+/// socket data).
+#[derive(Clone)]
+struct InFlight(Arc<Semaphore>);
+
 /// Awareness clients a socket announced in a document: client id → last clock.
 type Announced = HashMap<u64, u32>;
 
@@ -105,10 +114,16 @@ impl DocService {
     /// Opens the store and serves documents on `namespace`: registers its connection handler
     /// (add any auth middleware to the namespace too, before clients connect).
     pub async fn attach(namespace: &Namespace, config: DocsConfig) -> Result<Self, StoreError> {
-        let store = Store::open(config.storage.clone()).await?;
+        let store = Store::open(
+            config.storage.clone(),
+            config.limits.max_store_queue,
+            config.timeout,
+        )
+        .await?;
         let service = DocService {
             inner: Arc::new(Inner {
                 limits: config.limits,
+                timeout: config.timeout,
                 store,
                 docs: Mutex::new(HashMap::new()),
             }),
@@ -130,6 +145,13 @@ impl DocService {
     pub fn limits(&self) -> DocLimits {
         self.inner.limits
     }
+
+    /// Holds the store's thread until the returned guard is dropped, as a stuck disk would:
+    /// for tests of the store's queue and deadlines, not for production use.
+    #[doc(hidden)]
+    pub async fn pause_store(&self) -> Result<StorePause, StoreError> {
+        self.inner.store.pause().await
+    }
 }
 
 /// A handler's answer: the ack's arguments.
@@ -146,7 +168,7 @@ fn ok_reply() -> Reply {
 
 fn refusal_reply(socket: &Socket, event: &str, doc: Option<&str>, refusal: &Refusal) -> Reply {
     match refusal {
-        Refusal::Store => {
+        Refusal::Store | Refusal::Timeout | Refusal::Internal => {
             warn!(sid = &**socket.id(), event, doc, error = %refusal, "document event refused")
         }
         _ => info!(sid = &**socket.id(), event, doc, error = %refusal, "document event refused"),
@@ -274,15 +296,20 @@ impl Inner {
     /// The handlers of a new socket.
     fn register(self: &Arc<Self>, socket: &Socket) {
         socket.insert_data(Joined::default());
+        socket.insert_data(InFlight(Arc::new(Semaphore::new(
+            self.limits.max_in_flight_per_socket,
+        ))));
         let inner = self.clone();
         socket.on(events::JOIN, move |socket: Socket, args: Args| {
             let inner = inner.clone();
             // The membership is decided here, in the order the events came; only the loading
             // and the sync wait.
-            let started = inner.start_join(&socket, &args);
+            let started = inner
+                .in_flight(&socket)
+                .and_then(|permit| Ok((permit, inner.start_join(&socket, &args)?)));
             async move {
                 match started {
-                    Ok((id, state_vector, entry)) => {
+                    Ok((_permit, (id, state_vector, entry))) => {
                         let result = inner.finish_join(&socket, &id, &state_vector, entry).await;
                         answer(&socket, events::JOIN, Some(&id), result)
                     }
@@ -296,9 +323,13 @@ impl Inner {
         let inner = self.clone();
         socket.on(events::UPDATE, move |socket: Socket, args: Args| {
             let inner = inner.clone();
+            let permit = inner.in_flight(&socket);
             async move {
                 let id = doc_id(&args).ok();
-                let result = inner.update(&socket, &args).await;
+                let result = match permit {
+                    Ok(_permit) => inner.update(&socket, &args).await,
+                    Err(refusal) => Err(refusal),
+                };
                 answer(&socket, events::UPDATE, id.as_deref(), result)
             }
         });
@@ -348,6 +379,26 @@ impl Inner {
         });
     }
 
+    /// A permit for one more `doc:join` or `doc:update` of `socket` waiting for its ack.
+    fn in_flight(&self, socket: &Socket) -> Result<OwnedSemaphorePermit, Refusal> {
+        let limit = self.limits.max_in_flight_per_socket;
+        socket
+            .data::<InFlight>()
+            .and_then(|InFlight(permits)| permits.try_acquire_owned().ok())
+            .ok_or(Refusal::TooManyInFlight { limit })
+    }
+
+    /// The state of document `entry`, once no other event holds it: refused after the
+    /// timeout.
+    async fn lock_state<'a>(
+        &self,
+        entry: &'a Entry,
+    ) -> Result<tokio::sync::MutexGuard<'a, EntryState>, Refusal> {
+        tokio::time::timeout(self.timeout, entry.state.lock())
+            .await
+            .map_err(|_| Refusal::Timeout)
+    }
+
     /// The synchronous start of `doc:join`: checks, and counts the socket in.
     fn start_join(&self, socket: &Socket, args: &Args) -> Result<Started, Refusal> {
         let id = doc_id(args)?;
@@ -388,7 +439,7 @@ impl Inner {
             Some(entry) => entry,
             None => return Err(Refusal::NotJoined(id.to_string())),
         };
-        let mut state = entry.state.lock().await;
+        let mut state = self.lock_state(&entry).await?;
         if state.doc.is_none() {
             if let Err(error) = self.load(&entry.id, &mut state).await {
                 warn!(doc = &*entry.id, %error, "cannot load the document");
@@ -404,11 +455,11 @@ impl Inner {
                         }
                     }
                 }
-                return Err(Refusal::Store);
+                return Err(Refusal::from(&error));
             }
         }
         let Some(doc) = &state.doc else {
-            return Err(Refusal::Store);
+            return Err(Refusal::Internal);
         };
         // Joined the room under the document's lock: every later update is relayed to the
         // socket, every earlier one is in the sync below. Not if it left meanwhile.
@@ -441,7 +492,7 @@ impl Inner {
             update: Binary::from(update),
             state_vector: Binary::from(server_vector),
         })
-        .map_err(|_| Refusal::Store)
+        .map_err(|_| Refusal::Internal)
     }
 
     /// `doc:update`: checks, applies, stores, relays.
@@ -463,9 +514,16 @@ impl Inner {
         let entry = self
             .entry(&id)
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
-        let mut state = entry.state.lock().await;
+        let mut state = self.lock_state(&entry).await?;
+        if state.doc.is_none() {
+            // Dropped after a store failure: back from the store first.
+            if let Err(error) = self.load(&entry.id, &mut state).await {
+                warn!(doc = &*id, %error, "cannot load the document");
+                return Err(Refusal::from(&error));
+            }
+        }
         let Some(doc) = &state.doc else {
-            return Err(Refusal::NotJoined(id.to_string()));
+            return Err(Refusal::Internal);
         };
         // What the state would be after it: exact only near the limit.
         let mut exact = None;
@@ -495,7 +553,7 @@ impl Inner {
             Err(error) => {
                 warn!(doc = &*id, %error, "cannot store an update; the document goes back to what the store has");
                 self.reload(&entry.id, &mut state).await;
-                return Err(Refusal::Store);
+                return Err(Refusal::from(&error));
             }
         }
         state.unfolded += 1;
@@ -665,11 +723,12 @@ impl Inner {
     }
 
     /// Replaces the document in memory by what the store has (after an update failed half
-    /// way, or could not be stored).
+    /// way, or could not be stored). If the store cannot answer, the copy in memory (which
+    /// may hold what the store lacks) is dropped: the next event loads the document again.
     async fn reload(&self, id: &str, state: &mut EntryState) {
         if let Err(error) = self.load(id, state).await {
-            // Keep the copy in memory: closer to the truth than nothing.
-            warn!(doc = id, %error, "cannot reload the document");
+            warn!(doc = id, %error, "cannot reload the document; dropped until the next event loads it");
+            state.doc = None;
         }
     }
 }

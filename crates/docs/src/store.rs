@@ -10,6 +10,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::oneshot;
@@ -49,13 +50,27 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// handle is dropped.
 #[derive(Debug, Clone)]
 pub(crate) struct Store {
-    jobs: mpsc::Sender<Job>,
+    /// The queue of the store's thread, bounded: a job past it is refused ([`StoreError::Busy`]).
+    jobs: mpsc::SyncSender<Job>,
+    /// How long a caller waits for the store's answer ([`StoreError::Timeout`] past it).
+    timeout: Duration,
+}
+
+/// The store's thread held by [`Store::pause`] until this is dropped (tests).
+#[derive(Debug)]
+pub struct StorePause {
+    _resume: mpsc::Sender<()>,
 }
 
 impl Store {
-    /// Starts the store's thread and opens the database there.
-    pub(crate) async fn open(storage: Storage) -> Result<Store, StoreError> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+    /// Starts the store's thread and opens the database there. At most `queue` jobs wait for
+    /// the thread (at least 1); callers wait `timeout` at most for an answer.
+    pub(crate) async fn open(
+        storage: Storage,
+        queue: usize,
+        timeout: Duration,
+    ) -> Result<Store, StoreError> {
+        let (jobs, queue) = mpsc::sync_channel::<Job>(queue.max(1));
         let (opened_tx, opened) = oneshot::channel();
         std::thread::Builder::new()
             .name("switchyard-docs-store".to_owned())
@@ -76,20 +91,45 @@ impl Store {
             })
             .map_err(StoreError::Thread)?;
         opened.await.map_err(|_| StoreError::Stopped)??;
-        Ok(Store { jobs })
+        Ok(Store { jobs, timeout })
     }
 
-    /// Runs `work` on the store's thread.
+    /// Runs `work` on the store's thread: refused at once when the queue is full, given up
+    /// after the timeout. A job whose caller gave up before it started is skipped.
     async fn call<R: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |connection| {
+            if reply.is_closed() {
+                return;
+            }
             let _ = reply.send(work(connection).map_err(StoreError::from));
         });
-        self.jobs.send(job).map_err(|_| StoreError::Stopped)?;
-        answer.await.map_err(|_| StoreError::Stopped)?
+        self.jobs.try_send(job).map_err(|error| match error {
+            mpsc::TrySendError::Full(_) => StoreError::Busy,
+            mpsc::TrySendError::Disconnected(_) => StoreError::Stopped,
+        })?;
+        match tokio::time::timeout(self.timeout, answer).await {
+            Ok(answer) => answer.map_err(|_| StoreError::Stopped)?,
+            Err(_) => Err(StoreError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Holds the store's thread until the returned guard is dropped: every job waits behind
+    /// it (tests of a stuck store).
+    pub(crate) async fn pause(&self) -> Result<StorePause, StoreError> {
+        let (resume, paused) = mpsc::channel::<()>();
+        let (started_tx, started) = oneshot::channel();
+        let job: Job = Box::new(move |_| {
+            let _ = started_tx.send(());
+            // Until the guard is dropped (the sender disconnects).
+            let _ = paused.recv();
+        });
+        self.jobs.try_send(job).map_err(|_| StoreError::Busy)?;
+        started.await.map_err(|_| StoreError::Stopped)?;
+        Ok(StorePause { _resume: resume })
     }
 
     /// What the store holds for document `id` (nothing for a new document).
@@ -207,7 +247,9 @@ mod tests {
     async fn appended_updates_survive_a_reopen_and_compaction_folds_them() {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let storage = Storage::Directory(directory.path().join("nested"));
-        let store = Store::open(storage.clone()).await.expect("open");
+        let store = Store::open(storage.clone(), 8, Duration::from_secs(10))
+            .await
+            .expect("open");
         assert!(store.load("a").await.expect("load").state.is_none());
         let first = store.append("a", vec![1]).await.expect("append");
         let second = store.append("a", vec![2]).await.expect("append");
@@ -215,7 +257,9 @@ mod tests {
         assert!(second > first);
         drop(store);
 
-        let store = Store::open(storage.clone()).await.expect("reopen");
+        let store = Store::open(storage.clone(), 8, Duration::from_secs(10))
+            .await
+            .expect("reopen");
         let stored = store.load("a").await.expect("load");
         assert_eq!(stored.updates, vec![vec![1], vec![2]]);
         assert_eq!(stored.last_seq, second);
@@ -230,13 +274,44 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_full_queue_is_busy_and_a_stuck_store_times_out() {
+        let store = Store::open(Storage::Memory, 1, Duration::from_millis(200))
+            .await
+            .expect("open");
+        let pause = store.pause().await.expect("paused");
+        // The queue holds one job: the second is refused at once.
+        let waiting = store.append("a", vec![1]);
+        let refused = store.append("a", vec![2]);
+        let (waiting, refused) = tokio::join!(waiting, refused);
+        assert!(matches!(refused, Err(StoreError::Busy)), "{refused:?}");
+        assert!(
+            matches!(waiting, Err(StoreError::Timeout(_))),
+            "{waiting:?}"
+        );
+        drop(pause);
+        // The job given up was skipped: nothing was stored. (Busy until the thread has
+        // dropped the skipped job from its queue.)
+        let stored = loop {
+            match store.load("a").await {
+                Err(StoreError::Busy) => tokio::time::sleep(Duration::from_millis(10)).await,
+                stored => break stored.expect("load"),
+            }
+        };
+        assert!(stored.updates.is_empty());
+    }
+
+    #[tokio::test]
     async fn an_unusable_directory_is_an_error() {
         let directory = tempfile::tempdir().expect("a temporary directory");
         let file = directory.path().join("file");
         std::fs::write(&file, b"not a directory").expect("write");
-        let error = Store::open(Storage::Directory(file.join("sub")))
-            .await
-            .expect_err("a directory under a file");
+        let error = Store::open(
+            Storage::Directory(file.join("sub")),
+            8,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect_err("a directory under a file");
         assert!(matches!(error, StoreError::DataDir { .. }), "{error}");
     }
 }

@@ -485,6 +485,107 @@ async fn open_documents_on_the_server_are_limited() {
     assert_eq!(server.docs.open_documents(), 2);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_store_refuses_with_busy_and_in_flight_errors_then_recovers() {
+    let mut config = limits(|limits| {
+        limits.max_store_queue = 2;
+        limits.max_in_flight_per_socket = 1;
+    });
+    // Longer than the test waits: the queued updates wait for the store, not a deadline.
+    config.timeout = std::time::Duration::from_secs(600);
+    let server = server(config).await;
+    let mut peers = Vec::new();
+    for id in ["a", "b", "c", "d"] {
+        let peer = peer(&server.url).await;
+        peer.join(id).await;
+        peers.push((id, peer));
+    }
+    let pause = server.docs.pause_store().await.expect("paused");
+    // Four updates of four documents: two wait in the store's queue, two are refused.
+    let sent: Vec<_> = peers
+        .iter()
+        .map(|(id, peer)| {
+            let socket = peer.socket.clone();
+            let data = args(id, Some(peer.insert(0, "x")));
+            tokio::spawn(async move { ack(&socket, "doc:update", data).await })
+        })
+        .collect();
+    wait_until("two updates are refused", || {
+        sent.iter().filter(|task| task.is_finished()).count() == 2
+    })
+    .await;
+    let mut waiting = Vec::new();
+    for ((id, peer), task) in peers.iter().zip(sent) {
+        if task.is_finished() {
+            let answer = task.await.expect("the task");
+            assert_eq!(
+                error_of(&answer).as_deref(),
+                Some("the document store is busy; try again later")
+            );
+        } else {
+            // Its first update waits: a second one is refused at once.
+            let answer = ack(
+                &peer.socket,
+                "doc:update",
+                args(id, Some(peer.insert(0, "y"))),
+            )
+            .await;
+            assert_eq!(
+                error_of(&answer).as_deref(),
+                Some("too many document events in flight (at most 1); wait for their acks")
+            );
+            waiting.push(task);
+        }
+    }
+    assert_eq!(waiting.len(), 2);
+    drop(pause);
+    for task in waiting {
+        ok(&task.await.expect("the task"));
+    }
+    // Every document works again, the refused ones included.
+    for (id, peer) in &peers {
+        ok(&peer.edit(id, 0, "z").await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waits_for_a_stuck_store_end_in_a_timeout_error() {
+    let server = server(DocsConfig {
+        timeout: std::time::Duration::from_millis(300),
+        ..DocsConfig::default()
+    })
+    .await;
+    let alice = peer(&server.url).await;
+    let bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    let pause = server.docs.pause_store().await.expect("paused");
+    // Alice waits for the store, Bob for the document Alice holds: both give up.
+    let (first, second) = tokio::join!(alice.edit("doc", 0, "a"), bob.edit("doc", 0, "b"));
+    for answer in [first, second] {
+        assert_eq!(
+            error_of(&answer).as_deref(),
+            Some("timed out waiting for the document store; try again")
+        );
+    }
+    let answer = ack(&alice.socket, "doc:join", args("other", None)).await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("timed out waiting for the document store; try again")
+    );
+    drop(pause);
+    // The document is back from the store: the refused edits are not in it, new ones are.
+    ok(&ack(
+        &alice.socket,
+        "doc:update",
+        args("doc", Some(foreign_update("c"))),
+    )
+    .await);
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert_eq!(carol.string(), "c");
+}
+
 fn awareness(client: u64, state: &str) -> Vec<u8> {
     awareness_at(client, 1, state)
 }

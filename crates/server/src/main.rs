@@ -322,6 +322,7 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
         max_documents_per_socket: settings.max_per_socket,
         max_awareness_bytes: settings.max_awareness_bytes,
         max_open_documents: settings.max_open,
+        ..DocLimits::default()
     };
     let namespace = io.of(&settings.namespace);
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
@@ -333,6 +334,7 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
         DocsConfig {
             storage: storage.clone(),
             limits,
+            ..DocsConfig::default()
         },
     )
     .await
