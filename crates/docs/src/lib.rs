@@ -28,13 +28,13 @@
 //! | event (client → server) | arguments | ack on success |
 //! | --- | --- | --- |
 //! | `doc:join` | `docId`, `stateVector` (binary; missing or `null`: empty) | `{ update, stateVector }`: `update` (binary) is what the server has that the state vector lacks (sync step 2: apply it), `stateVector` (binary) the server's (answer with `Y.encodeStateAsUpdate(doc, stateVector)` as a `doc:update` if it is not empty, so the server gets what it lacks: sync step 2 the other way) |
-//! | `doc:update` | `docId`, `update` (binary) | `{ ok: true }`, once the update is applied and stored |
+//! | `doc:update` | `docId`, `update` (binary) | `{ ok: true }`, once the update is applied and what it changed stored (at once if it changed nothing) |
 //! | `doc:awareness` | `docId`, awareness update (binary) | `{ ok: true }` |
 //! | `doc:leave` | `docId` | `{ ok: true }` (also when the socket had not joined it) |
 //!
 //! | event (server → client) | arguments | when |
 //! | --- | --- | --- |
-//! | `doc:update` | `docId`, `update` (binary) | another client's update to a document the socket joined (apply it) |
+//! | `doc:update` | `docId`, `update` (binary) | what another client's update changed in a document the socket joined (apply it); an update that changes nothing (sent twice, or already there) is not relayed |
 //! | `doc:awareness` | `docId`, awareness update (binary) | another client's awareness update (volatile: dropped rather than queued for a slow client), or the removal of the awareness clients of a socket that left or disconnected |
 //!
 //! `doc:join` puts the socket in the room `doc:<docId>`; a socket joining a document it has

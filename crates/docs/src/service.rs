@@ -284,12 +284,34 @@ fn encode_state(doc: &Doc) -> Vec<u8> {
         .encode_state_as_update_v1(&StateVector::default())
 }
 
-/// Applies `update` to `doc`; false if the document refused it (or its code panicked).
-fn apply(doc: &Doc, update: Update) -> bool {
-    matches!(
-        catch_unwind(AssertUnwindSafe(|| doc.transact_mut().apply_update(update))),
-        Ok(Ok(()))
-    )
+/// What applying an update did.
+#[derive(Debug, PartialEq, Eq)]
+enum Applied {
+    /// It changed the document: what it changed, as a v1 update (the transaction's own
+    /// encoding: the blocks it integrated, pending ones it completed included, and what it
+    /// deleted).
+    Changed(Vec<u8>),
+    /// The document had all of it already (or only got pending blocks it cannot integrate
+    /// yet).
+    Unchanged,
+    /// The document refused it (or its code panicked); it may have applied in part.
+    Refused,
+}
+
+/// Applies `update` to `doc`.
+fn apply(doc: &Doc, update: Update) -> Applied {
+    let applied = catch_unwind(AssertUnwindSafe(|| {
+        let mut txn = doc.transact_mut();
+        txn.apply_update(update).ok()?;
+        // What yrs's update observers are given, on the same condition.
+        let changed = !txn.delete_set().is_empty() || txn.after_state() != txn.before_state();
+        Some(changed.then(|| txn.encode_update_v1()))
+    }));
+    match applied {
+        Ok(Some(Some(diff))) => Applied::Changed(diff),
+        Ok(Some(None)) => Applied::Unchanged,
+        _ => Applied::Refused,
+    }
 }
 
 impl Inner {
@@ -542,13 +564,20 @@ impl Inner {
             }
             exact = Some(());
         }
-        let applied = decode_update(&bytes).is_ok_and(|update| apply(doc, update));
-        if !applied {
-            // It may have been applied in part: back to what the store has.
-            self.reload(&entry.id, &mut state).await;
-            return Err(Refusal::MalformedUpdate);
-        }
-        match self.store.append(&id, bytes.to_vec()).await {
+        let diff = match decode_update(&bytes).map(|update| apply(doc, update)) {
+            Ok(Applied::Changed(diff)) => diff,
+            Ok(Applied::Unchanged) => {
+                // Nothing new: nothing to store or relay.
+                return Ok(ok_args());
+            }
+            Ok(Applied::Refused) | Err(_) => {
+                // It may have been applied in part: back to what the store has.
+                self.reload(&entry.id, &mut state).await;
+                return Err(Refusal::MalformedUpdate);
+            }
+        };
+        let diff_len = diff.len();
+        match self.store.append(&id, diff.clone()).await {
             Ok(seq) => state.last_seq = seq,
             Err(error) => {
                 warn!(doc = &*id, %error, "cannot store an update; the document goes back to what the store has");
@@ -559,11 +588,11 @@ impl Inner {
         state.unfolded += 1;
         state.size = match (exact, &state.doc) {
             (Some(()), Some(doc)) => encode_state(doc).len(),
-            _ => state.size.saturating_add(bytes.len()),
+            _ => state.size.saturating_add(diff_len),
         };
-        // Relayed under the document's lock, so that a joiner gets each update either in its
-        // sync or relayed.
-        let relayed = Args::one(&*id).and_then(|args| args.push(&Binary(bytes)));
+        // What changed is relayed (not what was sent), under the document's lock, so that a
+        // joiner gets each change either in its sync or relayed.
+        let relayed = Args::one(&*id).and_then(|args| args.push(&Binary::from(diff)));
         match relayed {
             Ok(relayed) => {
                 if let Err(error) = socket.to(room_of(&id)).emit(events::UPDATE, relayed) {
@@ -710,8 +739,8 @@ impl Inner {
         let stored = self.store.load(id).await?;
         let doc = Doc::new();
         for bytes in stored.state.iter().chain(&stored.updates) {
-            let applied = decode_update(bytes).is_ok_and(|update| apply(&doc, update));
-            if !applied {
+            let applied = decode_update(bytes).map(|update| apply(&doc, update));
+            if matches!(applied, Ok(Applied::Refused) | Err(_)) {
                 warn!(doc = id, "a stored update does not apply; skipped");
             }
         }

@@ -444,6 +444,48 @@ async fn deeply_nested_or_overclaiming_updates_are_refused_and_the_server_lives(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_that_changes_nothing_is_acked_but_not_relayed_again() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    let update = alice.insert(0, "once");
+    for _ in 0..3 {
+        ok(&ack(
+            &alice.socket,
+            "doc:update",
+            args("doc", Some(update.clone())),
+        )
+        .await);
+    }
+    // Bob's own state as an update changes nothing on the server either.
+    let own = bob
+        .doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    let marker = alice.insert(0, "#");
+    for data in [own, marker.clone()] {
+        ok(&ack(&alice.socket, "doc:update", args("doc", Some(data))).await);
+    }
+    let (name, first) = bob.next().await;
+    assert_eq!(name, "doc:update");
+    assert_eq!(
+        first.binary(&first.values[1]).expect("binary").as_ref(),
+        update.as_slice()
+    );
+    // The next relay is the marker: the repeats were not relayed.
+    let (name, second) = bob.next().await;
+    assert_eq!(name, "doc:update");
+    assert_eq!(
+        second.binary(&second.values[1]).expect("binary").as_ref(),
+        marker.as_slice()
+    );
+    assert_eq!(bob.string(), "#once");
+    assert!(bob.events.try_recv().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn open_documents_per_socket_are_limited() {
     let server = server(limits(|limits| limits.max_documents_per_socket = 2)).await;
     let alice = peer(&server.url).await;
@@ -656,7 +698,9 @@ async fn awareness_reaches_the_other_members_only_and_is_bounded() {
         error_of(&answer).as_deref(),
         Some("not joined to document x")
     );
-    ok(&alice.edit("x", 0, "marker").await);
+    // (A marker of its own: alice's copy mixes x and y, an edit of it could depend on y.)
+    let marker = foreign_update("marker");
+    ok(&ack(&alice.socket, "doc:update", args("x", Some(marker))).await);
     let (name, _) = bob.next().await;
     assert_eq!(name, "doc:update", "bob got a refused awareness update");
 
