@@ -29,6 +29,14 @@ pub enum Refusal {
         /// The limit, [`DocLimits::max_update_bytes`](crate::DocLimits::max_update_bytes).
         limit: usize,
     },
+    /// The state vector of a `doc:join` is bigger than the limit of updates.
+    #[error("state vector too large: {size} bytes (at most {limit})")]
+    StateVectorTooLarge {
+        /// The state vector's size in bytes.
+        size: usize,
+        /// The limit, [`DocLimits::max_update_bytes`](crate::DocLimits::max_update_bytes).
+        limit: usize,
+    },
     /// The awareness update is bigger than the limit.
     #[error("awareness update too large: {size} bytes (at most {limit})")]
     AwarenessTooLarge {

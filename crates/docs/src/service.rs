@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use switchyard::{Args, Binary, DisconnectReason, Namespace, Socket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Level};
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
@@ -166,12 +166,23 @@ fn ok_reply() -> Reply {
     Ok(ok_args())
 }
 
-fn refusal_reply(socket: &Socket, event: &str, doc: Option<&str>, refusal: &Refusal) -> Reply {
+/// The level a refusal is logged at: the server's failures at warn, its capacity limits
+/// (a full server or store queue) at info, the client's faults at debug (as the rest of the
+/// server logs them: a client cannot fill the logs).
+fn refusal_level(refusal: &Refusal) -> Level {
     match refusal {
-        Refusal::Store | Refusal::Timeout | Refusal::Internal => {
-            warn!(sid = &**socket.id(), event, doc, error = %refusal, "document event refused")
-        }
-        _ => info!(sid = &**socket.id(), event, doc, error = %refusal, "document event refused"),
+        Refusal::Store | Refusal::Timeout | Refusal::Internal => Level::WARN,
+        Refusal::ServerFull { .. } | Refusal::Busy => Level::INFO,
+        _ => Level::DEBUG,
+    }
+}
+
+fn refusal_reply(socket: &Socket, event: &str, doc: Option<&str>, refusal: &Refusal) -> Reply {
+    let sid = &**socket.id();
+    match refusal_level(refusal) {
+        Level::WARN => warn!(sid, event, doc, error = %refusal, "document event refused"),
+        Level::INFO => info!(sid, event, doc, error = %refusal, "document event refused"),
+        _ => debug!(sid, event, doc, error = %refusal, "document event refused"),
     }
     Ok(Args::one(&json!({ "error": refusal.to_string() })).unwrap_or_default())
 }
@@ -427,7 +438,10 @@ impl Inner {
         let state_vector = match binary_arg(args, "the state vector")? {
             None => StateVector::default(),
             Some(bytes) if bytes.len() > self.limits.max_update_bytes => {
-                return Err(Refusal::MalformedStateVector)
+                return Err(Refusal::StateVectorTooLarge {
+                    size: bytes.len(),
+                    limit: self.limits.max_update_bytes,
+                })
             }
             Some(bytes) => decode_state_vector(&bytes)?,
         };
@@ -773,6 +787,33 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use yrs::{GetString, Text};
+
+    #[test]
+    fn client_faults_are_logged_at_debug_server_failures_at_warn() {
+        for refusal in [
+            Refusal::BadDocId,
+            Refusal::NotBinary("the update"),
+            Refusal::MalformedUpdate,
+            Refusal::MalformedStateVector,
+            Refusal::MalformedAwareness,
+            Refusal::UpdateTooLarge { size: 2, limit: 1 },
+            Refusal::StateVectorTooLarge { size: 2, limit: 1 },
+            Refusal::AwarenessTooLarge { size: 2, limit: 1 },
+            Refusal::DocumentTooLarge { size: 2, limit: 1 },
+            Refusal::TooManyDocuments { limit: 1 },
+            Refusal::TooManyInFlight { limit: 1 },
+            Refusal::NotJoined("a".to_owned()),
+            Refusal::Room("full".to_owned()),
+        ] {
+            assert_eq!(refusal_level(&refusal), Level::DEBUG, "{refusal}");
+        }
+        for refusal in [Refusal::ServerFull { limit: 1 }, Refusal::Busy] {
+            assert_eq!(refusal_level(&refusal), Level::INFO, "{refusal}");
+        }
+        for refusal in [Refusal::Store, Refusal::Timeout, Refusal::Internal] {
+            assert_eq!(refusal_level(&refusal), Level::WARN, "{refusal}");
+        }
+    }
 
     #[test]
     fn random_bytes_never_panic_and_never_change_a_document() {

@@ -318,6 +318,13 @@ async fn bad_input_gets_an_error_ack_and_reaches_no_one() {
         "{error}"
     );
 
+    // A state vector over the size limit says so (it is not malformed).
+    let answer = ack(&alice.socket, "doc:join", args("doc", Some(vec![0; 1200]))).await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("state vector too large: 1200 bytes (at most 1000)")
+    );
+
     // Random bytes that do not decode.
     let mut seed = 1u64;
     let garbage = loop {
