@@ -120,6 +120,15 @@ pub enum StoreError {
         /// Why.
         source: std::io::Error,
     },
+    /// Another store (another server, or another service in this one) has the database
+    /// open: one server per data directory.
+    #[error(
+        "the document store {path} is in use by another server (one server per data directory)"
+    )]
+    InUse {
+        /// The database file.
+        path: std::path::PathBuf,
+    },
     /// The store's thread could not be started.
     #[error("cannot start the store's thread: {0}")]
     Thread(std::io::Error),

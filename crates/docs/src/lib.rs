@@ -82,8 +82,12 @@
 //! (their senders get no ack, and Yjs clients resend their whole state on their next join).
 //! Each update costs one SQLite commit, made while the document's other updates wait.
 //!
+//! With [`Storage::Directory`] the database file is locked while the store is open: a second
+//! store on the same directory (another server) fails to open with [`StoreError::InUse`].
+//!
 //! Not here yet: documents are not shared across the servers of a cluster (each server
-//! keeps its own copy: run one server, or route a document's clients to one server), and
+//! keeps its own copy, and relays a document's updates and awareness to its own sockets only,
+//! even with a cluster adapter: run one server, or route a document's clients to one server), and
 //! there is no access control per document (any socket admitted to the namespace may open any
 //! document: put an auth middleware on the namespace).
 

@@ -281,7 +281,11 @@ fn remove_awareness(socket: &Socket, id: &str, announced: &Announced) {
     let relayed = Args::one(id).and_then(|args| args.push(&Binary::from(removal)));
     match relayed {
         Ok(relayed) => {
-            if let Err(error) = socket.to(room_of(id)).emit(events::AWARENESS, relayed) {
+            if let Err(error) = socket
+                .to(room_of(id))
+                .local()
+                .emit(events::AWARENESS, relayed)
+            {
                 debug!(doc = id, %error, "awareness removal not relayed");
             }
         }
@@ -609,7 +613,11 @@ impl Inner {
         let relayed = Args::one(&*id).and_then(|args| args.push(&Binary::from(diff)));
         match relayed {
             Ok(relayed) => {
-                if let Err(error) = socket.to(room_of(&id)).emit(events::UPDATE, relayed) {
+                if let Err(error) = socket
+                    .to(room_of(&id))
+                    .local()
+                    .emit(events::UPDATE, relayed)
+                {
                     warn!(doc = &*id, %error, "update not relayed");
                 }
             }
@@ -657,6 +665,7 @@ impl Inner {
             .map_err(|_| Refusal::MalformedAwareness)?;
         if let Err(error) = socket
             .to(room_of(&id))
+            .local()
             .volatile()
             .emit(events::AWARENESS, relayed)
         {

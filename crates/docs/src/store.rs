@@ -210,15 +210,35 @@ fn open_connection(storage: &Storage) -> Result<Connection, StoreError> {
                 path: directory.clone(),
                 source,
             })?;
-            let connection = Connection::open(database_path(directory))?;
-            // WAL: readers do not wait for the writer; FULL: a committed write survives a
-            // power loss, not only a crash of the process.
-            connection.pragma_update(None, "journal_mode", "WAL")?;
+            let path = database_path(directory);
+            let in_use = |error: rusqlite::Error| match error.sqlite_error_code() {
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+                    StoreError::InUse { path: path.clone() }
+                }
+                _ => StoreError::Sqlite(error),
+            };
+            let connection = Connection::open(&path)?;
+            // A lock held by another connection may be on its way out (a server restarting in
+            // the same process): waited for a while.
+            connection.busy_timeout(LOCK_WAIT)?;
+            // EXCLUSIVE: the file is locked from the first transaction below until the store
+            // closes, so that two servers never share a data directory. WAL: the log is kept
+            // without shared memory (exclusive mode); FULL: a committed write survives a power
+            // loss, not only a crash of the process.
+            connection
+                .pragma_update(None, "locking_mode", "EXCLUSIVE")
+                .map_err(in_use)?;
+            connection
+                .pragma_update(None, "journal_mode", "WAL")
+                .map_err(in_use)?;
             connection.pragma_update(None, "synchronous", "FULL")?;
+            connection
+                .execute_batch("BEGIN EXCLUSIVE; COMMIT;")
+                .map_err(in_use)?;
             connection
         }
     };
-    connection.busy_timeout(std::time::Duration::from_secs(5))?;
+    connection.busy_timeout(LOCK_WAIT)?;
     connection.execute_batch(
         "CREATE TABLE IF NOT EXISTS documents (
              id TEXT PRIMARY KEY NOT NULL,
@@ -233,6 +253,9 @@ fn open_connection(storage: &Storage) -> Result<Connection, StoreError> {
     )?;
     Ok(connection)
 }
+
+/// How long opening the store waits for a lock another connection holds.
+const LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// The database file under `directory`.
 pub(crate) fn database_path(directory: &Path) -> PathBuf {
@@ -298,6 +321,30 @@ mod tests {
             }
         };
         assert!(stored.updates.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_store_on_the_same_directory_is_refused() {
+        let directory = tempfile::tempdir().expect("a temporary directory");
+        let storage = Storage::Directory(directory.path().to_owned());
+        let first = Store::open(storage.clone(), 8, Duration::from_secs(10))
+            .await
+            .expect("open");
+        first.append("a", vec![1]).await.expect("append");
+        let error = Store::open(storage.clone(), 8, Duration::from_secs(10))
+            .await
+            .expect_err("the directory is in use");
+        assert!(matches!(error, StoreError::InUse { .. }), "{error}");
+        assert!(
+            error.to_string().contains("in use by another server"),
+            "{error}"
+        );
+        // Once the first is closed, the directory may be opened again.
+        drop(first);
+        let second = Store::open(storage, 8, Duration::from_secs(10))
+            .await
+            .expect("reopen");
+        assert_eq!(second.load("a").await.expect("load").updates, vec![vec![1]]);
     }
 
     #[tokio::test]

@@ -758,9 +758,11 @@ async fn text_survives_a_restart_on_the_same_data_dir() {
         for i in 0..300 {
             ok(&alice.edit("kept", 0, &format!("line {i}\n")).await);
         }
-        // Still open (not compacted on unload): the acked updates alone must be enough.
         alice.string()
     };
+    // The store is locked until the first server has closed it (the document then unloaded
+    // and compacted): the database opens once it has. (That acked updates alone survive a
+    // crash is the binary's SIGKILL test.)
     let file = directory.path().join(Storage::FILE_NAME);
     let database = rusqlite::Connection::open(&file).expect("the database");
     let count = |sql: &str| -> i64 {
@@ -770,7 +772,7 @@ async fn text_survives_a_restart_on_the_same_data_dir() {
     };
     assert_eq!(count("SELECT count(*) FROM documents WHERE id = 'kept'"), 1);
     let logged = count("SELECT count(*) FROM updates WHERE doc = 'kept'");
-    assert!((1..300).contains(&logged), "{logged} updates logged");
+    assert!((0..300).contains(&logged), "{logged} updates logged");
     drop(database);
     let server = server(config).await;
     let bob = peer(&server.url).await;

@@ -201,8 +201,9 @@ pub(crate) struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Shared documents (Yjs)")]
 pub(crate) struct DocsSettings {
-    /// Serve shared Yjs documents on --docs-namespace.
-    #[arg(long = "docs", id = "docs_enabled", env = "DOCS", value_name = "BOOL", action = ArgAction::Set, default_value = "true", value_parser = parse_bool)]
+    /// Serve shared Yjs documents on --docs-namespace (stored under --data-dir); per server,
+    /// not shared across a cluster.
+    #[arg(long = "docs", id = "docs_enabled", env = "DOCS", value_name = "BOOL", action = ArgAction::Set, default_value = "false", value_parser = parse_bool)]
     pub enabled: bool,
 
     /// The namespace of the shared documents.
@@ -2876,7 +2877,7 @@ mod tests {
     #[test]
     fn shared_documents_settings() {
         let defaults = config(&[], &[]).docs;
-        assert!(defaults.enabled);
+        assert!(!defaults.enabled);
         assert_eq!(defaults.namespace, "/docs");
         assert_eq!(defaults.data_dir, PathBuf::from("./switchyard-data"));
         assert!(!defaults.in_memory);
@@ -2893,7 +2894,7 @@ mod tests {
         let set = config(
             &[
                 ("SWITCHYARD_DATA_DIR", "/var/lib/switchyard"),
-                ("DOCS", "off"),
+                ("DOCS", "on"),
             ],
             &[
                 "--docs-in-memory",
@@ -2904,7 +2905,7 @@ mod tests {
             ],
         )
         .docs;
-        assert!(!set.enabled && set.in_memory);
+        assert!(set.enabled && set.in_memory);
         assert_eq!(set.data_dir, PathBuf::from("/var/lib/switchyard"));
         assert_eq!((set.max_per_socket, set.max_open), (3, 5));
         assert!(
@@ -2913,7 +2914,11 @@ mod tests {
         assert!(error(&[], &["--docs-max-update-bytes", "0"]).contains("greater than 0"));
         assert_eq!(
             config(
-                &[("ADMIN_UI_AUTH", "off"), ("ADMIN_UI_NAMESPACE", "/docs")],
+                &[
+                    ("DOCS", "on"),
+                    ("ADMIN_UI_AUTH", "off"),
+                    ("ADMIN_UI_NAMESPACE", "/docs")
+                ],
                 &[]
             )
             .check(),

@@ -304,7 +304,7 @@ fn admin_ui(io: &SocketIo, settings: &AdminUiSettings) -> anyhow::Result<Option<
     ))
 }
 
-/// The shared documents' namespace (`--docs`, on by default): Yjs documents stored under
+/// The shared documents' namespace (`--docs`, off by default): Yjs documents stored under
 /// `--data-dir` (or in memory). With JWT on, a token is required there too.
 async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocService>> {
     let settings = &config.docs;
@@ -358,6 +358,15 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
             token_required = jwt.is_some(),
             "shared documents on (in memory only: lost when the server stops)"
         ),
+    }
+    // Documents are per server: their relays stay on this server (`.local()`), and each
+    // server of a cluster keeps copies of its own.
+    if config.redis_url.is_some() {
+        warn!(
+            namespace = settings.namespace,
+            "shared documents are per server, not shared across the cluster: route all the \
+             clients of a document to one server"
+        );
     }
     // The join ack carries a whole document, and more may be waiting for the client.
     if settings

@@ -1,6 +1,6 @@
 //! The binary's shared documents (`/docs`): acknowledged edits survive a crash of the server
-//! (SIGKILL) on the same data directory, the limits come from the flags, `--docs false` turns
-//! the namespace off. Real clients (`switchyard-client`) with `yrs` documents of their own.
+//! (SIGKILL) on the same data directory, the limits come from the flags, the namespace is off
+//! by default and with `--docs false`. Real clients (`switchyard-client`) with `yrs` documents of their own.
 
 mod common;
 
@@ -77,7 +77,7 @@ async fn acknowledged_edits_survive_a_crash_on_the_same_data_dir() {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let data_dir = directory.path().join("data");
     let data_dir = data_dir.to_str().expect("a path");
-    let args_of = ["--port", "0", "--data-dir", data_dir];
+    let args_of = ["--port", "0", "--docs", "true", "--data-dir", data_dir];
     let written = {
         let server = common::start(&args_of, &[]);
         let (_manager, socket) = connect(&server.url).await;
@@ -100,11 +100,34 @@ async fn acknowledged_edits_survive_a_crash_on_the_same_data_dir() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
+    let directory = tempfile::tempdir().expect("a temporary directory");
+    let data_dir = directory.path().to_str().expect("a path");
+    let args_of = ["--port", "0", "--docs", "true", "--data-dir", data_dir];
+    let first = common::start(&args_of, &[]);
+    let (_manager, socket) = connect(&first.url).await;
+    assert_eq!(join(&socket, &Doc::new(), "notes").await, None);
+    let output = std::process::Command::new(common::BINARY)
+        .args(args_of)
+        .env_clear()
+        .output()
+        .expect("run the binary");
+    assert!(!output.status.success(), "the second server started");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("is in use by another server (one server per data directory)"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_limits_come_from_the_flags() {
     let server = common::start(
         &[
             "--port",
             "0",
+            "--docs",
+            "true",
             "--docs-in-memory",
             "--docs-max-update-bytes",
             "300",
@@ -168,16 +191,18 @@ async fn the_limits_come_from_the_flags() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docs_false_turns_the_namespace_off() {
-    let server = common::start(&["--port", "0", "--docs", "false"], &[]);
-    let config = ManagerConfig {
-        reconnection: false,
-        ..ManagerConfig::default()
-    };
-    let manager = Manager::new(&server.url, config).expect("manager");
-    let socket = manager.socket("/docs");
-    let refused = tokio::time::timeout(DEADLINE, socket.connect())
-        .await
-        .expect("an answer in time");
-    assert!(refused.is_err(), "/docs is still served");
+async fn docs_are_off_by_default_and_with_docs_false() {
+    for args in [&["--port", "0"][..], &["--port", "0", "--docs", "false"]] {
+        let server = common::start(args, &[]);
+        let config = ManagerConfig {
+            reconnection: false,
+            ..ManagerConfig::default()
+        };
+        let manager = Manager::new(&server.url, config).expect("manager");
+        let socket = manager.socket("/docs");
+        let refused = tokio::time::timeout(DEADLINE, socket.connect())
+            .await
+            .expect("an answer in time");
+        assert!(refused.is_err(), "/docs is served with {args:?}");
+    }
 }
