@@ -278,18 +278,39 @@ fn remove_awareness(socket: &Socket, id: &str, announced: &Announced) {
         })
         .collect();
     let removal = AwarenessUpdate { clients }.encode_v1();
-    let relayed = Args::one(id).and_then(|args| args.push(&Binary::from(removal)));
-    match relayed {
-        Ok(relayed) => {
-            if let Err(error) = socket
-                .to(room_of(id))
-                .local()
-                .emit(events::AWARENESS, relayed)
-            {
-                debug!(doc = id, %error, "awareness removal not relayed");
-            }
+    relay(socket, id, events::AWARENESS, removal, Delivery::Reliable);
+}
+
+/// How a relay is sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    /// Queued for each socket (updates, awareness removals).
+    Reliable,
+    /// Dropped for a socket with bytes waiting (awareness states, renewed anyway).
+    Volatile,
+}
+
+/// Sends `event` (`docId`, `bytes`) to the other sockets of document `id` on this server
+/// (documents are per server: never through the cluster adapter). A failure is logged.
+fn relay(socket: &Socket, id: &str, event: &'static str, bytes: Vec<u8>, delivery: Delivery) {
+    let sent = Args::one(id)
+        .and_then(|args| args.push(&Binary::from(bytes)))
+        .map_err(|error| error.to_string())
+        .and_then(|args| {
+            let operator = socket.to(room_of(id)).local();
+            let operator = match delivery {
+                Delivery::Reliable => operator,
+                Delivery::Volatile => operator.volatile(),
+            };
+            operator
+                .emit(event, args)
+                .map_err(|error| error.to_string())
+        });
+    if let Err(error) = sent {
+        match delivery {
+            Delivery::Reliable => warn!(doc = id, event, %error, "not relayed"),
+            Delivery::Volatile => debug!(doc = id, event, %error, "not relayed"),
         }
-        Err(error) => debug!(doc = id, %error, "awareness removal not relayed"),
     }
 }
 
@@ -467,7 +488,8 @@ impl Inner {
         Ok((id, state_vector, Some(entry)))
     }
 
-    /// The rest of `doc:join`: loads the document if needed, joins the room, syncs.
+    /// The rest of `doc:join`: loads the document if needed, joins the room, syncs. If it
+    /// fails, the membership this join counted (`acquired`) is undone.
     async fn finish_join(
         self: &Arc<Self>,
         socket: &Socket,
@@ -475,50 +497,38 @@ impl Inner {
         state_vector: &StateVector,
         acquired: Option<Arc<Entry>>,
     ) -> Result<Args, Refusal> {
-        let entry = match acquired.clone().or_else(|| self.entry(id)) {
-            Some(entry) => entry,
-            None => return Err(Refusal::NotJoined(id.to_string())),
-        };
-        let mut state = self.lock_state(&entry).await?;
-        if state.doc.is_none() {
-            if let Err(error) = self.load(&entry.id, &mut state).await {
-                warn!(doc = &*entry.id, %error, "cannot load the document");
-                drop(state);
-                if acquired.is_some() {
-                    // Undo this join's membership (unless a leave undid it already).
-                    let removed = socket
-                        .data::<Joined>()
-                        .is_some_and(|Joined(joined)| lock(&joined).remove(id).is_some());
-                    if removed {
-                        if let Some(entry) = self.release(id) {
-                            self.unload(entry).await;
-                        }
-                    }
-                }
-                return Err(Refusal::from(&error));
+        let counted = acquired.is_some();
+        let result = self.sync(socket, id, state_vector, acquired).await;
+        if result.is_err() && counted {
+            // Unless a leave or the disconnect undid it already.
+            if let Some(entry) = self.leave(socket, id) {
+                self.unload(entry).await;
             }
         }
-        let Some(doc) = &state.doc else {
-            return Err(Refusal::Internal);
-        };
+        result
+    }
+
+    /// The sync of `doc:join`, under the document's lock: loads it if needed, puts the socket
+    /// in its room, and answers with what the client lacks and the server's state vector.
+    async fn sync(
+        &self,
+        socket: &Socket,
+        id: &Arc<str>,
+        state_vector: &StateVector,
+        acquired: Option<Arc<Entry>>,
+    ) -> Result<Args, Refusal> {
+        let entry = acquired
+            .or_else(|| self.entry(id))
+            .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
+        let mut state = self.lock_state(&entry).await?;
+        self.ensure_loaded(&entry.id, &mut state).await?;
+        let doc = state.doc.as_ref().ok_or(Refusal::Internal)?;
         // Joined the room under the document's lock: every later update is relayed to the
         // socket, every earlier one is in the sync below. Not if it left meanwhile.
-        let still_member = socket
-            .data::<Joined>()
-            .is_some_and(|Joined(joined)| lock(&joined).contains_key(id));
-        if still_member {
-            if let Err(error) = socket.try_join(room_of(id)) {
-                let removed = socket
-                    .data::<Joined>()
-                    .is_some_and(|Joined(joined)| lock(&joined).remove(id).is_some());
-                drop(state);
-                if removed {
-                    if let Some(entry) = self.release(id) {
-                        self.unload(entry).await;
-                    }
-                }
-                return Err(Refusal::Room(error.to_string()));
-            }
+        if is_member(socket, id) {
+            socket
+                .try_join(room_of(id))
+                .map_err(|error| Refusal::Room(error.to_string()))?;
         }
         let (update, server_vector) = {
             let txn = doc.transact();
@@ -533,6 +543,18 @@ impl Inner {
             state_vector: Binary::from(server_vector),
         })
         .map_err(|_| Refusal::Internal)
+    }
+
+    /// Loads document `id` from the store into `state` if it is not in memory (a new entry,
+    /// or a copy dropped after a store failure).
+    async fn ensure_loaded(&self, id: &str, state: &mut EntryState) -> Result<(), Refusal> {
+        if state.doc.is_none() {
+            if let Err(error) = self.load(id, state).await {
+                warn!(doc = id, %error, "cannot load the document");
+                return Err(Refusal::from(&error));
+            }
+        }
+        Ok(())
     }
 
     /// `doc:update`: checks, applies, stores, relays.
@@ -555,16 +577,8 @@ impl Inner {
             .entry(&id)
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
         let mut state = self.lock_state(&entry).await?;
-        if state.doc.is_none() {
-            // Dropped after a store failure: back from the store first.
-            if let Err(error) = self.load(&entry.id, &mut state).await {
-                warn!(doc = &*id, %error, "cannot load the document");
-                return Err(Refusal::from(&error));
-            }
-        }
-        let Some(doc) = &state.doc else {
-            return Err(Refusal::Internal);
-        };
+        self.ensure_loaded(&entry.id, &mut state).await?;
+        let doc = state.doc.as_ref().ok_or(Refusal::Internal)?;
         // What the state would be after it: exact only near the limit.
         let mut exact = None;
         if state.size.saturating_add(bytes.len()) > limits.max_document_bytes {
@@ -610,19 +624,7 @@ impl Inner {
         };
         // What changed is relayed (not what was sent), under the document's lock, so that a
         // joiner gets each change either in its sync or relayed.
-        let relayed = Args::one(&*id).and_then(|args| args.push(&Binary::from(diff)));
-        match relayed {
-            Ok(relayed) => {
-                if let Err(error) = socket
-                    .to(room_of(&id))
-                    .local()
-                    .emit(events::UPDATE, relayed)
-                {
-                    warn!(doc = &*id, %error, "update not relayed");
-                }
-            }
-            Err(error) => warn!(doc = &*id, %error, "update not relayed"),
-        }
+        relay(socket, &id, events::UPDATE, diff, Delivery::Reliable);
         if state.unfolded >= COMPACT_EVERY {
             self.compact(&entry.id, &mut state).await;
         }
@@ -660,17 +662,13 @@ impl Inner {
                 }
             }
         }
-        let relayed = Args::one(&*id)
-            .and_then(|args| args.push(&Binary(bytes)))
-            .map_err(|_| Refusal::MalformedAwareness)?;
-        if let Err(error) = socket
-            .to(room_of(&id))
-            .local()
-            .volatile()
-            .emit(events::AWARENESS, relayed)
-        {
-            debug!(doc = &*id, %error, "awareness not relayed");
-        }
+        relay(
+            socket,
+            &id,
+            events::AWARENESS,
+            bytes.to_vec(),
+            Delivery::Volatile,
+        );
         Ok(ok_args())
     }
 
@@ -719,27 +717,19 @@ impl Inner {
     /// socket opened it meanwhile.
     async fn unload(&self, entry: Arc<Entry>) {
         let mut state = entry.state.lock().await;
-        if !self.unused(&entry) {
+        if !unused(&lock(&self.docs), &entry) {
             return;
         }
         if state.doc.is_some() && state.unfolded > 0 {
             self.compact(&entry.id, &mut state).await;
         }
+        // Checked again: a socket may have opened it while it was being written.
         let mut docs = lock(&self.docs);
-        let unused = docs
-            .get(&entry.id)
-            .is_some_and(|slot| slot.members == 0 && Arc::ptr_eq(&slot.entry, &entry));
-        if unused {
+        if unused(&docs, &entry) {
             docs.remove(&entry.id);
             state.doc = None;
             debug!(doc = &*entry.id, "document unloaded");
         }
-    }
-
-    fn unused(&self, entry: &Arc<Entry>) -> bool {
-        lock(&self.docs)
-            .get(&entry.id)
-            .is_some_and(|slot| slot.members == 0 && Arc::ptr_eq(&slot.entry, entry))
     }
 
     /// Folds the stored updates into the merged state. A failure is logged: the updates stay
@@ -783,6 +773,12 @@ impl Inner {
             state.doc = None;
         }
     }
+}
+
+/// Whether `entry` is the entry of its document in `docs` and no socket has it open.
+fn unused(docs: &HashMap<Arc<str>, Slot>, entry: &Arc<Entry>) -> bool {
+    docs.get(&entry.id)
+        .is_some_and(|slot| slot.members == 0 && Arc::ptr_eq(&slot.entry, entry))
 }
 
 fn is_member(socket: &Socket, id: &str) -> bool {

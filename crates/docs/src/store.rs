@@ -56,7 +56,8 @@ pub(crate) struct Store {
     timeout: Duration,
 }
 
-/// The store's thread held by [`Store::pause`] until this is dropped (tests).
+/// The store's thread held by [`DocService::pause_store`](crate::DocService::pause_store)
+/// until this is dropped (tests).
 #[derive(Debug)]
 pub struct StorePause {
     _resume: mpsc::Sender<()>,

@@ -623,6 +623,11 @@ async fn waits_for_a_stuck_store_end_in_a_timeout_error() {
         Some("timed out waiting for the document store; try again")
     );
     drop(pause);
+    // The refused join counted nothing: only `doc` is open.
+    wait_until("the refused join is undone", || {
+        server.docs.open_documents() == 1
+    })
+    .await;
     // The document is back from the store: the refused edits are not in it, new ones are.
     ok(&ack(
         &alice.socket,
