@@ -66,6 +66,13 @@ pub enum Refusal {
         /// The limit, [`DocLimits::max_open_documents`](crate::DocLimits::max_open_documents).
         limit: usize,
     },
+    /// The awareness update names an awareness client id another socket announced first in
+    /// this document (and has not removed).
+    #[error("awareness client {client} belongs to another socket")]
+    AwarenessNotOwned {
+        /// The awareness client id.
+        client: u64,
+    },
     /// The socket sent an update or an awareness update for a document it has not joined.
     #[error("not joined to document {0}")]
     NotJoined(String),

@@ -55,6 +55,8 @@
 //! - an awareness update larger than [`DocLimits::max_awareness_bytes`] or that does not
 //!   decode;
 //! - an update or awareness update for a document the socket has not joined;
+//! - an awareness update naming an awareness client id that another socket announced first in
+//!   the document (it owns the id until it removes it, leaves or disconnects);
 //! - a store failure, a full store queue ([`DocLimits::max_store_queue`]), or no answer from
 //!   the document or the store within [`DocsConfig::timeout`] (nothing applied: the client
 //!   may send the update again);

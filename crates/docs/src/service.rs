@@ -59,6 +59,10 @@ struct Slot {
 /// One open document.
 struct Entry {
     id: Arc<str>,
+    /// The owner (socket id) of each awareness client id announced here: the first socket to
+    /// announce an id owns it until it removes it, leaves or disconnects; another socket's
+    /// awareness update naming it is refused.
+    owners: Mutex<HashMap<u64, Arc<str>>>,
     state: tokio::sync::Mutex<EntryState>,
 }
 
@@ -82,7 +86,17 @@ type Started = (Arc<str>, StateVector, Option<Arc<Entry>>);
 /// socket announced there (client id → clock), so that their states can be removed for the
 /// others when it leaves.
 #[derive(Clone, Default)]
-struct Joined(Arc<Mutex<HashMap<Arc<str>, Announced>>>);
+struct Joined(Arc<Mutex<Membership>>);
+
+/// What [`Joined`] guards.
+#[derive(Default)]
+struct Membership {
+    /// The documents the socket has open, with the awareness clients it announced there.
+    docs: HashMap<Arc<str>, Announced>,
+    /// Set by the disconnect handler: a `doc:join` handled after it is refused, so that no
+    /// membership outlives the socket.
+    closed: bool,
+}
 
 /// The permits of a socket's `doc:join` and `doc:update` events waiting for their acks (its
 /// socket data).
@@ -418,16 +432,18 @@ impl Inner {
         let inner = self.clone();
         socket.on_disconnect(move |socket: Socket, _: DisconnectReason| {
             let inner = inner.clone();
-            let ids: Vec<(Arc<str>, Announced)> = socket
+            // Closed first: a join handled after this is refused.
+            let ids: Vec<Arc<str>> = socket
                 .data::<Joined>()
-                .map(|Joined(joined)| lock(&joined).drain().collect())
+                .map(|Joined(joined)| {
+                    let mut joined = lock(&joined);
+                    joined.closed = true;
+                    joined.docs.keys().cloned().collect()
+                })
                 .unwrap_or_default();
             let entries: Vec<Arc<Entry>> = ids
                 .iter()
-                .filter_map(|(id, announced)| {
-                    remove_awareness(&socket, id, announced);
-                    inner.release(id)
-                })
+                .filter_map(|id| inner.leave(&socket, id))
                 .collect();
             async move {
                 for entry in entries {
@@ -475,16 +491,19 @@ impl Inner {
             return Err(Refusal::NotJoined(id.to_string()));
         };
         let mut joined = lock(&joined);
-        if joined.contains_key(&id) {
+        if joined.closed {
+            return Err(Refusal::NotJoined(id.to_string()));
+        }
+        if joined.docs.contains_key(&id) {
             return Ok((id, state_vector, None));
         }
-        if joined.len() >= self.limits.max_documents_per_socket {
+        if joined.docs.len() >= self.limits.max_documents_per_socket {
             return Err(Refusal::TooManyDocuments {
                 limit: self.limits.max_documents_per_socket,
             });
         }
         let entry = self.acquire(&id)?;
-        joined.insert(id.clone(), Announced::new());
+        joined.docs.insert(id.clone(), Announced::new());
         Ok((id, state_vector, Some(entry)))
     }
 
@@ -644,21 +663,30 @@ impl Inner {
             });
         }
         let update = decode_awareness(&bytes)?;
-        let Some(Joined(joined)) = socket.data::<Joined>() else {
-            return Err(Refusal::NotJoined(id.to_string()));
-        };
+        let not_joined = || Refusal::NotJoined(id.to_string());
+        let Joined(joined) = socket.data::<Joined>().ok_or_else(not_joined)?;
+        let doc = self.entry(&id).ok_or_else(not_joined)?;
         {
+            // Locked in this order (the socket's, then the document's owners) everywhere.
             let mut joined = lock(&joined);
-            let Some(announced) = joined.get_mut(&id) else {
-                return Err(Refusal::NotJoined(id.to_string()));
-            };
+            let announced = joined.docs.get_mut(&id).ok_or_else(not_joined)?;
+            let mut owners = lock(&doc.owners);
+            let sid: &str = socket.id();
+            for client in update.clients.keys() {
+                let client = client.get();
+                if owners.get(&client).is_some_and(|owner| &**owner != sid) {
+                    return Err(Refusal::AwarenessNotOwned { client });
+                }
+            }
             for (client, entry) in &update.clients {
                 let client = client.get();
                 if &*entry.json == "null" {
                     announced.remove(&client);
+                    owners.remove(&client);
                 } else if announced.len() < MAX_ANNOUNCED || announced.contains_key(&client) {
                     let clock = announced.entry(client).or_insert(entry.clock);
                     *clock = (*clock).max(entry.clock);
+                    owners.insert(client, Arc::from(sid));
                 }
             }
         }
@@ -676,7 +704,13 @@ impl Inner {
     fn leave(&self, socket: &Socket, id: &Arc<str>) -> Option<Arc<Entry>> {
         let announced = socket
             .data::<Joined>()
-            .and_then(|Joined(joined)| lock(&joined).remove(id))?;
+            .and_then(|Joined(joined)| lock(&joined).docs.remove(id))?;
+        if let Some(entry) = self.entry(id) {
+            let mut owners = lock(&entry.owners);
+            for client in announced.keys() {
+                owners.remove(client);
+            }
+        }
         remove_awareness(socket, id, &announced);
         socket.leave(room_of(id));
         self.release(id)
@@ -693,6 +727,7 @@ impl Inner {
         let slot = docs.entry(id.clone()).or_insert_with(|| Slot {
             entry: Arc::new(Entry {
                 id: id.clone(),
+                owners: Mutex::new(HashMap::new()),
                 state: tokio::sync::Mutex::new(EntryState::default()),
             }),
             members: 0,
@@ -784,7 +819,7 @@ fn unused(docs: &HashMap<Arc<str>, Slot>, entry: &Arc<Entry>) -> bool {
 fn is_member(socket: &Socket, id: &str) -> bool {
     socket
         .data::<Joined>()
-        .is_some_and(|Joined(joined)| lock(&joined).contains_key(id))
+        .is_some_and(|Joined(joined)| lock(&joined).docs.contains_key(id))
 }
 
 #[cfg(test)]
@@ -809,6 +844,7 @@ mod tests {
             Refusal::TooManyInFlight { limit: 1 },
             Refusal::NotJoined("a".to_owned()),
             Refusal::Room("full".to_owned()),
+            Refusal::AwarenessNotOwned { client: 1 },
         ] {
             assert_eq!(refusal_level(&refusal), Level::DEBUG, "{refusal}");
         }

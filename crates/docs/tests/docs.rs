@@ -732,6 +732,67 @@ async fn awareness_reaches_the_other_members_only_and_is_bounded() {
     assert_eq!(removed(&got), vec![(7, 6)]);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_awareness_client_id_belongs_to_the_first_socket_that_announced_it() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    let mut carol = peer(&server.url).await;
+    for peer in [&alice, &bob, &carol] {
+        peer.join("x").await;
+    }
+    let state = awareness(42, r#"{"user":{"name":"alice"}}"#);
+    ok(&ack(&alice.socket, "doc:awareness", args("x", Some(state))).await);
+    assert_eq!(bob.next().await.0, "doc:awareness");
+    assert_eq!(carol.next().await.0, "doc:awareness");
+    // Bob may neither take over alice's client id nor remove it.
+    for spoof in [
+        awareness_at(42, 9, r#"{"user":{"name":"mallory"}}"#),
+        awareness_at(42, 9, "null"),
+    ] {
+        let answer = ack(&bob.socket, "doc:awareness", args("x", Some(spoof))).await;
+        assert_eq!(
+            error_of(&answer).as_deref(),
+            Some("awareness client 42 belongs to another socket")
+        );
+    }
+    // Nothing reached carol: her next event is bob's own announcement.
+    let own = awareness(43, r#"{"user":{"name":"bob"}}"#);
+    ok(&ack(&bob.socket, "doc:awareness", args("x", Some(own.clone()))).await);
+    let (name, got) = carol.next().await;
+    assert_eq!(name, "doc:awareness");
+    assert_eq!(got.binary(&got.values[1]).expect("binary").as_ref(), own);
+    // Once alice leaves, the id is free.
+    ok(&ack(&alice.socket, "doc:leave", args("x", None)).await);
+    assert_eq!(removed(&carol.next().await.1), vec![(42, 2)]);
+    let taken = awareness_at(42, 3, r#"{"user":{"name":"bob"}}"#);
+    ok(&ack(&bob.socket, "doc:awareness", args("x", Some(taken))).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_racing_a_disconnect_leave_no_document_open() {
+    let server = server(DocsConfig::default()).await;
+    for round in 0..20 {
+        let peer = peer(&server.url).await;
+        // Joins sent, then the socket closed without waiting for their acks.
+        for id in ["r1", "r2", "r3"] {
+            let socket = peer.socket.clone();
+            let id = format!("{id}-{round}");
+            tokio::spawn(async move {
+                let _ = socket
+                    .emit_with_ack("doc:join", args(&id, None), DEADLINE)
+                    .await;
+            });
+        }
+        tokio::task::yield_now().await;
+        peer.socket.disconnect();
+    }
+    wait_until("every document is unloaded", || {
+        server.docs.open_documents() == 0
+    })
+    .await;
+}
+
 /// The clients (id, clock) an awareness update removes.
 fn removed(args: &Args) -> Vec<(u64, u32)> {
     let bytes = args.binary(&args.values[1]).expect("binary");
