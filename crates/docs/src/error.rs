@@ -136,8 +136,9 @@ pub enum StoreError {
         /// The database file.
         path: std::path::PathBuf,
     },
-    /// The store's thread could not be started.
-    #[error("cannot start the store's thread: {0}")]
+    /// A thread of the service (the store's, or one that applies updates) could not be
+    /// started.
+    #[error("cannot start a thread of the document service: {0}")]
     Thread(std::io::Error),
     /// The store's thread has stopped (it panicked, or the service was dropped).
     #[error("the store's thread has stopped")]

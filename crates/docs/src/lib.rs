@@ -93,6 +93,7 @@
 //! there is no access control per document (any socket admitted to the namespace may open any
 //! document: put an auth middleware on the namespace).
 
+mod deep;
 mod error;
 mod scan;
 mod service;
@@ -109,8 +110,9 @@ pub struct DocLimits {
     pub max_update_bytes: usize,
     /// The largest a document's encoded state (`encode_state_as_update_v1`) may become, in
     /// bytes; an update that would take it past this is refused. The join ack carries up to
-    /// this much, so keep it under the server's outgoing buffer per connection. Default
-    /// 512 KiB.
+    /// this much, so keep it under the server's outgoing buffer per connection. Updates are
+    /// applied on threads with 256 MiB stacks (`yrs` deletes nested types recursively), which
+    /// covers the deepest nesting of documents up to about 4 MiB. Default 512 KiB.
     pub max_document_bytes: usize,
     /// How many documents one socket may have open at once. Default 8.
     pub max_documents_per_socket: usize,

@@ -17,11 +17,15 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
 
+use crate::deep::Deep;
 use crate::error::{Refusal, StoreError};
 use crate::events;
 use crate::scan::{self, ScanError};
 use crate::store::{Store, StorePause};
 use crate::{is_valid_doc_id, room_of, DocLimits, DocsConfig};
+
+/// The threads that apply updates (with large stacks: see [`crate::deep`]).
+const APPLY_THREADS: usize = 2;
 
 /// Updates appended to the store before they are folded into the document's merged state.
 const COMPACT_EVERY: usize = 256;
@@ -44,6 +48,8 @@ impl std::fmt::Debug for DocService {
 
 struct Inner {
     limits: DocLimits,
+    /// The threads that apply updates.
+    deep: Deep,
     /// How long an event waits for a document's lock (the store's answers have their own).
     timeout: Duration,
     store: Store,
@@ -134,9 +140,11 @@ impl DocService {
             config.timeout,
         )
         .await?;
+        let deep = Deep::start(APPLY_THREADS).map_err(StoreError::Thread)?;
         let service = DocService {
             inner: Arc::new(Inner {
                 limits: config.limits,
+                deep,
                 timeout: config.timeout,
                 store,
                 docs: Mutex::new(HashMap::new()),
@@ -597,11 +605,11 @@ impl Inner {
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
         let mut state = self.lock_state(&entry).await?;
         self.ensure_loaded(&entry.id, &mut state).await?;
-        let doc = state.doc.as_ref().ok_or(Refusal::Internal)?;
+        let doc = state.doc.clone().ok_or(Refusal::Internal)?;
         // What the state would be after it: exact only near the limit.
         let mut exact = None;
         if state.size.saturating_add(bytes.len()) > limits.max_document_bytes {
-            let current = encode_state(doc);
+            let current = encode_state(&doc);
             let merged = catch_unwind(|| yrs::merge_updates_v1([current.as_slice(), &bytes]));
             let size = match merged {
                 Ok(Ok(merged)) => merged.len(),
@@ -615,13 +623,19 @@ impl Inner {
             }
             exact = Some(());
         }
-        let diff = match decode_update(&bytes).map(|update| apply(doc, update)) {
-            Ok(Applied::Changed(diff)) => diff,
-            Ok(Applied::Unchanged) => {
+        // Applied on a thread with a large stack (see `crate::deep`).
+        let applying = bytes.clone();
+        let applied = self
+            .deep
+            .run(move || decode_update(&applying).map(|update| apply(&doc, update)))
+            .await;
+        let diff = match applied {
+            Some(Ok(Applied::Changed(diff))) => diff,
+            Some(Ok(Applied::Unchanged)) => {
                 // Nothing new: nothing to store or relay.
                 return Ok(ok_args());
             }
-            Ok(Applied::Refused) | Err(_) => {
+            Some(Ok(Applied::Refused) | Err(_)) | None => {
                 // It may have been applied in part: back to what the store has.
                 self.reload(&entry.id, &mut state).await;
                 return Err(Refusal::MalformedUpdate);
@@ -785,16 +799,27 @@ impl Inner {
     /// Loads document `id` from the store into `state`.
     async fn load(&self, id: &str, state: &mut EntryState) -> Result<(), StoreError> {
         let stored = self.store.load(id).await?;
-        let doc = Doc::new();
-        for bytes in stored.state.iter().chain(&stored.updates) {
-            let applied = decode_update(bytes).map(|update| apply(&doc, update));
-            if matches!(applied, Ok(Applied::Refused) | Err(_)) {
-                warn!(doc = id, "a stored update does not apply; skipped");
-            }
-        }
-        state.size = encode_state(&doc).len();
-        state.last_seq = stored.last_seq;
-        state.unfolded = stored.updates.len();
+        let (last_seq, unfolded) = (stored.last_seq, stored.updates.len());
+        let name = id.to_owned();
+        // Applied on a thread with a large stack (see `crate::deep`).
+        let (doc, size) = self
+            .deep
+            .run(move || {
+                let doc = Doc::new();
+                for bytes in stored.state.iter().chain(&stored.updates) {
+                    let applied = decode_update(bytes).map(|update| apply(&doc, update));
+                    if matches!(applied, Ok(Applied::Refused) | Err(_)) {
+                        warn!(doc = name, "a stored update does not apply; skipped");
+                    }
+                }
+                let size = encode_state(&doc).len();
+                (doc, size)
+            })
+            .await
+            .ok_or(StoreError::Stopped)?;
+        state.size = size;
+        state.last_seq = last_seq;
+        state.unfolded = unfolded;
         state.doc = Some(doc);
         Ok(())
     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{Doc, GetString, ReadTxn, StateVector, Text, TextRef, Transact, Update};
+use yrs::{Doc, GetString, Map, MapPrelim, ReadTxn, StateVector, Text, TextRef, Transact, Update};
 
 /// A server with the document service on `/docs`.
 struct Server {
@@ -490,6 +490,51 @@ async fn an_update_that_changes_nothing_is_acked_but_not_relayed_again() {
     );
     assert_eq!(bob.string(), "#once");
     assert!(bob.events.try_recv().is_err());
+}
+
+/// A chain of `depth` maps nested in the root map `m` (one update), then the deletion of
+/// the outer one (a second update): yrs deletes nested types recursively. Made on a thread
+/// with a large stack, as the deletion recurses here too.
+fn nested_types(depth: usize) -> (Vec<u8>, Vec<u8>) {
+    std::thread::Builder::new()
+        .stack_size(256 << 20)
+        .spawn(move || {
+            let doc = Doc::new();
+            let root = doc.get_or_insert_map("m");
+            {
+                let mut txn = doc.transact_mut();
+                let mut inner = root.insert(&mut txn, "k", MapPrelim::default());
+                for _ in 0..depth {
+                    inner = inner.insert(&mut txn, "k", MapPrelim::default());
+                }
+            }
+            let chain = doc
+                .transact()
+                .encode_state_as_update_v1(&StateVector::default());
+            let mut txn = doc.transact_mut();
+            root.remove(&mut txn, "k");
+            (chain, txn.encode_update_v1())
+        })
+        .expect("a thread")
+        .join()
+        .expect("the updates")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_deeply_nested_types_does_not_overflow_the_stack() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    alice.join("deep").await;
+    // 10,000 levels (about 150 KB): deleting them takes far more than an async worker's 2 MiB
+    // of stack.
+    let (chain, delete) = nested_types(10_000);
+    ok(&ack(&alice.socket, "doc:update", args("deep", Some(chain))).await);
+    ok(&ack(&alice.socket, "doc:update", args("deep", Some(delete))).await);
+    // The server lives on.
+    let bob = peer(&server.url).await;
+    bob.join("other").await;
+    ok(&bob.edit("other", 0, "alive").await);
+    assert_eq!(server.docs.open_documents(), 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
