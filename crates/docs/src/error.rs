@@ -18,6 +18,11 @@ pub enum Refusal {
     /// The update does not decode, or the document refused it.
     #[error("malformed update")]
     MalformedUpdate,
+    /// The update depends on blocks (insertions, or the targets of its deletions) the
+    /// server's copy lacks: nothing of it was kept. The client should sync (`doc:join` again:
+    /// it sends what the server lacks) rather than resend the update alone.
+    #[error("the update depends on changes the server does not have; join the document again to sync, then resend")]
+    MissingDependencies,
     /// The awareness update does not decode.
     #[error("malformed awareness update")]
     MalformedAwareness,

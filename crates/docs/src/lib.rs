@@ -48,6 +48,10 @@
 //!   updates are checked by a bounded scanner: arrays and maps (and embedded JSON) nested
 //!   deeper than 32 levels, and counts or lengths larger than the bytes that follow, are
 //!   refused as malformed;
+//! - an update that depends on changes the server does not have (insertions next to, or
+//!   deletions of, blocks it lacks): `yrs` would keep it pending, unseen and uncounted; the
+//!   server keeps nothing of it and the client should sync (`doc:join` again sends what the
+//!   server lacks);
 //! - an update that would make the document's encoded state larger than
 //!   [`DocLimits::max_document_bytes`];
 //! - a `doc:join` past [`DocLimits::max_documents_per_socket`] open documents, or that would

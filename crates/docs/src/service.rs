@@ -15,7 +15,7 @@ use tracing::{debug, info, warn, Level};
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update};
+use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update, WriteTxn};
 
 use crate::deep::Deep;
 use crate::error::{Refusal, StoreError};
@@ -346,28 +346,40 @@ fn encode_state(doc: &Doc) -> Vec<u8> {
 #[derive(Debug, PartialEq, Eq)]
 enum Applied {
     /// It changed the document: what it changed, as a v1 update (the transaction's own
-    /// encoding: the blocks it integrated, pending ones it completed included, and what it
-    /// deleted).
+    /// encoding: the blocks it integrated and what it deleted).
     Changed(Vec<u8>),
-    /// The document had all of it already (or only got pending blocks it cannot integrate
-    /// yet).
+    /// The document had all of it already.
     Unchanged,
+    /// Some of it depends on blocks the document lacks (`yrs` would keep that part pending,
+    /// waiting for them): the pending part was dropped. `partial` if the rest changed the
+    /// document (then it is not what the store has).
+    Incomplete { partial: bool },
     /// The document refused it (or its code panicked); it may have applied in part.
     Refused,
 }
 
-/// Applies `update` to `doc`.
+/// Applies `update` to `doc`. Nothing is ever left pending in `doc`: what `yrs` would keep
+/// waiting for missing blocks (structs or deletions) is dropped and the update reported
+/// [`Applied::Incomplete`], so that the document stays what was stored and counted, and no
+/// later update can complete a chain nobody saw.
 fn apply(doc: &Doc, update: Update) -> Applied {
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
         txn.apply_update(update).ok()?;
         // What yrs's update observers are given, on the same condition.
         let changed = !txn.delete_set().is_empty() || txn.after_state() != txn.before_state();
-        Some(changed.then(|| txn.encode_update_v1()))
+        if txn.has_missing_updates() {
+            drop(txn.prune_pending());
+            return Some(Applied::Incomplete { partial: changed });
+        }
+        Some(if changed {
+            Applied::Changed(txn.encode_update_v1())
+        } else {
+            Applied::Unchanged
+        })
     }));
     match applied {
-        Ok(Some(Some(diff))) => Applied::Changed(diff),
-        Ok(Some(None)) => Applied::Unchanged,
+        Ok(Some(applied)) => applied,
         _ => Applied::Refused,
     }
 }
@@ -635,6 +647,13 @@ impl Inner {
                 // Nothing new: nothing to store or relay.
                 return Ok(ok_args());
             }
+            Some(Ok(Applied::Incomplete { partial })) => {
+                // Its pending part was dropped; what it did apply is undone.
+                if partial {
+                    self.reload(&entry.id, &mut state).await;
+                }
+                return Err(Refusal::MissingDependencies);
+            }
             Some(Ok(Applied::Refused) | Err(_)) | None => {
                 // It may have been applied in part: back to what the store has.
                 self.reload(&entry.id, &mut state).await;
@@ -807,9 +826,15 @@ impl Inner {
             .run(move || {
                 let doc = Doc::new();
                 for bytes in stored.state.iter().chain(&stored.updates) {
-                    let applied = decode_update(bytes).map(|update| apply(&doc, update));
-                    if matches!(applied, Ok(Applied::Refused) | Err(_)) {
-                        warn!(doc = name, "a stored update does not apply; skipped");
+                    match decode_update(bytes).map(|update| apply(&doc, update)) {
+                        Ok(Applied::Changed(_) | Applied::Unchanged) => {}
+                        Ok(Applied::Incomplete { .. }) => warn!(
+                            doc = name,
+                            "a stored update depends on blocks the store lacks; that part skipped"
+                        ),
+                        Ok(Applied::Refused) | Err(_) => {
+                            warn!(doc = name, "a stored update does not apply; skipped")
+                        }
                     }
                 }
                 let size = encode_state(&doc).len();
@@ -870,6 +895,7 @@ mod tests {
             Refusal::NotJoined("a".to_owned()),
             Refusal::Room("full".to_owned()),
             Refusal::AwarenessNotOwned { client: 1 },
+            Refusal::MissingDependencies,
         ] {
             assert_eq!(refusal_level(&refusal), Level::DEBUG, "{refusal}");
         }

@@ -492,6 +492,59 @@ async fn an_update_that_changes_nothing_is_acked_but_not_relayed_again() {
     assert!(bob.events.try_recv().is_err());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_with_missing_dependencies_is_refused_and_nothing_of_it_is_kept() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    const REFUSED: &str = "the update depends on changes the server does not have; join the document again to sync, then resend";
+    // Two edits made offline; the second (after the first) is sent alone: yrs could only
+    // keep it pending, waiting for the first.
+    let first = alice.insert(0, "first ");
+    let second = alice.insert(6, "second");
+    let answer = ack(&alice.socket, "doc:update", args("doc", Some(second))).await;
+    assert_eq!(error_of(&answer).as_deref(), Some(REFUSED));
+    // A deletion of text the server lacks: a pending delete set.
+    let deletion = {
+        let mut txn = alice.doc.transact_mut();
+        alice.text.remove_range(&mut txn, 0, 2);
+        txn.encode_update_v1()
+    };
+    let answer = ack(&alice.socket, "doc:update", args("doc", Some(deletion))).await;
+    assert_eq!(error_of(&answer).as_deref(), Some(REFUSED));
+    // The same, sent with blocks the server can integrate: refused whole, nothing applied.
+    let mixed = yrs::merge_updates_v1([
+        foreign_update("integrable").as_slice(),
+        &alice.insert(0, "x"),
+    ])
+    .expect("merges");
+    let answer = ack(&alice.socket, "doc:update", args("doc", Some(mixed))).await;
+    assert_eq!(error_of(&answer).as_deref(), Some(REFUSED));
+    // The first edit is accepted: it completes nothing, what was refused was not kept.
+    ok(&ack(
+        &alice.socket,
+        "doc:update",
+        args("doc", Some(first.clone())),
+    )
+    .await);
+    let (name, got) = bob.next().await;
+    assert_eq!(name, "doc:update");
+    assert_eq!(got.binary(&got.values[1]).expect("binary").as_ref(), first);
+    assert_eq!(bob.string(), "first ");
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert_eq!(carol.string(), "first ");
+    assert!(bob.events.try_recv().is_err());
+    // A join syncs what the server lacks: then alice's copy is the server's.
+    alice.join("doc").await;
+    wait_until("bob gets alice's text", || bob.string() == alice.string()).await;
+    let dave = peer(&server.url).await;
+    dave.join("doc").await;
+    assert_eq!(dave.string(), alice.string());
+}
+
 /// A chain of `depth` maps nested in the root map `m` (one update), then the deletion of
 /// the outer one (a second update): yrs deletes nested types recursively. Made on a thread
 /// with a large stack, as the deletion recurses here too.
@@ -636,9 +689,14 @@ async fn a_stuck_store_refuses_with_busy_and_in_flight_errors_then_recovers() {
     for task in waiting {
         ok(&task.await.expect("the task"));
     }
-    // Every document works again, the refused ones included.
+    // Every document works again, the refused ones included: a client whose updates were
+    // refused syncs first (its next edits depend on them), then its edits apply.
     for (id, peer) in &peers {
+        peer.join(id).await;
         ok(&peer.edit(id, 0, "z").await);
+        let check = self::peer(&server.url).await;
+        check.join(id).await;
+        assert_eq!(check.string(), peer.string(), "document {id}");
     }
 }
 
