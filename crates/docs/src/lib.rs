@@ -46,8 +46,8 @@
 //! - an update larger than [`DocLimits::max_update_bytes`], or that does not decode, or that
 //!   the document refuses; before `yrs` sees them, updates, state vectors and awareness
 //!   updates are checked by a bounded scanner: arrays and maps (and embedded JSON) nested
-//!   deeper than 32 levels, and counts or lengths larger than the bytes that follow, are
-//!   refused as malformed;
+//!   deeper than 32 levels, counts or lengths larger than the bytes that follow, and clocks
+//!   (or a block's or deleted range's end) past `i32::MAX` are refused as malformed;
 //! - an update that depends on changes the server does not have (insertions next to, or
 //!   deletions of, blocks it lacks): `yrs` would keep it pending, unseen and uncounted; the
 //!   server keeps nothing of it and the client should sync (`doc:join` again sends what the

@@ -8,12 +8,20 @@
 //! (`Update::decode`, `ItemContent::decode`, `Any::decode`, `IdSet::decode`,
 //! `StateVector::decode`, `AwarenessUpdate::decode`) with an explicit stack: it caps the
 //! nesting at [`MAX_DEPTH`] (JSON embedded in updates included), requires every claimed count
-//! and length to fit in the bytes left, and every clock to fit in a `u32`. What passes can be
+//! and length to fit in the bytes left, and every clock (and clock + length) to be at most
+//! [`MAX_CLOCK`]. What passes can be
 //! decoded by `yrs` without deep recursion or large reservations; what `yrs` would refuse
 //! anyway may pass (the decoder still runs, under `catch_unwind`).
 
 /// How deep arrays and maps (and JSON arrays and objects) may nest.
 pub(crate) const MAX_DEPTH: usize = 32;
+
+/// The largest clock (and end of a block or deleted range: clock + length) accepted:
+/// `i32::MAX`. `yrs` computes a block's offset as `local_clock as i32 - clock as i32`, and
+/// past it links the block where it does not belong, then panics half way (leaving a
+/// dangling pointer behind as it unwinds). Yjs's own clocks are JavaScript numbers counting
+/// every character ever inserted by one client: no real document nears 2^31.
+pub(crate) const MAX_CLOCK: u64 = i32::MAX as u64;
 
 /// Why an encoding was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -28,7 +36,7 @@ pub(crate) enum ScanError {
     #[error("nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
     /// Anything else `yrs` would refuse or mis-handle: an unknown tag, a varint too long, a
-    /// clock past `u32`, a client id past 53 bits, invalid UTF-8, an empty block.
+    /// clock past [`MAX_CLOCK`], a client id past 53 bits, invalid UTF-8, an empty block.
     #[error("malformed")]
     Malformed,
 }
@@ -48,7 +56,7 @@ pub(crate) fn state_vector_v1(bytes: &[u8]) -> Scan<()> {
     let entries = scanner.count(2)?;
     for _ in 0..entries {
         scanner.client()?;
-        scanner.var_u32()?;
+        scanner.clock()?;
     }
     Ok(())
 }
@@ -133,6 +141,15 @@ impl<'a> Scanner<'a> {
     fn var_u32(&mut self) -> Scan<u64> {
         let value = self.var_u64()?;
         if value > u64::from(u32::MAX) {
+            return Err(ScanError::Malformed);
+        }
+        Ok(value)
+    }
+
+    /// A clock (or a length in clock units): at most [`MAX_CLOCK`].
+    fn clock(&mut self) -> Scan<u64> {
+        let value = self.var_u64()?;
+        if value > MAX_CLOCK {
             return Err(ScanError::Malformed);
         }
         Ok(value)
@@ -274,14 +291,14 @@ impl<'a> Scanner<'a> {
 
     fn id(&mut self) -> Scan<()> {
         self.client()?;
-        self.var_u32()?;
+        self.clock()?;
         Ok(())
     }
 
     /// An item's content (`ItemContent::decode`): its length in clock units.
     fn content(&mut self, info: u8) -> Scan<u64> {
         Ok(match info & 0b1111 {
-            CONTENT_DELETED => self.var_u32()?,
+            CONTENT_DELETED => self.clock()?,
             CONTENT_JSON => {
                 // `yrs` reads one string more than the count (and refuses a count past
                 // `i32::MAX`).
@@ -338,7 +355,7 @@ impl<'a> Scanner<'a> {
     fn block(&mut self) -> Scan<u64> {
         let info = self.u8()?;
         if info == BLOCK_SKIP || info == BLOCK_GC {
-            let len = self.var_u32()?;
+            let len = self.clock()?;
             if len == 0 {
                 return Err(ScanError::Malformed);
             }
@@ -373,10 +390,11 @@ impl<'a> Scanner<'a> {
                 return Err(ScanError::Malformed);
             }
             self.client()?;
-            let mut clock = self.var_u32()?;
+            let mut clock = self.clock()?;
             for _ in 0..blocks {
+                // Where the block ends: at most MAX_CLOCK (both terms are, no overflow).
                 clock += self.block()?;
-                if clock > u64::from(u32::MAX) {
+                if clock > MAX_CLOCK {
                     return Err(ScanError::Malformed);
                 }
             }
@@ -387,9 +405,9 @@ impl<'a> Scanner<'a> {
             self.client()?;
             let ranges = self.count(2)?;
             for _ in 0..ranges {
-                let clock = self.var_u32()?;
-                let len = self.var_u32()?;
-                if clock + len > u64::from(u32::MAX) {
+                let clock = self.clock()?;
+                let len = self.clock()?;
+                if clock + len > MAX_CLOCK {
                     return Err(ScanError::Malformed);
                 }
             }
@@ -493,6 +511,47 @@ mod tests {
         embed.extend_from_slice(json.as_bytes());
         embed.extend_from_slice(&[0]);
         assert_eq!(update_v1(&embed), Err(ScanError::TooDeep));
+    }
+
+    #[test]
+    fn clocks_past_i32_max_are_refused() {
+        let max = MAX_CLOCK as u32;
+        // One string block of `text` by client 1 at `clock`.
+        let block = |clock: u32, text: &str| {
+            let mut bytes = vec![1, 1, 1];
+            write_var(&mut bytes, clock.into());
+            bytes.extend_from_slice(&[CONTENT_STRING, 1, 1, b't', text.len() as u8]);
+            bytes.extend_from_slice(text.as_bytes());
+            bytes.push(0);
+            bytes
+        };
+        assert_eq!(update_v1(&block(max - 1, "a")), Ok(()));
+        assert_eq!(update_v1(&block(max, "a")), Err(ScanError::Malformed));
+        assert_eq!(update_v1(&block(max - 1, "ab")), Err(ScanError::Malformed));
+        assert_eq!(update_v1(&block(1 << 31, "a")), Err(ScanError::Malformed));
+        assert_eq!(update_v1(&block(u32::MAX, "a")), Err(ScanError::Malformed));
+        // A deleted range ending past it.
+        let range = |clock: u32, len: u32| {
+            let mut bytes = vec![0, 1, 1, 1];
+            write_var(&mut bytes, clock.into());
+            write_var(&mut bytes, len.into());
+            bytes
+        };
+        assert_eq!(update_v1(&range(max - 1, 1)), Ok(()));
+        assert_eq!(update_v1(&range(max, 1)), Err(ScanError::Malformed));
+        assert_eq!(update_v1(&range(1 << 31, 1)), Err(ScanError::Malformed));
+        // A state vector's clock.
+        let mut vector = vec![1, 1];
+        write_var(&mut vector, u64::from(max) + 1);
+        assert_eq!(state_vector_v1(&vector), Err(ScanError::Malformed));
+    }
+
+    fn write_var(bytes: &mut Vec<u8>, mut value: u64) {
+        while value >= 0x80 {
+            bytes.push((value as u8) | 0x80);
+            value >>= 7;
+        }
+        bytes.push(value as u8);
     }
 
     #[test]

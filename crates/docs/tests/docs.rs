@@ -450,6 +450,80 @@ async fn deeply_nested_or_overclaiming_updates_are_refused_and_the_server_lives(
     assert_eq!(carol.string(), bob.string());
 }
 
+/// A varint (lib0's `writeVarUint`).
+fn var(bytes: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        bytes.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
+}
+
+/// An update with one string block (`text`, in the root text `text`) of client `client` at
+/// `clock`, depending on nothing.
+fn block_at(client: u64, clock: u64, text: &str) -> Vec<u8> {
+    let mut bytes = vec![1, 1];
+    var(&mut bytes, client);
+    var(&mut bytes, clock);
+    bytes.extend_from_slice(&[4, 1, 4]);
+    bytes.extend_from_slice(b"text");
+    var(&mut bytes, text.len() as u64);
+    bytes.extend_from_slice(text.as_bytes());
+    bytes.push(0);
+    bytes
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clocks_past_i32_max_are_refused_and_the_server_lives() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    ok(&alice.edit("doc", 0, "start").await);
+    assert_eq!(bob.next().await.0, "doc:update");
+    let max = i32::MAX as u64;
+    // yrs computes `local_clock as i32 - clock as i32`: past i32::MAX a block is linked
+    // where it does not belong and yrs panics half way.
+    for (client, clock, text) in [
+        (77, max + 5, "a"),
+        (78, 1 << 31, "a"),
+        (79, u64::from(u32::MAX), "a"),
+        (80, max - 1, "ab"),
+    ] {
+        let update = block_at(client, clock, text);
+        let error =
+            refused_then_marker(&alice, &mut bob, "doc:update", args("doc", Some(update))).await;
+        assert_eq!(error, "malformed update", "clock {clock}, {text}");
+    }
+    // A deleted range past it.
+    let mut deletion = vec![0, 1, 1, 1];
+    var(&mut deletion, 1 << 31);
+    var(&mut deletion, 1);
+    let error =
+        refused_then_marker(&alice, &mut bob, "doc:update", args("doc", Some(deletion))).await;
+    assert_eq!(error, "malformed update");
+    // A state vector's clock past it.
+    let mut vector = vec![1, 1];
+    var(&mut vector, max + 1);
+    let answer = ack(&alice.socket, "doc:join", args("doc", Some(vector))).await;
+    assert_eq!(error_of(&answer).as_deref(), Some("malformed state vector"));
+    // Up to i32::MAX is fine (a block out of order that depends on nothing), and the server
+    // still serves everyone.
+    ok(&ack(
+        &alice.socket,
+        "doc:update",
+        args("doc", Some(block_at(81, max - 1, "z"))),
+    )
+    .await);
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert!(carol.string().contains('z') && carol.string().contains("start"));
+    let dave = peer(&server.url).await;
+    dave.join("other").await;
+    ok(&dave.edit("other", 0, "alive").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_that_changes_nothing_is_acked_but_not_relayed_again() {
     let server = server(DocsConfig::default()).await;
