@@ -61,9 +61,10 @@
 //! - an update or awareness update for a document the socket has not joined;
 //! - an awareness update naming an awareness client id that another socket announced first in
 //!   the document (it owns the id until it removes it, leaves or disconnects);
-//! - a store failure, a full store queue ([`DocLimits::max_store_queue`]), or no answer from
-//!   the document or the store within [`DocsConfig::timeout`] (nothing applied: the client
-//!   may send the update again);
+//! - a store failure, a full queue of the store or of the threads that apply updates
+//!   ([`DocLimits::max_store_queue`]), or no answer from the document, the store or those
+//!   threads within [`DocsConfig::timeout`] (nothing applied: the client may send the
+//!   update again);
 //! - more than [`DocLimits::max_in_flight_per_socket`] `doc:join` and `doc:update` events of
 //!   one socket waiting for their acks.
 //!
@@ -103,6 +104,7 @@ mod scan;
 mod service;
 mod store;
 
+pub use deep::ApplyPause;
 pub use error::{Refusal, StoreError};
 pub use service::DocService;
 pub use store::{Storage, StorePause};
@@ -128,8 +130,9 @@ pub struct DocLimits {
     /// How many `doc:join` and `doc:update` events one socket may have waiting for their acks
     /// at once; past it they are refused. Default 4.
     pub max_in_flight_per_socket: usize,
-    /// How many jobs (loads, updates, compactions) may wait for the store's thread; past it
-    /// the event is refused as busy. Default 256.
+    /// How many jobs (loads, updates, compactions) may wait for the store's thread, and how
+    /// many (updates and loads to apply) for the threads that apply updates; past it the event
+    /// is refused as busy. Default 256.
     pub max_store_queue: usize,
 }
 
@@ -154,8 +157,10 @@ pub struct DocsConfig {
     pub storage: Storage,
     /// The limits.
     pub limits: DocLimits,
-    /// How long an event waits for a document (another event holding it) and for the store's
-    /// answer before it is refused (`timed out …`). Default 10 s.
+    /// How long an event waits, at each step, before it is refused (`timed out …`): for a
+    /// document (another event holding it), for the store's answer, and for the threads that
+    /// apply updates; unloading a closed document waits as long for it (then tries again
+    /// later). Default 10 s.
     pub timeout: std::time::Duration,
 }
 

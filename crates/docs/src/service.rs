@@ -17,7 +17,7 @@ use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
 use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update, WriteTxn};
 
-use crate::deep::Deep;
+use crate::deep::{ApplyPause, Deep, DeepError};
 use crate::error::{Refusal, StoreError};
 use crate::events;
 use crate::scan::{self, ScanError};
@@ -26,6 +26,10 @@ use crate::{is_valid_doc_id, room_of, DocLimits, DocsConfig};
 
 /// The threads that apply updates (with large stacks: see [`crate::deep`]).
 const APPLY_THREADS: usize = 2;
+
+/// How many times unloading a document waits for its lock (each time for the timeout) before
+/// giving up (it is unloaded when next closed).
+const UNLOAD_ATTEMPTS: usize = 3;
 
 /// Updates appended to the store before they are folded into the document's merged state.
 const COMPACT_EVERY: usize = 256;
@@ -140,7 +144,8 @@ impl DocService {
             config.timeout,
         )
         .await?;
-        let deep = Deep::start(APPLY_THREADS).map_err(StoreError::Thread)?;
+        let deep = Deep::start(APPLY_THREADS, config.limits.max_store_queue, config.timeout)
+            .map_err(StoreError::Thread)?;
         let service = DocService {
             inner: Arc::new(Inner {
                 limits: config.limits,
@@ -173,6 +178,14 @@ impl DocService {
     #[doc(hidden)]
     pub async fn pause_store(&self) -> Result<StorePause, StoreError> {
         self.inner.store.pause().await
+    }
+
+    /// Holds the threads that apply updates until the returned guard is dropped, as a stuck
+    /// update would: for tests of their queue and deadlines, not for production use. `None`
+    /// if their queue is full.
+    #[doc(hidden)]
+    pub async fn pause_apply(&self) -> Option<ApplyPause> {
+        self.inner.deep.pause().await.ok()
     }
 }
 
@@ -642,22 +655,37 @@ impl Inner {
             .run(move || decode_update(&applying).map(|update| apply(&doc, update)))
             .await;
         let diff = match applied {
-            Some(Ok(Applied::Changed(diff))) => diff,
-            Some(Ok(Applied::Unchanged)) => {
+            Ok(Ok(Applied::Changed(diff))) => diff,
+            Ok(Ok(Applied::Unchanged)) => {
                 // Nothing new: nothing to store or relay.
                 return Ok(ok_args());
             }
-            Some(Ok(Applied::Incomplete { partial })) => {
+            Ok(Ok(Applied::Incomplete { partial })) => {
                 // Its pending part was dropped; what it did apply is undone.
                 if partial {
                     self.reload(&entry.id, &mut state).await;
                 }
                 return Err(Refusal::MissingDependencies);
             }
-            Some(Ok(Applied::Refused) | Err(_)) | None => {
+            Ok(Ok(Applied::Refused) | Err(_)) => {
                 // It may have been applied in part: back to what the store has.
                 self.reload(&entry.id, &mut state).await;
                 return Err(Refusal::MalformedUpdate);
+            }
+            Err(DeepError::Busy) => return Err(Refusal::Busy),
+            Err(error) => {
+                // It may still be applied (or have panicked half way): the copy is dropped,
+                // the next event loads the document again.
+                warn!(
+                    doc = &*id,
+                    ?error,
+                    "an update was not applied in time; the document is reloaded on the next event"
+                );
+                state.doc = None;
+                return Err(match error {
+                    DeepError::Timeout => Refusal::Timeout,
+                    _ => Refusal::Internal,
+                });
             }
         };
         let diff_len = diff.len();
@@ -783,21 +811,46 @@ impl Inner {
 
     /// Writes the merged state of a document no socket has open and forgets it, unless a
     /// socket opened it meanwhile.
-    async fn unload(&self, entry: Arc<Entry>) {
-        let mut state = entry.state.lock().await;
-        if !unused(&lock(&self.docs), &entry) {
+    async fn unload(self: &Arc<Self>, entry: Arc<Entry>) {
+        if self.try_unload(&entry).await {
             return;
+        }
+        // Busy past the timeout: tried again from a task of its own.
+        info!(doc = &*entry.id, "document busy: unloading it later");
+        let inner = self.clone();
+        tokio::spawn(async move {
+            for _ in 1..UNLOAD_ATTEMPTS {
+                if inner.try_unload(&entry).await {
+                    return;
+                }
+            }
+            warn!(
+                doc = &*entry.id,
+                "document not unloaded: it stayed busy; it is unloaded when next closed"
+            );
+        });
+    }
+
+    /// [`Inner::unload`] once, waiting for the document's lock for the timeout at most: false
+    /// if it did not get it.
+    async fn try_unload(&self, entry: &Arc<Entry>) -> bool {
+        let Ok(mut state) = tokio::time::timeout(self.timeout, entry.state.lock()).await else {
+            return false;
+        };
+        if !unused(&lock(&self.docs), entry) {
+            return true;
         }
         if state.doc.is_some() && state.unfolded > 0 {
             self.compact(&entry.id, &mut state).await;
         }
         // Checked again: a socket may have opened it while it was being written.
         let mut docs = lock(&self.docs);
-        if unused(&docs, &entry) {
+        if unused(&docs, entry) {
             docs.remove(&entry.id);
             state.doc = None;
             debug!(doc = &*entry.id, "document unloaded");
         }
+        true
     }
 
     /// Folds the stored updates into the merged state. A failure is logged: the updates stay
@@ -841,7 +894,11 @@ impl Inner {
                 (doc, size)
             })
             .await
-            .ok_or(StoreError::Stopped)?;
+            .map_err(|error| match error {
+                DeepError::Busy => StoreError::Busy,
+                DeepError::Timeout => StoreError::Timeout(self.timeout),
+                DeepError::Stopped => StoreError::Stopped,
+            })?;
         state.size = size;
         state.last_seq = last_seq;
         state.unfolded = unfolded;

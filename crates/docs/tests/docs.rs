@@ -817,6 +817,46 @@ async fn waits_for_a_stuck_store_end_in_a_timeout_error() {
     assert_eq!(carol.string(), "c");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stuck_apply_threads_end_in_timeout_and_busy_errors_then_recover() {
+    let mut config = limits(|limits| limits.max_store_queue = 1);
+    config.timeout = std::time::Duration::from_millis(300);
+    let server = server(config).await;
+    let alice = peer(&server.url).await;
+    let bob = peer(&server.url).await;
+    alice.join("a").await;
+    bob.join("b").await;
+    let pause = server.docs.pause_apply().await.expect("paused");
+    // Alice's update waits for the apply threads (holding her document): she gets a timeout,
+    // and her job keeps the one place in their queue.
+    let answer = alice.edit("a", 0, "lost").await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("timed out waiting for the document store; try again")
+    );
+    // Bob's finds the queue full.
+    let answer = bob.edit("b", 0, "refused").await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("the document store is busy; try again later")
+    );
+    drop(pause);
+    // Both documents work again; the refused edits were not applied (the timed out job was
+    // skipped). Each syncs first (its refused edit is in its copy), then edits.
+    let carol = peer(&server.url).await;
+    carol.join("a").await;
+    carol.join("b").await;
+    assert_eq!(carol.string(), "");
+    for (id, peer) in [("a", &alice), ("b", &bob)] {
+        peer.join(id).await;
+        ok(&peer.edit(id, 0, "ok ").await);
+        let check = self::peer(&server.url).await;
+        check.join(id).await;
+        assert_eq!(check.string(), peer.string(), "document {id}");
+    }
+    assert_eq!(alice.string(), "ok lost");
+}
+
 fn awareness(client: u64, state: &str) -> Vec<u8> {
     awareness_at(client, 1, state)
 }
