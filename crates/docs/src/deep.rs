@@ -19,8 +19,10 @@ use tokio::sync::oneshot;
 
 /// The stack of each thread. A nesting level takes at least 7 bytes of a document and about
 /// 0.2 to 0.4 KiB of stack in release (1.1 KiB in debug): 256 MiB covers the deepest nesting
-/// of a document of 4 MiB or more, well past [`DocLimits::max_document_bytes`]'s default.
+/// of a document of [`MAX_DOCUMENT_BYTES`] (4 MiB), the most
+/// [`DocLimits::max_document_bytes`] may be.
 ///
+/// [`MAX_DOCUMENT_BYTES`]: crate::MAX_DOCUMENT_BYTES
 /// [`DocLimits::max_document_bytes`]: crate::DocLimits::max_document_bytes
 pub(crate) const STACK_BYTES: usize = 256 << 20;
 

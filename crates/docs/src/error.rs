@@ -151,6 +151,10 @@ pub enum StoreError {
     /// The store's queue is full.
     #[error("the store's queue is full")]
     Busy,
+    /// A limit is out of range ([`DocLimits::check`](crate::DocLimits::check)): the
+    /// service does not start.
+    #[error("invalid document limits: {0}")]
+    InvalidLimits(String),
     /// The store did not answer in time.
     #[error("the store did not answer within {0:?}")]
     Timeout(std::time::Duration),

@@ -109,6 +109,12 @@ pub use error::{Refusal, StoreError};
 pub use service::DocService;
 pub use store::{Storage, StorePause};
 
+/// The most [`DocLimits::max_document_bytes`] may be: 4 MiB. Updates are applied on threads
+/// with 256 MiB stacks (`yrs` deletes nested types recursively, one stack frame per level),
+/// which cover the deepest nesting of a document this large; [`DocService::attach`] refuses
+/// a larger limit ([`StoreError::InvalidLimits`]).
+pub const MAX_DOCUMENT_BYTES: usize = 4 << 20;
+
 /// The limits of the document service, each refused with an error ack past it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DocLimits {
@@ -116,9 +122,8 @@ pub struct DocLimits {
     pub max_update_bytes: usize,
     /// The largest a document's encoded state (`encode_state_as_update_v1`) may become, in
     /// bytes; an update that would take it past this is refused. The join ack carries up to
-    /// this much, so keep it under the server's outgoing buffer per connection. Updates are
-    /// applied on threads with 256 MiB stacks (`yrs` deletes nested types recursively), which
-    /// covers the deepest nesting of documents up to about 4 MiB. Default 512 KiB.
+    /// this much, so keep it under the server's outgoing buffer per connection. At most
+    /// [`MAX_DOCUMENT_BYTES`] (4 MiB: what the apply threads' stacks cover). Default 512 KiB.
     pub max_document_bytes: usize,
     /// How many documents one socket may have open at once. Default 8.
     pub max_documents_per_socket: usize,
@@ -134,6 +139,21 @@ pub struct DocLimits {
     /// many (updates and loads to apply) for the threads that apply updates; past it the event
     /// is refused as busy. Default 256.
     pub max_store_queue: usize,
+}
+
+impl DocLimits {
+    /// Checks the limits [`DocService::attach`] would refuse: `max_document_bytes` past
+    /// [`MAX_DOCUMENT_BYTES`].
+    pub fn check(&self) -> Result<(), StoreError> {
+        if self.max_document_bytes > MAX_DOCUMENT_BYTES {
+            return Err(StoreError::InvalidLimits(format!(
+                "max_document_bytes is {}, at most {MAX_DOCUMENT_BYTES} (4 MiB: what the \
+                 stacks of the threads that apply updates cover)",
+                self.max_document_bytes
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl Default for DocLimits {

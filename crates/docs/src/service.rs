@@ -137,7 +137,10 @@ struct JoinAck {
 impl DocService {
     /// Opens the store and serves documents on `namespace`: registers its connection handler
     /// (add any auth middleware to the namespace too, before clients connect).
+    /// Refused ([`StoreError::InvalidLimits`]) if a limit is out of range (see
+    /// [`DocLimits::check`]).
     pub async fn attach(namespace: &Namespace, config: DocsConfig) -> Result<Self, StoreError> {
+        config.limits.check()?;
         let store = Store::open(
             config.storage.clone(),
             config.limits.max_store_queue,

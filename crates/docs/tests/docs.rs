@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use switchyard::{SocketIo, SocketIoConfig};
 use switchyard_client::{Args, Binary, Manager, ManagerConfig, Socket, Transports};
-use switchyard_docs::{DocLimits, DocService, DocsConfig, Storage};
+use switchyard_docs::{DocLimits, DocService, DocsConfig, Storage, StoreError, MAX_DOCUMENT_BYTES};
 use switchyard_testkit::{wait_until, DEADLINE};
 use tokio::sync::mpsc;
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
@@ -1062,4 +1062,27 @@ async fn text_survives_a_restart_on_the_same_data_dir() {
     bob.join("kept").await;
     assert_eq!(bob.string(), text);
     assert!(text.contains("line 299\n") && text.contains("line 0\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_limit_past_what_the_stacks_cover_is_refused_at_startup() {
+    assert_eq!(MAX_DOCUMENT_BYTES, 4 << 20);
+    let io = SocketIo::new(SocketIoConfig::default());
+    let refused = DocService::attach(
+        &io.of("/docs"),
+        limits(|limits| limits.max_document_bytes = MAX_DOCUMENT_BYTES + 1),
+    )
+    .await
+    .expect_err("refused");
+    assert!(matches!(refused, StoreError::InvalidLimits(_)), "{refused}");
+    assert_eq!(
+        refused.to_string(),
+        "invalid document limits: max_document_bytes is 4194305, at most 4194304 (4 MiB: what \
+         the stacks of the threads that apply updates cover)"
+    );
+    let server = server(limits(|limits| {
+        limits.max_document_bytes = MAX_DOCUMENT_BYTES
+    }))
+    .await;
+    assert_eq!(server.docs.limits().max_document_bytes, MAX_DOCUMENT_BYTES);
 }

@@ -226,8 +226,9 @@ pub(crate) struct DocsSettings {
 
     /// Largest a document's encoded state may become, in bytes (an update that would pass it
     /// is refused); a joining client gets up to this much at once, so keep it under
-    /// --max-buffered-bytes.
-    #[arg(long = "docs-max-document-bytes", id = "docs_max_document_bytes", env = "DOCS_MAX_DOCUMENT_BYTES", value_name = "BYTES", default_value = "524288", value_parser = parse_bytes, help_heading = LIMITS)]
+    /// --max-buffered-bytes. At most 4194304 (4 MiB: what the stacks of the threads that apply
+    /// updates cover).
+    #[arg(long = "docs-max-document-bytes", id = "docs_max_document_bytes", env = "DOCS_MAX_DOCUMENT_BYTES", value_name = "BYTES", default_value = "524288", value_parser = parse_document_bytes, help_heading = LIMITS)]
     pub max_document_bytes: usize,
 
     /// Documents one socket may have open at once.
@@ -1413,6 +1414,18 @@ fn parse_bytes(value: &str) -> Result<usize, String> {
     parse_positive(value, "a size in bytes")?
         .try_into()
         .map_err(|_| "too large".to_owned())
+}
+
+/// `--docs-max-document-bytes`: at most [`switchyard_docs::MAX_DOCUMENT_BYTES`].
+fn parse_document_bytes(value: &str) -> Result<usize, String> {
+    let bytes = parse_bytes(value)?;
+    if bytes > switchyard_docs::MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "at most {} (4 MiB: what the stacks of the threads that apply updates cover)",
+            switchyard_docs::MAX_DOCUMENT_BYTES
+        ));
+    }
+    Ok(bytes)
 }
 
 fn parse_size(value: &str) -> Result<usize, String> {
@@ -2912,6 +2925,26 @@ mod tests {
             error(&[], &["--docs-namespace", "/chat"]).contains("/chat is the demo's namespace")
         );
         assert!(error(&[], &["--docs-max-update-bytes", "0"]).contains("greater than 0"));
+        // The document size is capped at what the apply threads' stacks cover (4 MiB).
+        for (env, args) in [
+            (&[][..], &["--docs-max-document-bytes", "4194305"][..]),
+            (&[("DOCS_MAX_DOCUMENT_BYTES", "8388608")][..], &[][..]),
+        ] {
+            let refused = error(env, args);
+            assert!(
+                refused.contains("--docs-max-document-bytes")
+                    && refused.contains(
+                        "at most 4194304 (4 MiB: what the stacks of the threads that apply updates cover)"
+                    ),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            config(&[], &["--docs-max-document-bytes", "4194304"])
+                .docs
+                .max_document_bytes,
+            4 << 20
+        );
         assert_eq!(
             config(
                 &[
