@@ -2,7 +2,8 @@
 //! and why the store failed ([`StoreError`]).
 
 /// Why a `doc:*` event was refused. Its text is the `error` of the ack `{ error }` the client
-/// gets; a refused event changes nothing and reaches no other client.
+/// gets; a refused event changes nothing and reaches no other client, except
+/// [`Refusal::OutcomeUnknown`] (the update may have been stored).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Refusal {
@@ -94,10 +95,19 @@ pub enum Refusal {
     /// The store's queue is full: nothing was applied.
     #[error("the document store is busy; try again later")]
     Busy,
-    /// The document or the store did not answer within
-    /// [`DocsConfig::timeout`](crate::DocsConfig::timeout): nothing was applied.
+    /// Within [`DocsConfig::timeout`](crate::DocsConfig::timeout), the document was not free
+    /// (another event held it), the threads that apply updates did not answer, or the store
+    /// had not started the job: nothing was applied (stored). The client may send the
+    /// update again.
     #[error("timed out waiting for the document store; try again")]
     Timeout,
+    /// The store started writing the update but did not answer within
+    /// [`DocsConfig::timeout`](crate::DocsConfig::timeout): the update may have been stored
+    /// (and will then be in the document once the store answers again), or not. It was not
+    /// relayed to the document's other sockets. The client should sync (join the document
+    /// again) rather than assume either.
+    #[error("timed out waiting for the document store: the update may or may not have been stored; join the document again to sync")]
+    OutcomeUnknown,
     /// The socket has as many `doc:join` and `doc:update` events waiting for their acks as it
     /// may: wait for them.
     #[error("too many document events in flight (at most {limit}); wait for their acks")]
@@ -111,7 +121,9 @@ impl From<&StoreError> for Refusal {
     fn from(error: &StoreError) -> Self {
         match error {
             StoreError::Busy => Refusal::Busy,
-            StoreError::Timeout(_) => Refusal::Timeout,
+            // A load or compaction's outcome does not matter to the client; an append's does
+            // (see `Refusal::OutcomeUnknown`, chosen where the update is stored).
+            StoreError::Timeout(_) | StoreError::Unanswered(_) => Refusal::Timeout,
             _ => Refusal::Store,
         }
     }
@@ -155,7 +167,11 @@ pub enum StoreError {
     /// service does not start.
     #[error("invalid document limits: {0}")]
     InvalidLimits(String),
-    /// The store did not answer in time.
+    /// The store did not answer in time, and had not started the job: it was not done.
     #[error("the store did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// The store started the job but did not answer in time: it may have been done (a write
+    /// committed) or not.
+    #[error("the store started but did not answer within {0:?}: the outcome is unknown")]
+    Unanswered(std::time::Duration),
 }

@@ -65,6 +65,10 @@
 //!   ([`DocLimits::max_store_queue`]), or no answer from the document, the store or those
 //!   threads within [`DocsConfig::timeout`] (nothing applied: the client may send the
 //!   update again);
+//! - one exception to "a refused event changes nothing": when the store has started writing
+//!   the update but does not answer within [`DocsConfig::timeout`], the outcome is unknown
+//!   ([`Refusal::OutcomeUnknown`]): the update may have been stored (it is then in the
+//!   document, but was not relayed). The client should join the document again to sync;
 //! - more than [`DocLimits::max_in_flight_per_socket`] `doc:join` and `doc:update` events of
 //!   one socket waiting for their acks.
 //!

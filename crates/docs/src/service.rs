@@ -183,6 +183,14 @@ impl DocService {
         self.inner.store.pause().await
     }
 
+    /// Makes the store's next append wait, once committed, until the returned guard is
+    /// dropped, as a disk stuck after a write would: for tests of an unknown outcome, not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn hold_store_after_append(&self) -> StorePause {
+        self.inner.store.hold_after_append()
+    }
+
     /// Holds the threads that apply updates until the returned guard is dropped, as a stuck
     /// update would: for tests of their queue and deadlines, not for production use. `None`
     /// if their queue is full.
@@ -209,7 +217,9 @@ fn ok_reply() -> Reply {
 /// server logs them: a client cannot fill the logs).
 fn refusal_level(refusal: &Refusal) -> Level {
     match refusal {
-        Refusal::Store | Refusal::Timeout | Refusal::Internal => Level::WARN,
+        Refusal::Store | Refusal::Timeout | Refusal::OutcomeUnknown | Refusal::Internal => {
+            Level::WARN
+        }
         Refusal::ServerFull { .. } | Refusal::Busy => Level::INFO,
         _ => Level::DEBUG,
     }
@@ -696,8 +706,13 @@ impl Inner {
             Ok(seq) => state.last_seq = seq,
             Err(error) => {
                 warn!(doc = &*id, %error, "cannot store an update; the document goes back to what the store has");
+                // After an unknown outcome, the store's answer to the reload comes after the
+                // write's: the copy has the update if it was stored.
                 self.reload(&entry.id, &mut state).await;
-                return Err(Refusal::from(&error));
+                return Err(match error {
+                    StoreError::Unanswered(_) => Refusal::OutcomeUnknown,
+                    _ => Refusal::from(&error),
+                });
             }
         }
         state.unfolded += 1;
@@ -962,7 +977,12 @@ mod tests {
         for refusal in [Refusal::ServerFull { limit: 1 }, Refusal::Busy] {
             assert_eq!(refusal_level(&refusal), Level::INFO, "{refusal}");
         }
-        for refusal in [Refusal::Store, Refusal::Timeout, Refusal::Internal] {
+        for refusal in [
+            Refusal::Store,
+            Refusal::Timeout,
+            Refusal::OutcomeUnknown,
+            Refusal::Internal,
+        ] {
             assert_eq!(refusal_level(&refusal), Level::WARN, "{refusal}");
         }
     }

@@ -9,7 +9,8 @@
 //! transaction. Loading a document reads its state, then its updates.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -52,9 +53,19 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 pub(crate) struct Store {
     /// The queue of the store's thread, bounded: a job past it is refused ([`StoreError::Busy`]).
     jobs: mpsc::SyncSender<Job>,
-    /// How long a caller waits for the store's answer ([`StoreError::Timeout`] past it).
+    /// How long a caller waits for the store's answer ([`StoreError::Timeout`] or
+    /// [`StoreError::Unanswered`] past it).
     timeout: Duration,
+    /// Set by [`Store::hold_after_append`]: the next append waits on it once committed.
+    hold: Arc<Mutex<Option<mpsc::Receiver<()>>>>,
 }
+
+/// A job's progress, decided once between the store's thread and its caller: the thread
+/// starts it only if the caller has not given up, the caller gives up only if it has not
+/// started (else its outcome is unknown).
+const WAITING: u8 = 0;
+const STARTED: u8 = 1;
+const ABANDONED: u8 = 2;
 
 /// The store's thread held by [`DocService::pause_store`](crate::DocService::pause_store)
 /// until this is dropped (tests).
@@ -92,18 +103,28 @@ impl Store {
             })
             .map_err(StoreError::Thread)?;
         opened.await.map_err(|_| StoreError::Stopped)??;
-        Ok(Store { jobs, timeout })
+        Ok(Store {
+            jobs,
+            timeout,
+            hold: Arc::default(),
+        })
     }
 
     /// Runs `work` on the store's thread: refused at once when the queue is full, given up
-    /// after the timeout. A job whose caller gave up before it started is skipped.
+    /// after the timeout. A job whose caller gave up before it started is skipped (then the
+    /// caller gets [`StoreError::Timeout`]: nothing was done); one that started and did not
+    /// answer in time may have been done ([`StoreError::Unanswered`]).
     async fn call<R: Send + 'static>(
         &self,
         work: impl FnOnce(&mut Connection) -> Result<R, rusqlite::Error> + Send + 'static,
     ) -> Result<R, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let progress = Arc::new(AtomicU8::new(WAITING));
+        let started = progress.clone();
         let job: Job = Box::new(move |connection| {
-            if reply.is_closed() {
+            let start =
+                started.compare_exchange(WAITING, STARTED, Ordering::AcqRel, Ordering::Acquire);
+            if start.is_err() {
                 return;
             }
             let _ = reply.send(work(connection).map_err(StoreError::from));
@@ -114,8 +135,30 @@ impl Store {
         })?;
         match tokio::time::timeout(self.timeout, answer).await {
             Ok(answer) => answer.map_err(|_| StoreError::Stopped)?,
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
+            Err(_) => {
+                let abandon = progress.compare_exchange(
+                    WAITING,
+                    ABANDONED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                Err(match abandon {
+                    Ok(_) => StoreError::Timeout(self.timeout),
+                    Err(_) => StoreError::Unanswered(self.timeout),
+                })
+            }
         }
+    }
+
+    /// Makes the next append wait, once committed, until the returned guard is dropped, as a
+    /// disk stuck after a write would (tests of an unknown outcome).
+    pub(crate) fn hold_after_append(&self) -> StorePause {
+        let (resume, held) = mpsc::channel::<()>();
+        *self
+            .hold
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(held);
+        StorePause { _resume: resume }
     }
 
     /// Holds the store's thread until the returned guard is dropped: every job waits behind
@@ -167,11 +210,19 @@ impl Store {
     /// Appends an update of document `id`; durable when this returns. Its sequence number.
     pub(crate) async fn append(&self, id: &str, update: Vec<u8>) -> Result<i64, StoreError> {
         let id = id.to_owned();
+        let hold = self.hold.clone();
         self.call(move |connection| {
             connection.execute(
                 "INSERT INTO updates (doc, data) VALUES (?1, ?2)",
                 params![id, update],
             )?;
+            let held = hold
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .take();
+            if let Some(held) = held {
+                let _ = held.recv();
+            }
             Ok(connection.last_insert_rowid())
         })
         .await

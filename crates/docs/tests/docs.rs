@@ -857,6 +857,41 @@ async fn stuck_apply_threads_end_in_timeout_and_busy_errors_then_recover() {
     assert_eq!(alice.string(), "ok lost");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_unanswered_in_time_is_reported_as_unknown_not_as_refused() {
+    let server = server(DocsConfig {
+        timeout: std::time::Duration::from_millis(300),
+        ..DocsConfig::default()
+    })
+    .await;
+    let alice = peer(&server.url).await;
+    alice.join("doc").await;
+    // The store commits alice's update, then does not answer in time.
+    let hold = server.docs.hold_store_after_append();
+    let answer = alice.edit("doc", 0, "committed").await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("timed out waiting for the document store: the update may or may not have been stored; join the document again to sync")
+    );
+    drop(hold);
+    // It was stored: a joiner gets it.
+    let bob = peer(&server.url).await;
+    bob.join("doc").await;
+    assert_eq!(bob.string(), "committed");
+    // A job the store had not started when its caller gave up was not done: that one is
+    // "try again".
+    let pause = server.docs.pause_store().await.expect("paused");
+    let answer = alice.edit("doc", 0, "lost ").await;
+    assert_eq!(
+        error_of(&answer).as_deref(),
+        Some("timed out waiting for the document store; try again")
+    );
+    drop(pause);
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert_eq!(carol.string(), "committed");
+}
+
 fn awareness(client: u64, state: &str) -> Vec<u8> {
     awareness_at(client, 1, state)
 }
