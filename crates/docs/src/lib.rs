@@ -40,7 +40,9 @@
 //! `doc:join` puts the socket in the room `doc:<docId>`; a socket joining a document it has
 //! joined already just gets the sync again. Only a socket that joined a document may send its
 //! updates and awareness updates. A refused event is answered with the ack `{ error }` (the
-//! text of a [`Refusal`]), logged, changes nothing and reaches no one else:
+//! text of a [`Refusal`]), logged (the client's faults at debug, the server's capacity, a
+//! full server or queue, at info, the server's failures and timeouts at warn), changes
+//! nothing and reaches no one else:
 //!
 //! - a bad document id;
 //! - an update larger than [`DocLimits::max_update_bytes`], or that does not decode, or that
@@ -92,6 +94,14 @@
 //! merged state (`encode_state_as_update_v1`). A crash loses only updates not yet acked
 //! (their senders get no ack, and Yjs clients resend their whole state on their next join).
 //! Each update costs one SQLite commit, made while the document's other updates wait.
+//!
+//! Updates are applied, and documents loaded, on two threads with 256 MiB stacks rather than
+//! on async workers: `yrs` deletes nested types recursively (one stack frame per level), and a
+//! document of a few kilobytes can nest deep enough to overflow a worker's stack. The stacks
+//! cover documents of [`MAX_DOCUMENT_BYTES`] (4 MiB), the most
+//! [`DocLimits::max_document_bytes`] may be. Their queue holds
+//! [`DocLimits::max_store_queue`] jobs, and each wait (for a document another event holds,
+//! for these threads, for the store) lasts [`DocsConfig::timeout`] at most.
 //!
 //! With [`Storage::Directory`] the database file is locked while the store is open: a second
 //! store on the same directory (another server) fails to open with [`StoreError::InUse`].
