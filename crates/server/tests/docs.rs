@@ -72,6 +72,39 @@ fn text(doc: &Doc) -> String {
     doc.get_or_insert_text("text").get_string(&doc.transact())
 }
 
+/// Runs the binary with `args` (and no variables) until it exits, its stderr written to
+/// `stderr_file`: its status and stderr. Killed, and the test failed, if it has not exited
+/// within 60 s.
+async fn run_to_exit(
+    args: &[&str],
+    stderr_file: &std::path::Path,
+) -> (std::process::ExitStatus, String) {
+    let stderr = std::fs::File::create(stderr_file).expect("a file for stderr");
+    let mut child = std::process::Command::new(common::BINARY)
+        .args(args)
+        .env_clear()
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("start the binary");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the binary's status") {
+            break status;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = std::fs::read_to_string(stderr_file).unwrap_or_default();
+            panic!("the binary did not exit within 60 s (killed); stderr: {stderr}");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    let stderr = std::fs::read_to_string(stderr_file).expect("its stderr");
+    (status, stderr)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_edits_survive_a_crash_on_the_same_data_dir() {
     let directory = tempfile::tempdir().expect("a temporary directory");
@@ -107,13 +140,8 @@ async fn a_second_server_on_the_same_data_dir_refuses_to_start() {
     let first = common::start(&args_of, &[]);
     let (_manager, socket) = connect(&first.url).await;
     assert_eq!(join(&socket, &Doc::new(), "notes").await, None);
-    let output = std::process::Command::new(common::BINARY)
-        .args(args_of)
-        .env_clear()
-        .output()
-        .expect("run the binary");
-    assert!(!output.status.success(), "the second server started");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    let (status, stderr) = run_to_exit(&args_of, &directory.path().join("second.stderr")).await;
+    assert!(!status.success(), "the second server started");
     assert!(
         stderr.contains("is in use by another server (one server per data directory)"),
         "{stderr}"
