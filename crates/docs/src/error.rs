@@ -20,7 +20,8 @@ pub enum Refusal {
     #[error("malformed update")]
     MalformedUpdate,
     /// The update depends on blocks (insertions, or the targets of its deletions) the
-    /// server's copy lacks: nothing of it was kept. The client should sync (`doc:join` again:
+    /// server's copy lacks, or its blocks of some client start past the server's clock for
+    /// that client (the blocks between are missing): nothing of it was kept. The client should sync (`doc:join` again:
     /// it sends what the server lacks) rather than resend the update alone.
     #[error("the update depends on changes the server does not have; join the document again to sync, then resend")]
     MissingDependencies,

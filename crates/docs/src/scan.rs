@@ -9,7 +9,8 @@
 //! `StateVector::decode`, `AwarenessUpdate::decode`) with an explicit stack: it caps the
 //! nesting at [`MAX_DEPTH`] (JSON embedded in updates included), requires every claimed count
 //! and length to fit in the bytes left, and every clock (and clock + length) to be at most
-//! [`MAX_CLOCK`]. What passes can be
+//! [`MAX_CLOCK`]. It also refuses Skip blocks and a client listed twice among an update's
+//! blocks: either can leave a hole in a client's clocks (see [`update_v1`]). What passes can be
 //! decoded by `yrs` without deep recursion or large reservations; what `yrs` would refuse
 //! anyway may pass (the decoder still runs, under `catch_unwind`).
 
@@ -36,7 +37,8 @@ pub(crate) enum ScanError {
     #[error("nested deeper than {MAX_DEPTH} levels")]
     TooDeep,
     /// Anything else `yrs` would refuse or mis-handle: an unknown tag, a varint too long, a
-    /// clock past [`MAX_CLOCK`], a client id past 53 bits, invalid UTF-8, an empty block.
+    /// clock past [`MAX_CLOCK`], a client id past 53 bits, invalid UTF-8, an empty block, a
+    /// Skip block, a client listed twice among an update's blocks.
     #[error("malformed")]
     Malformed,
 }
@@ -44,6 +46,15 @@ pub(crate) enum ScanError {
 type Scan<T> = Result<T, ScanError>;
 
 /// Checks a v1 update (`Y.encodeStateAsUpdate`, a `Y.Doc`'s `update` event).
+///
+/// Each client's blocks must be contiguous: no Skip block (info byte 10, `yrs`'s
+/// `BLOCK_SKIP_REF_NUMBER`, which `Y.mergeUpdates` writes over a hole between a client's
+/// blocks) and no client listed twice (`yrs` appends the second list, starting at any clock,
+/// to the first). A hole in a document's blocks is how `yrs` 0.28.1 ends up following a
+/// dangling pointer once an update covering it arrives (`integrate_skip`, then
+/// `Item::integrate`): a segfault no `catch_unwind` stops. The other way to make one, an
+/// update whose first block for a client starts past the document's clock for it, is refused
+/// by the service before applying (it needs the document's state vector).
 pub(crate) fn update_v1(bytes: &[u8]) -> Scan<()> {
     let mut scanner = Scanner { bytes, at: 0 };
     scanner.update()
@@ -156,11 +167,12 @@ impl<'a> Scanner<'a> {
     }
 
     /// A client id: 53 bits at most (`yrs::ClientID`).
-    fn client(&mut self) -> Scan<()> {
-        if self.var_u64()? >> 53 != 0 {
+    fn client(&mut self) -> Scan<u64> {
+        let client = self.var_u64()?;
+        if client >> 53 != 0 {
             return Err(ScanError::Malformed);
         }
-        Ok(())
+        Ok(client)
     }
 
     /// A signed varint (`Any`'s integers): at most 9 bytes, so that `yrs` never shifts past
@@ -351,10 +363,14 @@ impl<'a> Scanner<'a> {
         })
     }
 
-    /// A block (`Update::decode_block`): its length in clock units.
+    /// A block (`Update::decode_block`): its length in clock units. Skip blocks are refused
+    /// (see [`update_v1`]).
     fn block(&mut self) -> Scan<u64> {
         let info = self.u8()?;
-        if info == BLOCK_SKIP || info == BLOCK_GC {
+        if info == BLOCK_SKIP {
+            return Err(ScanError::Malformed);
+        }
+        if info == BLOCK_GC {
             let len = self.clock()?;
             if len == 0 {
                 return Err(ScanError::Malformed);
@@ -384,12 +400,17 @@ impl<'a> Scanner<'a> {
     fn update(&mut self) -> Scan<()> {
         // Each client takes at least 3 bytes: its block count, id and first clock.
         let clients = self.count(3)?;
+        // Bounded by the bytes: each client took 3 at least.
+        let mut seen = std::collections::HashSet::new();
         for _ in 0..clients {
             let blocks = self.count(1)?;
             if blocks > u64::from(u32::MAX) {
                 return Err(ScanError::Malformed);
             }
-            self.client()?;
+            if !seen.insert(self.client()?) {
+                // Listed twice: its second list may start past a hole (see `update_v1`).
+                return Err(ScanError::Malformed);
+            }
             let mut clock = self.clock()?;
             for _ in 0..blocks {
                 // Where the block ends: at most MAX_CLOCK (both terms are, no overflow).

@@ -378,7 +378,9 @@ enum Applied {
     Unchanged,
     /// Some of it depends on blocks the document lacks (`yrs` would keep that part pending,
     /// waiting for them): the pending part was dropped. `partial` if the rest changed the
-    /// document (then it is not what the store has).
+    /// document (then it is not what the store has). Also (never `partial`: nothing was
+    /// applied) an update whose first block for some client starts past the document's clock
+    /// for that client.
     Incomplete { partial: bool },
     /// The document refused it (or its code panicked); it may have applied in part.
     Refused,
@@ -388,9 +390,26 @@ enum Applied {
 /// waiting for missing blocks (structs or deletions) is dropped and the update reported
 /// [`Applied::Incomplete`], so that the document stays what was stored and counted, and no
 /// later update can complete a chain nobody saw.
+///
+/// An update whose first block for a client starts past the document's clock for that client
+/// is not applied at all ([`Applied::Incomplete`], not `partial`): if that block depends on
+/// nothing the document lacks, `yrs` 0.28.1 integrates it at once behind a Skip block filling
+/// the hole (`Update::integrate`), reports nothing missing, and follows a dangling pointer
+/// (a segfault) once a later update covers the hole. With the scan's refusal of Skip blocks
+/// and of clients listed twice (`scan::update_v1`: `update` comes from [`decode_update`]),
+/// each client's blocks are contiguous, so checking the first is enough: no hole is made.
 fn apply(doc: &Doc, update: Update) -> Applied {
     let applied = catch_unwind(AssertUnwindSafe(|| {
         let mut txn = doc.transact_mut();
+        let current = txn.state_vector();
+        // The first (non-Skip) block's clock, per client.
+        let first = update.state_vector_lower();
+        if first
+            .iter()
+            .any(|(client, &clock)| clock > current.get(client))
+        {
+            return Some(Applied::Incomplete { partial: false });
+        }
         txn.apply_update(update).ok()?;
         // What yrs's update observers are given, on the same condition.
         let changed = !txn.delete_set().is_empty() || txn.after_state() != txn.before_state();
@@ -951,7 +970,9 @@ fn is_member(socket: &Socket, id: &str) -> bool {
 mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
-    use yrs::{GetString, Text};
+    use yrs::{
+        Any, Array, ArrayPrelim, GetString, Map, MapPrelim, Text, XmlFragment, XmlTextPrelim,
+    };
 
     #[test]
     fn client_faults_are_logged_at_debug_server_failures_at_warn() {
@@ -1008,5 +1029,217 @@ mod tests {
                 "round {round}: {bytes:?}"
             );
         }
+    }
+
+    /// Updates of clients 1, 2 and 3 (5 each, in this order): a text insert, a format and a
+    /// deletion, maps, arrays and XML, a map removal and overwrite, then the client's whole
+    /// state. All but the first and the last start past clock 0 (each after the previous).
+    fn client_updates() -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        for client in 1..4u64 {
+            let doc = Doc::with_client_id(client);
+            {
+                let mut txn = doc.transact_mut();
+                let text = txn.get_or_insert_text("text");
+                text.insert(&mut txn, 0, "hello world");
+                out.push(txn.encode_update_v1());
+            }
+            {
+                let mut txn = doc.transact_mut();
+                let text = txn.get_or_insert_text("text");
+                let bold = HashMap::from([("bold".into(), Any::Bool(true))]);
+                text.format(&mut txn, 1, 4, bold);
+                text.remove_range(&mut txn, 2, 3);
+                out.push(txn.encode_update_v1());
+            }
+            {
+                let mut txn = doc.transact_mut();
+                let map = txn.get_or_insert_map("map");
+                map.insert(&mut txn, "a", 1);
+                let inner = map.insert(&mut txn, "sub", MapPrelim::default());
+                inner.insert(&mut txn, "x", "y");
+                let array = txn.get_or_insert_array("array");
+                array.insert(&mut txn, 0, "q");
+                let nested = array.insert(&mut txn, 1, ArrayPrelim::default());
+                nested.insert(&mut txn, 0, 5);
+                let xml = txn.get_or_insert_xml_fragment("xml");
+                xml.push_back(&mut txn, XmlTextPrelim::new("x"));
+                out.push(txn.encode_update_v1());
+            }
+            {
+                let mut txn = doc.transact_mut();
+                let map = txn.get_or_insert_map("map");
+                map.remove(&mut txn, "sub");
+                map.insert(&mut txn, "a", 2);
+                out.push(txn.encode_update_v1());
+            }
+            out.push(encode_state(&doc));
+        }
+        out
+    }
+
+    /// Scans, decodes and applies `bytes` (as the service does).
+    fn scan_and_apply(doc: &Doc, bytes: &[u8]) -> Result<Applied, Refusal> {
+        decode_update(bytes).map(|update| apply(doc, update))
+    }
+
+    /// The review's reproducer: a valid client-3 update starting at clock 13, and the mutated
+    /// client-3 update from clock 0 of `tests/data/segfault-skip-hole.txt`.
+    fn reproducer() -> (Vec<u8>, Vec<u8>) {
+        let gap = vec![
+            1, 8, 3, 13, 40, 1, 3, 109, 97, 112, 1, 97, 1, 125, 1, 39, 1, 3, 109, 97, 112, 3, 115,
+            117, 98, 1, 40, 0, 3, 14, 1, 120, 1, 119, 1, 121, 8, 1, 5, 97, 114, 114, 97, 121, 1,
+            119, 1, 113, 135, 3, 16, 0, 8, 0, 3, 17, 1, 125, 5, 7, 1, 3, 120, 109, 108, 6, 4, 0, 3,
+            19, 1, 120, 0,
+        ];
+        let data = include_str!("../tests/data/segfault-skip-hole.txt");
+        let (_, bytes) = data.trim().split_once(';').expect("seed;bytes");
+        let covering = bytes
+            .split(',')
+            .map(|byte| byte.trim().parse().expect("a byte"))
+            .collect();
+        (gap, covering)
+    }
+
+    /// The review's reproducer (`tests/data/segfault-skip-hole.txt`): on a document with
+    /// client 1's state and client 2's text insert and format, a valid client-3 update starting
+    /// at clock 13 depends on nothing the document lacks, so yrs would integrate it at once
+    /// behind a Skip block; a later client-3 update from clock 0 covering the hole then made yrs
+    /// follow a dangling pointer (SIGSEGV). The first is now refused as incomplete (missing
+    /// dependencies); what follows applies or is refused, and the process lives.
+    #[test]
+    fn an_update_past_the_clock_of_its_client_is_refused_so_no_skip_hole_is_made() {
+        let updates = client_updates();
+        let doc = Doc::new();
+        for index in [4, 5, 6] {
+            assert!(matches!(
+                scan_and_apply(&doc, &updates[index]),
+                Ok(Applied::Changed(_))
+            ));
+        }
+        let (gap, covering) = reproducer();
+        let before = encode_state(&doc);
+        assert_eq!(
+            scan_and_apply(&doc, &gap),
+            Ok(Applied::Incomplete { partial: false })
+        );
+        assert_eq!(encode_state(&doc), before, "nothing of it was kept");
+        let _ = scan_and_apply(&doc, &covering);
+        let _ = scan_and_apply(&doc, &gap);
+        let _ = encode_state(&doc);
+        drop(doc);
+    }
+
+    /// Skip blocks (yrs's marker of a hole in a client's clocks) and a client listed twice (the
+    /// second list may start anywhere, past a hole) are refused by the scan.
+    #[test]
+    fn skip_blocks_and_clients_listed_twice_are_refused() {
+        // Client 1: a Skip of 2, then "a" at clock 2.
+        let skip = [
+            1, 2, 1, 0, 10, 2, 4, 1, 4, b't', b'e', b'x', b't', 1, b'a', 0,
+        ];
+        assert_eq!(decode_update(&skip).err(), Some(Refusal::MalformedUpdate));
+        // Client 1 at clock 0 ("a"), then client 1 again at clock 5 ("b").
+        let twice = [
+            2, 1, 1, 0, 4, 1, 4, b't', b'e', b'x', b't', 1, b'a', 1, 1, 5, 4, 1, 4, b't', b'e',
+            b'x', b't', 1, b'b', 0,
+        ];
+        assert_eq!(decode_update(&twice).err(), Some(Refusal::MalformedUpdate));
+        // Each half alone is fine (the second then depends on the first's clocks).
+        let once = [1, 1, 1, 0, 4, 1, 4, b't', b'e', b'x', b't', 1, b'a', 0];
+        assert!(decode_update(&once).is_ok());
+    }
+
+    /// Sequences of valid and mutated updates of several clients, each scanned and applied to
+    /// one document as the service does (a refused or partly applied update reloads the
+    /// document from what was "stored": the changes accepted so far). A skip hole, a dangling
+    /// pointer or a panic in yrs's integrate code would crash or fail this.
+    #[test]
+    fn sequences_of_valid_and_mutated_updates_never_crash() {
+        // The clients' updates, and the review's reproducer (its update past client 3's clock
+        // and its mutated update covering the hole).
+        let mut updates = client_updates();
+        let (gap, covering) = reproducer();
+        updates.extend([gap, covering]);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(12406);
+        let mut outcomes = [0usize; 5];
+        let mut steps = 0;
+        while steps < 6000 {
+            // A document with a random subset of the clients' updates (those that apply).
+            let mut stored: Vec<Vec<u8>> = Vec::new();
+            let load = |stored: &[Vec<u8>]| {
+                let doc = Doc::new();
+                for bytes in stored {
+                    let _ = scan_and_apply(&doc, bytes);
+                }
+                doc
+            };
+            let mut doc = Doc::new();
+            for bytes in &updates {
+                if rng.gen_bool(0.4) {
+                    if let Ok(Applied::Changed(diff)) = scan_and_apply(&doc, bytes) {
+                        stored.push(diff);
+                    }
+                }
+            }
+            for _ in 0..rng.gen_range(1..12) {
+                steps += 1;
+                let mut bytes = updates[rng.gen_range(0..updates.len())].clone();
+                let mutations = match rng.gen_range(0..10) {
+                    // Valid, in any order: out of order, an update starts past its client's
+                    // clock.
+                    0..=2 => 0,
+                    // Two merged (with a Skip block over a hole between them).
+                    3 | 4 => {
+                        let other = &updates[rng.gen_range(0..updates.len())];
+                        bytes = yrs::merge_updates_v1([bytes.as_slice(), other]).expect("merges");
+                        rng.gen_range(0..2)
+                    }
+                    _ => rng.gen_range(1..6),
+                };
+                for _ in 0..mutations {
+                    if bytes.is_empty() {
+                        break;
+                    }
+                    let at = rng.gen_range(0..bytes.len());
+                    match rng.gen_range(0..5) {
+                        0 => bytes[at] = rng.gen(),
+                        1 => bytes.truncate(at),
+                        2 => bytes.insert(at, rng.gen()),
+                        3 => bytes[at] = bytes[at].wrapping_add(if rng.gen() { 1 } else { 255 }),
+                        _ => {
+                            bytes.remove(at);
+                        }
+                    }
+                }
+                match scan_and_apply(&doc, &bytes) {
+                    Err(_) => outcomes[0] += 1,
+                    Ok(Applied::Changed(diff)) => {
+                        outcomes[1] += 1;
+                        stored.push(diff);
+                    }
+                    Ok(Applied::Unchanged) => outcomes[2] += 1,
+                    Ok(Applied::Incomplete { partial }) => {
+                        outcomes[3] += 1;
+                        if partial {
+                            doc = load(&stored);
+                        }
+                    }
+                    Ok(Applied::Refused) => {
+                        outcomes[4] += 1;
+                        doc = load(&stored);
+                    }
+                }
+                let _ = encode_state(&doc);
+                let mut vector = StateVector::default();
+                vector.set_max(ClientID::new(rng.gen_range(1..4)), rng.gen_range(0..20));
+                let _ = doc.transact().encode_state_as_update_v1(&vector);
+            }
+            // What was stored loads into the same document.
+            assert_eq!(encode_state(&load(&stored)).len(), encode_state(&doc).len());
+        }
+        // The sequences reach past the scan into yrs: updates are refused by the scan, applied,
+        // found already there, and found incomplete (or starting past a client's clock).
+        assert!(outcomes[..4].iter().all(|&count| count > 0), "{outcomes:?}");
     }
 }

@@ -508,12 +508,20 @@ async fn clocks_past_i32_max_are_refused_and_the_server_lives() {
     var(&mut vector, max + 1);
     let answer = ack(&alice.socket, "doc:join", args("doc", Some(vector))).await;
     assert_eq!(error_of(&answer).as_deref(), Some("malformed state vector"));
-    // Up to i32::MAX is fine (a block out of order that depends on nothing), and the server
-    // still serves everyone.
-    ok(&ack(
+    // Up to i32::MAX passes the scan (a block out of order that depends on nothing: refused
+    // as it starts past its client's clock, see `an_update_past_its_clients_clock_...`), and
+    // the server still serves everyone.
+    let answer = ack(
         &alice.socket,
         "doc:update",
         args("doc", Some(block_at(81, max - 1, "z"))),
+    )
+    .await;
+    assert_eq!(error_of(&answer).as_deref(), Some(MISSING));
+    ok(&ack(
+        &alice.socket,
+        "doc:update",
+        args("doc", Some(block_at(81, 0, "z"))),
     )
     .await);
     let carol = peer(&server.url).await;
@@ -566,6 +574,121 @@ async fn an_update_that_changes_nothing_is_acked_but_not_relayed_again() {
     assert!(bob.events.try_recv().is_err());
 }
 
+/// The error of an update refused as it depends on what the server lacks.
+const MISSING: &str = "the update depends on changes the server does not have; join the document again to sync, then resend";
+
+/// Client `client`'s updates, in order: "hello world" in the root text `text`; a format and a
+/// deletion there; maps, arrays and XML; then its whole state (from clock 0).
+fn client_updates(client: u64) -> [Vec<u8>; 4] {
+    let doc = Doc::with_client_id(client);
+    let text = doc.get_or_insert_text("text");
+    let insert = {
+        let mut txn = doc.transact_mut();
+        text.insert(&mut txn, 0, "hello world");
+        txn.encode_update_v1()
+    };
+    let format = {
+        let mut txn = doc.transact_mut();
+        let bold = HashMap::from([("bold".into(), yrs::Any::Bool(true))]);
+        text.format(&mut txn, 1, 4, bold);
+        text.remove_range(&mut txn, 2, 3);
+        txn.encode_update_v1()
+    };
+    let structure = {
+        use yrs::{Array, ArrayPrelim, WriteTxn, XmlFragment, XmlTextPrelim};
+        let mut txn = doc.transact_mut();
+        let map = txn.get_or_insert_map("map");
+        map.insert(&mut txn, "a", 1);
+        let inner = map.insert(&mut txn, "sub", MapPrelim::default());
+        inner.insert(&mut txn, "x", "y");
+        let array = txn.get_or_insert_array("array");
+        array.insert(&mut txn, 0, "q");
+        let nested = array.insert(&mut txn, 1, ArrayPrelim::default());
+        nested.insert(&mut txn, 0, 5);
+        let xml = txn.get_or_insert_xml_fragment("xml");
+        xml.push_back(&mut txn, XmlTextPrelim::new("x"));
+        txn.encode_update_v1()
+    };
+    let state = doc
+        .transact()
+        .encode_state_as_update_v1(&StateVector::default());
+    [insert, format, structure, state]
+}
+
+/// The review's segfault (`tests/data/segfault-skip-hole.txt`): yrs 0.28.1 integrates an
+/// update whose first block for a client starts past the server's clock for it (and depends
+/// on nothing else) at once, behind a Skip block over the hole, and a later update of that
+/// client covering the hole made it follow a dangling pointer. The update past the clock is
+/// refused (missing dependencies), as are Skip blocks; what follows applies or is refused,
+/// and the server lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_past_its_clients_clock_is_refused_and_no_skip_hole_crashes_the_server() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    // Client 1's whole state, client 2's insert and format.
+    let [_, _, _, one] = client_updates(1);
+    let [insert, format, _, _] = client_updates(2);
+    for update in [one, insert, format] {
+        let decoded = Update::decode_v1(&update).expect("decodes");
+        alice
+            .doc
+            .transact_mut()
+            .apply_update(decoded)
+            .expect("applies");
+        ok(&ack(&alice.socket, "doc:update", args("doc", Some(update))).await);
+        assert_eq!(bob.next().await.0, "doc:update");
+    }
+    // Client 3's map update, starting at its clock 13 (the server has none of client 3).
+    let gap = vec![
+        1, 8, 3, 13, 40, 1, 3, 109, 97, 112, 1, 97, 1, 125, 1, 39, 1, 3, 109, 97, 112, 3, 115, 117,
+        98, 1, 40, 0, 3, 14, 1, 120, 1, 119, 1, 121, 8, 1, 5, 97, 114, 114, 97, 121, 1, 119, 1,
+        113, 135, 3, 16, 0, 8, 0, 3, 17, 1, 125, 5, 7, 1, 3, 120, 109, 108, 6, 4, 0, 3, 19, 1, 120,
+        0,
+    ];
+    let error = refused_then_marker(
+        &alice,
+        &mut bob,
+        "doc:update",
+        args("doc", Some(gap.clone())),
+    )
+    .await;
+    assert_eq!(error, MISSING);
+    // The reproducer's update of client 3 from clock 0 over the hole: it may apply or be
+    // refused; the server lives.
+    let data = include_str!("data/segfault-skip-hole.txt");
+    let (_, bytes) = data.trim().split_once(';').expect("seed;bytes");
+    let covering: Vec<u8> = bytes
+        .split(',')
+        .map(|byte| byte.trim().parse().expect("a byte"))
+        .collect();
+    let _ = ack(&alice.socket, "doc:update", args("doc", Some(covering))).await;
+    let _ = ack(&alice.socket, "doc:update", args("doc", Some(gap))).await;
+    // Client 4's updates out of order, then merged over the hole (a Skip block): refused;
+    // in order, accepted.
+    let [insert, format, structure, _] = client_updates(4);
+    for update in [format.clone(), structure.clone()] {
+        let answer = ack(&alice.socket, "doc:update", args("doc", Some(update))).await;
+        assert_eq!(error_of(&answer).as_deref(), Some(MISSING));
+    }
+    let skipping = yrs::merge_updates_v1([insert.as_slice(), &structure]).expect("merges");
+    let answer = ack(&alice.socket, "doc:update", args("doc", Some(skipping))).await;
+    assert_eq!(error_of(&answer).as_deref(), Some("malformed update"));
+    for update in [insert, format, structure] {
+        ok(&ack(&alice.socket, "doc:update", args("doc", Some(update))).await);
+    }
+    // The server serves everyone, and the document loads from the store as it is in memory.
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert!(carol.string().contains('#'), "{}", carol.string());
+    ok(&carol.edit("doc", 0, "alive").await);
+    let dave = peer(&server.url).await;
+    dave.join("other").await;
+    ok(&dave.edit("other", 0, "alive").await);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_update_with_missing_dependencies_is_refused_and_nothing_of_it_is_kept() {
     let server = server(DocsConfig::default()).await;
@@ -573,7 +696,7 @@ async fn an_update_with_missing_dependencies_is_refused_and_nothing_of_it_is_kep
     let mut bob = peer(&server.url).await;
     alice.join("doc").await;
     bob.join("doc").await;
-    const REFUSED: &str = "the update depends on changes the server does not have; join the document again to sync, then resend";
+    const REFUSED: &str = MISSING;
     // Two edits made offline; the second (after the first) is sent alone: yrs could only
     // keep it pending, waiting for the first.
     let first = alice.insert(0, "first ");
