@@ -125,6 +125,7 @@ impl From<&StoreError> for Refusal {
             // A load or compaction's outcome does not matter to the client; an append's does
             // (see `Refusal::OutcomeUnknown`, chosen where the update is stored).
             StoreError::Timeout(_) | StoreError::Unanswered(_) => Refusal::Timeout,
+            StoreError::Poisoned => Refusal::Internal,
             _ => Refusal::Store,
         }
     }
@@ -171,6 +172,10 @@ pub enum StoreError {
     /// The store did not answer in time, and had not started the job: it was not done.
     #[error("the store did not answer within {0:?}")]
     Timeout(std::time::Duration),
+    /// Applying the document's stored updates made `yrs` panic, more often than a load skips
+    /// such updates: the document is not loaded.
+    #[error("the document's stored updates make yrs panic; it cannot be loaded")]
+    Poisoned,
     /// The store started the job but did not answer in time: it may have been done (a write
     /// committed) or not.
     #[error("the store started but did not answer within {0:?}: the outcome is unknown")]

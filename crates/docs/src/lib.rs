@@ -112,6 +112,14 @@
 //! there is no access control per document (any socket admitted to the namespace may open any
 //! document: put an auth middleware on the namespace).
 
+// A panic in `yrs` while applying a client's update must be caught (the document's copy is
+// given up and reloaded from the store: see `service::apply_with`), never abort the server:
+// that needs unwinding.
+#[cfg(panic = "abort")]
+compile_error!(
+    "switchyard-docs needs panic = \"unwind\": a panic in yrs must not abort the server"
+);
+
 mod deep;
 mod error;
 mod scan;

@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::mem::ManuallyDrop;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,11 +13,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use switchyard::{Args, Binary, DisconnectReason, Namespace, Socket};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tracing::{debug, info, warn, Level};
+use tracing::{debug, error, info, warn, Level};
 use yrs::sync::awareness::{AwarenessUpdate, AwarenessUpdateEntry};
 use yrs::updates::decoder::Decode;
 use yrs::updates::encoder::Encode;
-use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, Update, WriteTxn};
+use yrs::{ClientID, Doc, ReadTxn, StateVector, Transact, TransactionMut, Update, WriteTxn};
 
 use crate::deep::{ApplyPause, Deep, DeepError};
 use crate::error::{Refusal, StoreError};
@@ -59,6 +61,9 @@ struct Inner {
     store: Store,
     /// The documents open on this server, with how many sockets have each open.
     docs: Mutex<HashMap<Arc<str>, Slot>>,
+    /// Set by [`DocService::panic_in_next_apply`] (tests): the next update's job panics
+    /// inside its transaction.
+    panic_next_apply: AtomicBool,
 }
 
 struct Slot {
@@ -156,6 +161,7 @@ impl DocService {
                 timeout: config.timeout,
                 store,
                 docs: Mutex::new(HashMap::new()),
+                panic_next_apply: AtomicBool::new(false),
             }),
         };
         let inner = service.inner.clone();
@@ -197,6 +203,15 @@ impl DocService {
     #[doc(hidden)]
     pub async fn pause_apply(&self) -> Option<ApplyPause> {
         self.inner.deep.pause().await.ok()
+    }
+
+    /// Makes the next `doc:update` that reaches the apply threads panic inside its `yrs`
+    /// transaction, after integrating the update, as a bug in `yrs` would: for tests of a
+    /// poisoned document copy (refused, given up, reloaded from the store), not for
+    /// production use.
+    #[doc(hidden)]
+    pub fn panic_in_next_apply(&self) {
+        self.inner.panic_next_apply.store(true, Ordering::Relaxed);
     }
 }
 
@@ -372,7 +387,8 @@ fn encode_state(doc: &Doc) -> Vec<u8> {
 #[derive(Debug, PartialEq, Eq)]
 enum Applied {
     /// It changed the document: what it changed, as a v1 update (the transaction's own
-    /// encoding: the blocks it integrated and what it deleted).
+    /// encoding once committed, as `yrs`'s update observers get it: the blocks it integrated,
+    /// what it deleted, and the formatting the commit's cleanup deleted).
     Changed(Vec<u8>),
     /// The document had all of it already.
     Unchanged,
@@ -382,8 +398,18 @@ enum Applied {
     /// applied) an update whose first block for some client starts past the document's clock
     /// for that client.
     Incomplete { partial: bool },
-    /// The document refused it (or its code panicked); it may have applied in part.
+    /// The document refused it; it may have applied in part (its pending part was dropped).
     Refused,
+    /// `yrs` panicked while the update's transaction was open: the document may be half
+    /// integrated, and its transaction was leaked rather than committed, so the document stays
+    /// locked for good. The caller must drop this copy and never use it again (not even to
+    /// read it: that would block forever).
+    Poisoned,
+}
+
+/// Applies `update` to `doc` (see [`apply_with`]).
+fn apply(doc: &Doc, update: Update) -> Applied {
+    apply_with(doc, update, false)
 }
 
 /// Applies `update` to `doc`. Nothing is ever left pending in `doc`: what `yrs` would keep
@@ -398,34 +424,117 @@ enum Applied {
 /// (a segfault) once a later update covers the hole. With the scan's refusal of Skip blocks
 /// and of clients listed twice (`scan::update_v1`: `update` comes from [`decode_update`]),
 /// each client's blocks are contiguous, so checking the first is enough: no hole is made.
-fn apply(doc: &Doc, update: Update) -> Applied {
+///
+/// A panic in `yrs` (`panic_inside`: one injected after integrating, for tests) makes the
+/// document [`Applied::Poisoned`]. `TransactionMut`'s `Drop` commits (runs the observers, the
+/// formatting cleanup, the garbage collector and block squashing) over whatever the store
+/// holds: dropped while unwinding from a panic half way through integrating, it would walk a
+/// half-linked store, and a second panic there (a panic while panicking) aborts the process.
+/// So the transaction is held in a [`ManuallyDrop`]: committed explicitly (inside
+/// `catch_unwind`, so a panic in the commit is caught like any other), and after a panic
+/// leaked, never dropped. Leaking it keeps the document's lock and memory for good: the copy
+/// is given up (the caller reloads the document from the store), a small price for a panic
+/// that should never happen.
+fn apply_with(doc: &Doc, update: Update, panic_inside: bool) -> Applied {
+    let mut txn = ManuallyDrop::new(doc.transact_mut());
     let applied = catch_unwind(AssertUnwindSafe(|| {
-        let mut txn = doc.transact_mut();
-        let current = txn.state_vector();
-        // The first (non-Skip) block's clock, per client.
-        let first = update.state_vector_lower();
-        if first
-            .iter()
-            .any(|(client, &clock)| clock > current.get(client))
-        {
-            return Some(Applied::Incomplete { partial: false });
-        }
-        txn.apply_update(update).ok()?;
-        // What yrs's update observers are given, on the same condition.
-        let changed = !txn.delete_set().is_empty() || txn.after_state() != txn.before_state();
-        if txn.has_missing_updates() {
-            drop(txn.prune_pending());
-            return Some(Applied::Incomplete { partial: changed });
-        }
-        Some(if changed {
-            Applied::Changed(txn.encode_update_v1())
-        } else {
-            Applied::Unchanged
-        })
+        integrate(&mut txn, update, panic_inside)
     }));
     match applied {
-        Ok(Some(applied)) => applied,
-        _ => Applied::Refused,
+        Ok(applied) => {
+            // Committed already: dropping it only releases the document's lock.
+            drop(ManuallyDrop::into_inner(txn));
+            applied
+        }
+        Err(_) => {
+            // `txn` is leaked (see above): its `Drop` never runs.
+            error!("yrs panicked while applying an update: the document's copy is given up");
+            Applied::Poisoned
+        }
+    }
+}
+
+/// [`apply_with`]'s work in the open transaction `txn`, committed before what changed is
+/// encoded.
+fn integrate(txn: &mut TransactionMut<'_>, update: Update, panic_inside: bool) -> Applied {
+    let current = txn.state_vector();
+    // The first (non-Skip) block's clock, per client.
+    let first = update.state_vector_lower();
+    if first
+        .iter()
+        .any(|(client, &clock)| clock > current.get(client))
+    {
+        return Applied::Incomplete { partial: false };
+    }
+    let result = txn.apply_update(update);
+    if panic_inside {
+        panic!("a panic injected after integrating an update (test)");
+    }
+    // Nothing is kept pending, whatever the outcome (a refused update may have left some).
+    let missing = txn.has_missing_updates();
+    if result.is_err() || missing {
+        drop(txn.prune_pending());
+    }
+    // The commit cleans up formatting (deleting format blocks a remote change made
+    // redundant), collects garbage and squashes blocks: what changed is encoded after it,
+    // so that the store and the other clients get the cleanup's deletions too.
+    txn.commit();
+    if result.is_err() {
+        return Applied::Refused;
+    }
+    // What yrs's update observers are given, on the same condition.
+    let changed = !txn.delete_set().is_empty() || txn.after_state() != txn.before_state();
+    if missing {
+        return Applied::Incomplete { partial: changed };
+    }
+    if changed {
+        Applied::Changed(txn.encode_update_v1())
+    } else {
+        Applied::Unchanged
+    }
+}
+
+/// A `doc:update`'s work on the apply threads: the size check, then the update applied.
+struct UpdateJob {
+    /// The update, as sent.
+    bytes: Bytes,
+    /// The document's size bound ([`EntryState::size`]).
+    size: usize,
+    /// [`DocLimits::max_document_bytes`].
+    limit: usize,
+    /// Panic inside the transaction (tests: [`DocService::panic_in_next_apply`]).
+    panic_inside: bool,
+}
+
+impl UpdateJob {
+    /// Checks the size the document would reach, then applies the update to `doc`: what it
+    /// did, and the document's exact encoded size after it when that was computed (near the
+    /// limit, where the bound is not enough). The whole-document encodes and merges run here,
+    /// on an apply thread, never on an async worker.
+    fn run(self, doc: &Doc) -> Result<(Applied, Option<usize>), Refusal> {
+        let update = decode_update(&self.bytes)?;
+        let near_limit = self.size.saturating_add(self.bytes.len()) > self.limit;
+        if near_limit {
+            let current = encode_state(doc);
+            let merged = catch_unwind(|| yrs::merge_updates_v1([current.as_slice(), &self.bytes]));
+            let size = match merged {
+                Ok(Ok(merged)) => merged.len(),
+                _ => return Err(Refusal::MalformedUpdate),
+            };
+            if size > self.limit {
+                return Err(Refusal::DocumentTooLarge {
+                    size,
+                    limit: self.limit,
+                });
+            }
+        }
+        let applied = apply_with(doc, update, self.panic_inside);
+        // Never read a poisoned copy (it stays locked): only a changed one is measured.
+        let exact = match &applied {
+            Applied::Changed(_) if near_limit => Some(encode_state(doc).len()),
+            _ => None,
+        };
+        Ok((applied, exact))
     }
 }
 
@@ -606,7 +715,7 @@ impl Inner {
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
         let mut state = self.lock_state(&entry).await?;
         self.ensure_loaded(&entry.id, &mut state).await?;
-        let doc = state.doc.as_ref().ok_or(Refusal::Internal)?;
+        let doc = state.doc.clone().ok_or(Refusal::Internal)?;
         // Joined the room under the document's lock: every later update is relayed to the
         // socket, every earlier one is in the sync below. Not if it left meanwhile.
         if is_member(socket, id) {
@@ -614,13 +723,25 @@ impl Inner {
                 .try_join(room_of(id))
                 .map_err(|error| Refusal::Room(error.to_string()))?;
         }
-        let (update, server_vector) = {
-            let txn = doc.transact();
-            (
-                txn.encode_state_as_update_v1(state_vector),
-                txn.state_vector().encode_v1(),
-            )
-        };
+        // Encoded on an apply thread: for a new client, this is the whole document (up to
+        // `MAX_DOCUMENT_BYTES`), which must not stall an async worker. Still under the
+        // document's lock, so that no update is missed or sent twice.
+        let state_vector = state_vector.clone();
+        let (update, server_vector) = self
+            .deep
+            .run(move || {
+                let txn = doc.transact();
+                (
+                    txn.encode_state_as_update_v1(&state_vector),
+                    txn.state_vector().encode_v1(),
+                )
+            })
+            .await
+            .map_err(|error| match error {
+                DeepError::Busy => Refusal::Busy,
+                DeepError::Timeout => Refusal::Timeout,
+                DeepError::Stopped => Refusal::Internal,
+            })?;
         debug!(sid = &**socket.id(), doc = &**id, "document joined");
         Args::one(&JoinAck {
             update: Binary::from(update),
@@ -663,47 +784,41 @@ impl Inner {
         let mut state = self.lock_state(&entry).await?;
         self.ensure_loaded(&entry.id, &mut state).await?;
         let doc = state.doc.clone().ok_or(Refusal::Internal)?;
-        // What the state would be after it: exact only near the limit.
-        let mut exact = None;
-        if state.size.saturating_add(bytes.len()) > limits.max_document_bytes {
-            let current = encode_state(&doc);
-            let merged = catch_unwind(|| yrs::merge_updates_v1([current.as_slice(), &bytes]));
-            let size = match merged {
-                Ok(Ok(merged)) => merged.len(),
-                _ => return Err(Refusal::MalformedUpdate),
-            };
-            if size > limits.max_document_bytes {
-                return Err(Refusal::DocumentTooLarge {
-                    size,
-                    limit: limits.max_document_bytes,
-                });
-            }
-            exact = Some(());
-        }
-        // Applied on a thread with a large stack (see `crate::deep`).
-        let applying = bytes.clone();
-        let applied = self
-            .deep
-            .run(move || decode_update(&applying).map(|update| apply(&doc, update)))
-            .await;
-        let diff = match applied {
-            Ok(Ok(Applied::Changed(diff))) => diff,
-            Ok(Ok(Applied::Unchanged)) => {
+        // Checked against the size limit and applied on a thread with a large stack (see
+        // `crate::deep`): near the limit, the check encodes the whole document, which must not
+        // stall an async worker.
+        let job = UpdateJob {
+            bytes: bytes.clone(),
+            size: state.size,
+            limit: limits.max_document_bytes,
+            panic_inside: self.panic_next_apply.swap(false, Ordering::Relaxed),
+        };
+        let applied = self.deep.run(move || job.run(&doc)).await;
+        let (diff, exact) = match applied {
+            Ok(Ok((Applied::Changed(diff), exact))) => (diff, exact),
+            Ok(Ok((Applied::Unchanged, _))) => {
                 // Nothing new: nothing to store or relay.
                 return Ok(ok_args());
             }
-            Ok(Ok(Applied::Incomplete { partial })) => {
+            Ok(Ok((Applied::Incomplete { partial }, _))) => {
                 // Its pending part was dropped; what it did apply is undone.
                 if partial {
                     self.reload(&entry.id, &mut state).await;
                 }
                 return Err(Refusal::MissingDependencies);
             }
-            Ok(Ok(Applied::Refused) | Err(_)) => {
+            Ok(Ok((Applied::Refused, _))) => {
                 // It may have been applied in part: back to what the store has.
                 self.reload(&entry.id, &mut state).await;
                 return Err(Refusal::MalformedUpdate);
             }
+            Ok(Ok((Applied::Poisoned, _))) => {
+                // The copy may be half integrated (and stays locked): given up, never read
+                // again. The next event (a join to sync) loads the document from the store.
+                state.doc = None;
+                return Err(Refusal::Internal);
+            }
+            Ok(Err(refusal)) => return Err(refusal),
             Err(DeepError::Busy) => return Err(Refusal::Busy),
             Err(error) => {
                 // It may still be applied (or have panicked half way): the copy is dropped,
@@ -735,10 +850,7 @@ impl Inner {
             }
         }
         state.unfolded += 1;
-        state.size = match (exact, &state.doc) {
-            (Some(()), Some(doc)) => encode_state(doc).len(),
-            _ => state.size.saturating_add(diff_len),
-        };
+        state.size = exact.unwrap_or_else(|| state.size.saturating_add(diff_len));
         // What changed is relayed (not what was sent), under the document's lock, so that a
         // joiner gets each change either in its sync or relayed.
         relay(socket, &id, events::UPDATE, diff, Delivery::Reliable);
@@ -893,8 +1005,21 @@ impl Inner {
     /// Folds the stored updates into the merged state. A failure is logged: the updates stay
     /// in the store, nothing is lost.
     async fn compact(&self, id: &str, state: &mut EntryState) {
-        let Some(doc) = &state.doc else { return };
-        let merged = encode_state(doc);
+        let Some(doc) = state.doc.clone() else {
+            return;
+        };
+        // Encoded on an apply thread (the whole document: see `sync`).
+        let merged = match self.deep.run(move || encode_state(&doc)).await {
+            Ok(merged) => merged,
+            Err(error) => {
+                warn!(
+                    doc = id,
+                    ?error,
+                    "cannot encode the document's merged state"
+                );
+                return;
+            }
+        };
         let size = merged.len();
         match self.store.compact(id, merged, state.last_seq).await {
             Ok(()) => {
@@ -914,28 +1039,20 @@ impl Inner {
         let (doc, size) = self
             .deep
             .run(move || {
-                let doc = Doc::new();
-                for bytes in stored.state.iter().chain(&stored.updates) {
-                    match decode_update(bytes).map(|update| apply(&doc, update)) {
-                        Ok(Applied::Changed(_) | Applied::Unchanged) => {}
-                        Ok(Applied::Incomplete { .. }) => warn!(
-                            doc = name,
-                            "a stored update depends on blocks the store lacks; that part skipped"
-                        ),
-                        Ok(Applied::Refused) | Err(_) => {
-                            warn!(doc = name, "a stored update does not apply; skipped")
-                        }
-                    }
-                }
-                let size = encode_state(&doc).len();
-                (doc, size)
+                let stored: Vec<&[u8]> = stored
+                    .state
+                    .iter()
+                    .chain(&stored.updates)
+                    .map(Vec::as_slice)
+                    .collect();
+                rebuild(&name, &stored)
             })
             .await
             .map_err(|error| match error {
                 DeepError::Busy => StoreError::Busy,
                 DeepError::Timeout => StoreError::Timeout(self.timeout),
                 DeepError::Stopped => StoreError::Stopped,
-            })?;
+            })??;
         state.size = size;
         state.last_seq = last_seq;
         state.unfolded = unfolded;
@@ -951,6 +1068,50 @@ impl Inner {
             warn!(doc = id, %error, "cannot reload the document; dropped until the next event loads it");
             state.doc = None;
         }
+    }
+}
+
+/// How many stored updates that make `yrs` panic a load skips before giving up on the
+/// document ([`StoreError::Poisoned`]): each one costs a rebuild from the start.
+const MAX_POISONED_ON_LOAD: usize = 4;
+
+/// A document built from its stored updates (the merged state first), and its encoded size;
+/// on an apply thread. A stored update that does not apply is skipped (logged). One that
+/// makes `yrs` panic poisons the document being built (see [`apply_with`]): the build starts
+/// again from an empty document without it, [`MAX_POISONED_ON_LOAD`] times at most.
+fn rebuild(name: &str, stored: &[&[u8]]) -> Result<(Doc, usize), StoreError> {
+    let mut skipped: Vec<usize> = Vec::new();
+    'build: loop {
+        let doc = Doc::new();
+        for (index, bytes) in stored.iter().enumerate() {
+            if skipped.contains(&index) {
+                continue;
+            }
+            match decode_update(bytes).map(|update| apply(&doc, update)) {
+                Ok(Applied::Changed(_) | Applied::Unchanged) => {}
+                Ok(Applied::Incomplete { .. }) => warn!(
+                    doc = name,
+                    "a stored update depends on blocks the store lacks; that part skipped"
+                ),
+                Ok(Applied::Refused) | Err(_) => {
+                    warn!(doc = name, "a stored update does not apply; skipped")
+                }
+                Ok(Applied::Poisoned) => {
+                    // `doc` stays locked: left alone (leaked with its transaction).
+                    skipped.push(index);
+                    if skipped.len() > MAX_POISONED_ON_LOAD {
+                        return Err(StoreError::Poisoned);
+                    }
+                    warn!(
+                        doc = name,
+                        index, "a stored update made yrs panic; the document is rebuilt without it"
+                    );
+                    continue 'build;
+                }
+            }
+        }
+        let size = encode_state(&doc).len();
+        return Ok((doc, size));
     }
 }
 
@@ -971,7 +1132,7 @@ mod tests {
     use super::*;
     use rand::{Rng, SeedableRng};
     use yrs::{
-        Any, Array, ArrayPrelim, GetString, Map, MapPrelim, Text, XmlFragment, XmlTextPrelim,
+        Any, Array, ArrayPrelim, GetString, Map, MapPrelim, Text, XmlFragment, XmlTextPrelim, ID,
     };
 
     #[test]
@@ -1081,6 +1242,106 @@ mod tests {
     /// Scans, decodes and applies `bytes` (as the service does).
     fn scan_and_apply(doc: &Doc, bytes: &[u8]) -> Result<Applied, Refusal> {
         decode_update(bytes).map(|update| apply(doc, update))
+    }
+
+    /// An insertion of "abc" by client 1, bolded: the update (the state of client 1).
+    fn bold_text() -> Vec<u8> {
+        let doc = Doc::with_client_id(1);
+        let text = doc.get_or_insert_text("text");
+        let mut txn = doc.transact_mut();
+        text.insert(&mut txn, 0, "abc");
+        let bold = HashMap::from([("bold".into(), Any::Bool(true))]);
+        text.format(&mut txn, 0, 3, bold);
+        drop(txn);
+        encode_state(&doc)
+    }
+
+    /// REVIEW.md finding 2: a panic inside the update's transaction never commits it while
+    /// unwinding (the commit runs observers, formatting cleanup and garbage collection over a
+    /// half-integrated store; a second panic there would abort the process: this test, whose
+    /// observer panics in every commit, aborted before the fix). The copy is reported poisoned
+    /// and stays locked (the caller gives it up); a panic inside the commit itself is caught
+    /// the same way.
+    #[test]
+    fn a_panic_inside_the_transaction_poisons_the_copy_and_never_aborts() {
+        for panic_inside in [true, false] {
+            let doc = Doc::new();
+            doc.observe_update_v1("test", |_, _| panic!("an observer panicking in the commit"))
+                .expect("observed");
+            let update = decode_update(&bold_text()).expect("decodes");
+            assert_eq!(
+                apply_with(&doc, update, panic_inside),
+                Applied::Poisoned,
+                "panic inside: {panic_inside}"
+            );
+            assert!(
+                doc.try_transact().is_err(),
+                "the poisoned copy stays locked: never read again"
+            );
+        }
+        // Without a panic, the same update applies.
+        let doc = Doc::new();
+        assert!(matches!(
+            scan_and_apply(&doc, &bold_text()),
+            Ok(Applied::Changed(_))
+        ));
+    }
+
+    /// REVIEW.md finding 4: what an update changed is encoded after the commit, so the
+    /// deletions of the commit's formatting cleanup are in it: on a document that cleans up
+    /// formatting, a remote deletion of bolded text makes it delete the bold marker left
+    /// dangling, and the diff (what is stored and relayed) says so; before the fix, the marker
+    /// stayed alive in the stored updates until compaction. (The service's documents are
+    /// `Doc::new()`, which in yrs 0.28 does not clean up formatting; `apply` must be right
+    /// either way.)
+    #[test]
+    fn the_diff_holds_the_formatting_cleanups_deletions() {
+        let base = bold_text();
+        let server = Doc::with_options(yrs::Options {
+            cleanup_formatting: true,
+            ..yrs::Options::default()
+        });
+        assert!(matches!(
+            scan_and_apply(&server, &base),
+            Ok(Applied::Changed(_))
+        ));
+        // Client 2 deletes the text (not the markers: its own commit, local, cleans nothing).
+        let client = Doc::with_client_id(2);
+        client
+            .transact_mut()
+            .apply_update(Update::decode_v1(&base).expect("decodes"))
+            .expect("applies");
+        let deletion = {
+            let text = client.get_or_insert_text("text");
+            let mut txn = client.transact_mut();
+            text.remove_range(&mut txn, 0, 3);
+            txn.encode_update_v1()
+        };
+        let deleted = |bytes: &[u8]| {
+            let update = Update::decode_v1(bytes).expect("decodes");
+            // Client 1's clocks 3 and 4: the bold markers around "abc" (the first is left
+            // dangling by the deletion).
+            (0..6)
+                .filter(|&clock| {
+                    update
+                        .delete_set()
+                        .contains(&ID::new(ClientID::new(1), clock))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            deleted(&deletion),
+            vec![0, 1, 2],
+            "the client deletes the text only"
+        );
+        let Ok(Applied::Changed(diff)) = scan_and_apply(&server, &deletion) else {
+            panic!("the deletion changes the document");
+        };
+        assert_eq!(
+            deleted(&diff),
+            vec![0, 1, 2, 3],
+            "the cleanup's deletion of the dangling marker is in the diff"
+        );
     }
 
     /// The review's reproducer: a valid client-3 update starting at clock 13, and the mutated
@@ -1225,6 +1486,7 @@ mod tests {
                             doc = load(&stored);
                         }
                     }
+                    Ok(Applied::Poisoned) => panic!("yrs panicked on {bytes:?}"),
                     Ok(Applied::Refused) => {
                         outcomes[4] += 1;
                         doc = load(&stored);
