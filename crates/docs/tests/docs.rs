@@ -1246,3 +1246,128 @@ async fn a_document_limit_past_what_the_stacks_cover_is_refused_at_startup() {
     .await;
     assert_eq!(server.docs.limits().max_document_bytes, MAX_DOCUMENT_BYTES);
 }
+
+/// REVIEW.md finding 2: a panic inside `yrs`'s transaction (injected, as a bug in `yrs`
+/// would) refuses the update with an error ack, relays nothing, and gives the copy up: the
+/// document comes back from the store (without the update) on the next event, and the
+/// server lives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_yrs_refuses_the_update_and_the_document_comes_back_from_the_store() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    let mut bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    ok(&alice.edit("doc", 0, "kept").await);
+    let (name, _) = bob.next().await;
+    assert_eq!(name, "doc:update");
+    server.docs.panic_in_next_apply();
+    // The update (independent of alice's copy, so that her marker applies after it) is
+    // refused; bob's next event is the marker, applied to the copy reloaded from the store.
+    let error = refused_then_marker(
+        &alice,
+        &mut bob,
+        "doc:update",
+        args("doc", Some(foreign_update("lost"))),
+    )
+    .await;
+    assert_eq!(error, "internal error; try again");
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert_eq!(carol.string(), "#kept");
+    assert_eq!(bob.string(), "#kept");
+    assert_eq!(server.docs.open_documents(), 1);
+}
+
+/// REVIEW.md finding 3: a join's sync (for a new client, the whole document) is encoded on the
+/// apply threads, not on an async worker: with those threads held, the join of a document in
+/// memory waits for them, and is answered once they are free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_joins_sync_is_encoded_on_the_apply_threads() {
+    let server = server(DocsConfig::default()).await;
+    let alice = peer(&server.url).await;
+    alice.join("doc").await;
+    ok(&alice.edit("doc", 0, "text").await);
+    let pause = server.docs.pause_apply().await.expect("paused");
+    let bob = peer(&server.url).await;
+    let socket = bob.socket.clone();
+    let join = tokio::spawn(async move {
+        socket
+            .emit_with_ack("doc:join", args("doc", None), DEADLINE)
+            .await
+    });
+    // No exact instant: only that it is still waiting while the threads are held (it
+    // cannot be answered before they are free).
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !join.is_finished(),
+        "the join was answered with the apply threads held"
+    );
+    drop(pause);
+    let answer = join
+        .await
+        .expect("the join's task")
+        .expect("an ack in time");
+    assert_eq!(error_of(&answer), None, "{answer:?}");
+    let value: Value = answer.get(0).expect("an object");
+    let update = answer.binary(&value["update"]).expect("a binary update");
+    bob.doc
+        .transact_mut()
+        .apply_update(Update::decode_v1(update).expect("decodes"))
+        .expect("applies");
+    assert_eq!(bob.string(), "text");
+}
+
+/// A document stays in memory while a socket has it open, and is unloaded once the last one
+/// leaves, even when it is busy then: unloading waits for it for the deadline
+/// (`DocsConfig::timeout`), then tries again later, and a merged state that cannot be
+/// written (the apply threads held) leaves the updates in the store. Waits are for
+/// conditions, with generous deadlines, never for exact instants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_is_unloaded_after_its_last_member_leaves_even_when_busy() {
+    let server = server(DocsConfig {
+        timeout: std::time::Duration::from_millis(300),
+        ..DocsConfig::default()
+    })
+    .await;
+    let alice = peer(&server.url).await;
+    let bob = peer(&server.url).await;
+    alice.join("doc").await;
+    bob.join("doc").await;
+    ok(&alice.edit("doc", 0, "saved").await);
+    // One member left: still open.
+    ok(&ack(&bob.socket, "doc:leave", args("doc", None)).await);
+    assert_eq!(server.docs.open_documents(), 1);
+    // The apply threads held: alice's next update holds the document while it waits for
+    // them (then times out), and her leave's unload waits for the document, then for the
+    // threads to encode the merged state (which times out: the updates stay in the store).
+    let pause = server.docs.pause_apply().await.expect("paused");
+    let socket = alice.socket.clone();
+    let update = alice.insert(0, "lost ");
+    let edit = tokio::spawn(async move {
+        socket
+            .emit_with_ack("doc:update", args("doc", Some(update)), DEADLINE)
+            .await
+    });
+    ok(&ack(&alice.socket, "doc:leave", args("doc", None)).await);
+    wait_until("the busy document is unloaded", || {
+        server.docs.open_documents() == 0
+    })
+    .await;
+    let answer = edit
+        .await
+        .expect("the edit's task")
+        .expect("an ack in time");
+    assert!(error_of(&answer).is_some(), "{answer:?}");
+    drop(pause);
+    // Back from the store: what was acked, nothing else.
+    let carol = peer(&server.url).await;
+    carol.join("doc").await;
+    assert_eq!(carol.string(), "saved");
+    assert_eq!(server.docs.open_documents(), 1);
+    carol.socket.disconnect();
+    wait_until("unloaded after the last member's disconnect", || {
+        server.docs.open_documents() == 0
+    })
+    .await;
+}
