@@ -32,7 +32,7 @@ def main():
         [binary, "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        env={"PATH": os.environ.get("PATH", ""), "API_KEYS": KEY},
+        env={"PATH": os.environ.get("PATH", ""), "API_KEYS": KEY, "DOCS_IN_MEMORY": "true"},
         text=True,
     )
     try:

@@ -194,6 +194,59 @@ pub(crate) struct Config {
     /// The Socket.IO Admin UI's namespace.
     #[command(flatten)]
     pub admin_ui: AdminUiSettings,
+
+    /// The shared documents (Yjs) namespace.
+    #[command(flatten)]
+    pub docs: DocsSettings,
+}
+
+/// The shared documents' namespace (`switchyard-docs`: Yjs documents synced, relayed and
+/// stored in SQLite).
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Shared documents (Yjs)")]
+pub(crate) struct DocsSettings {
+    /// Serve shared Yjs documents on --docs-namespace (stored under --data-dir); per server,
+    /// not shared across a cluster.
+    #[arg(long = "docs", id = "docs_enabled", env = "DOCS", value_name = "BOOL", action = ArgAction::Set, default_value = "false", value_parser = parse_bool)]
+    pub enabled: bool,
+
+    /// The namespace of the shared documents.
+    #[arg(long = "docs-namespace", id = "docs_namespace", env = "DOCS_NAMESPACE", value_name = "NSP", default_value = "/docs", value_parser = parse_docs_namespace)]
+    pub namespace: String,
+
+    /// Directory of the server's data: the documents' SQLite file `docs.sqlite3` (created if
+    /// missing).
+    #[arg(long = "data-dir", id = "data_dir", env = "SWITCHYARD_DATA_DIR", value_name = "DIR", default_value = "./switchyard-data", value_parser = parse_path)]
+    pub data_dir: PathBuf,
+
+    /// Keep the documents in memory only (lost when the server stops), nothing under
+    /// --data-dir.
+    #[arg(long = "docs-in-memory", id = "docs_in_memory", env = "DOCS_IN_MEMORY", value_name = "BOOL", action = ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", default_value = "false", value_parser = parse_bool)]
+    pub in_memory: bool,
+
+    /// Largest document update a client may send, in bytes.
+    #[arg(long = "docs-max-update-bytes", id = "docs_max_update_bytes", env = "DOCS_MAX_UPDATE_BYTES", value_name = "BYTES", default_value = "262144", value_parser = parse_bytes, help_heading = LIMITS)]
+    pub max_update_bytes: usize,
+
+    /// Largest a document's encoded state may become, in bytes (an update that would pass it
+    /// is refused); a joining client gets up to this much at once, so keep it under
+    /// --max-buffered-bytes. At most 4194304 (4 MiB: what the stacks of the threads that apply
+    /// updates cover).
+    #[arg(long = "docs-max-document-bytes", id = "docs_max_document_bytes", env = "DOCS_MAX_DOCUMENT_BYTES", value_name = "BYTES", default_value = "524288", value_parser = parse_document_bytes, help_heading = LIMITS)]
+    pub max_document_bytes: usize,
+
+    /// Documents one socket may have open at once.
+    #[arg(long = "docs-max-per-socket", id = "docs_max_per_socket", env = "DOCS_MAX_PER_SOCKET", value_name = "N", default_value = "8", value_parser = parse_size, help_heading = LIMITS)]
+    pub max_per_socket: usize,
+
+    /// Largest awareness update (cursors, names) a client may send, in bytes.
+    #[arg(long = "docs-max-awareness-bytes", id = "docs_max_awareness_bytes", env = "DOCS_MAX_AWARENESS_BYTES", value_name = "BYTES", default_value = "8192", value_parser = parse_bytes, help_heading = LIMITS)]
+    pub max_awareness_bytes: usize,
+
+    /// Documents the server holds in memory at once, all sockets together (a `doc:join` that
+    /// would load one more is refused).
+    #[arg(long = "docs-max-open", id = "docs_max_open", env = "DOCS_MAX_OPEN", value_name = "N", default_value = "1000", value_parser = parse_size, help_heading = LIMITS)]
+    pub max_open: usize,
 }
 
 /// The namespace of the official Socket.IO Admin UI (`@socket.io/admin-ui` 0.5).
@@ -235,6 +288,15 @@ impl Config {
             .check(self.webhooks.secret.is_some())?;
         if self.grpc_port.is_some() && self.api_keys.is_none() {
             return Err("--grpc-port needs --api-keys (API_KEYS)".to_owned());
+        }
+        if self.docs.enabled
+            && self.admin_ui.auth.is_some()
+            && self.docs.namespace == self.admin_ui.namespace
+        {
+            return Err(format!(
+                "--docs-namespace and --admin-ui-namespace are both {}",
+                self.docs.namespace
+            ));
         }
         Ok(())
     }
@@ -1234,6 +1296,17 @@ fn parse_admin_namespace(value: &str) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+fn parse_docs_namespace(value: &str) -> Result<String, String> {
+    let value = value.trim();
+    if !value.starts_with('/') || value.len() < 2 {
+        return Err("expected a namespace such as /docs".to_owned());
+    }
+    if matches!(value, "/chat" | "/notifications") {
+        return Err(format!("{value} is the demo's namespace"));
+    }
+    Ok(value.to_owned())
+}
+
 fn parse_bool(value: &str) -> Result<bool, String> {
     match value.trim() {
         "true" | "1" | "yes" | "on" => Ok(true),
@@ -1345,6 +1418,18 @@ fn parse_bytes(value: &str) -> Result<usize, String> {
     parse_positive(value, "a size in bytes")?
         .try_into()
         .map_err(|_| "too large".to_owned())
+}
+
+/// `--docs-max-document-bytes`: at most [`switchyard_docs::MAX_DOCUMENT_BYTES`].
+fn parse_document_bytes(value: &str) -> Result<usize, String> {
+    let bytes = parse_bytes(value)?;
+    if bytes > switchyard_docs::MAX_DOCUMENT_BYTES {
+        return Err(format!(
+            "at most {} (4 MiB: what the stacks of the threads that apply updates cover)",
+            switchyard_docs::MAX_DOCUMENT_BYTES
+        ));
+    }
+    Ok(bytes)
 }
 
 fn parse_size(value: &str) -> Result<usize, String> {
@@ -2807,6 +2892,78 @@ mod tests {
             );
         }
         assert!(variables.len() >= 30, "{} variables", variables.len());
+    }
+
+    #[test]
+    fn shared_documents_settings() {
+        let defaults = config(&[], &[]).docs;
+        assert!(!defaults.enabled);
+        assert_eq!(defaults.namespace, "/docs");
+        assert_eq!(defaults.data_dir, PathBuf::from("./switchyard-data"));
+        assert!(!defaults.in_memory);
+        assert_eq!(
+            (
+                defaults.max_update_bytes,
+                defaults.max_document_bytes,
+                defaults.max_per_socket,
+                defaults.max_awareness_bytes,
+                defaults.max_open
+            ),
+            (262_144, 524_288, 8, 8192, 1000)
+        );
+        let set = config(
+            &[
+                ("SWITCHYARD_DATA_DIR", "/var/lib/switchyard"),
+                ("DOCS", "on"),
+            ],
+            &[
+                "--docs-in-memory",
+                "--docs-max-per-socket",
+                "3",
+                "--docs-max-open",
+                "5",
+            ],
+        )
+        .docs;
+        assert!(set.enabled && set.in_memory);
+        assert_eq!(set.data_dir, PathBuf::from("/var/lib/switchyard"));
+        assert_eq!((set.max_per_socket, set.max_open), (3, 5));
+        assert!(
+            error(&[], &["--docs-namespace", "/chat"]).contains("/chat is the demo's namespace")
+        );
+        assert!(error(&[], &["--docs-max-update-bytes", "0"]).contains("greater than 0"));
+        // The document size is capped at what the apply threads' stacks cover (4 MiB).
+        for (env, args) in [
+            (&[][..], &["--docs-max-document-bytes", "4194305"][..]),
+            (&[("DOCS_MAX_DOCUMENT_BYTES", "8388608")][..], &[][..]),
+        ] {
+            let refused = error(env, args);
+            assert!(
+                refused.contains("--docs-max-document-bytes")
+                    && refused.contains(
+                        "at most 4194304 (4 MiB: what the stacks of the threads that apply updates cover)"
+                    ),
+                "{refused}"
+            );
+        }
+        assert_eq!(
+            config(&[], &["--docs-max-document-bytes", "4194304"])
+                .docs
+                .max_document_bytes,
+            4 << 20
+        );
+        assert_eq!(
+            config(
+                &[
+                    ("DOCS", "on"),
+                    ("ADMIN_UI_AUTH", "off"),
+                    ("ADMIN_UI_NAMESPACE", "/docs")
+                ],
+                &[]
+            )
+            .check(),
+            Err("--docs-namespace and --admin-ui-namespace are both /docs".to_owned())
+        );
     }
 
     #[test]

@@ -36,6 +36,7 @@ use switchyard::engineio::{serve_service_with_config, EngineConfig, Limits, Rate
 use switchyard::{RecoveryConfig, SocketIo, SocketIoConfig, SocketLimits};
 use switchyard_admin::{AdminAuth, AdminUi, AdminUiConfig};
 use switchyard_auth::{ClaimRules, JwtAuth, JwtConfig, Key, KeySet};
+use switchyard_docs::{DocLimits, DocService, DocsConfig, Storage};
 use switchyard_redis::{
     RedisAdapterConfig, RedisCluster, RedisConnection, RedisShardedCluster, RedisShardedConfig,
     RedisStreamsCluster, RedisStreamsConfig,
@@ -310,6 +311,86 @@ fn admin_ui(io: &SocketIo, settings: &AdminUiSettings) -> anyhow::Result<Option<
     ))
 }
 
+/// The shared documents' namespace (`--docs`, off by default): Yjs documents stored under
+/// `--data-dir` (or in memory). With JWT on, a token is required there too.
+async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocService>> {
+    let settings = &config.docs;
+    if !settings.enabled {
+        return Ok(None);
+    }
+    let storage = if settings.in_memory {
+        Storage::Memory
+    } else {
+        Storage::Directory(settings.data_dir.clone())
+    };
+    let limits = DocLimits {
+        max_update_bytes: settings.max_update_bytes,
+        max_document_bytes: settings.max_document_bytes,
+        max_documents_per_socket: settings.max_per_socket,
+        max_awareness_bytes: settings.max_awareness_bytes,
+        max_open_documents: settings.max_open,
+        ..DocLimits::default()
+    };
+    let namespace = io.of(&settings.namespace);
+    let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
+    if let Some(jwt) = &jwt {
+        namespace.use_middleware(jwt.middleware());
+    }
+    let service = DocService::attach(
+        &namespace,
+        DocsConfig {
+            storage: storage.clone(),
+            limits,
+            ..DocsConfig::default()
+        },
+    )
+    .await
+    .with_context(|| match &storage {
+        Storage::Directory(directory) => format!(
+            "cannot open the document store under {}",
+            directory.display()
+        ),
+        Storage::Memory => "cannot open the in-memory document store".to_owned(),
+    })?;
+    match &storage {
+        Storage::Directory(directory) => info!(
+            namespace = settings.namespace,
+            store = %directory.join(Storage::FILE_NAME).display(),
+            token_required = jwt.is_some(),
+            "shared documents on"
+        ),
+        Storage::Memory => info!(
+            namespace = settings.namespace,
+            store = "memory",
+            token_required = jwt.is_some(),
+            "shared documents on (in memory only: lost when the server stops)"
+        ),
+    }
+    // Documents are per server: their relays stay on this server (`.local()`), and each
+    // server of a cluster keeps copies of its own.
+    if config.redis_url.is_some() {
+        warn!(
+            namespace = settings.namespace,
+            "shared documents are per server, not shared across the cluster: route all the \
+             clients of a document to one server"
+        );
+    }
+    // The join ack carries a whole document, and more may be waiting for the client.
+    if settings
+        .max_document_bytes
+        .saturating_add(settings.max_update_bytes)
+        > config.limits.max_buffered_bytes
+    {
+        warn!(
+            max_document_bytes = settings.max_document_bytes,
+            max_update_bytes = settings.max_update_bytes,
+            max_buffered_bytes = config.limits.max_buffered_bytes,
+            "a large document may not fit in a client's outgoing buffer, which closes its connection"
+        );
+    }
+    Ok(Some(service))
+}
+
 /// Whether the cluster's backend answers, for `/readyz`.
 type Reachable = Box<dyn Fn() -> bool + Send + Sync>;
 
@@ -424,6 +505,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (io, webhooks) = socket_io(&config, adapter, &history)?;
     // Kept for the server's life: dropping it stops the admin namespace's reports.
     let _admin_ui = admin_ui(&io, &config.admin_ui)?;
+    let _docs = docs(&io, &config).await?;
     let readiness = Arc::new(health::Readiness::new(reachable, REDIS_GRACE));
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))

@@ -68,6 +68,7 @@ fn json_logs_are_one_object_per_line() {
     let mut child = Command::new(common::BINARY)
         .args(["--port", "0", "--log-format", "json"])
         .env_clear()
+        .env("DOCS_IN_MEMORY", "true")
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -128,7 +128,7 @@ export class SwitchyardServer {
     this.exit = null;
     this.stopRequested = false;
     const child = spawn(this.bin, [], {
-      env: { ...process.env, RUST_LOG: "info", ...this.env, HOST: "127.0.0.1", PORT: String(this.port) },
+      env: { ...process.env, RUST_LOG: "info", DOCS_IN_MEMORY: "true", ...this.env, HOST: "127.0.0.1", PORT: String(this.port) },
       stdio: ["ignore", "pipe", "pipe"],
     });
     this.child = child;

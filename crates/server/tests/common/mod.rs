@@ -22,11 +22,26 @@ impl Drop for Server {
 }
 
 /// Starts the binary with `args` and only the variables `env`, and waits (up to 30 s) for its
-/// startup line.
+/// startup line. Unless the test says where documents go (`--data-dir`, `--docs-in-memory`,
+/// `--docs`, or their variables), they stay in memory: no test writes a data directory beside
+/// the sources.
 pub(crate) fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+    let chosen = args.iter().any(|arg| {
+        ["--data-dir", "--docs-in-memory", "--docs"]
+            .iter()
+            .any(|flag| arg == flag || arg.starts_with(&format!("{flag}=")))
+    }) || env
+        .iter()
+        .any(|(name, _)| matches!(*name, "SWITCHYARD_DATA_DIR" | "DOCS_IN_MEMORY" | "DOCS"));
+    let in_memory: &[(&str, &str)] = if chosen {
+        &[]
+    } else {
+        &[("DOCS_IN_MEMORY", "true")]
+    };
     let mut child = Command::new(BINARY)
         .args(args)
         .env_clear()
+        .envs(in_memory.iter().copied())
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
