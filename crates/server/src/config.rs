@@ -403,6 +403,16 @@ pub(crate) struct JwtSettings {
     /// Send `auth_expired` and disconnect a socket when its token expires.
     #[arg(long = "jwt-disconnect-on-expiry", env = "JWT_DISCONNECT_ON_EXPIRY", value_name = "BOOL", action = ArgAction::Set, default_value = "true", value_parser = parse_bool)]
     pub disconnect_on_expiry: bool,
+
+    /// For development only: `POST /auth/dev-token` mints development-secret tokens for any
+    /// name, unauthenticated. Effective only in dev mode (no key, or --jwt-dev-secret); with a
+    /// real key and no --jwt-dev-secret it is always off.
+    #[arg(long = "dev-tokens", env = "DEV_TOKENS", value_name = "BOOL", action = ArgAction::Set, default_value = "true", value_parser = parse_bool)]
+    pub dev_tokens: bool,
+
+    /// Lifetime of the tokens of `POST /auth/dev-token`, in seconds (10 to 86400).
+    #[arg(long = "dev-token-ttl-s", env = "DEV_TOKEN_TTL_S", value_name = "S", default_value = "300", value_parser = parse_dev_token_ttl)]
+    pub dev_token_ttl: Duration,
 }
 
 impl JwtSettings {
@@ -415,6 +425,17 @@ impl JwtSettings {
                 .as_ref()
                 .is_some_and(|keys| !keys.is_empty())
             || self.jwks.is_some()
+    }
+
+    /// Dev mode: no key configured, or the development secret accepted; development tokens
+    /// are then accepted, so minting them gives nothing away.
+    pub(crate) fn dev_mode(&self) -> bool {
+        !self.enabled() || self.dev_secret
+    }
+
+    /// Whether `POST /auth/dev-token` answers: dev mode and `--dev-tokens`.
+    pub(crate) fn dev_tokens_on(&self) -> bool {
+        self.dev_mode() && self.dev_tokens
     }
 
     /// The HMAC secret: the configured one, else the development one if allowed.
@@ -1425,6 +1446,24 @@ fn parse_ttl(value: &str) -> Result<Duration, String> {
     parse_positive(value, "a number of seconds").map(Duration::from_secs)
 }
 
+/// The bounds of `--dev-token-ttl-s`, in seconds.
+const DEV_TOKEN_TTL_BOUNDS: std::ops::RangeInclusive<u64> = 10..=86_400;
+
+fn parse_dev_token_ttl(value: &str) -> Result<Duration, String> {
+    let expected = || {
+        format!(
+            "expected a number of seconds from {} to {}",
+            DEV_TOKEN_TTL_BOUNDS.start(),
+            DEV_TOKEN_TTL_BOUNDS.end()
+        )
+    };
+    let seconds: u64 = value.trim().parse().map_err(|_| expected())?;
+    if !DEV_TOKEN_TTL_BOUNDS.contains(&seconds) {
+        return Err(expected());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 fn parse_sub(value: &str) -> Result<String, String> {
     let sub = value.trim();
     if sub.is_empty() {
@@ -1632,6 +1671,8 @@ mod tests {
                 leeway: Duration::from_secs(30),
                 sources: vec![TokenSource::auth_token()],
                 disconnect_on_expiry: true,
+                dev_tokens: true,
+                dev_token_ttl: Duration::from_secs(300),
             }
         );
         assert_eq!(
@@ -1738,6 +1779,8 @@ mod tests {
         ("JWT_LEEWAY_S", "0"),
         ("JWT_TOKEN_SOURCES", "header, query,auth"),
         ("JWT_DISCONNECT_ON_EXPIRY", "false"),
+        ("DEV_TOKENS", "false"),
+        ("DEV_TOKEN_TTL_S", "60"),
         ("PUBLIC_NAMESPACES", "/notifications"),
         ("ROOM_POLICY", "/chat=open"),
         (
@@ -1829,9 +1872,13 @@ mod tests {
                     TokenSource::auth_token()
                 ],
                 disconnect_on_expiry: false,
+                dev_tokens: false,
+                dev_token_ttl: Duration::from_secs(60),
             }
         );
         assert!(config.jwt.enabled());
+        assert!(config.jwt.dev_mode());
+        assert!(!config.jwt.dev_tokens_on());
         assert_eq!(
             config.namespaces.resolve(),
             Namespaces {
@@ -2554,6 +2601,17 @@ mod tests {
             &'static str,
         );
         let cases: &[Case] = &[
+            (
+                &[("DEV_TOKEN_TTL_S", "5")],
+                &[],
+                "DEV_TOKEN_TTL_S (the variable of '--dev-token-ttl-s <S>'): \
+                 expected a number of seconds from 10 to 86400",
+            ),
+            (
+                &[],
+                &["--dev-token-ttl-s", "86401"],
+                "'--dev-token-ttl-s <S>': expected a number of seconds from 10 to 86400",
+            ),
             (
                 &[("PORT", "70000")],
                 &[],
