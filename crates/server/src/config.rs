@@ -438,11 +438,13 @@ impl JwtSettings {
         self.dev_mode() && self.dev_tokens
     }
 
-    /// The HMAC secret: the configured one, else the development one if allowed.
-    pub(crate) fn hmac_secret(&self) -> Option<&str> {
+    /// The HMAC secrets accepted: the configured one, and the development one if allowed.
+    pub(crate) fn hmac_secrets(&self) -> Vec<&str> {
         self.secret
             .as_deref()
-            .or(self.dev_secret.then_some(DEV_SECRET))
+            .into_iter()
+            .chain(self.dev_secret.then_some(DEV_SECRET))
+            .collect()
     }
 }
 
@@ -1880,6 +1882,10 @@ mod tests {
         assert!(config.jwt.dev_mode());
         assert!(!config.jwt.dev_tokens_on());
         assert_eq!(
+            config.jwt.hmac_secrets(),
+            ["0123456789abcdef0123", DEV_SECRET]
+        );
+        assert_eq!(
             config.namespaces.resolve(),
             Namespaces {
                 chat: NamespaceSettings {
@@ -2396,7 +2402,7 @@ mod tests {
         assert_eq!(config.cors_config(), Some(CorsConfig::any()));
         assert_eq!(config.limits.event_rate, Some(7));
         assert!(config.jwt.dev_secret);
-        assert_eq!(config.jwt.hmac_secret(), Some(DEV_SECRET));
+        assert_eq!(config.jwt.hmac_secrets(), [DEV_SECRET]);
         assert_eq!(config.jwt.issuer.as_deref(), Some("from-flag"));
         // A variable without a flag still counts.
         assert_eq!(config.ping_timeout, Duration::from_millis(700));

@@ -148,7 +148,8 @@ fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
         return Ok(None);
     }
     let mut keys = KeySet::new();
-    if let Some(secret) = settings.hmac_secret() {
+    // With --jwt-dev-secret, the development secret is accepted besides JWT_SECRET.
+    for secret in settings.hmac_secrets() {
         keys = keys.with_key(Key::hmac_secret(secret.as_bytes())?);
     }
     for path in settings.public_keys.iter().flatten() {
