@@ -34,6 +34,10 @@
 //! **A refusal** is a CONNECT_ERROR with `message` `unauthorized` and `data`
 //! `{ "code": <number>, "reason": <reason> }`, listed in [`Reason`].
 //!
+//! **An optional token** ([`JwtAuth::optional_middleware`]): a client without a token passes
+//! (the application names it some other way), a client with one is verified and refused as
+//! above; for development setups where signing in is possible but not required.
+//!
 //! **Expiry while connected** (on by default, [`JwtConfig::disconnect_on_expiry`]): when
 //! `exp` (plus the leeway) passes, the socket is sent the event [`EXPIRED_EVENT`]
 //! (`auth_expired`) with `{ "reason": "expired" }`, then disconnected from the namespace, so
@@ -195,9 +199,34 @@ impl JwtAuth {
         self.authenticate_raw(socket).map(|(claims, _)| claims)
     }
 
+    /// The token of a handshake like [`JwtAuth::token_from`], `None` when no configured source
+    /// has one (a source present but of the wrong form is still an error).
+    pub fn token_if_present(&self, handshake: &Handshake) -> Result<Option<String>, AuthError> {
+        if_present(self.token_from(handshake))
+    }
+
+    /// Authenticates `socket` if its handshake carries a token: `Ok(None)` when it has none,
+    /// else as [`JwtAuth::authenticate`] (a token present must verify).
+    pub fn authenticate_if_present(&self, socket: &Socket) -> Result<Option<Claims>, AuthError> {
+        match self.token_if_present(socket.handshake())? {
+            None => Ok(None),
+            Some(token) => self
+                .authenticate_token(socket, &token)
+                .map(|(claims, _)| Some(claims)),
+        }
+    }
+
     fn authenticate_raw(&self, socket: &Socket) -> Result<(Claims, Value), AuthError> {
         let token = self.token_from(socket.handshake())?;
-        let raw = self.verify_raw(&token)?;
+        self.authenticate_token(socket, &token)
+    }
+
+    fn authenticate_token(
+        &self,
+        socket: &Socket,
+        token: &str,
+    ) -> Result<(Claims, Value), AuthError> {
+        let raw = self.verify_raw(token)?;
         let claims = claims_from(raw.clone())?;
         if self.0.config.disconnect_on_expiry {
             if let Some(exp) = claims.exp {
@@ -218,6 +247,22 @@ impl JwtAuth {
         move |socket: Socket| {
             ready(
                 auth.authenticate(&socket)
+                    .map(|_| ())
+                    .map_err(|error| refuse(&socket, &error)),
+            )
+        }
+    }
+
+    /// The connect middleware of an optional token: a client without one passes untouched (no
+    /// [`Claims`] kept, so the application decides who it is); a client with one is verified
+    /// as by [`JwtAuth::middleware`], refused the same way, and its expiry enforced.
+    pub fn optional_middleware(
+        &self,
+    ) -> impl Fn(Socket) -> Ready<Result<(), ConnectError>> + Send + Sync + 'static {
+        let auth = self.clone();
+        move |socket: Socket| {
+            ready(
+                auth.authenticate_if_present(&socket)
                     .map(|_| ())
                     .map_err(|error| refuse(&socket, &error)),
             )
@@ -283,6 +328,15 @@ fn refuse(socket: &Socket, error: &AuthError) -> ConnectError {
         "token refused"
     );
     ConnectError::new(UNAUTHORIZED).with_data(error.client_data())
+}
+
+/// `found`, with "no token" ([`Reason::Missing`]) as `None`.
+fn if_present(found: Result<String, AuthError>) -> Result<Option<String>, AuthError> {
+    match found {
+        Ok(token) => Ok(Some(token)),
+        Err(error) if error.reason == Reason::Missing => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// Finds the token in `sources`, in order: the first source present decides. `authorization`
@@ -469,6 +523,33 @@ mod tests {
                 "{header:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_optional_token_is_none_only_when_no_source_has_one() {
+        let sources = JwtConfig::default().sources;
+        let optional = |auth: Value, header: Option<&str>| {
+            if_present(token_from_sources(
+                &sources,
+                &auth,
+                header.map(str::as_bytes),
+                |_| None,
+            ))
+            .map_err(|error| error.reason)
+        };
+        assert_eq!(optional(json!({ "name": "alice" }), None), Ok(None));
+        assert_eq!(optional(json!({ "token": "  " }), None), Ok(None));
+        assert_eq!(optional(json!({ "token": null }), None), Ok(None));
+        // Only the configured sources count.
+        assert_eq!(optional(json!({}), Some("Bearer t")), Ok(None));
+        assert_eq!(
+            optional(json!({ "token": "t" }), None),
+            Ok(Some("t".into()))
+        );
+        assert_eq!(
+            optional(json!({ "token": ["t"] }), None),
+            Err(Reason::Malformed)
+        );
     }
 
     #[test]

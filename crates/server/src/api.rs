@@ -43,7 +43,7 @@ pub(crate) const ROUTES: &[(&str, &str)] = &[
     ("POST", "/api/v1/notify"),
 ];
 
-type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Largest request body.
 const MAX_BODY_BYTES: usize = 1 << 20;
@@ -187,36 +187,7 @@ impl Api {
         B: http_body::Body + Send,
         B::Error: Into<BoxError>,
     {
-        let collected = tokio::time::timeout(
-            self.body_timeout,
-            Limited::new(body, MAX_BODY_BYTES).collect(),
-        )
-        .await;
-        let bytes = match collected {
-            Ok(Ok(collected)) => collected.to_bytes(),
-            Ok(Err(failure)) => {
-                let too_big = failure
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some();
-                return Err(if too_big {
-                    error(StatusCode::PAYLOAD_TOO_LARGE, "body over 1 MiB")
-                } else {
-                    error(StatusCode::BAD_REQUEST, "body failed")
-                });
-            }
-            Err(_) => {
-                return Err(error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "body not received in time",
-                ))
-            }
-        };
-        serde_json::from_slice(&bytes).map_err(|failure| {
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("body is not valid JSON: {failure}"),
-            )
-        })
+        read_json(body, MAX_BODY_BYTES, "body over 1 MiB", self.body_timeout).await
     }
 
     async fn info(&self) -> Value {
@@ -237,6 +208,47 @@ impl Api {
             "namespaces": namespaces,
         })
     }
+}
+
+/// A request body as JSON, whole, at most `max_bytes` (past it, 413 with `too_big` as the
+/// error) and within `timeout` (else 408); a body that fails or is not JSON is 400. Each
+/// refusal is the response to send, with a JSON `{"error": …}` body.
+pub(crate) async fn read_json<B>(
+    body: B,
+    max_bytes: usize,
+    too_big: &str,
+    timeout: Duration,
+) -> Result<Value, Response<Full<Bytes>>>
+where
+    B: http_body::Body + Send,
+    B::Error: Into<BoxError>,
+{
+    let collected = tokio::time::timeout(timeout, Limited::new(body, max_bytes).collect()).await;
+    let bytes = match collected {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(failure)) => {
+            let too_big_body = failure
+                .downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some();
+            return Err(if too_big_body {
+                error(StatusCode::PAYLOAD_TOO_LARGE, too_big)
+            } else {
+                error(StatusCode::BAD_REQUEST, "body failed")
+            });
+        }
+        Err(_) => {
+            return Err(error(
+                StatusCode::REQUEST_TIMEOUT,
+                "body not received in time",
+            ))
+        }
+    };
+    serde_json::from_slice(&bytes).map_err(|failure| {
+        error(
+            StatusCode::BAD_REQUEST,
+            &format!("body is not valid JSON: {failure}"),
+        )
+    })
 }
 
 /// `POST /api/v1/publish`'s body.
@@ -319,7 +331,7 @@ fn status(failure: &ApiError) -> StatusCode {
     }
 }
 
-fn json_response(status: StatusCode, text: String) -> Response<Full<Bytes>> {
+pub(crate) fn json_response(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(text)));
     *response.status_mut() = status;
     let headers = response.headers_mut();
@@ -331,7 +343,7 @@ fn json_response(status: StatusCode, text: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
     json_response(status, json!({ "error": message }).to_string())
 }
 
@@ -349,7 +361,7 @@ impl<S> ApiService<S> {
     }
 }
 
-type BoxResponseFuture<E> =
+pub(crate) type BoxResponseFuture<E> =
     Pin<Box<dyn Future<Output = Result<Response<Full<Bytes>>, E>> + Send + 'static>>;
 
 impl<S, B> Service<Request<B>> for ApiService<S>

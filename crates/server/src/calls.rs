@@ -39,7 +39,6 @@ use std::time::Duration;
 
 use serde_json::{json, Map, Value};
 use switchyard::{DisconnectReason, Namespace, Sid, Socket, SocketIo};
-use switchyard_auth::JwtAuth;
 use tokio::task::AbortHandle;
 use tracing::debug;
 
@@ -56,11 +55,12 @@ pub(crate) const MAX_SIGNAL_BYTES: usize = 16 * 1024;
 /// The longest call id a client may send, in bytes (ours are 32).
 const MAX_CALL_ID_BYTES: usize = 64;
 
-/// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
-/// is required (JWT on; `/calls` is never public); `ring_timeout`: how long a call rings.
-pub(crate) fn register(io: &SocketIo, jwt: Option<JwtAuth>, ring_timeout: Duration) {
+/// Registers the namespace's middleware and handlers on `io`. `verifier`: how a client's
+/// identity is found (with JWT on a token is required: `/calls` is never public);
+/// `ring_timeout`: how long a call rings.
+pub(crate) fn register(io: &SocketIo, verifier: identity::Verifier, ring_timeout: Duration) {
     let calls = io.of(NAMESPACE);
-    identity::install(&calls, jwt, "name");
+    identity::install(&calls, verifier, "name");
     let registry = Arc::new(Registry::new(ring_timeout));
     calls.on_connection(move |socket: Socket| {
         let registry = registry.clone();

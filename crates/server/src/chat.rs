@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 use switchyard::{Socket, SocketIo};
-use switchyard_auth::JwtAuth;
 
 use crate::config::NamespaceSettings;
 use crate::history::History;
@@ -32,21 +31,21 @@ use crate::notifications::{user_room, Kind, Notifier};
 use crate::rooms::{self, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
-/// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
-/// is required here (JWT on and the namespace not public).
+/// Registers the namespace's middleware and handlers on `io`. `verifier`: how a client's
+/// identity is found (a token required, optional in dev mode, or a name taken on trust).
 /// `hooks`: the namespace's webhooks, if any; `history`: where room history is kept.
 /// `notifier`: where mentions go (none: mentions are not notified).
 pub(crate) fn register(
     io: &SocketIo,
-    jwt: Option<JwtAuth>,
+    verifier: identity::Verifier,
     settings: &NamespaceSettings,
     hooks: Option<NamespaceHooks>,
     history: Option<History>,
     notifier: Option<Notifier>,
 ) {
     let chat = io.of("/chat");
-    let with_token = jwt.is_some();
-    identity::install(&chat, jwt, "name");
+    let with_token = verifier.requires_token();
+    identity::install(&chat, verifier, "name");
     if let Some(hooks) = &hooks {
         hooks.install(&chat);
     }

@@ -469,6 +469,16 @@ pub(crate) struct JwtSettings {
     /// Send `auth_expired` and disconnect a socket when its token expires.
     #[arg(long = "jwt-disconnect-on-expiry", env = "JWT_DISCONNECT_ON_EXPIRY", value_name = "BOOL", action = ArgAction::Set, default_value = "true", value_parser = parse_bool)]
     pub disconnect_on_expiry: bool,
+
+    /// For development only: `POST /auth/dev-token` mints development-secret tokens for any
+    /// name, unauthenticated. Effective only in dev mode (no key, or --jwt-dev-secret); with a
+    /// real key and no --jwt-dev-secret it is always off.
+    #[arg(long = "dev-tokens", env = "DEV_TOKENS", value_name = "BOOL", action = ArgAction::Set, default_value = "true", value_parser = parse_bool)]
+    pub dev_tokens: bool,
+
+    /// Lifetime of the tokens of `POST /auth/dev-token`, in seconds (10 to 86400).
+    #[arg(long = "dev-token-ttl-s", env = "DEV_TOKEN_TTL_S", value_name = "S", default_value = "300", value_parser = parse_dev_token_ttl)]
+    pub dev_token_ttl: Duration,
 }
 
 impl JwtSettings {
@@ -483,11 +493,24 @@ impl JwtSettings {
             || self.jwks.is_some()
     }
 
-    /// The HMAC secret: the configured one, else the development one if allowed.
-    pub(crate) fn hmac_secret(&self) -> Option<&str> {
+    /// Dev mode: no key configured, or the development secret accepted; development tokens
+    /// are then accepted, so minting them gives nothing away.
+    pub(crate) fn dev_mode(&self) -> bool {
+        !self.enabled() || self.dev_secret
+    }
+
+    /// Whether `POST /auth/dev-token` answers: dev mode and `--dev-tokens`.
+    pub(crate) fn dev_tokens_on(&self) -> bool {
+        self.dev_mode() && self.dev_tokens
+    }
+
+    /// The HMAC secrets accepted: the configured one, and the development one if allowed.
+    pub(crate) fn hmac_secrets(&self) -> Vec<&str> {
         self.secret
             .as_deref()
-            .or(self.dev_secret.then_some(DEV_SECRET))
+            .into_iter()
+            .chain(self.dev_secret.then_some(DEV_SECRET))
+            .collect()
     }
 }
 
@@ -1514,6 +1537,24 @@ fn parse_ttl(value: &str) -> Result<Duration, String> {
     parse_positive(value, "a number of seconds").map(Duration::from_secs)
 }
 
+/// The bounds of `--dev-token-ttl-s`, in seconds.
+const DEV_TOKEN_TTL_BOUNDS: std::ops::RangeInclusive<u64> = 10..=86_400;
+
+fn parse_dev_token_ttl(value: &str) -> Result<Duration, String> {
+    let expected = || {
+        format!(
+            "expected a number of seconds from {} to {}",
+            DEV_TOKEN_TTL_BOUNDS.start(),
+            DEV_TOKEN_TTL_BOUNDS.end()
+        )
+    };
+    let seconds: u64 = value.trim().parse().map_err(|_| expected())?;
+    if !DEV_TOKEN_TTL_BOUNDS.contains(&seconds) {
+        return Err(expected());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
 fn parse_sub(value: &str) -> Result<String, String> {
     let sub = value.trim();
     if sub.is_empty() {
@@ -1722,6 +1763,8 @@ mod tests {
                 leeway: Duration::from_secs(30),
                 sources: vec![TokenSource::auth_token()],
                 disconnect_on_expiry: true,
+                dev_tokens: true,
+                dev_token_ttl: Duration::from_secs(300),
             }
         );
         assert_eq!(
@@ -1828,6 +1871,8 @@ mod tests {
         ("JWT_LEEWAY_S", "0"),
         ("JWT_TOKEN_SOURCES", "header, query,auth"),
         ("JWT_DISCONNECT_ON_EXPIRY", "false"),
+        ("DEV_TOKENS", "false"),
+        ("DEV_TOKEN_TTL_S", "60"),
         ("PUBLIC_NAMESPACES", "/notifications"),
         ("ROOM_POLICY", "/chat=open"),
         (
@@ -1921,9 +1966,17 @@ mod tests {
                     TokenSource::auth_token()
                 ],
                 disconnect_on_expiry: false,
+                dev_tokens: false,
+                dev_token_ttl: Duration::from_secs(60),
             }
         );
         assert!(config.jwt.enabled());
+        assert!(config.jwt.dev_mode());
+        assert!(!config.jwt.dev_tokens_on());
+        assert_eq!(
+            config.jwt.hmac_secrets(),
+            ["0123456789abcdef0123", DEV_SECRET]
+        );
         assert_eq!(
             config.namespaces.resolve(),
             Namespaces {
@@ -2441,7 +2494,7 @@ mod tests {
         assert_eq!(config.cors_config(), Some(CorsConfig::any()));
         assert_eq!(config.limits.event_rate, Some(7));
         assert!(config.jwt.dev_secret);
-        assert_eq!(config.jwt.hmac_secret(), Some(DEV_SECRET));
+        assert_eq!(config.jwt.hmac_secrets(), [DEV_SECRET]);
         assert_eq!(config.jwt.issuer.as_deref(), Some("from-flag"));
         // A variable without a flag still counts.
         assert_eq!(config.ping_timeout, Duration::from_millis(700));
@@ -2646,6 +2699,17 @@ mod tests {
             &'static str,
         );
         let cases: &[Case] = &[
+            (
+                &[("DEV_TOKEN_TTL_S", "5")],
+                &[],
+                "DEV_TOKEN_TTL_S (the variable of '--dev-token-ttl-s <S>'): \
+                 expected a number of seconds from 10 to 86400",
+            ),
+            (
+                &[],
+                &["--dev-token-ttl-s", "86401"],
+                "'--dev-token-ttl-s <S>': expected a number of seconds from 10 to 86400",
+            ),
             (
                 &[("PORT", "70000")],
                 &[],

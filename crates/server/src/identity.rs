@@ -2,9 +2,12 @@
 //! reads the handshake for identity.
 //!
 //! With JWT on (and the namespace not public), the identity is the verified token's `sub`
-//! ([`from_claims`]), put there by `switchyard-auth`'s middleware. Without it (dev mode, or a
-//! public namespace), it is the name the client gives in its auth payload (`auth.name` on
-//! `/chat`, `auth.user` on `/notifications`), taken on trust.
+//! ([`from_claims`]), put there by `switchyard-auth`'s middleware. In dev mode (no key), a
+//! client may still give a token (`auth.token`, from `POST /auth/dev-token`): it must verify
+//! against the development secret, and its `sub` is the identity, with its expiry enforced.
+//! Without a token (dev mode, or a public namespace), the identity is the name the client
+//! gives in its auth payload (`auth.name` on `/chat`, `auth.user` on `/notifications`), taken
+//! on trust.
 
 use std::future::ready;
 use std::sync::Arc;
@@ -20,18 +23,49 @@ use crate::input;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Identity(pub Arc<str>);
 
-/// Puts the identity middleware on `namespace`. With `jwt`, the token is verified and its
-/// `sub` is the identity; without, the handshake's `auth.<dev_field>`, trimmed (a missing or
-/// blank one is refused with `<dev_field> required`).
-pub(crate) fn install(namespace: &Namespace, jwt: Option<JwtAuth>, dev_field: &'static str) {
-    match jwt {
-        Some(jwt) => {
+/// How a namespace learns who a client is.
+#[derive(Debug, Clone)]
+pub(crate) enum Verifier {
+    /// JWT on and the namespace not public: a valid token is required.
+    Required(JwtAuth),
+    /// Dev mode: a token, if the client gives one, verified by this (the development secret);
+    /// else the name the client gives.
+    Optional(JwtAuth),
+    /// A public namespace: the name the client gives, no token read.
+    Trust,
+}
+
+impl Verifier {
+    /// Whether every client of the namespace has verified claims (so room claims apply).
+    pub(crate) fn requires_token(&self) -> bool {
+        matches!(self, Verifier::Required(_))
+    }
+}
+
+/// Puts the identity middleware on `namespace`. With a required token, the token is verified
+/// and its `sub` is the identity; with an optional one, the same when the client gives a
+/// token; without a token, the handshake's `auth.<dev_field>`, trimmed (a missing or blank one
+/// is refused with `<dev_field> required`).
+pub(crate) fn install(namespace: &Namespace, verifier: Verifier, dev_field: &'static str) {
+    match verifier {
+        Verifier::Required(jwt) => {
             namespace.use_middleware(jwt.middleware());
             namespace.use_middleware(|socket: Socket| {
                 ready(from_claims(&socket).map(|sub| socket.insert_data(Identity(sub))))
             });
         }
-        None => {
+        Verifier::Optional(jwt) => {
+            namespace.use_middleware(jwt.optional_middleware());
+            namespace.use_middleware(move |socket: Socket| {
+                let identity = if switchyard_auth::claims(&socket).is_some() {
+                    from_claims(&socket)
+                } else {
+                    auth_field(&socket.handshake().auth, dev_field)
+                };
+                ready(identity.map(|name| socket.insert_data(Identity(name))))
+            });
+        }
+        Verifier::Trust => {
             namespace.use_middleware(move |socket: Socket| {
                 let name = auth_field(&socket.handshake().auth, dev_field);
                 ready(name.map(|name| socket.insert_data(Identity(name))))

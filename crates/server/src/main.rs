@@ -21,6 +21,7 @@ mod mint;
 mod notifications;
 mod presence;
 mod rooms;
+mod signin;
 mod tls;
 mod web;
 mod webhooks;
@@ -122,22 +123,9 @@ fn check_config(config: &Config, effective: &str) -> ExitCode {
     }
 }
 
-/// The JWT verifier for `settings`, `None` when no key is configured (dev mode).
-fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
-    if !settings.enabled() {
-        return Ok(None);
-    }
-    let mut keys = KeySet::new();
-    if let Some(secret) = settings.hmac_secret() {
-        keys = keys.with_key(Key::hmac_secret(secret.as_bytes())?);
-    }
-    for path in settings.public_keys.iter().flatten() {
-        keys = keys.with_key(Key::public_pem_file(path)?);
-    }
-    if let Some(path) = &settings.jwks {
-        keys = keys.with_jwks_file(path, JWKS_CHECK_INTERVAL)?;
-    }
-    let config = JwtConfig {
+/// The claim checks and token sources of `settings`.
+fn jwt_config(settings: &JwtSettings) -> JwtConfig {
+    JwtConfig {
         rules: ClaimRules {
             issuers: settings.issuer.iter().cloned().collect(),
             audiences: settings.audience.iter().cloned().collect(),
@@ -146,8 +134,33 @@ fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
         },
         sources: settings.sources.clone(),
         disconnect_on_expiry: settings.disconnect_on_expiry,
-    };
-    Ok(Some(JwtAuth::new(keys, config)?))
+    }
+}
+
+/// The verifier of development tokens (`POST /auth/dev-token`) in dev mode without a key:
+/// the development secret, with the configured issuer, audience, leeway and sources.
+fn dev_jwt_auth(settings: &JwtSettings) -> anyhow::Result<JwtAuth> {
+    let keys = KeySet::new().with_key(Key::hmac_secret(config::DEV_SECRET.as_bytes())?);
+    Ok(JwtAuth::new(keys, jwt_config(settings))?)
+}
+
+/// The JWT verifier for `settings`, `None` when no key is configured (dev mode).
+fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
+    if !settings.enabled() {
+        return Ok(None);
+    }
+    let mut keys = KeySet::new();
+    // With --jwt-dev-secret, the development secret is accepted besides JWT_SECRET.
+    for secret in settings.hmac_secrets() {
+        keys = keys.with_key(Key::hmac_secret(secret.as_bytes())?);
+    }
+    for path in settings.public_keys.iter().flatten() {
+        keys = keys.with_key(Key::public_pem_file(path)?);
+    }
+    if let Some(path) = &settings.jwks {
+        keys = keys.with_jwks_file(path, JWKS_CHECK_INTERVAL)?;
+    }
+    Ok(Some(JwtAuth::new(keys, jwt_config(settings))?))
 }
 
 /// The Socket.IO server for `config`, with both namespaces registered, and the webhooks'
@@ -229,7 +242,17 @@ fn socket_io(
             "webhooks on");
         Some(hooks)
     };
-    let required = |public: bool| jwt.clone().filter(|_| !public);
+    // Without a key, a client may still sign in with a development token.
+    let dev = match &jwt {
+        Some(_) => None,
+        None => Some(dev_jwt_auth(&config.jwt).context("cannot set up the development key")?),
+    };
+    let required = |public: bool| match (&jwt, &dev) {
+        (Some(jwt), _) if !public => identity::Verifier::Required(jwt.clone()),
+        (Some(_), _) => identity::Verifier::Trust,
+        (None, Some(dev)) => identity::Verifier::Optional(dev.clone()),
+        (None, None) => identity::Verifier::Trust,
+    };
     // The users' inboxes share the room history's store (bounded by --history-max-bytes).
     let notifier = notifications::Notifier::new(&io, history.clone());
     chat::register(
@@ -249,7 +272,7 @@ fn socket_io(
         &notifier,
     );
     // Never public: with JWT on, a call needs a token.
-    calls::register(&io, jwt.clone(), config.call_ring_timeout);
+    calls::register(&io, required(false), config.call_ring_timeout);
     match &jwt {
         Some(_) => info!(
             chat = if namespaces.chat.public {
@@ -266,8 +289,14 @@ fn socket_io(
             "JWT authentication on"
         ),
         None => warn!(
-            "no JWT key configured: dev mode, clients name themselves (auth.name / auth.user)"
+            "no JWT key configured: dev mode, clients name themselves (auth.name / auth.user) or give a development token (auth.token)"
         ),
+    }
+    if config.jwt.dev_tokens_on() {
+        warn!(
+            ttl_s = config.jwt.dev_token_ttl.as_secs(),
+            "POST /auth/dev-token mints development tokens for any name: for development only"
+        );
     }
     if config.jwt.dev_secret {
         warn!(
@@ -579,7 +608,9 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.limits.body_timeout,
         ))
     });
-    let service = io.layer().layer(api::ApiService::new(operations, api));
+    let sign_in = Arc::new(signin::SignIn::new(&config.jwt, config.limits.body_timeout));
+    let routes = signin::SignInService::new(operations, sign_in);
+    let service = io.layer().layer(api::ApiService::new(routes, api));
     // The drain runs inside the shutdown future, so the listener keeps accepting meanwhile:
     // clients still reach their close (and new handshakes their 503), probes see "draining",
     // and /metrics and the API stay up. A second signal cuts the drain short.

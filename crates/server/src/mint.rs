@@ -1,31 +1,70 @@
 //! `switchyard mint-token`: an HS256 development token, signed with the configured secret (or
-//! the development secret with `--dev`), with the configured issuer and audience.
+//! the development secret with `--dev`), with the configured issuer and audience. The same
+//! claims and signing serve `POST /auth/dev-token` ([`crate::signin`]).
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::{json, Value};
 use switchyard_auth::jsonwebtoken::{encode, EncodingKey, Header};
 
-use crate::config::{Config, MintOptions, DEV_SECRET};
+use crate::config::{Config, JwtSettings, MintOptions, DEV_SECRET};
 
 /// The claims of the token `options` asks for, issued at `now` (seconds since the epoch).
 pub(crate) fn claims(config: &Config, options: &MintOptions, now: u64) -> Value {
+    token_claims(
+        &config.jwt,
+        &options.sub,
+        options.rooms.as_deref(),
+        options.ttl,
+        now,
+    )
+}
+
+/// The claims of a token for `sub`, allowed `rooms` (if any), living `ttl` from `now`
+/// (seconds since the epoch), with the issuer and audience of `jwt` when they are set.
+pub(crate) fn token_claims(
+    jwt: &JwtSettings,
+    sub: &str,
+    rooms: Option<&[String]>,
+    ttl: Duration,
+    now: u64,
+) -> Value {
     let mut claims = json!({
-        "sub": options.sub,
+        "sub": sub,
         "iat": now,
-        "exp": now.saturating_add(options.ttl.as_secs()),
+        "exp": now.saturating_add(ttl.as_secs()),
     });
-    if let Some(rooms) = &options.rooms {
+    if let Some(rooms) = rooms {
         claims["rooms"] = json!(rooms);
     }
-    if let Some(issuer) = &config.jwt.issuer {
+    if let Some(issuer) = &jwt.issuer {
         claims["iss"] = json!(issuer);
     }
-    if let Some(audience) = &config.jwt.audience {
+    if let Some(audience) = &jwt.audience {
         claims["aud"] = json!(audience);
     }
     claims
+}
+
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// `claims` signed with HS256 and `secret`.
+pub(crate) fn sign(
+    secret: &str,
+    claims: &Value,
+) -> Result<String, switchyard_auth::jsonwebtoken::errors::Error> {
+    encode(
+        &Header::default(),
+        claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
 }
 
 /// The signed token.
@@ -38,16 +77,7 @@ pub(crate) fn mint(config: &Config, options: &MintOptions) -> anyhow::Result<Str
              development secret (which the server accepts with --jwt-dev-secret)",
         )?
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_secs())
-        .unwrap_or(0);
-    let token = encode(
-        &Header::default(),
-        &claims(config, options, now),
-        &EncodingKey::from_secret(secret.as_bytes()),
-    )
-    .context("cannot sign the token")?;
+    let token = sign(secret, &claims(config, options, now())).context("cannot sign the token")?;
     Ok(token)
 }
 

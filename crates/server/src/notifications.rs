@@ -22,7 +22,6 @@ use std::sync::Arc;
 
 use serde_json::{json, Map, Value};
 use switchyard::{Namespace, Room, Socket, SocketIo};
-use switchyard_auth::JwtAuth;
 
 use crate::config::NamespaceSettings;
 use crate::history::{History, HistoryError};
@@ -31,21 +30,21 @@ use crate::input::{self, ack, InputError};
 use crate::rooms::{self, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
-/// Registers the namespace's middleware and handlers on `io`. `jwt`: the verifier when a token
-/// is required here (JWT on and the namespace not public).
+/// Registers the namespace's middleware and handlers on `io`. `verifier`: how a client's
+/// identity is found (a token required, optional in dev mode, or a name taken on trust).
 /// `hooks`: the namespace's webhooks, if any; `history`: where room history is kept;
 /// `notifier`: what sends notifications and keeps the inboxes.
 pub(crate) fn register(
     io: &SocketIo,
-    jwt: Option<JwtAuth>,
+    verifier: identity::Verifier,
     settings: &NamespaceSettings,
     hooks: Option<NamespaceHooks>,
     history: Option<History>,
     notifier: &Notifier,
 ) {
     let notifications = io.of("/notifications");
-    let with_token = jwt.is_some();
-    identity::install(&notifications, jwt, "user");
+    let with_token = verifier.requires_token();
+    identity::install(&notifications, verifier, "user");
     if let Some(hooks) = &hooks {
         hooks.install(&notifications);
     }

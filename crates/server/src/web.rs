@@ -1,8 +1,14 @@
-//! The demo page and its assets, embedded in the binary, as a tower service.
+//! The web app (the React build in `web/dist/`), embedded in the binary, as a tower service.
 //!
-//! `GET`/`HEAD` of a known path answers the file; a known path with another method gets 405;
-//! any other path 404. The Socket.IO server is put in front of this service (see `main.rs`),
-//! so `/socket.io/` never reaches it.
+//! `build.rs` walks `web/dist/` and generates the table of its files ([`ASSETS`]). `GET`/`HEAD`
+//! of a file's path answers the file with its content type; `/`, `/index.html` and the app's
+//! own routes ([`is_app_route`]: `/chat`, `/chat/<room>`, `/notifications`, `/docs`,
+//! `/docs/<id>`, `/call`) answer `index.html`, so the app routes in the browser; a known path
+//! with another method gets 405; any other path 404. Errors are JSON `{ "error": … }`. Every
+//! answer carries a strict Content-Security-Policy and `X-Content-Type-Options: nosniff`; the
+//! file names are not content-hashed, so nothing is cached without asking (`no-cache`). The
+//! Socket.IO server, `/auth/`, `/api/` and the probes are put in front of this service (see
+//! `main.rs`), so their paths never reach it.
 
 use std::convert::Infallible;
 use std::future::{ready, Ready};
@@ -14,55 +20,60 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use tower_service::Service;
 
-/// Policy for every page: nothing but this server's own scripts, styles and connections.
+/// Policy for every page: nothing but this server's own scripts, styles, connections and
+/// images, and media from the page's own streams (the call's video elements).
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-    style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; \
-    form-action 'none'; frame-ancestors 'none'";
+    style-src 'self'; connect-src 'self'; img-src 'self' data:; \
+    media-src 'self' blob: mediastream:; base-uri 'none'; form-action 'none'; \
+    frame-ancestors 'none'";
 
 /// An embedded file.
 struct Asset {
+    /// Its URL path: `/` and its path under `web/dist`.
     path: &'static str,
     content_type: &'static str,
     body: &'static [u8],
 }
 
-const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: "text/html; charset=utf-8",
-        body: include_bytes!("../../../web/index.html"),
-    },
-    Asset {
-        path: "/app.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../../web/app.js"),
-    },
-    Asset {
-        path: "/style.css",
-        content_type: "text/css; charset=utf-8",
-        body: include_bytes!("../../../web/style.css"),
-    },
-    Asset {
-        // The official socket.io-client 4.8.1 browser bundle, unchanged.
-        path: "/vendor/socket.io.min.js",
-        content_type: "text/javascript; charset=utf-8",
-        body: include_bytes!("../../../web/vendor/socket.io.min.js"),
-    },
-];
+include!(concat!(env!("OUT_DIR"), "/web_assets.rs"));
 
-/// Serves the embedded page and assets.
+/// The app's page.
+const INDEX: &str = "/index.html";
+
+/// Whether `path` is a route of the app (answered with `index.html`).
+fn is_app_route(path: &str) -> bool {
+    /// Routes with an optional single segment after them (`/chat/<room>`).
+    const WITH_SEGMENT: [&str; 2] = ["/chat", "/docs"];
+    /// Routes alone.
+    const ALONE: [&str; 4] = ["/", INDEX, "/notifications", "/call"];
+    if ALONE.contains(&path) || WITH_SEGMENT.contains(&path) {
+        return true;
+    }
+    WITH_SEGMENT.iter().any(|route| {
+        path.strip_prefix(route)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .is_some_and(|segment| !segment.is_empty() && !segment.contains('/'))
+    })
+}
+
+/// The embedded file that answers `path`, if any.
+fn asset_for(path: &str) -> Option<&'static Asset> {
+    let path = if is_app_route(path) { INDEX } else { path };
+    ASSETS.iter().find(|asset| asset.path == path)
+}
+
+/// Serves the embedded app.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct StaticFiles;
 
 impl StaticFiles {
     /// The answer to `method` on `path`.
     pub(crate) fn respond(method: &Method, path: &str) -> Response<Full<Bytes>> {
-        let path = if path == "/index.html" { "/" } else { path };
-        let Some(asset) = ASSETS.iter().find(|asset| asset.path == path) else {
-            return plain(StatusCode::NOT_FOUND, "Not Found");
+        let Some(asset) = asset_for(path) else {
+            return error(StatusCode::NOT_FOUND, "not found");
         };
         if method != Method::GET && method != Method::HEAD {
-            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
+            let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
             response
                 .headers_mut()
                 .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
@@ -80,31 +91,42 @@ impl StaticFiles {
             HeaderValue::from_static(asset.content_type),
         );
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(asset.body.len()));
+        // The names carry no content hash: every use asks whether the file changed.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        headers.insert(
-            header::X_CONTENT_TYPE_OPTIONS,
-            HeaderValue::from_static("nosniff"),
-        );
-        headers.insert(
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-        );
-        headers.insert(
-            header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
-        );
-        response
+        protect(response)
     }
 }
 
-fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
+/// The security headers of every answer.
+fn protect(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
     );
     response
+}
+
+/// A JSON `{ "error": message }` answer.
+fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    protect(response)
 }
 
 impl<B> Service<Request<B>> for StaticFiles {
@@ -161,6 +183,26 @@ mod tests {
         call(&mut StaticFiles, method, uri).await
     }
 
+    fn dist(path: &str) -> Vec<u8> {
+        let file = format!("{}/../../web/dist{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read(&file).unwrap_or_else(|error| panic!("{file}: {error}"))
+    }
+
+    #[test]
+    fn the_table_has_every_file_of_the_build() {
+        let paths: Vec<&str> = ASSETS.iter().map(|asset| asset.path).collect();
+        for path in ["/index.html", "/assets/app.js", "/assets/app.css"] {
+            assert!(paths.contains(&path), "{path} not embedded: {paths:?}");
+        }
+        for asset in ASSETS {
+            assert_eq!(asset.body, dist(asset.path), "{}", asset.path);
+        }
+        // The old page is no longer embedded.
+        for old in ["/app.js", "/style.css", "/vendor/socket.io.min.js"] {
+            assert!(!paths.contains(&old), "{old} still embedded");
+        }
+    }
+
     #[tokio::test]
     async fn the_page_is_served_at_the_root_with_a_strict_policy() {
         let (status, headers, body) = get(Method::GET, "/?x=1").await;
@@ -174,47 +216,97 @@ mod tests {
             headers[header::CONTENT_SECURITY_POLICY],
             CONTENT_SECURITY_POLICY
         );
-        assert!(body.starts_with(b"<!doctype html>"));
+        assert!(headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .is_ok_and(|csp| csp.contains("media-src 'self' blob: mediastream:")));
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
+        assert_eq!(body, dist("/index.html"));
         let (status, _, same) = get(Method::GET, "/index.html").await;
         assert_eq!((status, same), (StatusCode::OK, body));
     }
 
     #[tokio::test]
-    async fn the_client_bundle_is_the_official_one() {
-        let (status, headers, body) = get(Method::GET, "/vendor/socket.io.min.js").await;
+    async fn the_app_routes_answer_the_page() {
+        let page = dist("/index.html");
+        for route in [
+            "/chat",
+            "/chat/general",
+            "/chat/caf%C3%A9",
+            "/notifications",
+            "/docs",
+            "/docs/plan-1",
+            "/call",
+            "/call?with=bob",
+        ] {
+            let (status, headers, body) = get(Method::GET, route).await;
+            assert_eq!(status, StatusCode::OK, "{route}");
+            assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+            assert_eq!(body, page, "{route}");
+            let (status, _, body) = get(Method::HEAD, route).await;
+            assert_eq!((status, body.len()), (StatusCode::OK, 0), "HEAD {route}");
+        }
+    }
+
+    #[tokio::test]
+    async fn files_are_served_with_their_type() {
+        let (status, headers, body) = get(Method::GET, "/assets/app.js").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             headers[header::CONTENT_TYPE],
             "text/javascript; charset=utf-8"
         );
-        assert!(body.starts_with(b"/*!\n * Socket.IO v4.8.1\n"));
+        assert_eq!(body, dist("/assets/app.js"));
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            CONTENT_SECURITY_POLICY
+        );
+        let (status, headers, _) = get(Method::GET, "/assets/app.css").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(headers[header::CONTENT_TYPE], "text/css; charset=utf-8");
     }
 
     #[tokio::test]
     async fn head_has_the_length_but_no_body() {
-        let (status, headers, body) = get(Method::HEAD, "/style.css").await;
+        let (status, headers, body) = get(Method::HEAD, "/assets/app.css").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(
             headers[header::CONTENT_LENGTH],
-            include_bytes!("../../../web/style.css")
-                .len()
-                .to_string()
-                .as_str()
+            dist("/assets/app.css").len().to_string().as_str()
         );
         assert!(body.is_empty());
     }
 
     #[tokio::test]
-    async fn unknown_paths_are_404_and_other_methods_405() {
-        let (status, _, body) = get(Method::GET, "/secret").await;
-        assert_eq!(
-            (status, &body[..]),
-            (StatusCode::NOT_FOUND, &b"Not Found"[..])
-        );
-        let (status, _, _) = get(Method::GET, "/vendor/").await;
-        assert_eq!(status, StatusCode::NOT_FOUND);
-        let (status, headers, _) = get(Method::POST, "/").await;
-        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(headers[header::ALLOW], "GET, HEAD");
+    async fn unknown_paths_are_404_and_other_methods_405_in_json() {
+        for path in [
+            "/secret",
+            "/app.js",
+            "/style.css",
+            "/vendor/socket.io.min.js",
+            "/assets/",
+            "/assets",
+            "/chat/",
+            "/chat/a/b",
+            "/docs/",
+            "/calls",
+            "/chatroom",
+            "/notifications/x",
+            "/../Cargo.toml",
+        ] {
+            let (status, headers, body) = get(Method::GET, path).await;
+            assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+            assert_eq!(headers[header::CONTENT_TYPE], "application/json");
+            assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+            let json: serde_json::Value =
+                serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null);
+            assert_eq!(json, serde_json::json!({ "error": "not found" }), "{path}");
+        }
+        for path in ["/", "/chat/general", "/assets/app.js"] {
+            let (status, headers, body) = get(Method::POST, path).await;
+            assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{path}");
+            assert_eq!(headers[header::ALLOW], "GET, HEAD");
+            assert_eq!(&body[..], br#"{"error":"method not allowed"}"#);
+        }
     }
 }

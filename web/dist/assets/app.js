@@ -1,0 +1,1 @@
+// Placeholder: the React app's build replaces web/dist.
