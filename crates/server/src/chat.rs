@@ -280,6 +280,24 @@ mod tests {
     }
 
     #[test]
+    fn mentions_are_distinct_valid_names_five_at_most_without_the_sender() {
+        assert_eq!(
+            mentions("@bob, hi @carol! @bob @alice mail@example.com @ @", "alice"),
+            ["bob", "carol"]
+        );
+        assert_eq!(
+            mentions("@a @b @c @d @e @f", "z"),
+            ["a", "b", "c", "d", "e"]
+        );
+        assert_eq!(
+            mentions("@under_score @dash-ed.", "z"),
+            ["under_score", "dash-ed"]
+        );
+        let long = format!("@{}", "n".repeat(65));
+        assert!(mentions(&long, "z").is_empty());
+    }
+
+    #[test]
     fn typing_reads_the_room() {
         assert_eq!(parse_typing(&json!({ "room": "general" })), Ok("general"));
         assert_eq!(

@@ -2733,6 +2733,11 @@ mod tests {
                 "'--ping-timeout-ms <MS>': expected a number of milliseconds",
             ),
             (
+                &[],
+                &["--call-ring-timeout-ms", "0"],
+                "'--call-ring-timeout-ms <MS>': expected a number of milliseconds greater than 0",
+            ),
+            (
                 &[("MAX_PAYLOAD", "-5")],
                 &[],
                 "MAX_PAYLOAD (the variable of '--max-payload <BYTES>'): expected a size in bytes",

@@ -163,7 +163,7 @@ fn jwt_auth(settings: &JwtSettings) -> anyhow::Result<Option<JwtAuth>> {
     Ok(Some(JwtAuth::new(keys, jwt_config(settings))?))
 }
 
-/// The Socket.IO server for `config`, with both namespaces registered, and the webhooks'
+/// The Socket.IO server for `config`, with the demo namespaces registered, and the webhooks'
 /// client when a namespace has webhooks.
 fn socket_io(
     config: &Config,

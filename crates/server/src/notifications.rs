@@ -5,7 +5,7 @@
 //! | event (client → server) | data | ack |
 //! | --- | --- | --- |
 //! | `notify` | `{ to, text }` | `{ id, delivered }`: the notification's id, and how many of `to`'s sockets on this server were reached; they get `notification` (`kind: "direct"`) |
-//! | `inbox` | none | `{ notifications: [...] }`: the user's last 50 notifications, oldest first |
+//! | `inbox` | none | `{ notifications: [...] }`: the user's last 50 notifications, oldest first (the newest that fit in 256 KiB) |
 //! | `join`, `leave`, relayed events (`RELAY_EVENTS`, none by default) | see [`crate::rooms`] | |
 //!
 //! | event (server → client) | data |
@@ -242,7 +242,9 @@ async fn inbox(socket: &Socket, notifier: &Notifier) -> Result<Value, InputError
         tracing::warn!(%error, "inbox not read");
         InputError::new("inbox not available")
     })?;
-    Ok(json!({ "notifications": notifications }))
+    // The newest that fit in one answer (one over the outgoing buffer would close the
+    // connection).
+    Ok(json!({ "notifications": rooms::fitting(notifications) }))
 }
 
 #[cfg(test)]

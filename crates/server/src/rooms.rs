@@ -244,7 +244,7 @@ fn take(count: Arc<AtomicUsize>) -> Result<Lookup, InputError> {
 }
 
 /// The newest of `messages` that fit in [`MAX_HISTORY_ANSWER_BYTES`], oldest first.
-fn fitting(mut messages: Vec<Value>) -> Vec<Value> {
+pub(crate) fn fitting(mut messages: Vec<Value>) -> Vec<Value> {
     let mut bytes = 0;
     let mut keep = 0;
     for message in messages.iter().rev() {

@@ -82,7 +82,7 @@ async fn every_openapi_example_is_taken() {
             examples += usize::from(example.is_some());
         }
     }
-    assert_eq!(examples, 7);
+    assert_eq!(examples, 8);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
