@@ -1,0 +1,34 @@
+import { defineConfig } from "vite";
+import react from "@vitejs/plugin-react";
+
+// The server embeds `dist/` in its binary (crates/server/build.rs), so the file names are
+// fixed: the binary's table and the committed bundle stay readable in diffs, and the test
+// command can rebuild and compare byte for byte.
+// `npm run dev` proxies the sockets and HTTP endpoints to this server (a Switchyard started
+// with `cargo run --release`, by default).
+const server = process.env.SWITCHYARD_URL ?? "http://127.0.0.1:3000";
+
+export default defineConfig({
+  plugins: [react()],
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    // No inline scripts or styles: the server's CSP allows only 'self'.
+    assetsInlineLimit: 0,
+    modulePreload: { polyfill: false },
+    rollupOptions: {
+      output: {
+        entryFileNames: "assets/app.js",
+        chunkFileNames: "assets/[name].js",
+        assetFileNames: "assets/[name][extname]",
+      },
+    },
+  },
+  server: {
+    proxy: {
+      "/socket.io": { target: server, ws: true },
+      "/auth": server,
+      "/api": server,
+    },
+  },
+});
