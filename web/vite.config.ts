@@ -20,7 +20,10 @@ export default defineConfig({
       output: {
         entryFileNames: "assets/app.js",
         chunkFileNames: "assets/[name].js",
-        assetFileNames: "assets/[name][extname]",
+        // The app's one stylesheet is assets/app.css (the contract's fixed name), whatever
+        // the entry is called; other assets keep their names.
+        assetFileNames: (asset) =>
+          asset.names.some((n) => n.endsWith(".css")) ? "assets/app.css" : "assets/[name][extname]",
       },
     },
   },
