@@ -1,0 +1,242 @@
+// The shared document page (/docs/<id>) in headless Chromium: two browser contexts (two users)
+// type into the same document at once and converge to the same text; each sees the other's
+// name, caret and mouse pointer; the text survives a server restart (same data directory);
+// a page open across the restart reconnects and syncs; no CSP violation anywhere.
+// Screenshots go to $SCREENSHOT_DIR (default: the system's temporary directory) as
+// switchyard-docs-a.png and switchyard-docs-b.png.
+//
+// The server runs with DOCS=true and SWITCHYARD_DATA_DIR=<a temporary directory> (the
+// environment forms of --docs and --data-dir). For developing the page against a server that
+// does not embed it: APP_ORIGIN=<a dev server proxying /socket.io and /auth to the test's
+// server> loads the pages from there, and SWITCHYARD_PORT fixes the test server's port.
+
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, before } from "node:test";
+import { chromium } from "playwright-core";
+import { CHROMIUM, CHROMIUM_ARGS, SwitchyardServer, assertChromium, wrapTest } from "./lib/server.mjs";
+
+const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || os.tmpdir();
+/** Every wait for a condition: generous, so a loaded machine does not fail the test. */
+const WAIT = 30_000;
+const FIXED_PORT = process.env.SWITCHYARD_PORT ? Number(process.env.SWITCHYARD_PORT) : undefined;
+
+const dataDir = mkdtempSync(path.join(os.tmpdir(), "switchyard-docs-test-"));
+const server = new SwitchyardServer({ DOCS: "true", SWITCHYARD_DATA_DIR: dataDir });
+const test = wrapTest(server);
+const appOrigin = () => process.env.APP_ORIGIN || server.url;
+
+let browser;
+const contexts = new Set();
+
+before(
+  async () => {
+    assertChromium();
+    await server.start(FIXED_PORT);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
+  },
+  { timeout: 60_000 },
+);
+after(
+  async () => {
+    await browser?.close();
+    await server.stop();
+    rmSync(dataDir, { recursive: true, force: true });
+  },
+  { timeout: 30_000 },
+);
+
+/**
+ * A user in a browser context of their own (like another browser profile): signed in as
+ * `name` on the document page `docId`, its CSP violations and errors recorded.
+ */
+async function openEditor(name, docId) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 800 } });
+  contexts.add(context);
+  const page = await context.newPage();
+  page.setDefaultTimeout(WAIT);
+  const errors = [];
+  page.on("console", (message) => {
+    if (message.type() === "error") errors.push(`console: ${message.text()}`);
+  });
+  page.on("pageerror", (error) => errors.push(`page: ${error.message}`));
+  // Recorded from the first script on: CodeMirror's theme (style-mod), the carets, the pointers.
+  await page.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener("securitypolicyviolation", (e) => {
+      window.__cspViolations.push(`${e.violatedDirective}: ${e.blockedURI || "inline"} at ${e.sourceFile}:${e.lineNumber}`);
+    });
+  });
+  const response = await page.goto(`${appOrigin()}/docs/${docId}`);
+  assert.equal(response.status(), 200);
+  await signIn(page, name);
+  await waitSynced(page);
+  return { name, context, page, errors };
+}
+
+async function signIn(page, name) {
+  await page.getByTestId("signin-name").fill(name);
+  await page.getByTestId("signin-submit").click();
+  await page.getByTestId("user-name").filter({ hasText: name }).waitFor();
+}
+
+async function closeEditor(editor) {
+  contexts.delete(editor.context);
+  await editor.context.close();
+}
+
+/** Waits until the document is joined and everything typed is acknowledged by the server. */
+async function waitSynced(page) {
+  await page.locator('[data-testid="docs-status"][data-status="synced"]').waitFor({ timeout: WAIT });
+}
+
+/** The editor's text, without the other users' caret labels (widgets inside the lines). */
+function editorText(page) {
+  return page.$$eval("[data-testid=docs-editor] .cm-content .cm-line", (lines) =>
+    lines
+      .map((line) => {
+        const copy = line.cloneNode(true);
+        for (const widget of copy.querySelectorAll(".sy-caret")) widget.remove();
+        return copy.textContent;
+      })
+      .join("\n"),
+  );
+}
+
+/** Waits until the editor shows exactly `expected`. */
+async function waitText(page, expected) {
+  const deadline = Date.now() + WAIT;
+  let text;
+  while (Date.now() < deadline) {
+    text = await editorText(page);
+    if (text === expected) return;
+    await page.waitForTimeout(100);
+  }
+  assert.equal(text, expected, "the editor's text");
+}
+
+async function cspViolations(page) {
+  return page.evaluate(() => window.__cspViolations ?? []);
+}
+
+async function assertClean(editor) {
+  assert.deepEqual(await cspViolations(editor.page), [], `CSP violations in ${editor.name}'s page`);
+  assert.deepEqual(editor.errors, [], `errors in ${editor.name}'s page`);
+}
+
+const LINE_A = "alice: the quick brown fox";
+const LINE_B = "bob: jumps over the lazy dog";
+const DOC = `page-test-${process.pid}`;
+
+test("two users edit one document at once and converge; names, carets and pointers show", { timeout: 120_000 }, async () => {
+  const alice = await openEditor("alice", DOC);
+  const bob = await openEditor("bob", DOC);
+
+  // Presence: each lists the other.
+  await alice.page.getByTestId("docs-user").filter({ hasText: "bob" }).waitFor();
+  await bob.page.getByTestId("docs-user").filter({ hasText: "alice" }).waitFor();
+
+  // Two lines to type on, made by alice and seen by bob.
+  await alice.page.locator(".cm-content").click();
+  await alice.page.keyboard.type("alice:");
+  await alice.page.keyboard.press("Enter");
+  await alice.page.keyboard.type("bob:");
+  await waitText(bob.page, "alice:\nbob:");
+
+  // Both type at the same time, each at the end of their own line.
+  await alice.page.keyboard.press("Control+Home");
+  await alice.page.keyboard.press("End");
+  await bob.page.locator(".cm-content").click();
+  await bob.page.keyboard.press("Control+End");
+  await Promise.all([
+    alice.page.keyboard.type(LINE_A.slice("alice:".length), { delay: 15 }),
+    bob.page.keyboard.type(LINE_B.slice("bob:".length), { delay: 15 }),
+  ]);
+  const expected = `${LINE_A}\n${LINE_B}`;
+  await waitText(alice.page, expected);
+  await waitText(bob.page, expected);
+  await waitSynced(alice.page);
+  await waitSynced(bob.page);
+
+  // Each sees the other's caret, labelled with the name.
+  await alice.page.locator(".sy-caret-name", { hasText: "bob" }).waitFor();
+  await bob.page.locator(".sy-caret-name", { hasText: "alice" }).waitFor();
+
+  // Bob's mouse over the editor shows in alice's page, with his name, where he points.
+  const box = await bob.page.getByTestId("docs-editor").boundingBox();
+  await bob.page.mouse.move(box.x + 40, box.y + 40);
+  await bob.page.mouse.move(box.x + 200, box.y + 120, { steps: 8 });
+  const pointer = alice.page.locator('[data-testid="docs-pointer"][data-name="bob"]');
+  await pointer.waitFor();
+  await alice.page.waitForFunction(
+    () => {
+      const el = document.querySelector('[data-testid="docs-pointer"][data-name="bob"]');
+      const surface = document.querySelector('[data-testid="docs-editor"]');
+      if (!el || !surface) return false;
+      const p = el.getBoundingClientRect();
+      const s = surface.getBoundingClientRect();
+      return Math.abs(p.left - s.left - 200) <= 2 && Math.abs(p.top - s.top - 120) <= 2;
+    },
+    null,
+    { timeout: WAIT },
+  );
+  assert.match(await pointer.textContent(), /bob/);
+  // Alice's own pointer is not drawn for herself.
+  await alice.page.mouse.move(300, 300);
+  assert.equal(await alice.page.locator('[data-testid="docs-pointer"][data-name="alice"]').count(), 0);
+
+  await alice.page.screenshot({ path: path.join(SCREENSHOT_DIR, "switchyard-docs-a.png") });
+  await bob.page.screenshot({ path: path.join(SCREENSHOT_DIR, "switchyard-docs-b.png") });
+
+  // Bob leaves: his pointer and name go away from alice's page at once (not after 30 s).
+  await closeEditor(bob);
+  await alice.page.locator('[data-testid="docs-pointer"][data-name="bob"]').waitFor({ state: "detached", timeout: 15_000 });
+  await alice.page.getByTestId("docs-user").filter({ hasText: "bob" }).waitFor({ state: "detached", timeout: 15_000 });
+
+  await assertClean(alice);
+  await closeEditor(alice);
+});
+
+test("the text survives a server restart (same data directory), and an open page resyncs", { timeout: 120_000 }, async () => {
+  const expected = `${LINE_A}\n${LINE_B}`;
+  // Nobody has the document open: what comes back can only come from the server's store.
+  await server.stop();
+  await server.start(server.port);
+  const carol = await openEditor("carol", DOC);
+  await waitText(carol.page, expected);
+
+  // A page open while the server restarts shows it, reconnects, joins again, and its edit
+  // made while offline reaches the server.
+  await server.stop();
+  await carol.page.locator('[data-testid="docs-status"][data-status="offline"]').waitFor();
+  await carol.page.locator(".cm-content").click();
+  await carol.page.keyboard.press("Control+End");
+  await carol.page.keyboard.type(" (carol)");
+  await server.start(server.port);
+  await waitSynced(carol.page);
+  const dave = await openEditor("dave", DOC);
+  await waitText(dave.page, `${expected} (carol)`);
+
+  await assertClean(carol);
+  await assertClean(dave);
+  await closeEditor(carol);
+  await closeEditor(dave);
+});
+
+test("another document is separate", { timeout: 60_000 }, async () => {
+  const erin = await openEditor("erin", `${DOC}-other`);
+  assert.equal(await editorText(erin.page), "");
+  await erin.page.locator(".cm-content").click();
+  await erin.page.keyboard.type("elsewhere");
+  await waitSynced(erin.page);
+  // The picker opens a document by id (History API, no reload).
+  await erin.page.getByTestId("docs-id-input").fill(DOC);
+  await erin.page.getByTestId("docs-open").click();
+  await erin.page.waitForURL(`**/docs/${DOC}`);
+  await waitSynced(erin.page);
+  await waitText(erin.page, `${LINE_A}\n${LINE_B} (carol)`);
+  await assertClean(erin);
+  await closeEditor(erin);
+});
