@@ -91,6 +91,7 @@ export class CallClient {
   private destroyed = false;
   private pc: RTCPeerConnection | null = null;
   private local: MediaStream | null = null;
+  private mediaRequest: { generation: number; done: Promise<void> } | null = null;
   /** Bumped whenever a call ends: late answers (getUserMedia, acks) of an older one are dropped. */
   private generation = 0;
   /** Candidates that arrived before the remote description. */
@@ -104,6 +105,7 @@ export class CallClient {
     this.snapshot = idle(socket.connected);
     socket.on("connect", this.onConnect);
     socket.on("disconnect", this.onDisconnect);
+    socket.on("connect_error", this.onConnectError);
     socket.on("call:incoming", this.onIncoming);
     socket.on("call:accepted", this.onAccepted);
     socket.on("call:ended", this.onEnded);
@@ -193,7 +195,10 @@ export class CallClient {
 
   // --- what the server says ---
 
-  private onConnect = () => this.set({ online: true });
+  private onConnect = () => this.set({ online: true, error: null });
+
+  /** A refused or failed connection (the manager retries a lost one by itself). */
+  private onConnectError = (err: Error) => this.set({ error: `Cannot connect to /calls: ${err.message}` });
 
   private onDisconnect = () => {
     // The server ends our call when our socket goes (the other side gets `disconnected`).
@@ -287,8 +292,15 @@ export class CallClient {
     });
   }
 
-  /** The camera and microphone (once per call); without them the call still receives. */
-  private async startMedia(generation: number) {
+  /** The camera and microphone (asked once per call); without them the call still receives. */
+  private startMedia(generation: number): Promise<void> {
+    if (this.mediaRequest?.generation !== generation) {
+      this.mediaRequest = { generation, done: this.requestMedia(generation) };
+    }
+    return this.mediaRequest.done;
+  }
+
+  private async requestMedia(generation: number) {
     if (this.local) return;
     if (!navigator.mediaDevices?.getUserMedia) {
       this.set({ error: "This browser gives no camera access here (it needs HTTPS or localhost)." });
@@ -347,6 +359,7 @@ export class CallClient {
     }
     for (const track of this.local?.getTracks() ?? []) track.stop();
     this.local = null;
+    this.mediaRequest = null;
     this.queuedCandidates = [];
     this.signals = Promise.resolve();
   }
@@ -363,6 +376,7 @@ export class CallClient {
     this.destroyed = true;
     this.socket.off("connect", this.onConnect);
     this.socket.off("disconnect", this.onDisconnect);
+    this.socket.off("connect_error", this.onConnectError);
     this.socket.off("call:incoming", this.onIncoming);
     this.socket.off("call:accepted", this.onAccepted);
     this.socket.off("call:ended", this.onEnded);

@@ -120,6 +120,14 @@ function DocPicker({ current }: { current: string }) {
   );
 }
 
+/** The editor's own look (inside its shadow root, where the page's CSS does not reach). */
+const editorLook = EditorView.theme({
+  "&": { minHeight: "18rem", backgroundColor: "white" },
+  "&.cm-focused": { outline: "2px solid #74c0fc" },
+  ".cm-content, .cm-gutter": { minHeight: "18rem" },
+  ".cm-scroller": { fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" },
+});
+
 const CONNECTING: DocSnapshot = { status: "connecting", error: null, peers: [] };
 const noSubscription = () => () => {};
 const STATUS_TEXT: Record<DocSnapshot["status"], string> = {
@@ -140,8 +148,14 @@ function DocEditor({ docId, name }: { docId: string; name: string }) {
     if (!docsSocket.active) docsSocket.connect();
     const doc = new DocSession(docsSocket, docId, { name, colorIndex: colorIndexFor(name) });
     const undoManager = new Y.UndoManager(doc.text);
+    // The editor lives in a shadow root: there CodeMirror's styles (style-mod) go into a
+    // constructed stylesheet (adoptedStyleSheets, CSSOM), which the CSP allows; in the document
+    // itself style-mod writes a <style> element, which `style-src 'self'` blocks.
+    // (StrictMode runs this effect twice on the same element: the shadow root is reused.)
+    const root = host.shadowRoot ?? host.attachShadow({ mode: "open" });
     const view = new EditorView({
-      parent: host,
+      parent: root,
+      root,
       state: EditorState.create({
         doc: doc.text.toString(),
         extensions: [
@@ -149,6 +163,7 @@ function DocEditor({ docId, name }: { docId: string; name: string }) {
           // Undo and redo of this user's own edits only (Y.UndoManager), not the others'.
           Prec.high(keymap.of(yUndoManagerKeymap)),
           EditorView.lineWrapping,
+          editorLook,
           EditorView.contentAttributes.of({ "aria-label": `Document ${docId}` }),
           yCollab(doc.text, null, { undoManager }),
           remoteSelections(doc.text, doc.awareness),

@@ -131,6 +131,7 @@ export class DocSession {
     this.awareness.on("change", this.onAwarenessChange);
     socket.on("connect", this.onConnect);
     socket.on("disconnect", this.onDisconnect);
+    socket.on("connect_error", this.onConnectError);
     socket.on("doc:update", this.onRemoteUpdate);
     socket.on("doc:awareness", this.onRemoteAwareness);
     this.refreshPeers();
@@ -169,6 +170,11 @@ export class DocSession {
     const others = [...this.awareness.getStates().keys()].filter((id) => id !== this.doc.clientID);
     if (others.length > 0) removeAwarenessStates(this.awareness, others, REMOTE);
     this.set({ status: "offline" });
+  };
+
+  /** A refused or failed connection (the manager retries a lost one by itself). */
+  private onConnectError = (err: Error) => {
+    this.set({ status: "offline", error: `Cannot connect to /docs: ${err.message}` });
   };
 
   /** Sync step 1 (ours) and 2 (both ways): see the module comment. */
@@ -348,6 +354,7 @@ export class DocSession {
     this.awareness.off("change", this.onAwarenessChange);
     this.socket.off("connect", this.onConnect);
     this.socket.off("disconnect", this.onDisconnect);
+    this.socket.off("connect_error", this.onConnectError);
     this.socket.off("doc:update", this.onRemoteUpdate);
     this.socket.off("doc:awareness", this.onRemoteAwareness);
     if (this.socket.connected) {

@@ -62,6 +62,7 @@ export function remoteSelections(text: Y.Text, awareness: Awareness): Extension 
   const plugin = ViewPlugin.fromClass(
     class {
       decorations: DecorationSet = RangeSet.of([]);
+      private destroyed = false;
       private readonly onChange: (change: { added: number[]; updated: number[]; removed: number[] }) => void;
 
       constructor(private readonly view: EditorView) {
@@ -69,7 +70,9 @@ export function remoteSelections(text: Y.Text, awareness: Awareness): Extension 
           const me = awareness.clientID;
           if ([...added, ...updated, ...removed].some((id) => id !== me)) {
             // Redraw in a transaction of its own (not during another update).
-            queueMicrotask(() => this.view.dispatch({}));
+            queueMicrotask(() => {
+              if (!this.destroyed) this.view.dispatch({});
+            });
           }
         };
         awareness.on("change", this.onChange);
@@ -127,6 +130,7 @@ export function remoteSelections(text: Y.Text, awareness: Awareness): Extension 
       }
 
       destroy() {
+        this.destroyed = true;
         awareness.off("change", this.onChange);
       }
     },
