@@ -146,6 +146,9 @@ export function ChatProvider({ me, children }: { me: string; children: ReactNode
     return { rooms: names.map(newRoom), active: null };
   });
   const stateRef = useRef(state);
+  // The rooms to be in, updated at once by join/leave (not after a render): a "connect" that
+  // comes before React has rendered a join still joins that room.
+  const roomsRef = useRef<string[]>(state.rooms.map((r) => r.name));
   useEffect(() => {
     stateRef.current = state;
     sessionStorage.setItem(savedRoomsKey(me), JSON.stringify(state.rooms.map((r) => r.name)));
@@ -176,7 +179,7 @@ export function ChatProvider({ me, children }: { me: string; children: ReactNode
     const again = connectedBefore.current;
     connectedBefore.current = true;
     const recovered = chatSocket.recovered;
-    const added = await Promise.all(stateRef.current.rooms.map((r) => joinOnServer(r.name, again)));
+    const added = await Promise.all(roomsRef.current.map((room) => joinOnServer(room, again)));
     if (!again) return;
     // `recovered`: the server kept this socket's session (and its rooms) and replayed what it
     // missed; joining again is harmless then (a join is idempotent) and refreshes presence.
@@ -189,7 +192,7 @@ export function ChatProvider({ me, children }: { me: string; children: ReactNode
     // Connected before this provider mounted: join the rooms (not a reconnection).
     if (chatSocket.connected) {
       connectedBefore.current = true;
-      for (const room of stateRef.current.rooms) void joinOnServer(room.name, false);
+      for (const room of roomsRef.current) void joinOnServer(room, false);
     }
   }, [joinOnServer]);
   useSocketEvent(chatSocket, "disconnect", () => dispatch({ type: "disconnected" }));
@@ -216,12 +219,14 @@ export function ChatProvider({ me, children }: { me: string; children: ReactNode
       active: state.active,
       me,
       join(room) {
-        if (stateRef.current.rooms.some((r) => r.name === room)) return;
+        if (roomsRef.current.includes(room)) return;
+        roomsRef.current = [...roomsRef.current, room];
         dispatch({ type: "add", room });
         // Not connected: the next "connect" joins every room of the list.
         if (chatSocket.connected) void joinOnServer(room, false);
       },
       leave(room) {
+        roomsRef.current = roomsRef.current.filter((r) => r !== room);
         dispatch({ type: "remove", room });
         if (chatSocket.connected) chatSocket.emit("leave", room);
       },

@@ -14,7 +14,7 @@ type Status =
   | { kind: "connecting" }
   | { kind: "connected"; reconnectedAfter: number }
   // waiting before attempt `attempt`; `nextAt` from the backoff's nominal delay (±50% jitter)
-  | { kind: "waiting"; attempt: number; nextAt: number; reason: string }
+  | { kind: "waiting"; attempt: number; nextAt: number; delayMs: number; reason: string }
   | { kind: "reconnecting"; attempt: number }
   | { kind: "failed" }
   | { kind: "refused"; message: string };
@@ -68,7 +68,7 @@ export function ConnectionStatus() {
     resetRecovery();
     if (reason === "io client disconnect") setStatus({ kind: "offline" });
     else if (reason === "io server disconnect") setStatus({ kind: "connecting" }); // a fresh token, then again
-    else setStatus({ kind: "waiting", attempt: 1, nextAt: Date.now() + nominalDelayMs(1), reason });
+    else setStatus({ kind: "waiting", attempt: 1, nextAt: Date.now() + nominalDelayMs(1), delayMs: nominalDelayMs(1), reason });
   });
   useSocketEvent(chatSocket, "connect_error", (err: Error) => {
     // Refused by the server's middleware: the socket is no longer active and will not retry.
@@ -81,7 +81,8 @@ export function ConnectionStatus() {
     setStatus((s) => {
       if (s.kind !== "reconnecting" || s.attempt >= RECONNECTION_ATTEMPTS) return s;
       const attempt = s.attempt + 1;
-      return { kind: "waiting", attempt, nextAt: Date.now() + nominalDelayMs(attempt), reason: "no answer" };
+      const delayMs = nominalDelayMs(attempt);
+      return { kind: "waiting", attempt, nextAt: Date.now() + delayMs, delayMs, reason: "no answer" };
     });
   });
   // Emitted before the last attempt's reconnect_error (which then changes nothing above).
@@ -117,7 +118,8 @@ export function ConnectionStatus() {
         : "Connected";
       break;
     case "waiting": {
-      const seconds = Math.max(0, Math.ceil((status.nextAt - now) / 1000));
+      // `now` is from the last tick (at most 250 ms old), or older right after the change.
+      const seconds = Math.max(0, Math.ceil(Math.min(status.delayMs, status.nextAt - now) / 1000));
       text = `Connection lost (${status.reason}). Reconnecting: attempt ${status.attempt} of ${RECONNECTION_ATTEMPTS} in ~${seconds} s`;
       break;
     }
