@@ -135,11 +135,14 @@ export function ConnectionStatus() {
   }
 
   let recovered = "";
-  if (status.kind === "connected" && recovery) {
+  // Said only when something was recovered: a reconnection that missed nothing says nothing.
+  if (status.kind === "connected" && recovery && (recovery.server || recovery.messages || recovery.notifications)) {
     if (recovery.server) recovered = "Session recovered by the server (socket.recovered): missed events were replayed.";
     else {
       const parts = [];
-      parts.push(`${recovery.messages} missed message${recovery.messages === 1 ? "" : "s"} merged from room history`);
+      if (recovery.messages) {
+        parts.push(`${recovery.messages} missed message${recovery.messages === 1 ? "" : "s"} merged from room history`);
+      }
       if (recovery.notifications) {
         parts.push(`${recovery.notifications} notification${recovery.notifications === 1 ? "" : "s"} from the inbox`);
       }
