@@ -125,6 +125,8 @@ const editorLook = EditorView.theme({
   "&": { minHeight: "18rem", backgroundColor: "white" },
   "&.cm-focused": { outline: "2px solid #74c0fc" },
   ".cm-content, .cm-gutter": { minHeight: "18rem" },
+  // Room above the first line for the other editors' name labels (drawn above their carets).
+  ".cm-content": { paddingTop: "1.1em" },
   ".cm-scroller": { fontFamily: "ui-monospace, SFMono-Regular, Menlo, Consolas, monospace" },
 });
 
