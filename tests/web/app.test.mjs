@@ -10,6 +10,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe } from "node:test";
 import { io } from "socket.io-client";
+import { nowS, sign } from "./lib/jwt.mjs";
 import { SwitchyardServer, withTimeout, wrapTest } from "./lib/server.mjs";
 import {
   APP_CSP,
@@ -346,5 +347,45 @@ describe("reconnection", () => {
       for (const s of others) s.disconnect();
       await a.context.close();
     }
+  });
+});
+
+describe("sign-in", () => {
+  describe("dev mode", () => {
+    const { app, test } = useApp();
+    test("a name the server refuses is shown, and a good one then connects", { timeout: 60_000, skip: OLD_SERVER && "no /auth/dev-token" }, async () => {
+      const a = await openApp(browser, app.url, "/");
+      try {
+        await a.page.fill(byTestId("signin-name"), "a\u0007b");
+        await a.page.click(byTestId("signin-submit"));
+        await waitText(a.page, byTestId("signin-error"), /control characters/);
+        await signIn(a.page, "kim");
+        // A 400 of /auth/dev-token is logged by Chromium as a failed load: not a script error.
+        assert.deepEqual(a.errors.filter((e) => !e.includes("status of 400")), []);
+      } finally {
+        await a.context.close();
+      }
+    });
+  });
+
+  describe("a real key: tokens come from the app's backend", () => {
+    const SECRET = "app-test-secret-0123456789abcdef0123456789";
+    const { app, test } = useApp({ JWT_SECRET: SECRET });
+    test("the page asks for a token from the backend, and a pasted one connects", { timeout: 60_000, skip: OLD_SERVER && "no /auth/config" }, async () => {
+      const a = await openApp(browser, app.url, "/chat/general");
+      try {
+        await waitText(a.page, byTestId("signin"), /your own backend/);
+        assert.equal(await a.page.$(byTestId("signin-name")), null);
+        const token = sign("HS256", { sub: "lena", exp: nowS() + 600, rooms: ["*"] }, SECRET);
+        await a.page.fill(byTestId("signin-token"), token);
+        await a.page.click(byTestId("signin-submit"));
+        await waitText(a.page, byTestId("user-name"), "lena");
+        await waitState(a.page, "connected");
+        await waitText(a.page, byTestId("online-list"), "lena");
+        assert.deepEqual(a.errors, []);
+      } finally {
+        await a.context.close();
+      }
+    });
   });
 });

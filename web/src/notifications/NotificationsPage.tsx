@@ -2,6 +2,7 @@
 // another user (every open tab of theirs gets it, and their inbox keeps it).
 
 import { useEffect, useState, type FormEvent } from "react";
+import { Link } from "../components/router";
 import { useNotifications, notificationKey, type Notification } from "./NotificationsContext";
 
 export function NotificationsPage() {
@@ -47,7 +48,12 @@ function NotificationItem({ n }: { n: Notification }) {
         </span>
         <span className="kind">
           {KIND_LABEL[n.kind ?? "direct"] ?? n.kind}
-          {n.room ? ` in #${n.room}` : ""}
+          {n.room && (
+            <>
+              {" in "}
+              <Link to={`/chat/${encodeURIComponent(n.room)}`}>#{n.room}</Link>
+            </>
+          )}
         </span>
         <time dateTime={time.toISOString()}>{time.toLocaleString()}</time>
       </div>
