@@ -116,6 +116,12 @@ test("a call is accepted, both sides connect with media, and a hang-up ends it o
   alice = await openCallPage("alice");
   bob = await openCallPage("bob");
 
+  // One listener per event however often React mounted the page.
+  for (const user of [alice, bob]) {
+    const count = await user.page.evaluate(() => window.__switchyard?.listeners("/calls", "call:incoming") ?? 1);
+    assert.equal(count, 1, `${user.name}'s call:incoming listeners`);
+  }
+
   await call(alice, bob);
   await bob.page.getByTestId("call-accept").click();
   await phase(alice, "active");

@@ -24,7 +24,13 @@ const WAIT = 30_000;
 const FIXED_PORT = process.env.SWITCHYARD_PORT ? Number(process.env.SWITCHYARD_PORT) : undefined;
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), "switchyard-docs-test-"));
-const server = new SwitchyardServer({ DOCS: "true", SWITCHYARD_DATA_DIR: dataDir });
+/** Updates over 16 KiB are refused (default 256 KiB): the last test pastes more. */
+const MAX_UPDATE_BYTES = 16 * 1024;
+const server = new SwitchyardServer({
+  DOCS: "true",
+  SWITCHYARD_DATA_DIR: dataDir,
+  DOCS_MAX_UPDATE_BYTES: String(MAX_UPDATE_BYTES),
+});
 const test = wrapTest(server);
 const appOrigin = () => process.env.APP_ORIGIN || server.url;
 
@@ -200,6 +206,14 @@ test("two users edit one document at once and converge; names, carets and pointe
   await alice.page.mouse.move(300, 300);
   assert.equal(await alice.page.locator('[data-testid="docs-pointer"][data-name="alice"]').count(), 0);
 
+  // One listener per event however often React mounted the page (StrictMode, reconnections).
+  for (const editor of [alice, bob]) {
+    const counts = await editor.page.evaluate(() =>
+      ["doc:update", "doc:awareness"].map((event) => window.__switchyard?.listeners("/docs", event) ?? 1),
+    );
+    assert.deepEqual(counts, [1, 1], `${editor.name}'s listeners on /docs`);
+  }
+
   await alice.page.screenshot({ path: path.join(SCREENSHOT_DIR, "switchyard-docs-a.png") });
   await bob.page.screenshot({ path: path.join(SCREENSHOT_DIR, "switchyard-docs-b.png") });
 
@@ -252,4 +266,28 @@ test("another document is separate", { timeout: 60_000 }, async () => {
   await waitText(erin.page, `${LINE_A}\n${LINE_B} (carol)`);
   await assertClean(erin);
   await closeEditor(erin);
+});
+
+test("an update over the server's limit is refused: the page says so and the other page never gets it", { timeout: 90_000 }, async () => {
+  const docId = `${DOC}-large`;
+  const frank = await openEditor("frank", docId);
+  const grace = await openEditor("grace", docId);
+  await frank.page.locator(".cm-content").click();
+  await frank.page.keyboard.type("small");
+  await waitText(grace.page, "small");
+
+  await frank.page.keyboard.insertText("x".repeat(MAX_UPDATE_BYTES + 4096));
+  await frank.page.getByTestId("docs-error").filter({ hasText: "update too large" }).waitFor();
+  assert.notEqual(await frank.page.getByTestId("docs-status").getAttribute("data-status"), "synced");
+  // Nothing of it reached the server, so nothing reached grace; her own edits still go through.
+  await grace.page.locator(".cm-content").click();
+  await grace.page.keyboard.press("Control+End");
+  await grace.page.keyboard.type("!");
+  await waitSynced(grace.page);
+  assert.equal(await editorText(grace.page), "small!");
+
+  await assertClean(frank);
+  await assertClean(grace);
+  await closeEditor(frank);
+  await closeEditor(grace);
 });
