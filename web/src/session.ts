@@ -4,8 +4,9 @@
 // - `devTokens: true` (dev mode): the page asks `POST /auth/dev-token` for a short-lived JWT
 //   for a name. The sockets' `auth` is a function that fetches a FRESH token for every
 //   (re)connection, so a reconnection after the token expired just works.
-// - `jwt: true, devTokens: false` (a real key): tokens come from the app's own backend, which
-//   signs them after its own login. The page lets a token be pasted, for trying.
+// - `devTokens: false` (`jwt: true`: a real key; or dev tokens turned off): tokens come from
+//   the app's own backend, which signs them after its own login. The page lets a token be
+//   pasted, for trying.
 // - 404 (a server older than /auth/*): see `legacyProvider` below.
 
 import { useSyncExternalStore } from "react";
@@ -15,7 +16,7 @@ export type AuthConfig =
   | { kind: "loading" }
   | { kind: "dev"; tokenTtlS: number } // dev tokens from /auth/dev-token
   | { kind: "jwt"; tokenTtlS: number } // tokens from the app's backend (paste one)
-  | { kind: "names" } // no tokens at all: the handshake names the user (old servers)
+  | { kind: "names" } // /auth/config is 404 (old servers): the handshake names the user
   | { kind: "error"; message: string };
 
 export type Session = { name: string };
@@ -59,9 +60,8 @@ export function loadAuthConfig(): void {
       if (!res.ok) throw new Error(`/auth/config answered ${res.status}`);
       const body = (await res.json()) as { devTokens?: boolean; jwt?: boolean; tokenTtlS?: number };
       const tokenTtlS = body.tokenTtlS ?? 0;
-      if (body.devTokens) setState({ config: { kind: "dev", tokenTtlS } });
-      else if (body.jwt) setState({ config: { kind: "jwt", tokenTtlS } });
-      else setState({ config: { kind: "names" } });
+      // No dev tokens (a real key, or `--dev-tokens=false`): tokens come from the app's backend.
+      setState({ config: body.devTokens ? { kind: "dev", tokenTtlS } : { kind: "jwt", tokenTtlS } });
       // Signed in in this tab before a reload: sign in again (dev tokens and names only).
       const saved = sessionStorage.getItem(SAVED_NAME);
       if (saved && !state.session && state.config.kind !== "jwt") void signIn(saved).catch(() => {});
@@ -113,8 +113,8 @@ function devTokenProvider(name: string) {
 }
 
 /**
- * FALLBACK FOR OLD SERVERS ONLY (those without `/auth/*`, i.e. `/auth/config` answered 404, or
- * `jwt: false, devTokens: false`): there is no token to get, and the server's dev mode takes
+ * FALLBACK FOR OLD SERVERS ONLY (those without `/auth/*`: `/auth/config` answered 404): there
+ * is no token to get, and the server's dev mode takes
  * the name from the handshake (`name` on /chat, `user` on /notifications). Never do this
  * against a server that issues tokens.
  */

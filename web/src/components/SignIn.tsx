@@ -32,9 +32,10 @@ export function SignIn() {
       <section className="card signin" data-testid="signin">
         <h2>Sign in</h2>
         <p>
-          This server checks tokens signed with a real key: in your app, <strong>your own backend</strong> signs a
-          short-lived JWT after its login and the page gets it from there (for each connection). For trying, paste
-          one (e.g. from <code>switchyard mint-token</code>).
+          This server gives the page no tokens: in your app, <strong>your own backend</strong> signs a short-lived
+          JWT after its own login, and the page gets a fresh one from there for each connection. For trying, paste
+          one (e.g. from <code>switchyard mint-token</code>); it cannot be renewed here, so once it expires, sign in
+          again.
         </p>
         <form onSubmit={submit} className="stack">
           <label>
