@@ -35,13 +35,17 @@ export function CallPage() {
 
   useEffect(() => {
     if (!session) return;
-    // The socket is the app's (one Engine.IO connection); this page connects its namespace.
-    if (!callsSocket.active) callsSocket.connect();
+    // The socket is the app's (one Engine.IO connection); this page connects its namespace
+    // while it is open, so a user is reachable ("online" for call:invite) only on this page,
+    // where someone can answer.
     const created = new CallClient(callsSocket);
+    if (!callsSocket.active) callsSocket.connect();
     setClient(created);
     return () => {
-      // StrictMode's first unmount, or leaving the page: hang up, camera off, connection closed.
+      // StrictMode's first unmount, or leaving the page: hang up, camera off, connection
+      // closed, and no longer reachable.
       created.destroy();
+      callsSocket.disconnect();
       setClient(null);
     };
   }, [session]);
