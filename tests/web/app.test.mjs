@@ -256,7 +256,7 @@ describe("chat and notifications", () => {
   });
 
   test("no CSP violation on any page", { timeout: 60_000, skip: USE_VITE && "served by Vite (no CSP)" }, async () => {
-    const res = await fetch(`${server.url}/`);
+    const res = await fetch(`${app.url}/`);
     assert.equal(res.headers.get("content-security-policy"), APP_CSP);
     const a = await openApp(browser, app.url, "/");
     try {

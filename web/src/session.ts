@@ -55,13 +55,13 @@ export function loadAuthConfig(): void {
     .then(async (res) => {
       if (res.status === 404) {
         setState({ config: { kind: "names" } });
-        return;
+      } else {
+        if (!res.ok) throw new Error(`/auth/config answered ${res.status}`);
+        const body = (await res.json()) as { devTokens?: boolean; jwt?: boolean; tokenTtlS?: number };
+        const tokenTtlS = body.tokenTtlS ?? 0;
+        // No dev tokens (a real key, or `--dev-tokens=false`): tokens come from the app's backend.
+        setState({ config: body.devTokens ? { kind: "dev", tokenTtlS } : { kind: "jwt", tokenTtlS } });
       }
-      if (!res.ok) throw new Error(`/auth/config answered ${res.status}`);
-      const body = (await res.json()) as { devTokens?: boolean; jwt?: boolean; tokenTtlS?: number };
-      const tokenTtlS = body.tokenTtlS ?? 0;
-      // No dev tokens (a real key, or `--dev-tokens=false`): tokens come from the app's backend.
-      setState({ config: body.devTokens ? { kind: "dev", tokenTtlS } : { kind: "jwt", tokenTtlS } });
       // Signed in in this tab before a reload: sign in again (dev tokens and names only).
       const saved = sessionStorage.getItem(SAVED_NAME);
       if (saved && !state.session && state.config.kind !== "jwt") void signIn(saved).catch(() => {});

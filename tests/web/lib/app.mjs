@@ -3,11 +3,14 @@
 //
 // The page comes from the binary itself (it embeds web/dist). Before a binary embeds the app,
 // `APP_VITE=1` serves it from Vite's dev server instead (web/, `npm ci` there first), proxying
-// to the test's server: React's development build, so StrictMode really mounts twice; the
-// CSP is the server's, so the CSP test is skipped then.
+// to the test's server: React's development build, so StrictMode really mounts twice; no CSP
+// there, so the CSP test is skipped. `APP_VITE=preview` serves the build (web/dist, after
+// `npm run build`) with `vite preview`, the contract's CSP header and the same proxy.
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import os from "node:os";
 import net from "node:net";
 import path from "node:path";
 import { chromium } from "playwright-core";
@@ -21,7 +24,8 @@ export const APP_CSP =
 /** How long a condition may take to come true: generous, the tests never time instants. */
 export const WAIT = 20_000;
 
-export const USE_VITE = !!process.env.APP_VITE;
+export const USE_VITE = !!process.env.APP_VITE && process.env.APP_VITE !== "preview";
+const USE_PREVIEW = process.env.APP_VITE === "preview";
 
 export async function launchBrowser() {
   assertChromium();
@@ -44,10 +48,30 @@ function freePort() {
  * server started for it and stopped by `stop()` (by its PID).
  */
 export async function appFor(server) {
-  if (!USE_VITE) return { url: server.url, stop: async () => {} };
+  if (!USE_VITE && !USE_PREVIEW) return { url: server.url, stop: async () => {} };
   const port = await freePort();
   const webDir = path.resolve(WEB_DIR, "../../web");
-  const child = spawn(process.execPath, [path.join(webDir, "node_modules/vite/bin/vite.js"), "--port", String(port), "--strictPort", "--host", "127.0.0.1"], {
+  const args = ["--port", String(port), "--strictPort", "--host", "127.0.0.1"];
+  let configDir = null;
+  if (USE_PREVIEW) {
+    // A config of plain data (no imports), so it can live in a temporary directory.
+    configDir = mkdtempSync(path.join(os.tmpdir(), "switchyard-preview-"));
+    const config = path.join(configDir, "vite.preview.config.mjs");
+    const target = server.url;
+    writeFileSync(
+      config,
+      `export default ${JSON.stringify({
+        root: webDir,
+        logLevel: "warn",
+        preview: {
+          headers: { "Content-Security-Policy": APP_CSP },
+          proxy: { "/socket.io": { target, ws: true }, "/auth": target, "/api": target },
+        },
+      })};\n`,
+    );
+    args.unshift("preview", "--config", config);
+  }
+  const child = spawn(process.execPath, [path.join(webDir, "node_modules/vite/bin/vite.js"), ...args], {
     cwd: webDir,
     env: { ...process.env, SWITCHYARD_URL: server.url },
     stdio: ["ignore", "pipe", "pipe"],
@@ -71,6 +95,7 @@ export async function appFor(server) {
       const exited = new Promise((r) => child.once("exit", r));
       process.kill(child.pid, "SIGTERM");
       await withTimeout(exited, 10_000, "vite to exit");
+      if (configDir) rmSync(configDir, { recursive: true, force: true });
     },
   };
 }
