@@ -368,6 +368,35 @@ describe("sign-in", () => {
     });
   });
 
+  describe("short-lived dev tokens", () => {
+    const { server, app, test } = useApp({ DEV_TOKEN_TTL_S: "10" });
+    test("a token that expires is replaced: the page connects again with a fresh one and stays in its rooms", { timeout: 90_000, skip: OLD_SERVER && "no /auth/dev-token" }, async () => {
+      const a = await openApp(browser, app.url, "/chat/general");
+      const others = [];
+      try {
+        await signIn(a.page, "max");
+        await waitText(a.page, byTestId("online-list"), "max");
+        // Count the server's `auth_expired` (a listener of the test's own, added after sign-in).
+        await a.page.evaluate(() => {
+          window.__expired = 0;
+          window.__switchyard.sockets["/chat"].on("auth_expired", () => window.__expired++);
+        });
+        await a.page.waitForFunction(() => window.__expired > 0, null, { timeout: 40_000 });
+        await waitState(a.page, "connected");
+        // Connected with a fresh token, in #general again: another user's message arrives.
+        const nia = await nodeUser(server, "/chat", "nia");
+        others.push(nia);
+        await nia.timeout(5000).emitWithAck("join", "general");
+        await nia.timeout(5000).emitWithAck("message", { room: "general", text: "still with us?" });
+        await waitText(a.page, `${byTestId("message")}:last-child ${byTestId("message-text")}`, "still with us?");
+        assert.deepEqual(a.errors, []);
+      } finally {
+        for (const s of others) s.disconnect();
+        await a.context.close();
+      }
+    });
+  });
+
   describe("a real key: tokens come from the app's backend", () => {
     const SECRET = "app-test-secret-0123456789abcdef0123456789";
     const { app, test } = useApp({ JWT_SECRET: SECRET });

@@ -11,7 +11,7 @@ import { resetRecovery, useRecovery } from "../hooks/recovery";
 
 type Status =
   | { kind: "offline" }
-  | { kind: "connecting" }
+  | { kind: "connecting"; why?: string }
   | { kind: "connected"; reconnectedAfter: number }
   // waiting before attempt `attempt`; `nextAt` from the backoff's nominal delay (±50% jitter)
   | { kind: "waiting"; attempt: number; nextAt: number; delayMs: number; reason: string }
@@ -67,9 +67,13 @@ export function ConnectionStatus() {
   useSocketEvent(chatSocket, "disconnect", (reason: string) => {
     resetRecovery();
     if (reason === "io client disconnect") setStatus({ kind: "offline" });
-    else if (reason === "io server disconnect") setStatus({ kind: "connecting" }); // a fresh token, then again
+    // Disconnected by the server (after `auth_expired`, say): socket.ts connects again at once,
+    // and the auth function fetches a fresh token.
+    else if (reason === "io server disconnect") setStatus((s) => ({ kind: "connecting", why: s.kind === "connecting" ? s.why : undefined }));
     else setStatus({ kind: "waiting", attempt: 1, nextAt: Date.now() + nominalDelayMs(1), delayMs: nominalDelayMs(1), reason });
   });
+  // The token expired: the server says so just before it disconnects the socket.
+  useSocketEvent(chatSocket, "auth_expired", () => setStatus({ kind: "connecting", why: "token expired" }));
   useSocketEvent(chatSocket, "connect_error", (err: Error) => {
     // Refused by the server's middleware: the socket is no longer active and will not retry.
     if (!chatSocket.active) setStatus({ kind: "refused", message: err.message });
@@ -110,7 +114,7 @@ export function ConnectionStatus() {
       text = "Not connected";
       break;
     case "connecting":
-      text = "Connecting…";
+      text = status.why ? `The ${status.why}: connecting again with a fresh one…` : "Connecting…";
       break;
     case "connected":
       text = status.reconnectedAfter
