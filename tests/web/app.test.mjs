@@ -294,16 +294,19 @@ describe("reconnection", () => {
       await server.kill();
       await waitText(a.page, byTestId("connection-text"), /attempt [1-5] of 5/);
       await screenshot(a.page, "switchyard-reconnecting.png");
-      // Restart while the page waits for its third attempt (at least 2 s away, with the
-      // backoff's jitter), so the message below is sent before the page is back: it can only
-      // reach the page from the room's history.
-      await a.page.waitForSelector(`${byTestId("connection-status")}[data-state="waiting"]`, { timeout: WAIT });
+      // Restart while the page waits for its third attempt, and send a message before the page
+      // is back, so it can only reach the page from the room's history. Until it is sent, the
+      // page's Socket.IO requests fail (an attempt then is one more failed attempt, whatever
+      // the machine's speed), and an attempt starts with a long-polling request (then upgrades).
       await waitText(a.page, byTestId("connection-text"), /attempt [3-5] of 5 in/, 40_000);
+      const blockSocketIo = (route) => route.abort();
+      await a.page.route("**/socket.io/**", blockSocketIo);
       await server.start(port);
       const hank = await nodeUser(server, "/chat", "hank");
       others.push(hank);
       assert.equal((await hank.timeout(5000).emitWithAck("join", "general")).room, "general");
       assert.deepEqual(await hank.timeout(5000).emitWithAck("message", { room: "general", text: "sent while you were away" }), { ok: true });
+      await a.page.unroute("**/socket.io/**", blockSocketIo);
 
       await waitState(a.page, "connected", 40_000);
       await waitText(a.page, `${byTestId("message")}:last-child ${byTestId("message-text")}`, "sent while you were away");
