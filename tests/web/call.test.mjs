@@ -5,32 +5,36 @@
 // goes to $SCREENSHOT_DIR (default: the system's temporary directory) as switchyard-call.png.
 //
 // No STUN or TURN server: the two browsers reach each other over loopback host candidates
-// (`--allow-loopback-in-peer-connection`). For developing the page against a server that does
-// not embed it: APP_ORIGIN=<a dev server proxying /socket.io and /auth to the test's server>
-// loads the pages from there, and SWITCHYARD_PORT fixes the test server's port.
+// (`--allow-loopback-in-peer-connection`). The page comes from the binary itself; before a
+// binary embeds the app, APP_VITE=1 (Vite's dev server: StrictMode mounts twice) or
+// APP_VITE=preview (the production build with the CSP) serve it, proxying to the test's
+// server (lib/app.mjs).
 
 import assert from "node:assert/strict";
 import os from "node:os";
 import path from "node:path";
 import { after, before } from "node:test";
 import { chromium } from "playwright-core";
+import { appFor } from "./lib/app.mjs";
 import { CHROMIUM, CHROMIUM_ARGS, SwitchyardServer, assertChromium, wrapTest } from "./lib/server.mjs";
 
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || os.tmpdir();
 /** Every wait for a condition: generous, so a loaded machine does not fail the test. */
 const WAIT = 30_000;
-const FIXED_PORT = process.env.SWITCHYARD_PORT ? Number(process.env.SWITCHYARD_PORT) : undefined;
 
 const server = new SwitchyardServer();
 const test = wrapTest(server);
-const appOrigin = () => process.env.APP_ORIGIN || server.url;
+/** Where the pages come from: the server, or a Vite server proxying to it (APP_VITE). */
+let app;
+const appOrigin = () => app.url;
 
 let browser;
 
 before(
   async () => {
     assertChromium();
-    await server.start(FIXED_PORT);
+    await server.start();
+    app = await appFor(server);
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -51,6 +55,7 @@ before(
 after(
   async () => {
     await browser?.close();
+    await app?.stop();
     await server.stop();
   },
   { timeout: 30_000 },

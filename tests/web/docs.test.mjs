@@ -6,9 +6,10 @@
 // switchyard-docs-a.png and switchyard-docs-b.png.
 //
 // The server runs with DOCS=true and SWITCHYARD_DATA_DIR=<a temporary directory> (the
-// environment forms of --docs and --data-dir). For developing the page against a server that
-// does not embed it: APP_ORIGIN=<a dev server proxying /socket.io and /auth to the test's
-// server> loads the pages from there, and SWITCHYARD_PORT fixes the test server's port.
+// environment forms of --docs and --data-dir). The page comes from the binary itself; before
+// a binary embeds the app, APP_VITE=1 (Vite's dev server: StrictMode mounts twice) or
+// APP_VITE=preview (the production build with the CSP) serve it, proxying to the test's
+// server (lib/app.mjs).
 
 import assert from "node:assert/strict";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -16,12 +17,12 @@ import os from "node:os";
 import path from "node:path";
 import { after, before } from "node:test";
 import { chromium } from "playwright-core";
+import { appFor } from "./lib/app.mjs";
 import { CHROMIUM, CHROMIUM_ARGS, SwitchyardServer, assertChromium, wrapTest } from "./lib/server.mjs";
 
 const SCREENSHOT_DIR = process.env.SCREENSHOT_DIR || os.tmpdir();
 /** Every wait for a condition: generous, so a loaded machine does not fail the test. */
 const WAIT = 30_000;
-const FIXED_PORT = process.env.SWITCHYARD_PORT ? Number(process.env.SWITCHYARD_PORT) : undefined;
 
 const dataDir = mkdtempSync(path.join(os.tmpdir(), "switchyard-docs-test-"));
 /** Updates over 16 KiB are refused (default 256 KiB): the last test pastes more. */
@@ -32,7 +33,9 @@ const server = new SwitchyardServer({
   DOCS_MAX_UPDATE_BYTES: String(MAX_UPDATE_BYTES),
 });
 const test = wrapTest(server);
-const appOrigin = () => process.env.APP_ORIGIN || server.url;
+/** Where the pages come from: the server, or a Vite server proxying to it (APP_VITE). */
+let app;
+const appOrigin = () => app.url;
 
 let browser;
 const contexts = new Set();
@@ -40,7 +43,8 @@ const contexts = new Set();
 before(
   async () => {
     assertChromium();
-    await server.start(FIXED_PORT);
+    await server.start();
+    app = await appFor(server);
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30_000 });
   },
   { timeout: 60_000 },
@@ -48,6 +52,7 @@ before(
 after(
   async () => {
     await browser?.close();
+    await app?.stop();
     await server.stop();
     rmSync(dataDir, { recursive: true, force: true });
   },
