@@ -2,11 +2,10 @@
 // /notifications namespaces, the static files, and the graceful shutdown.
 
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { after, afterEach, describe } from "node:test";
 import { io, Manager } from "socket.io-client";
-import { SwitchyardServer, WEB_DIR, useServer, withTimeout, sleep, wrapTest, roomAndMembers } from "./lib/server.mjs";
+import { SwitchyardServer, useServer, withTimeout, sleep, wrapTest, roomAndMembers } from "./lib/server.mjs";
+import { APP_CSP } from "./lib/app.mjs";
 
 const { server, test } = useServer();
 
@@ -72,32 +71,44 @@ async function waitFor(predicate, what, timeout = 3000) {
 }
 
 describe("static files", () => {
-  test("the page, its assets and the official client bundle are served; other paths are 404", async () => {
+  test("the React app's page and its assets are served; its routes answer the page; other paths are 404", async () => {
     const page = await fetch(`${server.url}/`);
     assert.equal(page.status, 200);
     assert.equal(page.headers.get("content-type"), "text/html; charset=utf-8");
+    assert.equal(page.headers.get("content-security-policy"), APP_CSP);
     const html = await page.text();
     assert.ok(html.startsWith("<!doctype html>"), html.slice(0, 40));
-    assert.ok(html.includes('<script src="/vendor/socket.io.min.js" defer></script>'));
-
-    const bundle = await fetch(`${server.url}/vendor/socket.io.min.js`);
-    assert.equal(bundle.status, 200);
-    assert.equal(bundle.headers.get("content-type"), "text/javascript; charset=utf-8");
-    const official = readFileSync(path.join(WEB_DIR, "node_modules/socket.io-client/dist/socket.io.min.js"));
-    assert.ok(Buffer.from(await bundle.arrayBuffer()).equals(official), "the served bundle is the npm one");
+    // The build's fixed names (web/vite.config.ts), loaded from this server only: no inline
+    // script or style (the CSP would refuse them).
+    assert.ok(html.includes('src="/assets/app.js"'), html);
+    assert.ok(html.includes('href="/assets/app.css"'), html);
+    assert.ok(!/<script(?![^>]*\bsrc=)[^>]*>/.test(html), "no inline script");
+    assert.ok(!/<style|\sstyle=/.test(html), "no inline style");
 
     for (const [asset, type] of [
-      ["/app.js", "text/javascript; charset=utf-8"],
-      ["/style.css", "text/css; charset=utf-8"],
+      ["/assets/app.js", "text/javascript; charset=utf-8"],
+      ["/assets/app.css", "text/css; charset=utf-8"],
     ]) {
       const res = await fetch(`${server.url}${asset}`);
       assert.equal(res.status, 200, asset);
       assert.equal(res.headers.get("content-type"), type, asset);
+      assert.ok((await res.arrayBuffer()).byteLength > 0, asset);
     }
+
+    // The app's routes (History API) answer the same page, so a reload or a link works.
+    for (const route of ["/index.html", "/chat", "/chat/general", "/notifications", "/docs", "/docs/notes", "/call"]) {
+      const res = await fetch(`${server.url}${route}`);
+      assert.equal(res.status, 200, route);
+      assert.equal(res.headers.get("content-type"), "text/html; charset=utf-8", route);
+      assert.equal(await res.text(), html, route);
+    }
+    const head = await fetch(`${server.url}/chat/general`, { method: "HEAD" });
+    assert.equal(head.status, 200);
 
     const missing = await fetch(`${server.url}/nope`);
     assert.equal(missing.status, 404);
-    assert.equal(await missing.text(), "Not Found");
+    assert.ok(missing.headers.get("content-type")?.startsWith("application/json"), missing.headers.get("content-type"));
+    assert.equal(typeof (await missing.json()).error, "string");
     const post = await fetch(`${server.url}/`, { method: "POST", body: "x" });
     assert.equal(post.status, 405);
     assert.equal(post.headers.get("allow"), "GET, HEAD");

@@ -181,6 +181,16 @@ export class SwitchyardServer {
     if (this.exit && !this.stopRequested) throw new Error(`switchyard died\n${this.logTail()}`);
   }
 
+  /** Kills the server at once (SIGKILL by its PID, no graceful close) and waits for the exit. */
+  async kill() {
+    const child = this.child;
+    if (!child || this.exit) return this.exit;
+    this.stopRequested = true;
+    const exited = new Promise((r) => child.once("exit", (code, signal) => r({ code, signal })));
+    process.kill(child.pid, "SIGKILL");
+    return withTimeout(exited, 10_000, "switchyard to exit after SIGKILL");
+  }
+
   /**
    * Sends SIGTERM (by PID) and waits for the exit; SIGKILL after `graceMs`.
    * Resolves with `{ code, signal }`.
