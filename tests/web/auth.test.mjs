@@ -9,7 +9,7 @@ import crypto from "node:crypto";
 import { after, afterEach, before, describe } from "node:test";
 import { promisify } from "node:util";
 import { io } from "socket.io-client";
-import { SwitchyardServer, switchyardBin, withTimeout, sleep, wrapTest, roomAndMembers } from "./lib/server.mjs";
+import { SwitchyardServer, switchyardBin, withTimeout, sleep, wrapTest, roomAndMembers, notifyAck } from "./lib/server.mjs";
 import { makeKeys, nowS, sign } from "./lib/jwt.mjs";
 
 const SECRET = "node-test-secret-0123456789abcdef";
@@ -122,8 +122,9 @@ describe("JWT", { concurrency: false }, () => {
       assert.deepEqual(roomAndMembers(await ask(socket, "join", "team-red")), { room: "team-red", members: 1 }, sub);
       const got = once(socket, "message");
       assert.deepEqual(await ask(socket, "message", { room: "team-red", text: `hi from ${sub}` }), { ok: true });
-      const [{ time, ...message }] = await got;
+      const [{ time, id, ...message }] = await got;
       assert.deepEqual(message, { room: "team-red", sender: sub, text: `hi from ${sub}` });
+      assert.equal(typeof id, "string");
       assert.equal(typeof time, "number");
       socket.disconnect();
     }
@@ -178,7 +179,7 @@ describe("JWT", { concurrency: false }, () => {
     // Public: today's auth.user identity, no token.
     const bob = await connect("/notifications", { auth: { user: "bob" } }, jwksOnly.url);
     const note = once(bob, "notification");
-    assert.deepEqual(await ask(bob, "notify", { to: "bob", text: "public" }), { delivered: 1 });
+    assert.deepEqual(notifyAck(await ask(bob, "notify", { to: "bob", text: "public" })), { delivered: 1 });
     assert.equal((await note)[0].from, "bob");
   });
 
@@ -302,7 +303,7 @@ describe("JWT", { concurrency: false }, () => {
     const bob2 = await connect("/notifications", { auth: { token: hs256(claims("bob")) } });
     const at1 = once(bob1, "notification");
     const at2 = once(bob2, "notification");
-    assert.deepEqual(await ask(alice, "notify", { to: "bob", text: "build passed" }), { delivered: 2 });
+    assert.deepEqual(notifyAck(await ask(alice, "notify", { to: "bob", text: "build passed" })), { delivered: 2 });
     const [[n1], [n2]] = await Promise.all([at1, at2]);
     assert.deepEqual([n1.from, n1.text, n2.from], ["alice", "build passed", "alice"]);
   });

@@ -1,7 +1,8 @@
 // The call page (/call) in headless Chromium with fake camera and microphone: two browser
 // contexts sign in as two users; one calls, the other accepts, and both pages show the
 // RTCPeerConnection `connected`; a hang-up ends the call on both sides; a declined call; a
-// call to a user who is not online shows the server's error; no CSP violation. A screenshot
+// call to a user who is not online shows the server's error; a call rings every tab of the
+// callee and the others stop ("answered elsewhere") when one answers; no CSP violation. A screenshot
 // goes to $SCREENSHOT_DIR (default: the system's temporary directory) as switchyard-call.png.
 //
 // No STUN or TURN server: the two browsers reach each other over loopback host candidates
@@ -180,6 +181,32 @@ test("calling a user who is not online shows the server's error", { timeout: 60_
   await alice.page.getByTestId("call-hangup").click(); // cancelled while it rings
   await ended(bob, "hangup");
   await phase(bob, "idle");
+
+  await assertClean(alice);
+  await assertClean(bob);
+});
+
+test("a call rings every tab of the callee; the others stop when one answers", { timeout: 90_000 }, async () => {
+  // Bob's second tab (same browser profile, signed in there too).
+  const page = await bob.context.newPage();
+  page.setDefaultTimeout(WAIT);
+  await page.goto(`${appOrigin()}/call`);
+  await page.getByTestId("signin-name").fill(bob.name);
+  await page.getByTestId("signin-submit").click();
+  await page.locator('[data-testid="call-online"][data-online="true"]').waitFor();
+  const bob2 = { name: "bob (second tab)", context: bob.context, page, errors: [] };
+
+  await alice.page.getByTestId("call-to").fill(bob.name);
+  await alice.page.getByTestId("call-start").click();
+  await bob.page.locator('[data-testid="call-incoming"][data-from="alice"]').waitFor();
+  await bob2.page.locator('[data-testid="call-incoming"][data-from="alice"]').waitFor();
+  await bob2.page.getByTestId("call-accept").click();
+  await ended(bob, "answered elsewhere");
+  await connection(alice, "connected");
+  await connection(bob2, "connected");
+  await alice.page.getByTestId("call-hangup").click();
+  await ended(bob2, "hangup");
+  await ended(alice, "hangup");
 
   await assertClean(alice);
   await assertClean(bob);

@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, afterEach, describe } from "node:test";
 import { io, Manager } from "socket.io-client";
-import { SwitchyardServer, useServer, withTimeout, sleep, wrapTest, roomAndMembers } from "./lib/server.mjs";
+import { SwitchyardServer, useServer, withTimeout, sleep, wrapTest, roomAndMembers, notifyAck } from "./lib/server.mjs";
 import { APP_CSP } from "./lib/app.mjs";
 
 const { server, test } = useServer();
@@ -149,8 +149,9 @@ describe("/chat", () => {
     const [[mine], [theirs]] = await Promise.all([atAlice, atBob]);
     const after = Date.now();
     assert.deepEqual(mine, theirs);
-    const { time, ...rest } = mine;
+    const { time, id, ...rest } = mine;
     assert.deepEqual(rest, { room: "general", sender: "alice", text: "hello, room" });
+    assert.equal(typeof id, "string", "every message has an id (a client merges history by it)");
     assert.equal(typeof time, "number");
     assert.ok(time >= before - 1000 && time <= after + 1000, `time ${time} within [${before}, ${after}]`);
 
@@ -297,16 +298,17 @@ describe("/notifications", () => {
     const at1 = once(bobTab1, "notification");
     const at2 = once(bobTab2, "notification");
     const before = Date.now();
-    assert.deepEqual(await ask(alice, "notify", { to: "bob", text: "build passed" }), { delivered: 2 });
+    assert.deepEqual(notifyAck(await ask(alice, "notify", { to: "bob", text: "build passed" })), { delivered: 2 });
     const [[n1], [n2]] = await Promise.all([at1, at2]);
     const after = Date.now();
     assert.deepEqual(n1, n2);
-    const { time, ...rest } = n1;
-    assert.deepEqual(rest, { from: "alice", text: "build passed" });
+    const { time, id, ...rest } = n1;
+    assert.deepEqual(rest, { from: "alice", text: "build passed", kind: "direct" });
+    assert.equal(typeof id, "string", "every notification has an id (the inbox is merged by it)");
     assert.ok(time >= before - 1000 && time <= after + 1000, `time ${time} within [${before}, ${after}]`);
 
     // A user may notify themselves (their other tabs): alice has one socket.
-    assert.deepEqual(await ask(alice, "notify", { to: "alice", text: "note to self" }), { delivered: 1 });
+    assert.deepEqual(notifyAck(await ask(alice, "notify", { to: "alice", text: "note to self" })), { delivered: 1 });
     await waitFor(() => aliceGot.length > 0, "alice's note to self");
     assert.deepEqual(
       aliceGot.map(([event, data]) => [event, data.from, data.text]),
@@ -327,7 +329,7 @@ describe("/notifications", () => {
 
   test("a user with no open tab gets nothing, and bad input gets an error ack", async () => {
     const alice = await connect("/notifications", { user: "alice" });
-    assert.deepEqual(await ask(alice, "notify", { to: "nobody-here", text: "hello?" }), { delivered: 0 });
+    assert.deepEqual(notifyAck(await ask(alice, "notify", { to: "nobody-here", text: "hello?" })), { delivered: 0 });
     const cases = [
       [{ to: "", text: "x" }, "to must be a user id"],
       [{ text: "x" }, "to must be a user id"],
@@ -354,7 +356,7 @@ describe("/notifications", () => {
     assert.equal(manager.engine.readyState, "open");
     assert.notEqual(chat.id, notes.id);
     const note = once(notes, "notification");
-    assert.deepEqual(await ask(notes, "notify", { to: "dora", text: "multiplexed" }), { delivered: 1 });
+    assert.deepEqual(notifyAck(await ask(notes, "notify", { to: "dora", text: "multiplexed" })), { delivered: 1 });
     assert.equal((await note)[0].text, "multiplexed");
     assert.deepEqual(roomAndMembers(await ask(chat, "join", "dora-room")), { room: "dora-room", members: 1 });
   });

@@ -82,6 +82,14 @@ async function openEditor(name, docId) {
     if (response.status() >= 400 && !expected) errors.push(`response: ${response.status()} ${response.url()}`);
   });
   page.on("pageerror", (error) => errors.push(`page: ${error.message}`));
+  // The awareness updates this page sends over its WebSocket (Socket.IO's text frame of each
+  // binary event names it; its attachment follows in a binary frame).
+  const awarenessSent = [];
+  page.on("websocket", (ws) =>
+    ws.on("framesent", ({ payload }) => {
+      if (typeof payload === "string" && payload.includes('"doc:awareness"')) awarenessSent.push(Date.now());
+    }),
+  );
   // Recorded from the first script on: CodeMirror's theme (style-mod), the carets, the pointers.
   await page.addInitScript(() => {
     window.__cspViolations = [];
@@ -93,7 +101,7 @@ async function openEditor(name, docId) {
   assert.equal(response.status(), 200);
   await signIn(page, name);
   await waitSynced(page);
-  return { name, context, page, errors };
+  return { name, context, page, errors, awarenessSent };
 }
 
 async function signIn(page, name) {
@@ -207,6 +215,21 @@ test("two users edit one document at once and converge; names, carets and pointe
     { timeout: WAIT },
   );
   assert.match(await pointer.textContent(), /bob/);
+  // Throttled: a burst of mouse moves sends at most ~15 awareness updates a second (one per
+  // 66 ms), however many moves there were.
+  const sentBefore = bob.awarenessSent.length;
+  const burstStart = Date.now();
+  for (let i = 0; i < 60; i++) {
+    await bob.page.mouse.move(box.x + 50 + i * 5, box.y + 60 + (i % 10) * 4);
+    await bob.page.waitForTimeout(5);
+  }
+  await bob.page.waitForTimeout(300);
+  const burstMs = Date.now() - burstStart;
+  const sent = bob.awarenessSent.length - sentBefore;
+  assert.ok(sent >= 1, "the pointer's moves were sent");
+  assert.ok(sent <= Math.ceil(burstMs / 66) + 3, `${sent} awareness updates in ${burstMs} ms: not throttled`);
+  assert.ok(sent < 60, `${sent} awareness updates for 60 moves`);
+
   // Alice's own pointer is not drawn for herself.
   await alice.page.mouse.move(300, 300);
   assert.equal(await alice.page.locator('[data-testid="docs-pointer"][data-name="alice"]').count(), 0);

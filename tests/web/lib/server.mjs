@@ -256,3 +256,16 @@ export function wrapTest(server) {
  * these two.
  */
 export const roomAndMembers = ({ room, members }) => ({ room, members });
+
+/**
+ * The ack of `notify` without its `id` (every notification has one, for the inbox merge),
+ * after checking it is there: `{ delivered }`.
+ */
+export function notifyAck(ack) {
+  if (ack && typeof ack === "object" && "delivered" in ack) {
+    const { id, ...rest } = ack;
+    if (typeof id !== "string") throw new Error(`notify ack without an id: ${JSON.stringify(ack)}`);
+    return rest;
+  }
+  return ack;
+}
