@@ -15,6 +15,8 @@ export default defineConfig({
     emptyOutDir: true,
     // No inline scripts or styles: the server's CSP allows only 'self'.
     assetsInlineLimit: 0,
+    // One stylesheet for the whole app, lazily loaded pages included (assets/app.css).
+    cssCodeSplit: false,
     modulePreload: { polyfill: false },
     rollupOptions: {
       output: {

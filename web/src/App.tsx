@@ -1,7 +1,7 @@
 // The app's shell: sign-in, the header (links, notifications badge, connection status) and
 // the pages by pathname.
 
-import { useEffect } from "react";
+import { lazy, Suspense, useEffect } from "react";
 import { loadAuthConfig, signOut, useSession } from "./session";
 import { Link, usePathname } from "./components/router";
 import { ConnectionStatus } from "./components/ConnectionStatus";
@@ -11,8 +11,11 @@ import { ChatProvider } from "./chat/ChatContext";
 import { ChatPage } from "./chat/ChatPage";
 import { NotificationsProvider, useNotifications } from "./notifications/NotificationsContext";
 import { NotificationsPage } from "./notifications/NotificationsPage";
-import { DocsPage } from "./docs/DocsPage";
 import { CallPage } from "./call/CallPage";
+
+// The editor (CodeMirror and Yjs) is most of the app's code: it loads with the first visit of a
+// document page, as its own file (assets/docs.js), so chat and notifications start faster.
+const DocsPage = lazy(() => import("./docs/DocsPage").then((module) => ({ default: module.DocsPage })));
 
 export function App() {
   const session = useSession();
@@ -109,7 +112,11 @@ function Page({ path, name }: { path: string; name: string }) {
     case "notifications":
       return <NotificationsPage />;
     case "docs":
-      return <DocsPage />;
+      return (
+        <Suspense fallback={<p className="loading">Loading the editor…</p>}>
+          <DocsPage />
+        </Suspense>
+      );
     case "call":
       return <CallPage />;
     default:
