@@ -95,13 +95,20 @@
 //! (their senders get no ack, and Yjs clients resend their whole state on their next join).
 //! Each update costs one SQLite commit, made while the document's other updates wait.
 //!
-//! Updates are applied, and documents loaded, on two threads with 256 MiB stacks rather than
+//! Updates are applied, documents loaded, and whole documents encoded (a join's sync, the
+//! size check near the limit, the merged state), on two threads with 256 MiB stacks rather than
 //! on async workers: `yrs` deletes nested types recursively (one stack frame per level), and a
 //! document of a few kilobytes can nest deep enough to overflow a worker's stack. The stacks
 //! cover documents of [`MAX_DOCUMENT_BYTES`] (4 MiB), the most
 //! [`DocLimits::max_document_bytes`] may be. Their queue holds
 //! [`DocLimits::max_store_queue`] jobs, and each wait (for a document another event holds,
 //! for these threads, for the store) lasts [`DocsConfig::timeout`] at most.
+//!
+//! A panic in `yrs` while it applies an update never aborts the server, and never leaves a
+//! half-applied copy in use: the update's transaction is not committed while unwinding (it is
+//! leaked, with the copy it locks), the update is refused ([`Refusal::Internal`]: nothing
+//! stored or relayed), and the copy is given up: the next event on the document loads it
+//! again from the store. The crate does not build with `panic = "abort"`.
 //!
 //! With [`Storage::Directory`] the database file is locked while the store is open: a second
 //! store on the same directory (another server) fails to open with [`StoreError::InUse`].

@@ -205,10 +205,12 @@ pub(crate) struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 #[command(next_help_heading = "Shared documents (Yjs)")]
 pub(crate) struct DocsSettings {
-    /// Serve shared Yjs documents on --docs-namespace (stored under --data-dir); per server,
-    /// not shared across a cluster.
-    #[arg(long = "docs", id = "docs_enabled", env = "DOCS", value_name = "BOOL", action = ArgAction::Set, default_value = "false", value_parser = parse_bool)]
-    pub enabled: bool,
+    /// Serve shared Yjs documents on --docs-namespace (stored under --data-dir; clients
+    /// identified as on /chat). Default: on when the server runs alone, off with --redis-url
+    /// (documents are per server, not shared across a cluster); --docs=false turns them off,
+    /// --docs=true on.
+    #[arg(long = "docs", id = "docs_enabled", env = "DOCS", value_name = "BOOL", action = ArgAction::Set, value_parser = parse_bool)]
+    pub enabled: Option<bool>,
 
     /// The namespace of the shared documents.
     #[arg(long = "docs-namespace", id = "docs_namespace", env = "DOCS_NAMESPACE", value_name = "NSP", default_value = "/docs", value_parser = parse_docs_namespace)]
@@ -289,7 +291,7 @@ impl Config {
         if self.grpc_port.is_some() && self.api_keys.is_none() {
             return Err("--grpc-port needs --api-keys (API_KEYS)".to_owned());
         }
-        if self.docs.enabled
+        if self.docs_enabled()
             && self.admin_ui.auth.is_some()
             && self.docs.namespace == self.admin_ui.namespace
         {
@@ -299,6 +301,15 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// Whether the shared documents are served: `--docs` if given, else on when the server
+    /// runs alone and off in a cluster (`--redis-url`). Off there because each server would
+    /// keep its own copies of a document (clients on different servers would not see each
+    /// other's edits), and servers started side by side (the cluster demo) would share the
+    /// default data directory, which one server at a time may open.
+    pub(crate) fn docs_enabled(&self) -> bool {
+        self.docs.enabled.unwrap_or(self.redis_url.is_none())
     }
 }
 
@@ -2965,8 +2976,24 @@ mod tests {
 
     #[test]
     fn shared_documents_settings() {
-        let defaults = config(&[], &[]).docs;
-        assert!(!defaults.enabled);
+        let alone = config(&[], &[]);
+        assert!(alone.docs_enabled(), "on by default on a lone server");
+        let clustered = config(&[("REDIS_URL", "redis://127.0.0.1:6379")], &[]);
+        assert!(!clustered.docs_enabled(), "off by default in a cluster");
+        for (env, args, on) in [
+            (&[][..], &["--docs=false"][..], false),
+            (&[][..], &["--docs", "false"][..], false),
+            (&[("DOCS", "off")][..], &[][..], false),
+            (
+                &[("REDIS_URL", "redis://127.0.0.1:6379")][..],
+                &["--docs=true"][..],
+                true,
+            ),
+        ] {
+            assert_eq!(config(env, args).docs_enabled(), on, "{env:?} {args:?}");
+        }
+        let defaults = alone.docs;
+        assert_eq!(defaults.enabled, None);
         assert_eq!(defaults.namespace, "/docs");
         assert_eq!(defaults.data_dir, PathBuf::from("./switchyard-data"));
         assert!(!defaults.in_memory);
@@ -2994,7 +3021,7 @@ mod tests {
             ],
         )
         .docs;
-        assert!(set.enabled && set.in_memory);
+        assert!(set.enabled == Some(true) && set.in_memory);
         assert_eq!(set.data_dir, PathBuf::from("/var/lib/switchyard"));
         assert_eq!((set.max_per_socket, set.max_open), (3, 5));
         assert!(

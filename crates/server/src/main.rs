@@ -340,11 +340,16 @@ fn admin_ui(io: &SocketIo, settings: &AdminUiSettings) -> anyhow::Result<Option<
     ))
 }
 
-/// The shared documents' namespace (`--docs`, off by default): Yjs documents stored under
-/// `--data-dir` (or in memory). With JWT on, a token is required there too.
+/// The shared documents' namespace (`--docs`: on by default on a lone server, off in a
+/// cluster): Yjs documents stored under `--data-dir` (or in memory). Its clients are
+/// identified by the same middleware as `/chat`'s: the token's `sub` with JWT on, else
+/// `auth.name` (dev mode), so that only an identified client edits.
 async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocService>> {
     let settings = &config.docs;
-    if !settings.enabled {
+    if !config.docs_enabled() {
+        if settings.enabled.is_none() {
+            info!("shared documents off in a cluster (--docs=true turns them on)");
+        }
         return Ok(None);
     }
     let storage = if settings.in_memory {
@@ -362,9 +367,10 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
     };
     let namespace = io.of(&settings.namespace);
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
-    if let Some(jwt) = &jwt {
-        namespace.use_middleware(jwt.middleware());
-    }
+    let token_required = jwt.is_some();
+    // Before the service's connection handler: a client that is not identified never
+    // reaches the documents.
+    identity::install(&namespace, jwt, "name");
     let service = DocService::attach(
         &namespace,
         DocsConfig {
@@ -385,13 +391,13 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
         Storage::Directory(directory) => info!(
             namespace = settings.namespace,
             store = %directory.join(Storage::FILE_NAME).display(),
-            token_required = jwt.is_some(),
+            token_required,
             "shared documents on"
         ),
         Storage::Memory => info!(
             namespace = settings.namespace,
             store = "memory",
-            token_required = jwt.is_some(),
+            token_required,
             "shared documents on (in memory only: lost when the server stops)"
         ),
     }

@@ -1,15 +1,16 @@
 //! The binary's shared documents (`/docs`): acknowledged edits survive a crash of the server
-//! (SIGKILL) on the same data directory, the limits come from the flags, the namespace is off
-//! by default and with `--docs false`. Real clients (`switchyard-client`) with `yrs` documents of their own.
+//! (SIGKILL) on the same data directory, the limits come from the flags, the namespace is on
+//! by default for identified clients (`auth.name` in dev mode) and off with `--docs=false`. Real clients (`switchyard-client`) with `yrs` documents of their own.
 
 mod common;
 
-use serde_json::Value;
-use switchyard_client::{Args, Binary, Manager, ManagerConfig, Socket, Transports};
+use serde_json::{json, Value};
+use switchyard_client::{Args, Binary, Manager, ManagerConfig, Socket, SocketOptions, Transports};
 use switchyard_testkit::DEADLINE;
 use yrs::updates::decoder::Decode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Text, Transact, Update};
 
+/// A client of `/docs`, named (dev mode: `auth.name`, as on `/chat`).
 async fn connect(url: &str) -> (Manager, Socket) {
     let config = ManagerConfig {
         reconnection: false,
@@ -17,7 +18,10 @@ async fn connect(url: &str) -> (Manager, Socket) {
         ..ManagerConfig::default()
     };
     let manager = Manager::new(url, config).expect("manager");
-    let socket = manager.socket("/docs");
+    let socket = manager.socket_with(
+        "/docs",
+        SocketOptions::default().auth(json!({ "name": "alice" })),
+    );
     tokio::time::timeout(DEADLINE, socket.connect())
         .await
         .expect("connect in time")
@@ -218,19 +222,47 @@ async fn the_limits_come_from_the_flags() {
     );
 }
 
+/// Connects to `/docs` with `auth`: whether the server admits the client.
+async fn admitted(url: &str, auth: Option<Value>) -> bool {
+    let config = ManagerConfig {
+        reconnection: false,
+        ..ManagerConfig::default()
+    };
+    let manager = Manager::new(url, config).expect("manager");
+    let options = match auth {
+        Some(auth) => SocketOptions::default().auth(auth),
+        None => SocketOptions::default(),
+    };
+    let socket = manager.socket_with("/docs", options);
+    tokio::time::timeout(DEADLINE, socket.connect())
+        .await
+        .expect("an answer in time")
+        .is_ok()
+}
+
+/// On by default (the demo's `cargo run --release`), for identified clients only (the same
+/// middleware as `/chat`: `auth.name` in dev mode); off with `--docs=false` or `--docs false`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn docs_are_off_by_default_and_with_docs_false() {
-    for args in [&["--port", "0"][..], &["--port", "0", "--docs", "false"]] {
+async fn docs_are_on_by_default_for_named_clients_and_off_with_docs_false() {
+    let server = common::start(&["--port", "0"], &[]);
+    assert!(admitted(&server.url, Some(json!({ "name": "alice" }))).await);
+    assert!(
+        !admitted(&server.url, None).await,
+        "an anonymous client is refused"
+    );
+    assert!(!admitted(&server.url, Some(json!({ "name": "  " }))).await);
+    let (_manager, socket) = connect(&server.url).await;
+    let doc = Doc::new();
+    assert_eq!(join(&socket, &doc, "notes").await, None);
+    drop(server);
+    for args in [
+        &["--port", "0", "--docs=false"][..],
+        &["--port", "0", "--docs", "false"],
+    ] {
         let server = common::start(args, &[]);
-        let config = ManagerConfig {
-            reconnection: false,
-            ..ManagerConfig::default()
-        };
-        let manager = Manager::new(&server.url, config).expect("manager");
-        let socket = manager.socket("/docs");
-        let refused = tokio::time::timeout(DEADLINE, socket.connect())
-            .await
-            .expect("an answer in time");
-        assert!(refused.is_err(), "/docs is served with {args:?}");
+        assert!(
+            !admitted(&server.url, Some(json!({ "name": "alice" }))).await,
+            "/docs is served with {args:?}"
+        );
     }
 }
