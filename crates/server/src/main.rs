@@ -368,9 +368,16 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
     let namespace = io.of(&settings.namespace);
     let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
     let token_required = jwt.is_some();
+    // As on /chat: a token with JWT on; in dev mode a development token, else a name.
+    let verifier = match jwt {
+        Some(jwt) => identity::Verifier::Required(jwt),
+        None => identity::Verifier::Optional(
+            dev_jwt_auth(&config.jwt).context("cannot set up the development key")?,
+        ),
+    };
     // Before the service's connection handler: a client that is not identified never
     // reaches the documents.
-    identity::install(&namespace, jwt, "name");
+    identity::install(&namespace, verifier, "name");
     let service = DocService::attach(
         &namespace,
         DocsConfig {
