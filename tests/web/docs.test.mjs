@@ -30,6 +30,8 @@ const MAX_UPDATE_BYTES = 16 * 1024;
 const server = new SwitchyardServer({
   DOCS: "true",
   SWITCHYARD_DATA_DIR: dataDir,
+  // lib/server.mjs keeps other tests' documents in memory; these are stored, for the restart.
+  DOCS_IN_MEMORY: "false",
   DOCS_MAX_UPDATE_BYTES: String(MAX_UPDATE_BYTES),
 });
 const test = wrapTest(server);
