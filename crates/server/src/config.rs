@@ -482,8 +482,8 @@ pub(crate) struct JwtSettings {
     pub disconnect_on_expiry: bool,
 
     /// For development only: `POST /auth/dev-token` mints development-secret tokens for any
-    /// name, unauthenticated. Effective only in dev mode (no key, or --jwt-dev-secret); with a
-    /// real key and no --jwt-dev-secret it is always off.
+    /// name, unauthenticated. Effective only without a real key (none configured, or only
+    /// --jwt-dev-secret); with JWT_SECRET, public keys or a JWKS it is always off.
     #[arg(long = "dev-tokens", env = "DEV_TOKENS", value_name = "BOOL", action = ArgAction::Set, default_value = "true", value_parser = parse_bool)]
     pub dev_tokens: bool,
 
@@ -510,9 +510,21 @@ impl JwtSettings {
         !self.enabled() || self.dev_secret
     }
 
-    /// Whether `POST /auth/dev-token` answers: dev mode and `--dev-tokens`.
+    /// Whether a key other than the development secret is configured.
+    fn real_key(&self) -> bool {
+        self.secret.is_some()
+            || self
+                .public_keys
+                .as_ref()
+                .is_some_and(|keys| !keys.is_empty())
+            || self.jwks.is_some()
+    }
+
+    /// Whether `POST /auth/dev-token` answers: `--dev-tokens` and no real key. A server with a
+    /// real key never hands out tokens over HTTP, even with --jwt-dev-secret left on (which
+    /// still accepts tokens signed offline with the published secret).
     pub(crate) fn dev_tokens_on(&self) -> bool {
-        self.dev_mode() && self.dev_tokens
+        self.dev_mode() && self.dev_tokens && !self.real_key()
     }
 
     /// The HMAC secrets accepted: the configured one, and the development one if allowed.
@@ -1281,6 +1293,15 @@ fn parse_secret(value: &str) -> Result<String, String> {
     if value.len() < 16 {
         return Err("expected a secret of at least 16 bytes".to_owned());
     }
+    // The development secret is published: as JWT_SECRET it would make the server look
+    // protected while anyone can sign its tokens.
+    if value == DEV_SECRET {
+        return Err(
+            "this is the published development secret: use a secret of your own, or \
+             --jwt-dev-secret for development"
+                .to_owned(),
+        );
+    }
     Ok(value.to_owned())
 }
 
@@ -1335,7 +1356,7 @@ fn parse_docs_namespace(value: &str) -> Result<String, String> {
     if !value.starts_with('/') || value.len() < 2 {
         return Err("expected a namespace such as /docs".to_owned());
     }
-    if matches!(value, "/chat" | "/notifications") {
+    if matches!(value, "/chat" | "/notifications" | "/calls") {
         return Err(format!("{value} is the demo's namespace"));
     }
     Ok(value.to_owned())
@@ -1412,12 +1433,18 @@ fn parse_path(value: &str) -> Result<PathBuf, String> {
 }
 
 fn parse_paths(value: &str) -> Result<Vec<PathBuf>, String> {
-    value
+    let paths = value
         .split(',')
         .map(str::trim)
         .filter(|path| !path.is_empty())
         .map(parse_path)
-        .collect()
+        .collect::<Result<Vec<_>, _>>()?;
+    // An empty list (`","`, or `"$A,$B"` with both unset) would silently leave JWT off: the
+    // server would run in dev mode, names taken on trust.
+    if paths.is_empty() {
+        return Err("expected one or more comma-separated files".to_owned());
+    }
+    Ok(paths)
 }
 
 fn parse_host(value: &str) -> Result<String, String> {
@@ -2836,6 +2863,25 @@ mod tests {
         );
         let message = error(&[], &["--jwt-secret=short-secret"]);
         assert!(!message.contains("short-secret"), "{message}");
+    }
+
+    #[test]
+    fn keys_that_would_leave_the_server_open_are_refused() {
+        // The published development secret as the real one: anyone could sign tokens.
+        let message = error(&[("JWT_SECRET", DEV_SECRET)], &[]);
+        assert!(
+            message.contains("published development secret"),
+            "{message}"
+        );
+        assert!(!message.contains(DEV_SECRET), "{message}");
+        // An empty list of public keys would silently mean "no key": dev mode.
+        for list in [",", " , "] {
+            let message = error(&[], &["--jwt-public-key", list]);
+            assert!(
+                message.contains("expected one or more comma-separated files"),
+                "{list:?}: {message}"
+            );
+        }
     }
 
     #[test]

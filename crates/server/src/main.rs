@@ -169,6 +169,7 @@ fn socket_io(
     config: &Config,
     adapter: Option<AdapterFactory>,
     history: &History,
+    jwt: Option<JwtAuth>,
 ) -> anyhow::Result<(SocketIo, Option<webhooks::Webhooks>)> {
     let limits = &config.limits;
     let mut engine = EngineConfig::default()
@@ -221,7 +222,6 @@ fn socket_io(
         Some(factory) => SocketIo::with_adapter(io_config, factory),
         None => SocketIo::new(io_config),
     };
-    let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
     config.check().map_err(anyhow::Error::msg)?;
     let webhooks = config.webhooks.secret.as_deref().and_then(|secret| {
         let used = namespaces
@@ -344,7 +344,11 @@ fn admin_ui(io: &SocketIo, settings: &AdminUiSettings) -> anyhow::Result<Option<
 /// cluster): Yjs documents stored under `--data-dir` (or in memory). Its clients are
 /// identified by the same middleware as `/chat`'s: the token's `sub` with JWT on, else
 /// `auth.name` (dev mode), so that only an identified client edits.
-async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocService>> {
+async fn docs(
+    io: &SocketIo,
+    config: &Config,
+    jwt: Option<JwtAuth>,
+) -> anyhow::Result<Option<DocService>> {
     let settings = &config.docs;
     if !config.docs_enabled() {
         if settings.enabled.is_none() {
@@ -366,7 +370,6 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
         ..DocLimits::default()
     };
     let namespace = io.of(&settings.namespace);
-    let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
     let token_required = jwt.is_some();
     // As on /chat: a token with JWT on; in dev mode a development token, else a name.
     let verifier = match jwt {
@@ -544,10 +547,12 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let (adapter, reachable) = clustered
         .map(|clustered| (clustered.factory, clustered.reachable))
         .unzip();
-    let (io, webhooks) = socket_io(&config, adapter, &history)?;
+    // One verifier for every namespace (a JWKS file is watched once).
+    let jwt = jwt_auth(&config.jwt).context("cannot load the JWT keys")?;
+    let (io, webhooks) = socket_io(&config, adapter, &history, jwt.clone())?;
     // Kept for the server's life: dropping it stops the admin namespace's reports.
     let _admin_ui = admin_ui(&io, &config.admin_ui)?;
-    let _docs = docs(&io, &config).await?;
+    let _docs = docs(&io, &config, jwt).await?;
     let readiness = Arc::new(health::Readiness::new(reachable, REDIS_GRACE));
     let tls = config.tls().as_ref().map(tls::acceptor).transpose()?;
     let listener = tokio::net::TcpListener::bind((config.host.as_str(), config.port))

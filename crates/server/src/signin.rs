@@ -10,11 +10,12 @@
 //! development token.
 //!
 //! **For development only.** The token endpoint is unauthenticated: anyone who reaches it gets
-//! a token for any name. It signs with the public development secret, and only answers in dev
-//! mode (no key configured, where clients name themselves anyway, or `--jwt-dev-secret`, where
-//! anyone can mint such tokens with the documented secret): it gives nobody more than they
-//! already have. With a real key and no `--jwt-dev-secret`, or with `--dev-tokens=false`, it
-//! is 404. The name is checked as a chat name ([`input::name`]); the token carries
+//! a token for any name. It signs with the public development secret, and only answers
+//! without a real key (none configured, where clients name themselves anyway, or only
+//! `--jwt-dev-secret`, where anyone can mint such tokens with the documented secret): it gives
+//! nobody more than they already have. With a real key (`JWT_SECRET`, public keys, a JWKS),
+//! even beside `--jwt-dev-secret`, or with `--dev-tokens=false`, it is 404: a production
+//! server that kept the development secret on by mistake does not also hand out its tokens. The name is checked as a chat name ([`input::name`]); the token carries
 //! `rooms: ["*"]`, the configured `iss` and `aud`, and `exp` = now + `--dev-token-ttl-s`.
 //!
 //! Every refusal is a JSON `{ "error": … }` with 400 (bad JSON or name), 404 (unknown path, or
@@ -318,6 +319,15 @@ mod tests {
             ..real
         };
         let routes = SignIn::new(&both, Duration::from_secs(5));
+        assert_eq!(
+            send(&routes, Method::GET, CONFIG_PATH, "").await.1,
+            json!({ "devTokens": false, "jwt": true, "tokenTtlS": 300 })
+        );
+        let dev_secret_only = JwtSettings {
+            dev_secret: true,
+            ..dev.clone()
+        };
+        let routes = SignIn::new(&dev_secret_only, Duration::from_secs(5));
         assert_eq!(
             send(&routes, Method::GET, CONFIG_PATH, "").await.1,
             json!({ "devTokens": true, "jwt": true, "tokenTtlS": 300 })

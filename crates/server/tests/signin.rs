@@ -118,18 +118,30 @@ async fn the_config_tells_each_mode_and_the_endpoint_follows_it() {
         404
     );
 
-    // A real key and the development secret: both accepted, so development tokens are on.
+    // A real key and the development secret: both secrets are accepted, but a server with a
+    // real key never hands tokens out over HTTP.
     let both = common::start(
         &["--port", "0", "--jwt-dev-secret"],
         &[("JWT_SECRET", REAL_SECRET)],
     );
     assert_eq!(
         http(&both.url, "GET", "/auth/config", None).await.1,
+        json!({ "devTokens": false, "jwt": true, "tokenTtlS": 300 })
+    );
+    assert_eq!(
+        http(&both.url, "POST", "/auth/dev-token", name).await.0,
+        404
+    );
+
+    // The development secret alone: tokens required, development tokens on.
+    let dev_secret = common::start(&["--port", "0", "--jwt-dev-secret"], &[]);
+    assert_eq!(
+        http(&dev_secret.url, "GET", "/auth/config", None).await.1,
         json!({ "devTokens": true, "jwt": true, "tokenTtlS": 300 })
     );
-    let token = dev_token(&both.url, "carol").await;
+    let token = dev_token(&dev_secret.url, "carol").await;
     let (_m, _carol, _events) =
-        client(&both.url, "/chat", json!({ "token": token["token"] })).await;
+        client(&dev_secret.url, "/chat", json!({ "token": token["token"] })).await;
 
     // Turned off, with another lifetime.
     let off = common::start(
