@@ -112,8 +112,18 @@ fn protect(mut response: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
+    // The call page asks for the camera and microphone; nothing framed or injected elsewhere
+    // may, and nothing may ask for other devices.
+    headers.insert(
+        http::HeaderName::from_static("permissions-policy"),
+        HeaderValue::from_static(PERMISSIONS_POLICY),
+    );
     response
 }
+
+/// The devices a page may ask for: the call's camera and microphone, on this origin only.
+const PERMISSIONS_POLICY: &str =
+    "camera=(self), microphone=(self), geolocation=(), usb=(), payment=()";
 
 /// A JSON `{ "error": message }` answer.
 fn error(status: StatusCode, message: &str) -> Response<Full<Bytes>> {
@@ -220,6 +230,7 @@ mod tests {
             .to_str()
             .is_ok_and(|csp| csp.contains("media-src 'self' blob: mediastream:")));
         assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+        assert_eq!(headers["permissions-policy"], PERMISSIONS_POLICY);
         assert_eq!(headers[header::CACHE_CONTROL], "no-cache");
         assert_eq!(body, dist("/index.html"));
         let (status, _, same) = get(Method::GET, "/index.html").await;
