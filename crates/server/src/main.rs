@@ -383,6 +383,9 @@ async fn docs(io: &SocketIo, config: &Config) -> anyhow::Result<Option<DocServic
         DocsConfig {
             storage: storage.clone(),
             limits,
+            // A join loading a document waits this long at most for the other servers of a
+            // cluster (their answers go through the adapter's requests).
+            peer_timeout: config.redis_requests_timeout,
             ..DocsConfig::default()
         },
     )
