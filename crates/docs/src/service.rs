@@ -375,7 +375,8 @@ enum Delivery {
 }
 
 /// Sends `event` (`docId`, `bytes`) to the other sockets of document `id` on this server
-/// (documents are per server: never through the cluster adapter). A failure is logged.
+/// (never through the cluster adapter: the other servers get updates as server-side events,
+/// and relay them to their own sockets). A failure is logged.
 fn relay(socket: &Socket, id: &str, event: &'static str, bytes: Vec<u8>, delivery: Delivery) {
     let sent = Args::one(id)
         .and_then(|args| args.push(&Binary::from(bytes)))
