@@ -1474,6 +1474,31 @@ mod tests {
         }
     }
 
+    /// A peer's binary argument arrives as an attachment, or as Node's Buffer JSON from the
+    /// adapters that carry events as JSON; anything else, or past the limit, is refused.
+    #[test]
+    fn peer_bytes_are_attachments_or_buffer_json_within_the_limit() {
+        let attached = Args::one(&Binary::from(vec![1u8, 2, 3])).expect("args");
+        assert_eq!(
+            peer_bytes(&attached, 0, 3).as_deref(),
+            Some(&[1u8, 2, 3][..])
+        );
+        assert_eq!(peer_bytes(&attached, 0, 2), None, "past the limit");
+        assert_eq!(peer_bytes(&attached, 1, 3), None, "missing");
+        let buffer =
+            |data: Value| Args::one(&json!({ "type": "Buffer", "data": data })).expect("args");
+        assert_eq!(
+            peer_bytes(&buffer(json!([4, 5])), 0, 2).as_deref(),
+            Some(&[4u8, 5][..])
+        );
+        assert_eq!(peer_bytes(&buffer(json!([4, 5, 6])), 0, 2), None);
+        for data in [json!([256]), json!([-1]), json!(["a"]), json!("ab")] {
+            assert_eq!(peer_bytes(&buffer(data.clone()), 0, 8), None, "{data}");
+        }
+        let other = Args::one(&json!({ "type": "Other", "data": [1] })).expect("args");
+        assert_eq!(peer_bytes(&other, 0, 8), None);
+    }
+
     #[test]
     fn random_bytes_never_panic_and_never_change_a_document() {
         let doc = Doc::new();
