@@ -60,8 +60,6 @@ struct Inner {
     timeout: Duration,
     /// How long a load waits for the other servers' answers ([`DocsConfig::peer_timeout`]).
     peer_timeout: Duration,
-    /// The namespace: its server-side events reach the other servers of a cluster.
-    namespace: Namespace,
     store: Store,
     /// The documents open on this server, with how many sockets have each open.
     docs: Mutex<HashMap<Arc<str>, Slot>>,
@@ -95,6 +93,11 @@ struct EntryState {
     last_seq: i64,
     /// Updates in the store not folded into the merged state yet.
     unfolded: usize,
+    /// The namespace (its server-side events reach the other servers of a cluster), while
+    /// the document is loaded: taken from the socket whose event loaded it, dropped when the
+    /// document is unloaded. The service holds none of its own: the namespace holds the
+    /// service (its handlers), so that would keep both, and the store, alive for good.
+    namespace: Option<Namespace>,
 }
 
 /// A `doc:join` whose checks passed: the document, the client's state vector, and the entry
@@ -164,7 +167,6 @@ impl DocService {
                 deep,
                 timeout: config.timeout,
                 peer_timeout: config.peer_timeout,
-                namespace: namespace.clone(),
                 store,
                 docs: Mutex::new(HashMap::new()),
                 panic_next_apply: AtomicBool::new(false),
@@ -781,7 +783,7 @@ impl Inner {
             .or_else(|| self.entry(id))
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
         let mut state = self.lock_state(&entry).await?;
-        self.ensure_loaded(&entry.id, &mut state).await?;
+        self.ensure_loaded(&entry.id, &mut state, socket).await?;
         let doc = state.doc.clone().ok_or(Refusal::Internal)?;
         // Joined the room under the document's lock: every later update is relayed to the
         // socket, every earlier one is in the sync below. Not if it left meanwhile.
@@ -818,13 +820,20 @@ impl Inner {
     }
 
     /// Loads document `id` from the store into `state` if it is not in memory (a new entry,
-    /// or a copy dropped after a store failure).
-    async fn ensure_loaded(&self, id: &str, state: &mut EntryState) -> Result<(), Refusal> {
+    /// or a copy dropped after a store failure), then syncs it with the other servers of the
+    /// cluster (`socket`'s namespace's).
+    async fn ensure_loaded(
+        &self,
+        id: &str,
+        state: &mut EntryState,
+        socket: &Socket,
+    ) -> Result<(), Refusal> {
         if state.doc.is_none() {
             if let Err(error) = self.load(id, state).await {
                 warn!(doc = id, %error, "cannot load the document");
                 return Err(Refusal::from(&error));
             }
+            state.namespace = Some(socket.namespace());
             self.sync_from_peers(id, state).await;
         }
         Ok(())
@@ -850,7 +859,7 @@ impl Inner {
             .entry(&id)
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
         let mut state = self.lock_state(&entry).await?;
-        self.ensure_loaded(&entry.id, &mut state).await?;
+        self.ensure_loaded(&entry.id, &mut state, socket).await?;
         let panic_inside = self.panic_next_apply.swap(false, Ordering::Relaxed);
         let Some(diff) = self
             .apply_and_store(&entry.id, &mut state, bytes, panic_inside)
@@ -869,7 +878,7 @@ impl Inner {
             diff.clone(),
             Delivery::Reliable,
         );
-        self.to_peers(&id, diff).await;
+        self.to_peers(&socket.namespace(), &id, diff).await;
         if state.unfolded >= COMPACT_EVERY {
             self.compact(&entry.id, &mut state).await;
         }
@@ -880,7 +889,7 @@ impl Inner {
     /// Sends what an update changed in document `id` to the other servers of the cluster
     /// (nothing without a cluster adapter). A failure is logged: those servers' copies stay
     /// behind until they load the document again.
-    async fn to_peers(&self, id: &str, diff: Vec<u8>) {
+    async fn to_peers(&self, namespace: &Namespace, id: &str, diff: Vec<u8>) {
         let args = match Args::one(id).and_then(|args| args.push(&Binary::from(diff))) {
             Ok(args) => args,
             Err(error) => {
@@ -888,11 +897,7 @@ impl Inner {
                 return;
             }
         };
-        if let Err(error) = self
-            .namespace
-            .server_side_emit(events::PEER_UPDATE, args)
-            .await
-        {
+        if let Err(error) = namespace.server_side_emit(events::PEER_UPDATE, args).await {
             warn!(doc = id, %error, "an update not sent to the other servers");
         }
     }
@@ -1007,16 +1012,16 @@ impl Inner {
             );
             return;
         };
-        if state.doc.is_none() {
+        let (true, Some(namespace)) = (state.doc.is_some(), state.namespace.clone()) else {
             // Not loaded (or given up): the next load syncs from the peers.
             return;
-        }
+        };
         match self
             .apply_and_store(&entry.id, &mut state, bytes, false)
             .await
         {
             Ok(Some(diff)) => {
-                relay_all(&self.namespace, &id, diff);
+                relay_all(&namespace, &id, diff);
                 if state.unfolded >= COMPACT_EVERY {
                     self.compact(&entry.id, &mut state).await;
                 }
@@ -1042,7 +1047,7 @@ impl Inner {
     /// changed to this server's sockets of the document. Waits [`Inner::peer_timeout`] at
     /// most; a failure is logged, and the copy stays what this server has.
     async fn sync_from_peers(&self, id: &str, state: &mut EntryState) {
-        let Some(doc) = state.doc.clone() else {
+        let (Some(doc), Some(namespace)) = (state.doc.clone(), state.namespace.clone()) else {
             return;
         };
         let Ok(vector) = doc.try_transact().map(|txn| txn.state_vector().encode_v1()) else {
@@ -1055,9 +1060,7 @@ impl Inner {
                 return;
             }
         };
-        let asked =
-            self.namespace
-                .server_side_emit_with_ack(events::PEER_SYNC, args, self.peer_timeout);
+        let asked = namespace.server_side_emit_with_ack(events::PEER_SYNC, args, self.peer_timeout);
         // The adapter's own deadline, and one here too (a little later), whatever it does.
         let answers = match tokio::time::timeout(
             self.peer_timeout + Duration::from_millis(500),
@@ -1091,7 +1094,7 @@ impl Inner {
             match self.apply_and_store(&id, state, bytes, false).await {
                 Ok(Some(diff)) => {
                     brought += 1;
-                    relay_all(&self.namespace, &id, diff);
+                    relay_all(&namespace, &id, diff);
                 }
                 Ok(None) => {}
                 Err(refusal) => {
@@ -1302,6 +1305,7 @@ impl Inner {
         if unused(&docs, entry) {
             docs.remove(&entry.id);
             state.doc = None;
+            state.namespace = None;
             debug!(doc = &*entry.id, "document unloaded");
         }
         true
