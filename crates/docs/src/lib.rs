@@ -113,11 +113,35 @@
 //! With [`Storage::Directory`] the database file is locked while the store is open: a second
 //! store on the same directory (another server) fails to open with [`StoreError::InUse`].
 //!
-//! Not here yet: documents are not shared across the servers of a cluster (each server
-//! keeps its own copy, and relays a document's updates and awareness to its own sockets only,
-//! even with a cluster adapter: run one server, or route a document's clients to one server), and
-//! there is no access control per document (any socket admitted to the namespace may open any
-//! document: put an auth middleware on the namespace).
+//! # Clusters
+//!
+//! With a cluster adapter (Redis), the servers of a cluster keep a document converging with
+//! the namespace's server-side events (which reach the other servers, never clients):
+//!
+//! - once a client's update is applied and stored, what it changed is relayed to this
+//!   server's sockets of the document and sent to the other servers
+//!   ([`events::PEER_UPDATE`]). A server that has the document loaded applies it with the
+//!   same checks as a client's (the size limit, the bounded scanner, the refusal of missing
+//!   dependencies: a peer is not trusted more than a client), stores it, and relays it to its
+//!   own sockets; it never sends a peer's update on. A server that does not have the
+//!   document loaded ignores it: it syncs when it loads it;
+//! - a server loading a document (its first join there, or after its copy was given up)
+//!   asks the other servers ([`events::PEER_SYNC`], waiting [`DocsConfig::peer_timeout`] at
+//!   most) for what they have beyond its state vector, and applies (and stores) their answers
+//!   before answering the join. A server answers from its store (every acknowledged update
+//!   is there), whether or not it has the document loaded. A missing or slow server: the
+//!   document is served with what this server has (logged at warn);
+//! - a peer's update that depends on changes this server lacks is refused as a client's is,
+//!   and the server then syncs the document from the other servers the same way.
+//!
+//! Each server keeps its own store: **a document's durability is per server**, plus this
+//! sync at load. A peer's update lost on the way (Redis pub/sub does not queue for a server
+//! that is disconnected from it, and a server whose document was busy past
+//! [`DocsConfig::timeout`] drops it, logged) leaves that server's copy behind until it loads
+//! the document again or gets a later update depending on it. Awareness stays per server.
+//!
+//! Not here yet: there is no access control per document (any socket admitted to the
+//! namespace may open any document: put an auth middleware on the namespace).
 
 // A panic in `yrs` while applying a client's update must be caught (the document's copy is
 // given up and reloaded from the store: see `service::apply_with`), never abort the server:
@@ -211,6 +235,11 @@ pub struct DocsConfig {
     /// apply updates; unloading a closed document waits as long for it (then tries again
     /// later). Default 10 s.
     pub timeout: std::time::Duration,
+    /// How long a server loading a document waits for the other servers of the cluster to
+    /// answer what they have of it (see [the crate's docs](crate#clusters)); past it, the
+    /// document is served with what this server has (logged). Keep it under
+    /// [`DocsConfig::timeout`]: a join waits for it under the document's lock. Default 5 s.
+    pub peer_timeout: std::time::Duration,
 }
 
 impl Default for DocsConfig {
@@ -219,6 +248,7 @@ impl Default for DocsConfig {
             storage: Storage::Memory,
             limits: DocLimits::default(),
             timeout: std::time::Duration::from_secs(10),
+            peer_timeout: std::time::Duration::from_secs(5),
         }
     }
 }
@@ -233,6 +263,12 @@ pub mod events {
     pub const AWARENESS: &str = "doc:awareness";
     /// Client → server: close a document.
     pub const LEAVE: &str = "doc:leave";
+    /// Server → the other servers (server-side event): what a client's update changed in a
+    /// document (`docId`, `update`).
+    pub const PEER_UPDATE: &str = "docs:update";
+    /// Server → the other servers (server-side event with an ack): what they have of a
+    /// document beyond a state vector (`docId`, `stateVector`; answered with an update).
+    pub const PEER_SYNC: &str = "docs:sync";
 }
 
 /// Whether `id` is a valid document id: 1 to 64 characters of `A-Z a-z 0-9 _ -`.

@@ -58,6 +58,8 @@ struct Inner {
     deep: Deep,
     /// How long an event waits for a document's lock (the store's answers have their own).
     timeout: Duration,
+    /// How long a load waits for the other servers' answers ([`DocsConfig::peer_timeout`]).
+    peer_timeout: Duration,
     store: Store,
     /// The documents open on this server, with how many sockets have each open.
     docs: Mutex<HashMap<Arc<str>, Slot>>,
@@ -91,6 +93,11 @@ struct EntryState {
     last_seq: i64,
     /// Updates in the store not folded into the merged state yet.
     unfolded: usize,
+    /// The namespace (its server-side events reach the other servers of a cluster), while
+    /// the document is loaded: taken from the socket whose event loaded it, dropped when the
+    /// document is unloaded. The service holds none of its own: the namespace holds the
+    /// service (its handlers), so that would keep both, and the store, alive for good.
+    namespace: Option<Namespace>,
 }
 
 /// A `doc:join` whose checks passed: the document, the client's state vector, and the entry
@@ -159,6 +166,7 @@ impl DocService {
                 limits: config.limits,
                 deep,
                 timeout: config.timeout,
+                peer_timeout: config.peer_timeout,
                 store,
                 docs: Mutex::new(HashMap::new()),
                 panic_next_apply: AtomicBool::new(false),
@@ -168,6 +176,21 @@ impl DocService {
         namespace.on_connection(move |socket: Socket| {
             let inner = inner.clone();
             async move { inner.register(&socket) }
+        });
+        let inner = service.inner.clone();
+        namespace.on_server_event(events::PEER_UPDATE, move |args: Args| {
+            let inner = inner.clone();
+            async move {
+                // On a task of its own: the adapter stops waiting for a handler after its
+                // requests' timeout, and this one must not be cut short half way.
+                tokio::spawn(async move { inner.peer_update(args).await });
+                Value::Null
+            }
+        });
+        let inner = service.inner.clone();
+        namespace.on_server_event(events::PEER_SYNC, move |args: Args| {
+            let inner = inner.clone();
+            async move { inner.answer_sync(args).await }
         });
         Ok(service)
     }
@@ -354,7 +377,8 @@ enum Delivery {
 }
 
 /// Sends `event` (`docId`, `bytes`) to the other sockets of document `id` on this server
-/// (documents are per server: never through the cluster adapter). A failure is logged.
+/// (never through the cluster adapter: the other servers get updates as server-side events,
+/// and relay them to their own sockets). A failure is logged.
 fn relay(socket: &Socket, id: &str, event: &'static str, bytes: Vec<u8>, delivery: Delivery) {
     let sent = Args::one(id)
         .and_then(|args| args.push(&Binary::from(bytes)))
@@ -375,6 +399,51 @@ fn relay(socket: &Socket, id: &str, event: &'static str, bytes: Vec<u8>, deliver
             Delivery::Volatile => debug!(doc = id, event, %error, "not relayed"),
         }
     }
+}
+
+/// Sends `event` (`docId`, `bytes`) to every socket of document `id` on this server (a peer's
+/// update, or what the sync with peers brought). A failure is logged.
+fn relay_all(namespace: &Namespace, id: &str, bytes: Vec<u8>) {
+    let sent = Args::one(id)
+        .and_then(|args| args.push(&Binary::from(bytes)))
+        .map_err(|error| error.to_string())
+        .and_then(|args| {
+            namespace
+                .to(room_of(id))
+                .local()
+                .emit(events::UPDATE, args)
+                .map_err(|error| error.to_string())
+        });
+    if let Err(error) = sent {
+        warn!(doc = id, %error, "a peer's update not relayed");
+    }
+}
+
+/// The bytes of argument `index` of a server-side event: a binary attachment, or (as the
+/// adapters that carry events as JSON turn them) Node's `{ type: "Buffer", data: [...] }`.
+/// `None` if it is neither, or longer than `limit`.
+fn peer_bytes(args: &Args, index: usize, limit: usize) -> Option<Bytes> {
+    let value = args.values.get(index)?;
+    if let Some(bytes) = args.binary(value) {
+        return (bytes.len() <= limit).then(|| bytes.clone());
+    }
+    let Value::Object(map) = value else {
+        return None;
+    };
+    if map.get("type").and_then(Value::as_str) != Some("Buffer") {
+        return None;
+    }
+    let Some(Value::Array(items)) = map.get("data") else {
+        return None;
+    };
+    if items.len() > limit {
+        return None;
+    }
+    items
+        .iter()
+        .map(|item| item.as_u64().and_then(|byte| u8::try_from(byte).ok()))
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
 }
 
 /// The encoded state of `doc` (everything it has).
@@ -714,7 +783,7 @@ impl Inner {
             .or_else(|| self.entry(id))
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
         let mut state = self.lock_state(&entry).await?;
-        self.ensure_loaded(&entry.id, &mut state).await?;
+        self.ensure_loaded(&entry.id, &mut state, socket).await?;
         let doc = state.doc.clone().ok_or(Refusal::Internal)?;
         // Joined the room under the document's lock: every later update is relayed to the
         // socket, every earlier one is in the sync below. Not if it left meanwhile.
@@ -751,13 +820,21 @@ impl Inner {
     }
 
     /// Loads document `id` from the store into `state` if it is not in memory (a new entry,
-    /// or a copy dropped after a store failure).
-    async fn ensure_loaded(&self, id: &str, state: &mut EntryState) -> Result<(), Refusal> {
+    /// or a copy dropped after a store failure), then syncs it with the other servers of the
+    /// cluster (`socket`'s namespace's).
+    async fn ensure_loaded(
+        &self,
+        id: &str,
+        state: &mut EntryState,
+        socket: &Socket,
+    ) -> Result<(), Refusal> {
         if state.doc.is_none() {
             if let Err(error) = self.load(id, state).await {
                 warn!(doc = id, %error, "cannot load the document");
                 return Err(Refusal::from(&error));
             }
+            state.namespace = Some(socket.namespace());
+            self.sync_from_peers(id, state).await;
         }
         Ok(())
     }
@@ -782,34 +859,85 @@ impl Inner {
             .entry(&id)
             .ok_or_else(|| Refusal::NotJoined(id.to_string()))?;
         let mut state = self.lock_state(&entry).await?;
-        self.ensure_loaded(&entry.id, &mut state).await?;
+        self.ensure_loaded(&entry.id, &mut state, socket).await?;
+        let panic_inside = self.panic_next_apply.swap(false, Ordering::Relaxed);
+        let Some(diff) = self
+            .apply_and_store(&entry.id, &mut state, bytes, panic_inside)
+            .await?
+        else {
+            // Nothing new: nothing to store or relay.
+            return Ok(ok_args());
+        };
+        // What changed is relayed (not what was sent), under the document's lock, so that a
+        // joiner gets each change either in its sync or relayed; and sent to the other
+        // servers, under the lock too, in the order the changes were made.
+        relay(
+            socket,
+            &id,
+            events::UPDATE,
+            diff.clone(),
+            Delivery::Reliable,
+        );
+        self.to_peers(&socket.namespace(), &id, diff).await;
+        if state.unfolded >= COMPACT_EVERY {
+            self.compact(&entry.id, &mut state).await;
+        }
+        drop(state);
+        Ok(ok_args())
+    }
+
+    /// Sends what an update changed in document `id` to the other servers of the cluster
+    /// (nothing without a cluster adapter). A failure is logged: those servers' copies stay
+    /// behind until they load the document again.
+    async fn to_peers(&self, namespace: &Namespace, id: &str, diff: Vec<u8>) {
+        let args = match Args::one(id).and_then(|args| args.push(&Binary::from(diff))) {
+            Ok(args) => args,
+            Err(error) => {
+                warn!(doc = id, %error, "an update not sent to the other servers");
+                return;
+            }
+        };
+        if let Err(error) = namespace.server_side_emit(events::PEER_UPDATE, args).await {
+            warn!(doc = id, %error, "an update not sent to the other servers");
+        }
+    }
+
+    /// Applies `bytes` (an update: a client's, a peer's, or a peer's answer to a sync) to the
+    /// document loaded in `state`, with every check (the size limit, the scanner, missing
+    /// dependencies), and stores what it changed: that (`None` if it changed nothing). On a
+    /// refusal, the copy goes back to what the store has (or is given up).
+    async fn apply_and_store(
+        &self,
+        id: &Arc<str>,
+        state: &mut EntryState,
+        bytes: Bytes,
+        panic_inside: bool,
+    ) -> Result<Option<Vec<u8>>, Refusal> {
+        let limits = &self.limits;
         let doc = state.doc.clone().ok_or(Refusal::Internal)?;
         // Checked against the size limit and applied on a thread with a large stack (see
         // `crate::deep`): near the limit, the check encodes the whole document, which must not
         // stall an async worker.
         let job = UpdateJob {
-            bytes: bytes.clone(),
+            bytes,
             size: state.size,
             limit: limits.max_document_bytes,
-            panic_inside: self.panic_next_apply.swap(false, Ordering::Relaxed),
+            panic_inside,
         };
         let applied = self.deep.run(move || job.run(&doc)).await;
         let (diff, exact) = match applied {
             Ok(Ok((Applied::Changed(diff), exact))) => (diff, exact),
-            Ok(Ok((Applied::Unchanged, _))) => {
-                // Nothing new: nothing to store or relay.
-                return Ok(ok_args());
-            }
+            Ok(Ok((Applied::Unchanged, _))) => return Ok(None),
             Ok(Ok((Applied::Incomplete { partial }, _))) => {
                 // Its pending part was dropped; what it did apply is undone.
                 if partial {
-                    self.reload(&entry.id, &mut state).await;
+                    self.reload(id, state).await;
                 }
                 return Err(Refusal::MissingDependencies);
             }
             Ok(Ok((Applied::Refused, _))) => {
                 // It may have been applied in part: back to what the store has.
-                self.reload(&entry.id, &mut state).await;
+                self.reload(id, state).await;
                 return Err(Refusal::MalformedUpdate);
             }
             Ok(Ok((Applied::Poisoned, _))) => {
@@ -824,7 +952,7 @@ impl Inner {
                 // It may still be applied (or have panicked half way): the copy is dropped,
                 // the next event loads the document again.
                 warn!(
-                    doc = &*id,
+                    doc = &**id,
                     ?error,
                     "an update was not applied in time; the document is reloaded on the next event"
                 );
@@ -836,13 +964,13 @@ impl Inner {
             }
         };
         let diff_len = diff.len();
-        match self.store.append(&id, diff.clone()).await {
+        match self.store.append(id, diff.clone()).await {
             Ok(seq) => state.last_seq = seq,
             Err(error) => {
-                warn!(doc = &*id, %error, "cannot store an update; the document goes back to what the store has");
+                warn!(doc = &**id, %error, "cannot store an update; the document goes back to what the store has");
                 // After an unknown outcome, the store's answer to the reload comes after the
                 // write's: the copy has the update if it was stored.
-                self.reload(&entry.id, &mut state).await;
+                self.reload(id, state).await;
                 return Err(match error {
                     StoreError::Unanswered(_) => Refusal::OutcomeUnknown,
                     _ => Refusal::from(&error),
@@ -851,14 +979,194 @@ impl Inner {
         }
         state.unfolded += 1;
         state.size = exact.unwrap_or_else(|| state.size.saturating_add(diff_len));
-        // What changed is relayed (not what was sent), under the document's lock, so that a
-        // joiner gets each change either in its sync or relayed.
-        relay(socket, &id, events::UPDATE, diff, Delivery::Reliable);
-        if state.unfolded >= COMPACT_EVERY {
-            self.compact(&entry.id, &mut state).await;
+        Ok(Some(diff))
+    }
+
+    /// A peer's [`events::PEER_UPDATE`]: applied (with every check), stored and relayed to
+    /// this server's sockets if the document is loaded here, never sent on; ignored if not
+    /// (the load syncs from peers). One that depends on changes this server lacks makes it
+    /// sync the document from the peers.
+    async fn peer_update(self: Arc<Self>, args: Args) {
+        let Ok(id) = doc_id(&args) else {
+            debug!("a peer's update with a bad document id ignored");
+            return;
+        };
+        let Some(bytes) = peer_bytes(&args, 1, self.limits.max_update_bytes) else {
+            warn!(
+                doc = &*id,
+                "a peer's update is not binary or too large; ignored"
+            );
+            return;
+        };
+        if decode_update(&bytes).is_err() {
+            warn!(doc = &*id, "a peer's update is malformed; ignored");
+            return;
         }
-        drop(state);
-        Ok(ok_args())
+        let Some(entry) = self.entry(&id) else {
+            return;
+        };
+        let Ok(mut state) = self.lock_state(&entry).await else {
+            warn!(
+                doc = &*id,
+                "a peer's update dropped: the document stayed busy; this copy is behind until it syncs"
+            );
+            return;
+        };
+        let (true, Some(namespace)) = (state.doc.is_some(), state.namespace.clone()) else {
+            // Not loaded (or given up): the next load syncs from the peers.
+            return;
+        };
+        match self
+            .apply_and_store(&entry.id, &mut state, bytes, false)
+            .await
+        {
+            Ok(Some(diff)) => {
+                relay_all(&namespace, &id, diff);
+                if state.unfolded >= COMPACT_EVERY {
+                    self.compact(&entry.id, &mut state).await;
+                }
+            }
+            Ok(None) => {}
+            Err(Refusal::MissingDependencies) => {
+                info!(
+                    doc = &*id,
+                    "a peer's update depends on changes this server lacks: syncing from the peers"
+                );
+                if state.doc.is_some() {
+                    self.sync_from_peers(&entry.id, &mut state).await;
+                }
+            }
+            Err(refusal) => {
+                warn!(doc = &*id, error = %refusal, "a peer's update refused");
+            }
+        }
+    }
+
+    /// Asks the other servers for what they have of document `id` beyond the copy loaded in
+    /// `state`, applies (with every check) and stores their answers, and relays what they
+    /// changed to this server's sockets of the document. Waits [`Inner::peer_timeout`] at
+    /// most; a failure is logged, and the copy stays what this server has.
+    async fn sync_from_peers(&self, id: &str, state: &mut EntryState) {
+        let (Some(doc), Some(namespace)) = (state.doc.clone(), state.namespace.clone()) else {
+            return;
+        };
+        let Ok(vector) = doc.try_transact().map(|txn| txn.state_vector().encode_v1()) else {
+            return;
+        };
+        let args = match Args::one(id).and_then(|args| args.push(&Binary::from(vector))) {
+            Ok(args) => args,
+            Err(error) => {
+                warn!(doc = id, %error, "cannot ask the other servers for the document");
+                return;
+            }
+        };
+        let asked = namespace.server_side_emit_with_ack(events::PEER_SYNC, args, self.peer_timeout);
+        // The adapter's own deadline, and one here too (a little later), whatever it does.
+        let answers = match tokio::time::timeout(
+            self.peer_timeout + Duration::from_millis(500),
+            asked,
+        )
+        .await
+        {
+            Ok(Ok(answers)) => answers,
+            Ok(Err(error)) => {
+                warn!(doc = id, %error, "the other servers did not all answer; the document is served with what this server has");
+                return;
+            }
+            Err(_) => {
+                warn!(
+                    doc = id,
+                    "the other servers did not answer in time; the document is served with what this server has"
+                );
+                return;
+            }
+        };
+        let id: Arc<str> = Arc::from(id);
+        let mut brought = 0usize;
+        for answer in answers {
+            let Some(bytes) = peer_bytes(&answer, 0, self.limits.max_document_bytes) else {
+                warn!(
+                    doc = &*id,
+                    "a peer's answer is not binary or too large; ignored"
+                );
+                continue;
+            };
+            match self.apply_and_store(&id, state, bytes, false).await {
+                Ok(Some(diff)) => {
+                    brought += 1;
+                    relay_all(&namespace, &id, diff);
+                }
+                Ok(None) => {}
+                Err(refusal) => {
+                    warn!(doc = &*id, error = %refusal, "a peer's answer refused");
+                }
+            }
+            if state.doc.is_none() {
+                return;
+            }
+        }
+        if state.unfolded >= COMPACT_EVERY {
+            self.compact(&id, state).await;
+        }
+        debug!(
+            doc = &*id,
+            brought, "document synced with the other servers"
+        );
+    }
+
+    /// A peer's [`events::PEER_SYNC`]: what this server's store has of the document beyond
+    /// the peer's state vector (every acknowledged update is stored before it is relayed), as
+    /// one binary update; `null` if the request is malformed or the store cannot answer.
+    async fn answer_sync(self: Arc<Self>, args: Args) -> Args {
+        let null = || Args::one(&Value::Null).unwrap_or_default();
+        let Ok(id) = doc_id(&args) else {
+            debug!("a peer's sync request with a bad document id ignored");
+            return null();
+        };
+        let vector = match peer_bytes(&args, 1, self.limits.max_update_bytes)
+            .map(|bytes| decode_state_vector(&bytes))
+        {
+            Some(Ok(vector)) => vector,
+            _ => {
+                warn!(
+                    doc = &*id,
+                    "a peer's sync request has a malformed state vector"
+                );
+                return null();
+            }
+        };
+        let stored = match self.store.load(&id).await {
+            Ok(stored) => stored,
+            Err(error) => {
+                warn!(doc = &*id, %error, "cannot answer a peer's sync request");
+                return null();
+            }
+        };
+        let name = id.to_string();
+        let update = self
+            .deep
+            .run(move || {
+                let stored: Vec<&[u8]> = stored
+                    .state
+                    .iter()
+                    .chain(&stored.updates)
+                    .map(Vec::as_slice)
+                    .collect();
+                rebuild(&name, &stored)
+                    .map(|(doc, _)| doc.transact().encode_state_as_update_v1(&vector))
+            })
+            .await;
+        match update {
+            Ok(Ok(update)) => Args::one(&Binary::from(update)).unwrap_or_else(|_| null()),
+            Ok(Err(error)) => {
+                warn!(doc = &*id, %error, "cannot answer a peer's sync request");
+                null()
+            }
+            Err(error) => {
+                warn!(doc = &*id, ?error, "cannot answer a peer's sync request");
+                null()
+            }
+        }
     }
 
     /// `doc:awareness`: checks and relays (volatile).
@@ -997,6 +1305,7 @@ impl Inner {
         if unused(&docs, entry) {
             docs.remove(&entry.id);
             state.doc = None;
+            state.namespace = None;
             debug!(doc = &*entry.id, "document unloaded");
         }
         true
@@ -1167,6 +1476,31 @@ mod tests {
         ] {
             assert_eq!(refusal_level(&refusal), Level::WARN, "{refusal}");
         }
+    }
+
+    /// A peer's binary argument arrives as an attachment, or as Node's Buffer JSON from the
+    /// adapters that carry events as JSON; anything else, or past the limit, is refused.
+    #[test]
+    fn peer_bytes_are_attachments_or_buffer_json_within_the_limit() {
+        let attached = Args::one(&Binary::from(vec![1u8, 2, 3])).expect("args");
+        assert_eq!(
+            peer_bytes(&attached, 0, 3).as_deref(),
+            Some(&[1u8, 2, 3][..])
+        );
+        assert_eq!(peer_bytes(&attached, 0, 2), None, "past the limit");
+        assert_eq!(peer_bytes(&attached, 1, 3), None, "missing");
+        let buffer =
+            |data: Value| Args::one(&json!({ "type": "Buffer", "data": data })).expect("args");
+        assert_eq!(
+            peer_bytes(&buffer(json!([4, 5])), 0, 2).as_deref(),
+            Some(&[4u8, 5][..])
+        );
+        assert_eq!(peer_bytes(&buffer(json!([4, 5, 6])), 0, 2), None);
+        for data in [json!([256]), json!([-1]), json!(["a"]), json!("ab")] {
+            assert_eq!(peer_bytes(&buffer(data.clone()), 0, 8), None, "{data}");
+        }
+        let other = Args::one(&json!({ "type": "Other", "data": [1] })).expect("args");
+        assert_eq!(peer_bytes(&other, 0, 8), None);
     }
 
     #[test]

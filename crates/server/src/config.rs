@@ -207,8 +207,9 @@ pub(crate) struct Config {
 pub(crate) struct DocsSettings {
     /// Serve shared Yjs documents on --docs-namespace (stored under --data-dir; clients
     /// identified as on /chat). Default: on when the server runs alone, off with --redis-url
-    /// (documents are per server, not shared across a cluster); --docs=false turns them off,
-    /// --docs=true on.
+    /// (two servers started from one directory would share the default --data-dir: give each
+    /// its own); --docs=false turns them off, --docs=true on (then documents converge across
+    /// the cluster, each server with its own store).
     #[arg(long = "docs", id = "docs_enabled", env = "DOCS", value_name = "BOOL", action = ArgAction::Set, value_parser = parse_bool)]
     pub enabled: Option<bool>,
 

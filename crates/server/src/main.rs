@@ -386,6 +386,9 @@ async fn docs(
         DocsConfig {
             storage: storage.clone(),
             limits,
+            // A join loading a document waits this long at most for the other servers of a
+            // cluster (their answers go through the adapter's requests).
+            peer_timeout: config.redis_requests_timeout,
             ..DocsConfig::default()
         },
     )
@@ -411,13 +414,13 @@ async fn docs(
             "shared documents on (in memory only: lost when the server stops)"
         ),
     }
-    // Documents are per server: their relays stay on this server (`.local()`), and each
-    // server of a cluster keeps copies of its own.
+    // In a cluster, each server keeps its own store and copies; the service keeps them
+    // converging through the adapter's server-side events (`docs:update`, `docs:sync`).
     if config.redis_url.is_some() {
-        warn!(
+        info!(
             namespace = settings.namespace,
-            "shared documents are per server, not shared across the cluster: route all the \
-             clients of a document to one server"
+            "shared documents converge across the cluster; this server keeps its own store \
+             (durability is per server, plus the sync with the others when a document loads)"
         );
     }
     // The join ack carries a whole document, and more may be waiting for the client.
