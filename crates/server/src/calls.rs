@@ -180,17 +180,25 @@ impl Registry {
         (calls.by_id.len(), calls.by_user.len())
     }
 
-    /// Adds a ringing call from `caller` on socket `caller_socket` to `callee`.
+    /// Adds a ringing call from `caller` on socket `caller_socket` to `callee`. `alive`: whether
+    /// the caller's socket is still connected, asked under the registry's lock (a socket that
+    /// closes runs its disconnect handler, which takes the lock, after it stops being
+    /// connected: so a call is either refused here or ended by that handler, never left bound
+    /// to a dead socket).
     fn start(
         &self,
         caller: &Arc<str>,
         caller_socket: &Sid,
         callee: &Arc<str>,
+        alive: &dyn Fn() -> bool,
     ) -> Result<Arc<str>, InputError> {
         if caller == callee {
             return Err(InputError::new("cannot call yourself"));
         }
         let mut calls = self.lock();
+        if !alive() {
+            return Err(InputError::new("not connected"));
+        }
         if calls.by_user.contains_key(caller) || calls.by_user.contains_key(callee) {
             return Err(InputError::new("busy"));
         }
@@ -233,8 +241,18 @@ impl Registry {
     }
 
     /// `user` on `socket` answers call `id`: the caller's socket, for `call:accepted`.
-    fn accept(&self, id: &str, user: &str, socket: &Sid) -> Result<Sid, InputError> {
+    /// `alive`: whether `socket` is still connected, asked under the lock (see [`Self::start`]).
+    fn accept(
+        &self,
+        id: &str,
+        user: &str,
+        socket: &Sid,
+        alive: &dyn Fn() -> bool,
+    ) -> Result<Sid, InputError> {
         let mut calls = self.lock();
+        if !alive() {
+            return Err(InputError::new("not connected"));
+        }
         let call = calls
             .by_id
             .get_mut(id)
@@ -403,7 +421,7 @@ fn invite(socket: &Socket, registry: &Arc<Registry>, data: &Value) -> Result<Val
     if namespace.room_size(&user_room(&to)) == 0 {
         return Err(InputError::new("user not online"));
     }
-    let id = registry.start(&from, socket.id(), &to)?;
+    let id = registry.start(&from, socket.id(), &to, &|| socket.connected())?;
     debug!(call = &*id, from = &*from, to = &*to, "call ringing");
     let timer = {
         let (registry, namespace, id) = (registry.clone(), namespace.clone(), id.clone());
@@ -433,7 +451,7 @@ fn invite(socket: &Socket, registry: &Arc<Registry>, data: &Value) -> Result<Val
 fn accept(socket: &Socket, registry: &Arc<Registry>, data: &Value) -> Result<Value, InputError> {
     let (id, _) = call_id(data, "{ callId }")?;
     let by = user(socket)?;
-    let caller_socket = registry.accept(id, &by, socket.id())?;
+    let caller_socket = registry.accept(id, &by, socket.id(), &|| socket.connected())?;
     debug!(call = id, by = &*by, "call answered");
     let namespace = socket.namespace();
     send(
@@ -514,16 +532,52 @@ mod tests {
         Arc::from(text)
     }
 
+    fn live() -> bool {
+        true
+    }
+
+    fn gone() -> bool {
+        false
+    }
+
+    #[test]
+    fn a_socket_that_closed_neither_starts_nor_answers_a_call() {
+        let registry = Registry::new(Duration::from_secs(30));
+        let (alice, bob) = (name("alice"), name("bob"));
+        let (a1, b1): (Sid, Sid) = (name("a1"), name("b1"));
+        // The caller's socket closed between reading its user and starting the call.
+        assert_eq!(
+            registry.start(&alice, &a1, &bob, &gone).err(),
+            Some(InputError::new("not connected"))
+        );
+        assert_eq!(
+            registry.sizes(),
+            (0, 0),
+            "nothing left bound to a dead socket"
+        );
+        // The callee's socket closed between reading its user and answering.
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
+        assert_eq!(
+            registry.accept(&id, "bob", &b1, &gone).err(),
+            Some(InputError::new("not connected"))
+        );
+        assert!(
+            registry.ring_out(&id).is_some(),
+            "the call still rings, unanswered"
+        );
+        assert_eq!(registry.sizes(), (0, 0));
+    }
+
     #[test]
     fn one_call_per_user_and_every_way_out_forgets_it() {
         let registry = Registry::new(Duration::from_secs(30));
         let (alice, bob, carol) = (name("alice"), name("bob"), name("carol"));
         let (a1, b1, c1): (Sid, Sid, Sid) = (name("a1"), name("b1"), name("c1"));
         assert_eq!(
-            registry.start(&alice, &a1, &alice).err(),
+            registry.start(&alice, &a1, &alice, &live).err(),
             Some(InputError::new("cannot call yourself"))
         );
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
         assert_eq!(registry.sizes(), (1, 2));
         // Both are busy, either way round.
         for (from, socket, to) in [
@@ -532,7 +586,7 @@ mod tests {
             (&bob, &b1, &carol),
         ] {
             assert_eq!(
-                registry.start(from, socket, to).err(),
+                registry.start(from, socket, to, &live).err(),
                 Some(InputError::new("busy"))
             );
         }
@@ -542,12 +596,12 @@ mod tests {
             Some(InputError::new("call not answered yet"))
         );
         assert_eq!(
-            registry.accept(&id, "carol", &c1).err(),
+            registry.accept(&id, "carol", &c1, &live).err(),
             Some(InputError::new("no such call"))
         );
-        assert_eq!(registry.accept(&id, "bob", &b1), Ok(a1.clone()));
+        assert_eq!(registry.accept(&id, "bob", &b1, &live), Ok(a1.clone()));
         assert_eq!(
-            registry.accept(&id, "bob", &b1).err(),
+            registry.accept(&id, "bob", &b1, &live).err(),
             Some(InputError::new("already answered"))
         );
         assert_eq!(registry.peer(&id, &a1), Ok(b1.clone()));
@@ -564,13 +618,13 @@ mod tests {
         assert!(registry.hangup(&id, &b1).is_ok());
         assert_eq!(registry.sizes(), (0, 0));
 
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
         assert!(registry.decline(&id, "bob").is_ok());
         assert_eq!(registry.sizes(), (0, 0));
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
         assert!(registry.ring_out(&id).is_some());
         assert_eq!(registry.sizes(), (0, 0));
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
         assert!(registry.hangup(&id, &a1).is_ok(), "the caller cancels");
         assert_eq!(registry.sizes(), (0, 0));
     }
