@@ -15,7 +15,8 @@
 //!
 //! A message that names users as `@name` ([`mentions`]: at most 5 distinct, not the sender)
 //! sends each a `notification` on `/notifications`, `kind: "mention"`, with `room`, `from` (the
-//! sender) and `text` (the message), kept in their inboxes.
+//! sender) and `text` (the message), kept in their inboxes. Not when this namespace needs a
+//! token and `/notifications` is public (its users are names taken on trust).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -53,6 +54,8 @@ pub(crate) fn register(
     // `:`) and from personal rooms (`user:`), so no one can join another's private room.
     let rules = Arc::new(RoomRules::new(CHAT_PREFIX, with_token, settings, history));
     rooms::guard_recovery(&chat, &rules);
+    // A token-protected chat does not hand its messages to users who merely claim a name.
+    let notifier = notifier.filter(|notifier| !with_token || notifier.verifies_users());
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     chat.on_connection(move |socket: Socket| {
         let rules = rules.clone();

@@ -254,7 +254,9 @@ fn socket_io(
         (None, None) => identity::Verifier::Trust,
     };
     // The users' inboxes share the room history's store (bounded by --history-max-bytes).
-    let notifier = notifications::Notifier::new(&io, history.clone());
+    // With JWT on and /notifications public, its users are names taken on trust.
+    let notifier = notifications::Notifier::new(&io, history.clone())
+        .with_unverified_users(jwt.is_some() && namespaces.notifications.public);
     chat::register(
         &io,
         required(namespaces.chat.public),

@@ -16,6 +16,11 @@
 //! a lone server, in Redis when clustered (the room history's store, [`History`], under the
 //! personal room `user:<user>`), so a client that reconnects reads with `inbox` what it missed
 //! and merges by `id`. Bad input is answered with the ack `{ error: message }`.
+//!
+//! With JWT on and `/notifications` public (`--public-namespaces /notifications`), its users
+//! are names taken on trust: `inbox` answers `{ error: "the inbox needs a signed-in user" }`,
+//! nothing is kept in the inboxes, and a token-protected `/chat` sends no mentions there
+//! (`notify` and the backend's notifications are still delivered live).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -155,6 +160,10 @@ pub(crate) struct NotifyError(String);
 pub(crate) struct Notifier {
     namespace: Namespace,
     inbox: History,
+    /// Whether `/notifications` takes its users' names on trust while JWT is on (a public
+    /// namespace): then nobody's inbox can be read there, nothing is kept in the inboxes, and
+    /// mentions from a token-protected `/chat` are not sent there.
+    unverified: bool,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -171,7 +180,22 @@ impl Notifier {
         Notifier {
             namespace: io.of("/notifications"),
             inbox,
+            unverified: false,
         }
+    }
+
+    /// This notifier, for a `/notifications` that takes names on trust while JWT is on
+    /// (`unverified`): see [`Notifier::verifies_users`].
+    pub(crate) fn with_unverified_users(mut self, unverified: bool) -> Notifier {
+        self.unverified = unverified;
+        self
+    }
+
+    /// Whether a `/notifications` user is who it says it is (a verified token, or dev mode,
+    /// where nothing is verified anywhere). When not: the `inbox` event is refused, nothing is
+    /// kept in the inboxes, and a token-protected namespace sends no mentions.
+    pub(crate) fn verifies_users(&self) -> bool {
+        !self.unverified
     }
 
     /// The namespace the notifications go to.
@@ -200,12 +224,15 @@ impl Notifier {
         let notification = Value::Object(notification);
         let room = user_room(to);
         // Kept first: a client reading its inbox as it reconnects finds it there or gets it live.
-        if let Err(error) = self
-            .inbox
-            .append(self.namespace.name(), &room, INBOX_SIZE, &notification)
-            .await
-        {
-            tracing::warn!(%error, "notification not kept in the inbox");
+        // Not kept when nobody's inbox can be read (names taken on trust).
+        if self.verifies_users() {
+            if let Err(error) = self
+                .inbox
+                .append(self.namespace.name(), &room, INBOX_SIZE, &notification)
+                .await
+            {
+                tracing::warn!(%error, "notification not kept in the inbox");
+            }
         }
         self.namespace
             .to(room)
@@ -238,6 +265,10 @@ async fn notify(socket: &Socket, notifier: &Notifier, data: &Value) -> Result<Va
 
 async fn inbox(socket: &Socket, notifier: &Notifier) -> Result<Value, InputError> {
     let user = identity::of(socket).ok_or_else(|| InputError::new("not connected"))?;
+    // With JWT on and `/notifications` public, anyone can say they are anyone.
+    if !notifier.verifies_users() {
+        return Err(InputError::new("the inbox needs a signed-in user"));
+    }
     let notifications = notifier.inbox(&user).await.map_err(|error| {
         tracing::warn!(%error, "inbox not read");
         InputError::new("inbox not available")
