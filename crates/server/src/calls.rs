@@ -6,8 +6,8 @@
 //!
 //! | event (client → server) | data | ack |
 //! | --- | --- | --- |
-//! | `call:invite` | `{ to }` | `{ callId }`, or `{ error }`: `user not online`, `busy`, `cannot call yourself` |
-//! | `call:accept` | `{ callId }` | `{ ok: true }`, or `{ error }` (`no such call`, `already answered`) |
+//! | `call:invite` | `{ to }` | `{ callId }`, or `{ error }`: `user not online`, `busy` (either user is in an answered call, or calling someone), `try again later` (the callee declined or did not answer this caller's last call less than 10 s ago), `cannot call yourself` |
+//! | `call:accept` | `{ callId }` | `{ ok: true }`, or `{ error }` (`no such call`, `already answered`); the other calls ringing either party, and the callee's own call, end with `busy` |
 //! | `call:decline` | `{ callId }` | `{ ok: true }`, or `{ error }` (`no such call`, `already answered`) |
 //! | `call:hangup` | `{ callId }` | `{ ok: true }`, or `{ error: "not in this call" }` |
 //! | `call:signal` | `{ callId, type: "offer"\|"answer"\|"candidate", data }` | `{ ok: true }`, or `{ error }` (`not in this call`, `call not answered yet`, `data over 16384 bytes`) |
@@ -16,26 +16,35 @@
 //! | --- | --- | --- |
 //! | `call:incoming` | `{ callId, from }` | every socket of the callee |
 //! | `call:accepted` | `{ callId, by }` | the caller's socket |
-//! | `call:ended` | `{ callId, reason }` | both parties' sockets in the call (while ringing: every socket of the callee); the callee's other sockets get `answered elsewhere` when one accepts |
+//! | `call:ended` | `{ callId, reason }` | both parties' sockets in the call (while ringing: the caller's socket and every socket of the callee); the callee's other sockets get `answered elsewhere` when one accepts |
 //! | `call:signal` | `{ callId, from, type, data }` | the other party's socket only |
 //!
 //! `reason`: `declined`, `hangup`, `no answer` (the call rang `--call-ring-timeout-ms`,
-//! 30 s by default), `disconnected` (a party's socket went away), `answered elsewhere`.
+//! 30 s by default), `disconnected` (a party's socket went away), `answered elsewhere`,
+//! `busy` (a ringing call whose caller or callee answered another call).
 //!
-//! What a client can make the server hold: one call per user at a time (a caller or callee
-//! already in a call is `busy`), so at most one entry per connected user; a ringing call ends
-//! after the ring timeout (its timer is cancelled when the call is answered or ends), and a
-//! call ends when either party's socket disconnects (for a ringing call: the caller's socket,
-//! or the callee's last socket). Every way out removes the entry and its user marks.
+//! Only an answered call makes its users busy: a ringing call does not, so nobody can keep
+//! another user busy by calling again and again; several calls may ring one callee at once
+//! (every tab of it), and answering one ends the others. A caller whose call was declined or
+//! not answered waits [`RETRY_COOLDOWN`] (10 s) before calling that callee again.
+//!
+//! What a client can make the server hold: one ringing or answered call per user as caller
+//! (a caller already calling or in a call is `busy`), so at most one call per connected user;
+//! a ringing call ends after the ring timeout (its timer is cancelled when the call is
+//! answered or ends), and a call ends when either party's socket disconnects (for a ringing
+//! call: the caller's socket, or the callee's last socket). Every way out removes the entry
+//! and its user marks. The cooldowns are one entry per (caller, callee) pair whose call ended
+//! declined or unanswered in the last 10 s, forgotten once expired (at the next call started
+//! or ended).
 //!
 //! Calls are kept in this server's memory: **both parties must be connected to the same
 //! server**. In a cluster, a callee with no socket on the caller's server is `user not
 //! online`, and the signaling goes from socket to socket on this server only.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use switchyard::{DisconnectReason, Namespace, Sid, Socket, SocketIo};
@@ -52,6 +61,10 @@ pub(crate) const NAMESPACE: &str = "/calls";
 /// The most bytes a `call:signal`'s `data` may take, serialized as JSON.
 pub(crate) const MAX_SIGNAL_BYTES: usize = 16 * 1024;
 
+/// How long a caller waits before calling again a callee who declined its call or did not
+/// answer it.
+pub(crate) const RETRY_COOLDOWN: Duration = Duration::from_secs(10);
+
 /// The longest call id a client may send, in bytes (ours are 32).
 const MAX_CALL_ID_BYTES: usize = 64;
 
@@ -61,7 +74,7 @@ const MAX_CALL_ID_BYTES: usize = 64;
 pub(crate) fn register(io: &SocketIo, verifier: identity::Verifier, ring_timeout: Duration) {
     let calls = io.of(NAMESPACE);
     identity::install(&calls, verifier, "name");
-    let registry = Arc::new(Registry::new(ring_timeout));
+    let registry = Arc::new(Registry::new(ring_timeout, RETRY_COOLDOWN));
     calls.on_connection(move |socket: Socket| {
         let registry = registry.clone();
         async move {
@@ -127,12 +140,28 @@ impl Call {
     }
 }
 
+/// A caller and a callee.
+type Pair = (Arc<str>, Arc<str>);
+
+/// Calls ended, with their ids.
+type Ended = Vec<(Arc<str>, Call)>;
+
 /// The calls of this server, and which user is in which.
 #[derive(Debug, Default)]
 struct Calls {
     by_id: HashMap<Arc<str>, Call>,
-    /// Each user in a call (caller or callee), and the call.
-    by_user: HashMap<Arc<str>, Arc<str>>,
+    /// Each user in an answered call (caller or callee), and the call: the busy users.
+    active: HashMap<Arc<str>, Arc<str>>,
+    /// Each caller whose call rings, and the call (one at a time).
+    ringing_from: HashMap<Arc<str>, Arc<str>>,
+    /// Each callee and the calls ringing it (one a caller at most, so as many as ringing
+    /// calls over all).
+    ringing_to: HashMap<Arc<str>, Vec<Arc<str>>>,
+    /// The (caller, callee) pairs whose last call was declined or not answered, and until when
+    /// the caller must wait to call again.
+    cooldowns: HashMap<Pair, Instant>,
+    /// The same pairs by expiry, oldest first (the cooldown is one duration: insertion order).
+    cooldown_order: VecDeque<(Instant, Pair)>,
 }
 
 impl Calls {
@@ -140,14 +169,53 @@ impl Calls {
     fn remove(&mut self, id: &str) -> Option<Call> {
         let call = self.by_id.remove(id)?;
         for user in [&call.caller, &call.callee] {
-            if self.by_user.get(user).is_some_and(|held| **held == *id) {
-                self.by_user.remove(user);
+            if self.active.get(user).is_some_and(|held| **held == *id) {
+                self.active.remove(user);
             }
         }
+        if self
+            .ringing_from
+            .get(&call.caller)
+            .is_some_and(|held| **held == *id)
+        {
+            self.ringing_from.remove(&call.caller);
+        }
+        self.forget_ringing_to(&call.callee, id);
         if let Some(timer) = &call.timer {
             timer.abort();
         }
         Some(call)
+    }
+
+    /// Call `id` no longer rings `callee`.
+    fn forget_ringing_to(&mut self, callee: &str, id: &str) {
+        if let Some(ids) = self.ringing_to.get_mut(callee) {
+            ids.retain(|held| **held != *id);
+            if ids.is_empty() {
+                self.ringing_to.remove(callee);
+            }
+        }
+    }
+
+    /// Forgets the cooldowns that are over at `now`.
+    fn expire_cooldowns(&mut self, now: Instant) {
+        while let Some((until, _)) = self.cooldown_order.front() {
+            if *until > now {
+                break;
+            }
+            if let Some((until, pair)) = self.cooldown_order.pop_front() {
+                if self.cooldowns.get(&pair) == Some(&until) {
+                    self.cooldowns.remove(&pair);
+                }
+            }
+        }
+    }
+
+    /// `call`'s caller waits until `until` before calling its callee again.
+    fn cool_down(&mut self, call: &Call, until: Instant) {
+        let pair = (call.caller.clone(), call.callee.clone());
+        self.cooldowns.insert(pair.clone(), until);
+        self.cooldown_order.push_back((until, pair));
     }
 }
 
@@ -156,14 +224,17 @@ impl Calls {
 pub(crate) struct Registry {
     calls: Mutex<Calls>,
     ring_timeout: Duration,
+    cooldown: Duration,
 }
 
 impl Registry {
-    /// An empty registry whose calls ring `ring_timeout`.
-    pub(crate) fn new(ring_timeout: Duration) -> Registry {
+    /// An empty registry whose calls ring `ring_timeout`, and whose callers wait `cooldown`
+    /// before calling again a callee who declined or did not answer.
+    pub(crate) fn new(ring_timeout: Duration, cooldown: Duration) -> Registry {
         Registry {
             calls: Mutex::new(Calls::default()),
             ring_timeout,
+            cooldown,
         }
     }
 
@@ -173,30 +244,68 @@ impl Registry {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// How many calls are held (ringing or active), and how many users are marked in one.
+    /// How many calls are held (ringing or active), and how many marks users have (in a
+    /// call, calling, being called).
     #[cfg(test)]
     fn sizes(&self) -> (usize, usize) {
         let calls = self.lock();
-        (calls.by_id.len(), calls.by_user.len())
+        let rung: usize = calls.ringing_to.values().map(Vec::len).sum();
+        (
+            calls.by_id.len(),
+            calls.active.len() + calls.ringing_from.len() + rung,
+        )
     }
 
-    /// Adds a ringing call from `caller` on socket `caller_socket` to `callee`.
+    /// How many pairs wait (expired ones are forgotten at the next call started or ended).
+    #[cfg(test)]
+    fn cooldowns(&self) -> (usize, usize) {
+        let calls = self.lock();
+        (calls.cooldowns.len(), calls.cooldown_order.len())
+    }
+
+    /// Adds a ringing call from `caller` on socket `caller_socket` to `callee`. `alive`: whether
+    /// the caller's socket is still connected, asked under the registry's lock (a socket that
+    /// closes runs its disconnect handler, which takes the lock, after it stops being
+    /// connected: so a call is either refused here or ended by that handler, never left bound
+    /// to a dead socket). `busy`: the caller or the callee is in an answered call, or calling;
+    /// a callee may be rung by several calls at once. `try again later`: the callee declined or
+    /// did not answer this caller's last call, less than the cooldown ago.
     fn start(
         &self,
         caller: &Arc<str>,
         caller_socket: &Sid,
         callee: &Arc<str>,
+        alive: &dyn Fn() -> bool,
     ) -> Result<Arc<str>, InputError> {
         if caller == callee {
             return Err(InputError::new("cannot call yourself"));
         }
         let mut calls = self.lock();
-        if calls.by_user.contains_key(caller) || calls.by_user.contains_key(callee) {
+        if !alive() {
+            return Err(InputError::new("not connected"));
+        }
+        let now = Instant::now();
+        calls.expire_cooldowns(now);
+        let busy = |user: &Arc<str>| {
+            calls.active.contains_key(user) || calls.ringing_from.contains_key(user)
+        };
+        if busy(caller) || busy(callee) {
             return Err(InputError::new("busy"));
         }
+        if calls
+            .cooldowns
+            .get(&(caller.clone(), callee.clone()))
+            .is_some_and(|until| *until > now)
+        {
+            return Err(InputError::new("try again later"));
+        }
         let id: Arc<str> = Arc::from(input::random_id());
-        calls.by_user.insert(caller.clone(), id.clone());
-        calls.by_user.insert(callee.clone(), id.clone());
+        calls.ringing_from.insert(caller.clone(), id.clone());
+        calls
+            .ringing_to
+            .entry(callee.clone())
+            .or_default()
+            .push(id.clone());
         calls.by_id.insert(
             id.clone(),
             Call {
@@ -220,21 +329,36 @@ impl Registry {
         }
     }
 
-    /// Ends call `id` if it still rings: the no-answer timer.
+    /// Ends call `id` if it still rings: the no-answer timer. Its caller waits the cooldown.
     fn ring_out(&self, id: &str) -> Option<Call> {
         let mut calls = self.lock();
         if calls.by_id.get(id)?.state != State::Ringing {
             return None;
         }
+        let now = Instant::now();
+        calls.expire_cooldowns(now);
         let mut call = calls.remove(id)?;
         // This is the timer's own task: nothing to cancel.
         call.timer = None;
+        calls.cool_down(&call, now + self.cooldown);
         Some(call)
     }
 
-    /// `user` on `socket` answers call `id`: the caller's socket, for `call:accepted`.
-    fn accept(&self, id: &str, user: &str, socket: &Sid) -> Result<Sid, InputError> {
+    /// `user` on `socket` answers call `id`: the caller's socket, for `call:accepted`, and the
+    /// calls that end because both parties are now busy (the other calls ringing either
+    /// party, and the callee's own call if it was calling someone), removed.
+    /// `alive`: whether `socket` is still connected, asked under the lock (see [`Self::start`]).
+    fn accept(
+        &self,
+        id: &str,
+        user: &str,
+        socket: &Sid,
+        alive: &dyn Fn() -> bool,
+    ) -> Result<(Sid, Ended), InputError> {
         let mut calls = self.lock();
+        if !alive() {
+            return Err(InputError::new("not connected"));
+        }
         let call = calls
             .by_id
             .get_mut(id)
@@ -247,10 +371,30 @@ impl Registry {
         if let Some(timer) = call.timer.take() {
             timer.abort();
         }
-        Ok(call.caller_socket.clone())
+        let (caller, callee, caller_socket) = (
+            call.caller.clone(),
+            call.callee.clone(),
+            call.caller_socket.clone(),
+        );
+        let id: Arc<str> = Arc::from(id);
+        calls.ringing_from.remove(&caller);
+        calls.forget_ringing_to(&callee, &id);
+        let mut others: Vec<Arc<str>> = Vec::new();
+        for user in [&caller, &callee] {
+            others.extend(calls.ringing_to.get(user).into_iter().flatten().cloned());
+            others.extend(calls.ringing_from.get(user).cloned());
+        }
+        let ended = others
+            .into_iter()
+            .filter_map(|other| calls.remove(&other).map(|call| (other, call)))
+            .collect();
+        calls.active.insert(caller, id.clone());
+        calls.active.insert(callee, id);
+        Ok((caller_socket, ended))
     }
 
-    /// `user` declines call `id`, which rings: the call, removed.
+    /// `user` declines call `id`, which rings: the call, removed. Its caller waits the
+    /// cooldown.
     fn decline(&self, id: &str, user: &str) -> Result<Call, InputError> {
         let mut calls = self.lock();
         let call = calls
@@ -261,9 +405,13 @@ impl Registry {
         if call.state != State::Ringing {
             return Err(InputError::new("already answered"));
         }
-        calls
+        let now = Instant::now();
+        calls.expire_cooldowns(now);
+        let call = calls
             .remove(id)
-            .ok_or_else(|| InputError::new("no such call"))
+            .ok_or_else(|| InputError::new("no such call"))?;
+        calls.cool_down(&call, now + self.cooldown);
+        Ok(call)
     }
 
     /// `socket` hangs up call `id`: the caller's socket (ringing or active) or the callee's
@@ -298,20 +446,36 @@ impl Registry {
         }
     }
 
-    /// The call of `user` that ends because its socket `socket` went away: one where the
-    /// socket is a party, or a ringing call to `user` whose last socket this was.
-    fn disconnected_call(
-        &self,
-        namespace: &Namespace,
-        user: &str,
-        socket: &Sid,
-    ) -> Option<(Arc<str>, Call)> {
+    /// The calls of `user` that end because its socket `socket` went away (removed): the one
+    /// where the socket is a party (the caller's socket, or the callee's that answered), and
+    /// every call ringing `user` if this was its last socket (`others`: how many other sockets
+    /// `user` has).
+    fn disconnected_calls(&self, user: &str, socket: &Sid, others: &dyn Fn() -> usize) -> Ended {
         let mut calls = self.lock();
-        let id = calls.by_user.get(user)?.clone();
-        let call = calls.by_id.get(&id)?;
-        let ends = if *call.caller_socket == **socket || call.peer_of(socket).is_some() {
-            true
-        } else if call.state == State::Ringing && *call.callee == *user {
+        let mut ending: Vec<Arc<str>> = Vec::new();
+        for id in [calls.active.get(user), calls.ringing_from.get(user)]
+            .into_iter()
+            .flatten()
+        {
+            let party = calls.by_id.get(id).is_some_and(|call| {
+                *call.caller_socket == **socket || call.peer_of(socket).is_some()
+            });
+            if party {
+                ending.push(id.clone());
+            }
+        }
+        if calls.ringing_to.contains_key(user) && others() == 0 {
+            ending.extend(calls.ringing_to.get(user).into_iter().flatten().cloned());
+        }
+        ending
+            .into_iter()
+            .filter_map(|id| calls.remove(&id).map(|call| (id, call)))
+            .collect()
+    }
+
+    /// Ends the calls `socket` of `user` was in, if its departure ends any.
+    fn disconnected(&self, namespace: &Namespace, user: &str, socket: &Sid) {
+        let others = || {
             let mut others = 0;
             namespace
                 .adapter()
@@ -320,19 +484,9 @@ impl Registry {
                         others += 1;
                     }
                 });
-            others == 0
-        } else {
-            false
+            others
         };
-        if !ends {
-            return None;
-        }
-        calls.remove(&id).map(|call| (id, call))
-    }
-
-    /// Ends the call `socket` of `user` was in, if its departure ends one.
-    fn disconnected(&self, namespace: &Namespace, user: &str, socket: &Sid) {
-        if let Some((id, call)) = self.disconnected_call(namespace, user, socket) {
+        for (id, call) in self.disconnected_calls(user, socket, &others) {
             debug!(call = &*id, user, "call ended: a party disconnected");
             ended(namespace, &id, &call, "disconnected", Some(socket));
         }
@@ -403,7 +557,7 @@ fn invite(socket: &Socket, registry: &Arc<Registry>, data: &Value) -> Result<Val
     if namespace.room_size(&user_room(&to)) == 0 {
         return Err(InputError::new("user not online"));
     }
-    let id = registry.start(&from, socket.id(), &to)?;
+    let id = registry.start(&from, socket.id(), &to, &|| socket.connected())?;
     debug!(call = &*id, from = &*from, to = &*to, "call ringing");
     let timer = {
         let (registry, namespace, id) = (registry.clone(), namespace.clone(), id.clone());
@@ -433,7 +587,7 @@ fn invite(socket: &Socket, registry: &Arc<Registry>, data: &Value) -> Result<Val
 fn accept(socket: &Socket, registry: &Arc<Registry>, data: &Value) -> Result<Value, InputError> {
     let (id, _) = call_id(data, "{ callId }")?;
     let by = user(socket)?;
-    let caller_socket = registry.accept(id, &by, socket.id())?;
+    let (caller_socket, busy) = registry.accept(id, &by, socket.id(), &|| socket.connected())?;
     debug!(call = id, by = &*by, "call answered");
     let namespace = socket.namespace();
     send(
@@ -453,6 +607,11 @@ fn accept(socket: &Socket, registry: &Arc<Registry>, data: &Value) -> Result<Val
         });
     for sid in &others {
         send(&namespace, sid, "call:ended", &elsewhere);
+    }
+    // The other calls ringing either party, or the callee's own: both are busy now.
+    for (other, call) in &busy {
+        debug!(call = &**other, "call ended: a party answered another");
+        ended(&namespace, other, call, "busy", None);
     }
     Ok(json!({ "ok": true }))
 }
@@ -514,16 +673,78 @@ mod tests {
         Arc::from(text)
     }
 
+    fn live() -> bool {
+        true
+    }
+
+    fn gone() -> bool {
+        false
+    }
+
     #[test]
-    fn one_call_per_user_and_every_way_out_forgets_it() {
-        let registry = Registry::new(Duration::from_secs(30));
+    fn a_socket_that_closed_neither_starts_nor_answers_a_call() {
+        let registry = Registry::new(Duration::from_secs(30), Duration::ZERO);
+        let (alice, bob) = (name("alice"), name("bob"));
+        let (a1, b1): (Sid, Sid) = (name("a1"), name("b1"));
+        // The caller's socket closed between reading its user and starting the call.
+        assert_eq!(
+            registry.start(&alice, &a1, &bob, &gone).err(),
+            Some(InputError::new("not connected"))
+        );
+        assert_eq!(
+            registry.sizes(),
+            (0, 0),
+            "nothing left bound to a dead socket"
+        );
+        // The callee's socket closed between reading its user and answering.
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
+        assert_eq!(
+            registry.accept(&id, "bob", &b1, &gone).err(),
+            Some(InputError::new("not connected"))
+        );
+        assert!(
+            registry.ring_out(&id).is_some(),
+            "the call still rings, unanswered"
+        );
+        assert_eq!(registry.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn an_answered_call_makes_its_users_busy_and_every_way_out_forgets_it() {
+        let registry = Registry::new(Duration::from_secs(30), Duration::ZERO);
         let (alice, bob, carol) = (name("alice"), name("bob"), name("carol"));
         let (a1, b1, c1): (Sid, Sid, Sid) = (name("a1"), name("b1"), name("c1"));
         assert_eq!(
-            registry.start(&alice, &a1, &alice).err(),
+            registry.start(&alice, &a1, &alice, &live).err(),
             Some(InputError::new("cannot call yourself"))
         );
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
+        assert_eq!(registry.sizes(), (1, 2));
+        // A caller calls one user at a time, and is busy for others while it rings.
+        assert_eq!(
+            registry.start(&alice, &a1, &carol, &live).err(),
+            Some(InputError::new("busy"))
+        );
+        assert_eq!(
+            registry.start(&carol, &c1, &alice, &live).err(),
+            Some(InputError::new("busy"))
+        );
+        // Not answered: no signaling, and only the callee answers.
+        assert_eq!(
+            registry.peer(&id, &a1).err(),
+            Some(InputError::new("call not answered yet"))
+        );
+        assert_eq!(
+            registry.accept(&id, "carol", &c1, &live).err(),
+            Some(InputError::new("no such call"))
+        );
+        let (caller, ended) = registry.accept(&id, "bob", &b1, &live).expect("answered");
+        assert_eq!(caller, a1);
+        assert!(ended.is_empty(), "no other call rang");
+        assert_eq!(
+            registry.accept(&id, "bob", &b1, &live).err(),
+            Some(InputError::new("already answered"))
+        );
         assert_eq!(registry.sizes(), (1, 2));
         // Both are busy, either way round.
         for (from, socket, to) in [
@@ -532,24 +753,10 @@ mod tests {
             (&bob, &b1, &carol),
         ] {
             assert_eq!(
-                registry.start(from, socket, to).err(),
+                registry.start(from, socket, to, &live).err(),
                 Some(InputError::new("busy"))
             );
         }
-        // Not answered: no signaling, and only the callee answers.
-        assert_eq!(
-            registry.peer(&id, &a1).err(),
-            Some(InputError::new("call not answered yet"))
-        );
-        assert_eq!(
-            registry.accept(&id, "carol", &c1).err(),
-            Some(InputError::new("no such call"))
-        );
-        assert_eq!(registry.accept(&id, "bob", &b1), Ok(a1.clone()));
-        assert_eq!(
-            registry.accept(&id, "bob", &b1).err(),
-            Some(InputError::new("already answered"))
-        );
         assert_eq!(registry.peer(&id, &a1), Ok(b1.clone()));
         assert_eq!(registry.peer(&id, &b1), Ok(a1.clone()));
         assert_eq!(
@@ -564,15 +771,93 @@ mod tests {
         assert!(registry.hangup(&id, &b1).is_ok());
         assert_eq!(registry.sizes(), (0, 0));
 
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
         assert!(registry.decline(&id, "bob").is_ok());
         assert_eq!(registry.sizes(), (0, 0));
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
         assert!(registry.ring_out(&id).is_some());
         assert_eq!(registry.sizes(), (0, 0));
-        let id = registry.start(&alice, &a1, &bob).expect("a call");
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
         assert!(registry.hangup(&id, &a1).is_ok(), "the caller cancels");
         assert_eq!(registry.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn a_ringing_call_keeps_nobody_busy_and_answering_one_ends_the_others() {
+        let registry = Registry::new(Duration::from_secs(30), Duration::ZERO);
+        let (alice, bob, carol, dave) = (name("alice"), name("bob"), name("carol"), name("dave"));
+        let (a1, b1, c1, d1): (Sid, Sid, Sid, Sid) =
+            (name("a1"), name("b1"), name("c1"), name("d1"));
+        // Alice and carol both ring bob; bob may call dave meanwhile.
+        let from_alice = registry.start(&alice, &a1, &bob, &live).expect("a call");
+        let from_carol = registry.start(&carol, &c1, &bob, &live).expect("a call");
+        let to_dave = registry.start(&bob, &b1, &dave, &live).expect("a call");
+        // And dave rings alice, who is calling bob: alice is busy.
+        assert_eq!(
+            registry.start(&dave, &d1, &alice, &live).err(),
+            Some(InputError::new("busy"))
+        );
+        assert_eq!(registry.sizes(), (3, 6));
+        // Bob takes carol's call: alice's call and bob's own end, busy.
+        let (caller, ended) = registry
+            .accept(&from_carol, "bob", &b1, &live)
+            .expect("answered");
+        assert_eq!(caller, c1);
+        let mut ended: Vec<Arc<str>> = ended.into_iter().map(|(id, _)| id).collect();
+        ended.sort();
+        let mut expected = vec![from_alice.clone(), to_dave];
+        expected.sort();
+        assert_eq!(ended, expected);
+        assert_eq!(
+            registry.accept(&from_alice, "bob", &b1, &live).err(),
+            Some(InputError::new("no such call"))
+        );
+        assert_eq!(registry.sizes(), (1, 2));
+        assert!(registry.hangup(&from_carol, &c1).is_ok());
+        assert_eq!(registry.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn a_disconnection_ends_its_calls_and_the_calls_ringing_a_user_gone() {
+        let registry = Registry::new(Duration::from_secs(30), Duration::ZERO);
+        let (alice, bob, carol) = (name("alice"), name("bob"), name("carol"));
+        let (a1, b1, c1): (Sid, Sid, Sid) = (name("a1"), name("b1"), name("c1"));
+        registry.start(&alice, &a1, &bob, &live).expect("a call");
+        registry.start(&carol, &c1, &bob, &live).expect("a call");
+        // Another tab of bob's is still there: nothing ends.
+        assert!(registry.disconnected_calls("bob", &b1, &|| 1).is_empty());
+        assert_eq!(registry.disconnected_calls("bob", &b1, &|| 0).len(), 2);
+        assert_eq!(registry.sizes(), (0, 0));
+        // The caller's socket.
+        registry.start(&alice, &a1, &bob, &live).expect("a call");
+        assert_eq!(registry.disconnected_calls("alice", &a1, &|| 1).len(), 1);
+        assert_eq!(registry.sizes(), (0, 0));
+    }
+
+    #[test]
+    fn a_caller_declined_or_unanswered_waits_then_the_entry_is_forgotten() {
+        let cooldown = Duration::from_millis(100);
+        let registry = Registry::new(Duration::from_secs(30), cooldown);
+        let (alice, bob, carol) = (name("alice"), name("bob"), name("carol"));
+        let (a1, b1, c1): (Sid, Sid, Sid) = (name("a1"), name("b1"), name("c1"));
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
+        registry.decline(&id, "bob").expect("declined");
+        let later = Some(InputError::new("try again later"));
+        assert_eq!(registry.start(&alice, &a1, &bob, &live).err(), later);
+        // Only that pair, that way round.
+        let id = registry.start(&bob, &b1, &alice, &live).expect("a call");
+        registry.hangup(&id, &b1).expect("cancelled");
+        let id = registry.start(&carol, &c1, &bob, &live).expect("a call");
+        assert!(registry.ring_out(&id).is_some());
+        assert_eq!(registry.start(&carol, &c1, &bob, &live).err(), later);
+        assert_eq!(registry.cooldowns(), (2, 2));
+        // Once the cooldown is over, they may call again, and the entries go.
+        std::thread::sleep(cooldown * 3);
+        let id = registry.start(&alice, &a1, &bob, &live).expect("a call");
+        registry.hangup(&id, &a1).expect("cancelled");
+        assert_eq!(registry.cooldowns(), (0, 0));
+        registry.start(&carol, &c1, &bob, &live).expect("a call");
+        assert_eq!(registry.cooldowns(), (0, 0));
     }
 
     #[test]

@@ -15,7 +15,11 @@
 //!
 //! A message that names users as `@name` ([`mentions`]: at most 5 distinct, not the sender)
 //! sends each a `notification` on `/notifications`, `kind: "mention"`, with `room`, `from` (the
-//! sender) and `text` (the message), kept in their inboxes.
+//! sender) and `text` (the message), kept in their inboxes. Not when this namespace needs a
+//! token and `/notifications` is public (its users are names taken on trust). Each mention
+//! spends one of the socket's notifications ([`NotifyBudget`]): past the budget a message's
+//! mentions are skipped, the message itself still delivered. They are sent after the ack, on a
+//! task of their own.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,7 +31,7 @@ use crate::config::NamespaceSettings;
 use crate::history::History;
 use crate::identity;
 use crate::input::{self, ack, InputError};
-use crate::notifications::{user_room, Kind, Notifier};
+use crate::notifications::{user_room, Kind, Notifier, NotifyBudget};
 use crate::rooms::{self, RoomRules};
 use crate::webhooks::NamespaceHooks;
 
@@ -53,12 +57,15 @@ pub(crate) fn register(
     // `:`) and from personal rooms (`user:`), so no one can join another's private room.
     let rules = Arc::new(RoomRules::new(CHAT_PREFIX, with_token, settings, history));
     rooms::guard_recovery(&chat, &rules);
+    // A token-protected chat does not hand its messages to users who merely claim a name.
+    let notifier = notifier.filter(|notifier| !with_token || notifier.verifies_users());
     let relay: Arc<[String]> = settings.relay.iter().cloned().collect();
     chat.on_connection(move |socket: Socket| {
         let rules = rules.clone();
         let relay = relay.clone();
         let hooks = hooks.clone();
         let notifier = notifier.clone();
+        let budget = Arc::new(NotifyBudget::new());
         async move {
             // The personal room tells who the socket is to the adapter, and so to presence
             // and the API, on every server.
@@ -79,10 +86,16 @@ pub(crate) fn register(
                 socket.on("message", move |socket: Socket, data: Value| {
                     let rules = rules.clone();
                     let notifier = notifier.clone();
+                    let budget = budget.clone();
                     async move {
-                        Ok::<_, Infallible>(ack(
-                            message(&socket, &rules, notifier.as_ref(), &data).await
-                        ))
+                        Ok::<_, Infallible>(ack(message(
+                            &socket,
+                            &rules,
+                            notifier.as_ref(),
+                            &budget,
+                            &data,
+                        )
+                        .await))
                     }
                 });
             }
@@ -156,6 +169,7 @@ async fn message(
     socket: &Socket,
     rules: &RoomRules,
     notifier: Option<&Notifier>,
+    budget: &NotifyBudget,
     data: &Value,
 ) -> Result<Value, InputError> {
     let MessageInput { room, text } = MessageInput::parse(data)?;
@@ -191,16 +205,34 @@ async fn message(
         }
     }
     if let Some(notifier) = notifier {
-        for user in mentions(text, &sender) {
-            let mut extra = serde_json::Map::new();
-            extra.insert("room".to_owned(), Value::from(room));
-            // Sent already: a mention that fails costs the notification, not the message.
-            if let Err(error) = notifier
-                .send(&user, &sender, text, Kind::Mention, extra)
-                .await
-            {
-                tracing::warn!(%error, room, "mention not notified");
-            }
+        let named = mentions(text, &sender);
+        let count = named.len();
+        // Each spends one of the socket's notifications; past the budget, the rest are skipped.
+        let users: Vec<String> = named.into_iter().take_while(|_| budget.take()).collect();
+        if users.len() < count {
+            tracing::debug!(
+                room,
+                skipped = count - users.len(),
+                "mentions over the socket's budget skipped"
+            );
+        }
+        if !users.is_empty() {
+            // Sent without holding the ack; bounded by the budget (5 sends a task at most).
+            let notifier = notifier.clone();
+            let (sender, text, room) = (sender.to_string(), text.to_owned(), room.to_owned());
+            tokio::spawn(async move {
+                for user in users {
+                    let mut extra = serde_json::Map::new();
+                    extra.insert("room".to_owned(), Value::from(room.as_str()));
+                    // Sent already: a mention that fails costs the notification, not the message.
+                    if let Err(error) = notifier
+                        .send(&user, &sender, &text, Kind::Mention, extra)
+                        .await
+                    {
+                        tracing::warn!(%error, room, "mention not notified");
+                    }
+                }
+            });
         }
     }
     Ok(json!({ "ok": true }))

@@ -175,6 +175,12 @@ pub(crate) struct Config {
     #[arg(long, env = "HISTORY_MAX_BYTES", value_name = "BYTES", default_value = "67108864", value_parser = parse_bytes, help_heading = LIMITS)]
     pub history_max_bytes: usize,
 
+    /// Bytes of notification inboxes kept in memory (a lone server), over all users, apart
+    /// from the room history; past it the inboxes written to least recently are forgotten
+    /// first.
+    #[arg(long, env = "INBOX_MAX_BYTES", value_name = "BYTES", default_value = "16777216", value_parser = parse_bytes, help_heading = LIMITS)]
+    pub inbox_max_bytes: usize,
+
     /// How long a room's history stays in Redis after its last message, in seconds.
     #[arg(long = "history-ttl-s", env = "HISTORY_TTL_S", value_name = "S", default_value = "604800", value_parser = parse_ttl, help_heading = "Cluster")]
     pub history_ttl: Duration,
@@ -1760,6 +1766,18 @@ mod tests {
         assert_eq!(config.cors_config(), None);
         assert_eq!(config.tls(), None);
         assert!(!config.jwt.enabled());
+    }
+
+    #[test]
+    fn the_inboxes_have_a_budget_of_their_own() {
+        assert_eq!(config(&[], &[]).inbox_max_bytes, 16 * 1024 * 1024);
+        let env = [("INBOX_MAX_BYTES", "1024")];
+        assert_eq!(config(&env, &[]).inbox_max_bytes, 1024);
+        assert_eq!(
+            config(&env, &["--inbox-max-bytes", "2048"]).inbox_max_bytes,
+            2048
+        );
+        assert!(error(&[], &["--inbox-max-bytes", "0"]).contains("inbox-max-bytes"));
     }
 
     #[test]

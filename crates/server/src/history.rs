@@ -6,6 +6,11 @@
 //! written to least recently are forgotten first, so a client creating rooms cannot grow it.
 //! In Redis each room is a list (`<prefix>#history#<namespace>#<room>`) trimmed to its size at
 //! each write and expiring `--history-ttl-s` after the last one.
+//!
+//! The users' notification inboxes ([`History::inboxes`]) are kept apart: in memory a store of
+//! their own (`--inbox-max-bytes`), so that notifications to made-up names can never evict a
+//! room's history; in Redis the same kind of list (`<prefix>#history#/notifications#user:<user>`)
+//! expiring [`INBOX_TTL`] after its last write (or `--history-ttl-s`, if shorter).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -26,9 +31,15 @@ pub(crate) enum HistoryError {
     Store(String),
 }
 
-/// Where the messages are kept.
+/// How long an inbox stays in Redis after its last notification (at most `--history-ttl-s`).
+pub(crate) const INBOX_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Where the messages are kept, and apart from them the users' inboxes.
 #[derive(Clone)]
-pub(crate) struct History(Arc<Store>);
+pub(crate) struct History {
+    rooms: Arc<Store>,
+    inboxes: Arc<Store>,
+}
 
 enum Store {
     Memory(Mutex<MemoryRooms>),
@@ -37,7 +48,7 @@ enum Store {
 
 impl std::fmt::Debug for History {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match &*self.0 {
+        f.write_str(match &*self.rooms {
             Store::Memory(_) => "History(memory)",
             Store::Redis(_) => "History(redis)",
         })
@@ -45,16 +56,34 @@ impl std::fmt::Debug for History {
 }
 
 impl History {
-    /// A history in this process's memory, `max_bytes` at most.
-    pub(crate) fn in_memory(max_bytes: usize) -> History {
-        History(Arc::new(Store::Memory(Mutex::new(MemoryRooms::new(
-            max_bytes,
-        )))))
+    /// A history in this process's memory, `max_bytes` at most, and inboxes apart,
+    /// `inbox_max_bytes` at most.
+    pub(crate) fn in_memory(max_bytes: usize, inbox_max_bytes: usize) -> History {
+        let memory = |bytes| Arc::new(Store::Memory(Mutex::new(MemoryRooms::new(bytes))));
+        History {
+            rooms: memory(max_bytes),
+            inboxes: memory(inbox_max_bytes),
+        }
     }
 
-    /// A history in Redis.
+    /// A history in Redis; the inboxes there too, expiring [`INBOX_TTL`] after their last
+    /// write (or the rooms' TTL, if shorter).
     pub(crate) fn in_redis(rooms: RedisRooms) -> History {
-        History(Arc::new(Store::Redis(rooms)))
+        let mut inboxes = rooms.clone();
+        inboxes.ttl = inboxes.ttl.min(INBOX_TTL);
+        History {
+            rooms: Arc::new(Store::Redis(rooms)),
+            inboxes: Arc::new(Store::Redis(inboxes)),
+        }
+    }
+
+    /// The store of the users' inboxes: never the rooms' (a flood of notifications costs
+    /// other inboxes, never a room's history).
+    pub(crate) fn inboxes(&self) -> History {
+        History {
+            rooms: self.inboxes.clone(),
+            inboxes: self.inboxes.clone(),
+        }
     }
 
     /// Adds `message` to the history of `room` in `namespace`, which keeps the last `keep`.
@@ -66,7 +95,7 @@ impl History {
         message: &Value,
     ) -> Result<(), HistoryError> {
         let text: Arc<str> = Arc::from(message.to_string());
-        match &*self.0 {
+        match &*self.rooms {
             Store::Memory(rooms) => {
                 lock(rooms).append(namespace, room, keep, text);
                 Ok(())
@@ -82,7 +111,7 @@ impl History {
         room: &str,
         limit: usize,
     ) -> Result<Vec<Value>, HistoryError> {
-        let texts = match &*self.0 {
+        let texts = match &*self.rooms {
             Store::Memory(rooms) => lock(rooms).recent(namespace, room, limit),
             Store::Redis(redis) => redis.recent(namespace, room, limit).await?,
         };
@@ -329,6 +358,42 @@ mod tests {
         assert_eq!(
             one.bytes(),
             ROOM_OVERHEAD + 5 + 1 + 2 * (100 + MESSAGE_OVERHEAD)
+        );
+    }
+
+    #[tokio::test]
+    async fn the_inboxes_never_evict_room_history() {
+        let history = History::in_memory(4096, 1 << 20);
+        let message = serde_json::json!({ "text": "kept" });
+        history
+            .append("/chat", "chat:general", 50, &message)
+            .await
+            .expect("kept");
+        let inboxes = history.inboxes();
+        let notification = serde_json::json!({ "text": "n".repeat(200) });
+        for n in 0..100 {
+            inboxes
+                .append(
+                    "/notifications",
+                    &format!("user:made-up-{n}"),
+                    50,
+                    &notification,
+                )
+                .await
+                .expect("kept");
+        }
+        assert_eq!(
+            history.recent("/chat", "chat:general", 50).await,
+            Ok(vec![message])
+        );
+        assert_eq!(
+            inboxes.recent("/notifications", "user:made-up-0", 50).await,
+            Ok(vec![notification])
+        );
+        // And the other way round: the rooms are not the inboxes.
+        assert_eq!(
+            inboxes.recent("/chat", "chat:general", 50).await,
+            Ok(Vec::new())
         );
     }
 

@@ -253,8 +253,10 @@ fn socket_io(
         (None, Some(dev)) => identity::Verifier::Optional(dev.clone()),
         (None, None) => identity::Verifier::Trust,
     };
-    // The users' inboxes share the room history's store (bounded by --history-max-bytes).
-    let notifier = notifications::Notifier::new(&io, history.clone());
+    // The users' inboxes have a store of their own (in memory: --inbox-max-bytes).
+    // With JWT on and /notifications public, its users are names taken on trust.
+    let notifier = notifications::Notifier::new(&io, history.clone())
+        .with_unverified_users(jwt.is_some() && namespaces.notifications.public);
     chat::register(
         &io,
         required(namespaces.chat.public),
@@ -545,7 +547,7 @@ async fn run(config: Config) -> anyhow::Result<()> {
             config.history_ttl,
             config.redis_requests_timeout,
         )),
-        None => History::in_memory(config.history_max_bytes),
+        None => History::in_memory(config.history_max_bytes, config.inbox_max_bytes),
     };
     let (adapter, reachable) = clustered
         .map(|clustered| (clustered.factory, clustered.reachable))

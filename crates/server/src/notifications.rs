@@ -16,9 +16,24 @@
 //! a lone server, in Redis when clustered (the room history's store, [`History`], under the
 //! personal room `user:<user>`), so a client that reconnects reads with `inbox` what it missed
 //! and merges by `id`. Bad input is answered with the ack `{ error: message }`.
+//!
+//! The inboxes have a store of their own ([`History::inboxes`]): in memory bounded by
+//! `--inbox-max-bytes` over all users (the least recently written forgotten first), apart from
+//! the rooms' history, so notifications to made-up names cost other inboxes, never a room's
+//! history. And each socket may cause [`NOTIFY_BURST`] notifications, refilled at
+//! [`NOTIFY_PER_MINUTE`] a minute ([`NotifyBudget`]: `notify` and the chat's mentions, each
+//! mention counting one): past it `notify` answers
+//! `{ error: "too many notifications; try again later" }` and a chat message's mentions are
+//! skipped (the message itself is still delivered).
+//!
+//! With JWT on and `/notifications` public (`--public-namespaces /notifications`), its users
+//! are names taken on trust: `inbox` answers `{ error: "the inbox needs a signed-in user" }`,
+//! nothing is kept in the inboxes, and a token-protected `/chat` sends no mentions there
+//! (`notify` and the backend's notifications are still delivered live).
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use switchyard::{Namespace, Room, Socket, SocketIo};
@@ -68,9 +83,13 @@ pub(crate) fn register(
                 hooks.attach(&socket, &rules);
             }
             let notify_with = notifier.clone();
+            let budget = Arc::new(NotifyBudget::new());
             socket.on("notify", move |socket: Socket, data: Value| {
                 let notifier = notify_with.clone();
-                async move { Ok::<_, Infallible>(ack(notify(&socket, &notifier, &data).await)) }
+                let budget = budget.clone();
+                async move {
+                    Ok::<_, Infallible>(ack(notify(&socket, &notifier, &budget, &data).await))
+                }
             });
             // Any data, or none: the user's inbox.
             socket.on("inbox", move |socket: Socket, _: switchyard::Args| {
@@ -123,6 +142,48 @@ impl<'a> NotifyInput<'a> {
 /// How many notifications a user's inbox keeps.
 pub(crate) const INBOX_SIZE: usize = 50;
 
+/// The most notifications a socket may cause at once (`notify`, mentions).
+pub(crate) const NOTIFY_BURST: u32 = 30;
+
+/// How many notifications a socket's budget gets back a minute.
+pub(crate) const NOTIFY_PER_MINUTE: u32 = 30;
+
+/// The notifications one socket may cause: a token bucket of [`NOTIFY_BURST`], refilled at
+/// [`NOTIFY_PER_MINUTE`] a minute.
+#[derive(Debug)]
+pub(crate) struct NotifyBudget(Mutex<(f64, Instant)>);
+
+impl NotifyBudget {
+    /// A full budget.
+    pub(crate) fn new() -> NotifyBudget {
+        NotifyBudget(Mutex::new((f64::from(NOTIFY_BURST), Instant::now())))
+    }
+
+    /// Spends one notification now: whether there was one left.
+    pub(crate) fn take(&self) -> bool {
+        self.take_at(Instant::now())
+    }
+
+    fn take_at(&self, now: Instant) -> bool {
+        let mut state = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (tokens, last) = &mut *state;
+        let elapsed = now.saturating_duration_since(*last);
+        let refill = elapsed.as_secs_f64() * f64::from(NOTIFY_PER_MINUTE)
+            / Duration::from_secs(60).as_secs_f64();
+        *tokens = (*tokens + refill).min(f64::from(NOTIFY_BURST));
+        *last = now.max(*last);
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// What a notification is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
@@ -155,6 +216,10 @@ pub(crate) struct NotifyError(String);
 pub(crate) struct Notifier {
     namespace: Namespace,
     inbox: History,
+    /// Whether `/notifications` takes its users' names on trust while JWT is on (a public
+    /// namespace): then nobody's inbox can be read there, nothing is kept in the inboxes, and
+    /// mentions from a token-protected `/chat` are not sent there.
+    unverified: bool,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -166,12 +231,28 @@ impl std::fmt::Debug for Notifier {
 }
 
 impl Notifier {
-    /// The notifier of `io`'s `/notifications`, its inboxes in `inbox`.
-    pub(crate) fn new(io: &SocketIo, inbox: History) -> Notifier {
+    /// The notifier of `io`'s `/notifications`, its inboxes in `history`'s store of inboxes
+    /// ([`History::inboxes`]), never with the rooms' history.
+    pub(crate) fn new(io: &SocketIo, history: History) -> Notifier {
         Notifier {
             namespace: io.of("/notifications"),
-            inbox,
+            inbox: history.inboxes(),
+            unverified: false,
         }
+    }
+
+    /// This notifier, for a `/notifications` that takes names on trust while JWT is on
+    /// (`unverified`): see [`Notifier::verifies_users`].
+    pub(crate) fn with_unverified_users(mut self, unverified: bool) -> Notifier {
+        self.unverified = unverified;
+        self
+    }
+
+    /// Whether a `/notifications` user is who it says it is (a verified token, or dev mode,
+    /// where nothing is verified anywhere). When not: the `inbox` event is refused, nothing is
+    /// kept in the inboxes, and a token-protected namespace sends no mentions.
+    pub(crate) fn verifies_users(&self) -> bool {
+        !self.unverified
     }
 
     /// The namespace the notifications go to.
@@ -200,12 +281,15 @@ impl Notifier {
         let notification = Value::Object(notification);
         let room = user_room(to);
         // Kept first: a client reading its inbox as it reconnects finds it there or gets it live.
-        if let Err(error) = self
-            .inbox
-            .append(self.namespace.name(), &room, INBOX_SIZE, &notification)
-            .await
-        {
-            tracing::warn!(%error, "notification not kept in the inbox");
+        // Not kept when nobody's inbox can be read (names taken on trust).
+        if self.verifies_users() {
+            if let Err(error) = self
+                .inbox
+                .append(self.namespace.name(), &room, INBOX_SIZE, &notification)
+                .await
+            {
+                tracing::warn!(%error, "notification not kept in the inbox");
+            }
         }
         self.namespace
             .to(room)
@@ -225,9 +309,17 @@ impl Notifier {
     }
 }
 
-async fn notify(socket: &Socket, notifier: &Notifier, data: &Value) -> Result<Value, InputError> {
+async fn notify(
+    socket: &Socket,
+    notifier: &Notifier,
+    budget: &NotifyBudget,
+    data: &Value,
+) -> Result<Value, InputError> {
     let NotifyInput { to, text } = NotifyInput::parse(data)?;
     let from = identity::of(socket).ok_or_else(|| InputError::new("not connected"))?;
+    if !budget.take() {
+        return Err(InputError::new("too many notifications; try again later"));
+    }
     let delivered = rooms::member_count(&socket.namespace(), &user_room(&to));
     let id = notifier
         .send(&to, &from, text, Kind::Direct, Map::new())
@@ -238,6 +330,10 @@ async fn notify(socket: &Socket, notifier: &Notifier, data: &Value) -> Result<Va
 
 async fn inbox(socket: &Socket, notifier: &Notifier) -> Result<Value, InputError> {
     let user = identity::of(socket).ok_or_else(|| InputError::new("not connected"))?;
+    // With JWT on and `/notifications` public, anyone can say they are anyone.
+    if !notifier.verifies_users() {
+        return Err(InputError::new("the inbox needs a signed-in user"));
+    }
     let notifications = notifier.inbox(&user).await.map_err(|error| {
         tracing::warn!(%error, "inbox not read");
         InputError::new("inbox not available")
@@ -256,6 +352,25 @@ mod tests {
             Err(error) => error.0,
             Ok(value) => panic!("expected an error, got {value:?}"),
         }
+    }
+
+    #[test]
+    fn a_socket_causes_a_burst_of_notifications_then_one_every_two_seconds() {
+        let budget = NotifyBudget::new();
+        let start = Instant::now();
+        for _ in 0..NOTIFY_BURST {
+            assert!(budget.take_at(start));
+        }
+        assert!(!budget.take_at(start), "past the burst");
+        assert!(!budget.take_at(start + Duration::from_millis(1500)));
+        assert!(budget.take_at(start + Duration::from_secs(2)), "one back");
+        assert!(!budget.take_at(start + Duration::from_secs(2)));
+        // Never more than the burst, however long it rested.
+        let later = start + Duration::from_secs(3600);
+        for _ in 0..NOTIFY_BURST {
+            assert!(budget.take_at(later));
+        }
+        assert!(!budget.take_at(later));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The `/calls` namespace of the binary with real clients: a call rings every tab of the
 //! callee, the first to accept takes it, signals go only between the call's two sockets, and
 //! every way a call ends (hangup, decline, no answer, a disconnection) tells its parties and
-//! frees both users for the next call.
+//! frees both users for the next call; a ringing call makes nobody busy, and a caller declined
+//! or unanswered waits before calling that callee again.
 
 mod common;
 
@@ -236,9 +237,69 @@ async fn a_declined_call_ends_for_the_caller_and_every_tab_of_the_callee() {
         on_call(&bob1, "call:accept", &id).await,
         error("no such call")
     );
-    // Both are free.
+    // Alice waits before calling bob again; bob may call her.
+    assert_eq!(invite(&alice, "bob").await, error("try again later"));
     let again = call_id(&bob1, "alice").await;
     assert_ne!(again, id);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ringing_call_keeps_nobody_busy_and_answering_one_ends_the_others() {
+    let server = common::start(&["--port", "0"], &[]);
+    let url = &server.url;
+    let (_a, alice, mut alice_events) = caller(url, "alice").await;
+    let (_c, carol, mut carol_events) = caller(url, "carol").await;
+    let (_b1, bob1, mut bob1_events) = caller(url, "bob").await;
+    let (_b2, _bob2, mut bob2_events) = caller(url, "bob").await;
+    let (_d, dave, _dave_events) = caller(url, "dave").await;
+
+    // Alice's call rings bob; carol can still call him: both ring on every tab.
+    let first = call_id(&alice, "bob").await;
+    let second = call_id(&carol, "bob").await;
+    for events in [&mut bob1_events, &mut bob2_events] {
+        assert_eq!(
+            expect(events, "call:incoming").await,
+            json!({ "callId": first, "from": "alice" })
+        );
+        assert_eq!(
+            expect(events, "call:incoming").await,
+            json!({ "callId": second, "from": "carol" })
+        );
+    }
+    // Bob takes carol's: alice's call ends, busy, for her and every tab of bob.
+    assert_eq!(on_call(&bob1, "call:accept", &second).await, ok());
+    assert_eq!(
+        expect(&mut carol_events, "call:accepted").await,
+        json!({ "callId": second, "by": "bob" })
+    );
+    let busy = json!({ "callId": first, "reason": "busy" });
+    assert_eq!(expect(&mut alice_events, "call:ended").await, busy);
+    assert_eq!(expect(&mut bob1_events, "call:ended").await, busy);
+    let mut bob2_ended = vec![
+        expect(&mut bob2_events, "call:ended").await,
+        expect(&mut bob2_events, "call:ended").await,
+    ];
+    bob2_ended.sort_by_key(|event| event["reason"].to_string());
+    assert_eq!(
+        bob2_ended,
+        [
+            json!({ "callId": second, "reason": "answered elsewhere" }),
+            busy
+        ]
+    );
+    assert_eq!(
+        on_call(&bob1, "call:accept", &first).await,
+        error("no such call")
+    );
+    // Now bob is busy; a busy end costs alice no wait once he is free.
+    assert_eq!(invite(&dave, "bob").await, error("busy"));
+    assert_eq!(on_call(&carol, "call:hangup", &second).await, ok());
+    expect(&mut bob1_events, "call:ended").await;
+    let third = call_id(&alice, "bob").await;
+    assert_eq!(
+        expect(&mut bob2_events, "call:incoming").await,
+        json!({ "callId": third, "from": "alice" })
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -339,20 +400,23 @@ async fn an_unanswered_call_ends_after_the_ring_timeout() {
         error("no such call")
     );
 
+    // Alice waits before ringing bob again (10 s); bob may call her.
+    assert_eq!(invite(&alice, "bob").await, error("try again later"));
+
     // An answered call does not time out: it is still up after the ring timeout.
-    let id = call_id(&alice, "bob").await;
-    expect(&mut bob_events, "call:incoming").await;
-    assert_eq!(on_call(&bob, "call:accept", &id).await, ok());
-    expect(&mut alice_events, "call:accepted").await;
+    let id = call_id(&bob, "alice").await;
+    expect(&mut alice_events, "call:incoming").await;
+    assert_eq!(on_call(&alice, "call:accept", &id).await, ok());
+    expect(&mut bob_events, "call:accepted").await;
     tokio::time::sleep(std::time::Duration::from_millis(900)).await;
-    assert_eq!(signal(&alice, &id, "offer", json!({})).await, ok());
+    assert_eq!(signal(&bob, &id, "offer", json!({})).await, ok());
     assert_eq!(
-        expect(&mut bob_events, "call:signal").await["type"],
+        expect(&mut alice_events, "call:signal").await["type"],
         "offer"
     );
-    assert_eq!(on_call(&alice, "call:hangup", &id).await, ok());
+    assert_eq!(on_call(&bob, "call:hangup", &id).await, ok());
     assert_eq!(
-        expect(&mut bob_events, "call:ended").await["reason"],
+        expect(&mut alice_events, "call:ended").await["reason"],
         "hangup"
     );
 }
