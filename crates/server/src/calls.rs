@@ -26,7 +26,7 @@
 //! Only an answered call makes its users busy: a ringing call does not, so nobody can keep
 //! another user busy by calling again and again; several calls may ring one callee at once
 //! (every tab of it), and answering one ends the others. A caller whose call was declined or
-//! not answered waits [`RETRY_COOLDOWN`] (10 s) before calling that callee again.
+//! not answered waits `--call-retry-cooldown-ms` (10 s) before calling that callee again.
 //!
 //! What a client can make the server hold: one ringing or answered call per user as caller
 //! (a caller already calling or in a call is `busy`), so at most one call per connected user;
@@ -61,20 +61,22 @@ pub(crate) const NAMESPACE: &str = "/calls";
 /// The most bytes a `call:signal`'s `data` may take, serialized as JSON.
 pub(crate) const MAX_SIGNAL_BYTES: usize = 16 * 1024;
 
-/// How long a caller waits before calling again a callee who declined its call or did not
-/// answer it.
-pub(crate) const RETRY_COOLDOWN: Duration = Duration::from_secs(10);
-
 /// The longest call id a client may send, in bytes (ours are 32).
 const MAX_CALL_ID_BYTES: usize = 64;
 
 /// Registers the namespace's middleware and handlers on `io`. `verifier`: how a client's
 /// identity is found (with JWT on a token is required: `/calls` is never public);
-/// `ring_timeout`: how long a call rings.
-pub(crate) fn register(io: &SocketIo, verifier: identity::Verifier, ring_timeout: Duration) {
+/// `ring_timeout`: how long a call rings; `retry_cooldown`: how long a caller declined or not
+/// answered waits before calling that callee again.
+pub(crate) fn register(
+    io: &SocketIo,
+    verifier: identity::Verifier,
+    ring_timeout: Duration,
+    retry_cooldown: Duration,
+) {
     let calls = io.of(NAMESPACE);
     identity::install(&calls, verifier, "name");
-    let registry = Arc::new(Registry::new(ring_timeout, RETRY_COOLDOWN));
+    let registry = Arc::new(Registry::new(ring_timeout, retry_cooldown));
     calls.on_connection(move |socket: Socket| {
         let registry = registry.clone();
         async move {

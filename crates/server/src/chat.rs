@@ -65,7 +65,11 @@ pub(crate) fn register(
         let relay = relay.clone();
         let hooks = hooks.clone();
         let notifier = notifier.clone();
-        let budget = Arc::new(NotifyBudget::new());
+        let budget = Arc::new(
+            notifier
+                .as_ref()
+                .map_or(NotifyBudget::new(0), Notifier::budget),
+        );
         async move {
             // The personal room tells who the socket is to the adapter, and so to presence
             // and the API, on every server.

@@ -185,6 +185,16 @@ pub(crate) struct Config {
     #[arg(long = "history-ttl-s", env = "HISTORY_TTL_S", value_name = "S", default_value = "604800", value_parser = parse_ttl, help_heading = "Cluster")]
     pub history_ttl: Duration,
 
+    /// Notifications one socket may cause a minute (`notify` and chat mentions), also at once;
+    /// past it `notify` is refused and mentions are skipped.
+    #[arg(long = "notify-rate", env = "NOTIFY_RATE", value_name = "N", default_value = "30", value_parser = parse_count, help_heading = LIMITS)]
+    pub notify_rate: u32,
+
+    /// How long a caller whose call on /calls was declined or not answered waits before
+    /// calling the same user again, in milliseconds.
+    #[arg(long = "call-retry-cooldown-ms", env = "CALL_RETRY_COOLDOWN_MS", value_name = "MS", default_value = "10000", value_parser = parse_millis, help_heading = LIMITS)]
+    pub call_retry_cooldown: Duration,
+
     /// How long a call on /calls rings before it ends with `no answer`, in milliseconds.
     #[arg(long = "call-ring-timeout-ms", env = "CALL_RING_TIMEOUT_MS", value_name = "MS", default_value = "30000", value_parser = parse_millis)]
     pub call_ring_timeout: Duration,
@@ -1778,6 +1788,28 @@ mod tests {
             2048
         );
         assert!(error(&[], &["--inbox-max-bytes", "0"]).contains("inbox-max-bytes"));
+    }
+
+    #[test]
+    fn notifications_and_call_retries_have_limits_of_their_own() {
+        let defaults = config(&[], &[]);
+        assert_eq!(defaults.notify_rate, 30);
+        assert_eq!(defaults.call_retry_cooldown, Duration::from_secs(10));
+        let env = [("NOTIFY_RATE", "5"), ("CALL_RETRY_COOLDOWN_MS", "250")];
+        let set = config(&env, &[]);
+        assert_eq!(
+            (set.notify_rate, set.call_retry_cooldown),
+            (5, Duration::from_millis(250))
+        );
+        let flags = config(
+            &env,
+            &["--notify-rate", "7", "--call-retry-cooldown-ms", "1"],
+        );
+        assert_eq!(
+            (flags.notify_rate, flags.call_retry_cooldown),
+            (7, Duration::from_millis(1))
+        );
+        assert!(error(&[], &["--notify-rate", "0"]).contains("notify-rate"));
     }
 
     #[test]

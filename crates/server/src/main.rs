@@ -256,7 +256,8 @@ fn socket_io(
     // The users' inboxes have a store of their own (in memory: --inbox-max-bytes).
     // With JWT on and /notifications public, its users are names taken on trust.
     let notifier = notifications::Notifier::new(&io, history.clone())
-        .with_unverified_users(jwt.is_some() && namespaces.notifications.public);
+        .with_unverified_users(jwt.is_some() && namespaces.notifications.public)
+        .with_rate(config.notify_rate);
     chat::register(
         &io,
         required(namespaces.chat.public),
@@ -274,7 +275,12 @@ fn socket_io(
         &notifier,
     );
     // Never public: with JWT on, a call needs a token.
-    calls::register(&io, required(false), config.call_ring_timeout);
+    calls::register(
+        &io,
+        required(false),
+        config.call_ring_timeout,
+        config.call_retry_cooldown,
+    );
     match &jwt {
         Some(_) => info!(
             chat = if namespaces.chat.public {

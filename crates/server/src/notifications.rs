@@ -20,8 +20,8 @@
 //! The inboxes have a store of their own ([`History::inboxes`]): in memory bounded by
 //! `--inbox-max-bytes` over all users (the least recently written forgotten first), apart from
 //! the rooms' history, so notifications to made-up names cost other inboxes, never a room's
-//! history. And each socket may cause [`NOTIFY_BURST`] notifications, refilled at
-//! [`NOTIFY_PER_MINUTE`] a minute ([`NotifyBudget`]: `notify` and the chat's mentions, each
+//! history. And each socket may cause `--notify-rate` notifications (30), refilled at as
+//! many a minute ([`NotifyBudget`]: `notify` and the chat's mentions, each
 //! mention counting one): past it `notify` answers
 //! `{ error: "too many notifications; try again later" }` and a chat message's mentions are
 //! skipped (the message itself is still delivered).
@@ -83,7 +83,7 @@ pub(crate) fn register(
                 hooks.attach(&socket, &rules);
             }
             let notify_with = notifier.clone();
-            let budget = Arc::new(NotifyBudget::new());
+            let budget = Arc::new(notifier.budget());
             socket.on("notify", move |socket: Socket, data: Value| {
                 let notifier = notify_with.clone();
                 let budget = budget.clone();
@@ -142,21 +142,25 @@ impl<'a> NotifyInput<'a> {
 /// How many notifications a user's inbox keeps.
 pub(crate) const INBOX_SIZE: usize = 50;
 
-/// The most notifications a socket may cause at once (`notify`, mentions).
-pub(crate) const NOTIFY_BURST: u32 = 30;
+/// The default of `--notify-rate`: notifications a socket may cause a minute (`notify`,
+/// mentions), and at once.
+pub(crate) const DEFAULT_NOTIFY_RATE: u32 = 30;
 
-/// How many notifications a socket's budget gets back a minute.
-pub(crate) const NOTIFY_PER_MINUTE: u32 = 30;
-
-/// The notifications one socket may cause: a token bucket of [`NOTIFY_BURST`], refilled at
-/// [`NOTIFY_PER_MINUTE`] a minute.
+/// The notifications one socket may cause: a token bucket of `per_minute` notifications,
+/// refilled at `per_minute` a minute (`--notify-rate`).
 #[derive(Debug)]
-pub(crate) struct NotifyBudget(Mutex<(f64, Instant)>);
+pub(crate) struct NotifyBudget {
+    per_minute: u32,
+    state: Mutex<(f64, Instant)>,
+}
 
 impl NotifyBudget {
-    /// A full budget.
-    pub(crate) fn new() -> NotifyBudget {
-        NotifyBudget(Mutex::new((f64::from(NOTIFY_BURST), Instant::now())))
+    /// A full budget of `per_minute`.
+    pub(crate) fn new(per_minute: u32) -> NotifyBudget {
+        NotifyBudget {
+            per_minute,
+            state: Mutex::new((f64::from(per_minute), Instant::now())),
+        }
     }
 
     /// Spends one notification now: whether there was one left.
@@ -166,14 +170,14 @@ impl NotifyBudget {
 
     fn take_at(&self, now: Instant) -> bool {
         let mut state = self
-            .0
+            .state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (tokens, last) = &mut *state;
         let elapsed = now.saturating_duration_since(*last);
-        let refill = elapsed.as_secs_f64() * f64::from(NOTIFY_PER_MINUTE)
+        let refill = elapsed.as_secs_f64() * f64::from(self.per_minute)
             / Duration::from_secs(60).as_secs_f64();
-        *tokens = (*tokens + refill).min(f64::from(NOTIFY_BURST));
+        *tokens = (*tokens + refill).min(f64::from(self.per_minute));
         *last = now.max(*last);
         if *tokens >= 1.0 {
             *tokens -= 1.0;
@@ -220,6 +224,8 @@ pub(crate) struct Notifier {
     /// namespace): then nobody's inbox can be read there, nothing is kept in the inboxes, and
     /// mentions from a token-protected `/chat` are not sent there.
     unverified: bool,
+    /// Notifications one socket may cause a minute (`--notify-rate`).
+    per_minute: u32,
 }
 
 impl std::fmt::Debug for Notifier {
@@ -238,7 +244,19 @@ impl Notifier {
             namespace: io.of("/notifications"),
             inbox: history.inboxes(),
             unverified: false,
+            per_minute: DEFAULT_NOTIFY_RATE,
         }
+    }
+
+    /// This notifier, each socket allowed `per_minute` notifications a minute.
+    pub(crate) fn with_rate(mut self, per_minute: u32) -> Notifier {
+        self.per_minute = per_minute;
+        self
+    }
+
+    /// A full budget for a new socket.
+    pub(crate) fn budget(&self) -> NotifyBudget {
+        NotifyBudget::new(self.per_minute)
     }
 
     /// This notifier, for a `/notifications` that takes names on trust while JWT is on
@@ -356,9 +374,9 @@ mod tests {
 
     #[test]
     fn a_socket_causes_a_burst_of_notifications_then_one_every_two_seconds() {
-        let budget = NotifyBudget::new();
+        let budget = NotifyBudget::new(DEFAULT_NOTIFY_RATE);
         let start = Instant::now();
-        for _ in 0..NOTIFY_BURST {
+        for _ in 0..DEFAULT_NOTIFY_RATE {
             assert!(budget.take_at(start));
         }
         assert!(!budget.take_at(start), "past the burst");
@@ -367,7 +385,7 @@ mod tests {
         assert!(!budget.take_at(start + Duration::from_secs(2)));
         // Never more than the burst, however long it rested.
         let later = start + Duration::from_secs(3600);
-        for _ in 0..NOTIFY_BURST {
+        for _ in 0..DEFAULT_NOTIFY_RATE {
             assert!(budget.take_at(later));
         }
         assert!(!budget.take_at(later));
