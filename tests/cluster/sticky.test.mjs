@@ -534,7 +534,9 @@ function assertExactlyOnce(clients, room, sent) {
     for (const { text, sender } of sent) {
       const m = c.messages.find((x) => x.text === text);
       assert.equal(typeof m.time, "number", `${c.label}: time of ${text}`);
-      assert.deepStrictEqual({ ...m, time: 0 }, { room, sender, text, time: 0 }, `${c.label}: ${text}`);
+      // Each message carries the unique id the server gave it (the same on every node).
+      assert.equal(typeof m.id, "string", `${c.label}: id of ${text}`);
+      assert.deepStrictEqual({ ...m, time: 0, id: "" }, { room, sender, text, time: 0, id: "" }, `${c.label}: ${text}`);
     }
     // the messages of one sender arrive in the order it sent them
     const bySender = new Map();
